@@ -1,0 +1,40 @@
+"""Shared test helpers: paths, the test user, and CI-aware prerequisites.
+
+Outside CI a missing prerequisite (not root, no Grid Engine...) skips the test
+with a message saying how to run it; with ``CI=true`` it fails instead, so CI
+can never go green by skipping the real-part tests.
+"""
+import os
+import pwd
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+WRAPPERS_SRC = os.path.join(REPO, "wrappers")
+CLUSTER_UP = os.path.join(REPO, "tests", "cluster", "up")
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+#: the unprivileged user the real-part tests run clients as (made by tests/cluster/up)
+TEST_USER = "sgetest"
+
+
+def need(ok, why, how="run the tests as root: sudo make test"):
+    """Skip (or, under CI=true, fail) the calling test unless ``ok``."""
+    if ok:
+        return
+    message = f"{why} ({how})"
+    if IN_CI:
+        pytest.fail("prerequisite missing in CI: " + message, pytrace=False)
+    pytest.skip(message)
+
+
+def need_root():
+    need(os.geteuid() == 0, "needs root")
+
+
+def test_user():
+    """The pwd entry of the test user; requires tests/cluster/up to have run."""
+    try:
+        return pwd.getpwnam(TEST_USER)
+    except KeyError:
+        need(False, f"test user {TEST_USER!r} missing", "run tests/cluster/up as root")

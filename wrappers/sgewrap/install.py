@@ -1,0 +1,224 @@
+"""Install the wrappers into ``SGE_ROOT/util/resources/wrappers`` (and remove them).
+
+One implementation behind both ``make install`` and ``sgewrap install``.
+Stdlib only, so it runs before anything is installed.
+
+Layout (``DEST`` = ``SGE_ROOT/util/resources/wrappers``)::
+
+    DEST/NAME                     each entry point, shebang ``#!DEST/sgewrap.venv/bin/python3 -I``
+    DEST/sgewrap.venv/            a virtual environment of the chosen python: sgewrap,
+                                  plumbum and shellingham in its site-packages, compiled
+    DEST/sgewrap.manifest         what was installed, and what it displaced
+    DEST/NAME.sgewrap-orig        a file of the same name that was there before (Grid
+                                  Engine ships a qlogin_wrapper), put back by uninstall
+
+Everything is root-owned (when run as root) and not group/world writable: the
+daemon side runs these files as root.  Installing twice changes nothing.
+"""
+import compileall
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
+
+SRC = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))   # .../wrappers
+PACKAGE = os.path.join(SRC, "sgewrap")
+VENV = "sgewrap.venv"
+MANIFEST = "sgewrap.manifest"
+ORIG = ".sgewrap-orig"
+DEPENDENCIES = ("plumbum", "shellingham")
+DEFAULT_PYTHON = "/usr/bin/python3"
+
+
+class InstallError(Exception):
+    pass
+
+
+def entry_point_names():
+    """The drop-in scripts: every executable file directly in wrappers/."""
+    return sorted(n for n in os.listdir(SRC)
+                  if os.path.isfile(os.path.join(SRC, n)) and os.access(os.path.join(SRC, n), os.X_OK))
+
+
+def destination(sge_root):
+    return os.path.join(os.path.abspath(sge_root), "util", "resources", "wrappers")
+
+
+def _read_manifest(dest):
+    path = os.path.join(dest, MANIFEST)
+    scripts, displaced = [], []
+    try:
+        with open(path) as f:
+            for line in f:
+                kind, _, name = line.rstrip("\n").partition(" ")
+                (displaced if kind == "displaced" else scripts).append(name)
+    except FileNotFoundError:
+        pass
+    return scripts, displaced
+
+
+def _write_atomic(path, data, mode):
+    """Replace ``path`` with ``data`` unless it already holds it; True if written."""
+    try:
+        with open(path, "rb") as f:
+            if f.read() == data and stat.S_IMODE(os.stat(path).st_mode) == mode:
+                return False
+    except FileNotFoundError:
+        pass
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".sgewrap-")
+    try:
+        os.write(fd, data)
+        os.fchmod(fd, mode)
+        if os.geteuid() == 0:
+            os.fchown(fd, 0, 0)
+        os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    return True
+
+
+def _site_packages(venv_python):
+    out = subprocess.run([venv_python, "-I", "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                         check=True, stdout=subprocess.PIPE, text=True).stdout.strip()
+    return out
+
+
+def _tree_identical(a, b):
+    import filecmp
+    if not os.path.isdir(b):
+        return False
+    cmp = filecmp.dircmp(a, b, ignore=["__pycache__"])
+    if cmp.left_only or cmp.right_only or cmp.diff_files or cmp.funny_files:
+        return False
+    return all(_tree_identical(os.path.join(a, d), os.path.join(b, d)) for d in cmp.common_dirs)
+
+
+def _harden(top):
+    """root:root and no group/world write below ``top``."""
+    for base, dirs, files in os.walk(top):
+        for name in [base] + [os.path.join(base, n) for n in dirs + files]:
+            st = os.lstat(name)
+            if stat.S_ISLNK(st.st_mode):
+                continue
+            if os.geteuid() == 0 and (st.st_uid or st.st_gid):
+                os.chown(name, 0, 0)
+            if st.st_mode & 0o022:
+                os.chmod(name, stat.S_IMODE(st.st_mode) & ~0o022)
+
+
+def install(sge_root, python=DEFAULT_PYTHON, dry_run=False, with_deps=True, report=print):
+    """Install every entry point under ``sge_root``; returns the paths written."""
+    if not os.path.isabs(python) or not os.access(python, os.X_OK):
+        raise InstallError("python must be an absolute path of an executable: %r" % python)
+    dest = destination(sge_root)
+    venv = os.path.join(dest, VENV)
+    venv_python = os.path.join(venv, "bin", "python3")
+    shebang = "#!%s -I\n" % venv_python
+    if len(shebang) > 127:
+        raise InstallError("interpreter path too long for a shebang line (%d > 127): %s" % (len(shebang), venv_python))
+    names = entry_point_names()
+    if dry_run:
+        report("would create %s (venv of %s with sgewrap%s)" % (venv, python, ", " + ", ".join(DEPENDENCIES) if with_deps else ""))
+        for name in names:
+            report("would install %s" % os.path.join(dest, name))
+        return []
+    written = []
+    os.makedirs(dest, mode=0o755, exist_ok=True)
+    if not os.path.exists(venv_python):
+        subprocess.run([python, "-m", "venv", "--without-pip", venv], check=True)
+        report("created %s" % venv)
+        written.append(venv)
+    site = _site_packages(venv_python)
+    target = os.path.join(site, "sgewrap")
+    if not _tree_identical(PACKAGE, target):
+        shutil.rmtree(target, ignore_errors=True)
+        shutil.copytree(PACKAGE, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        report("installed %s" % target)
+        written.append(target)
+    if with_deps and any(not os.path.isdir(os.path.join(site, d)) for d in DEPENDENCIES):
+        subprocess.run([python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+                        "--no-warn-script-location", "--target", site] + list(DEPENDENCIES),
+                       check=True, env=dict(os.environ, PIP_ROOT_USER_ACTION="ignore"))
+        report("installed %s into %s" % (", ".join(DEPENDENCIES), site))
+        written.append(site)
+    # compile as root now: the users who run the wrappers cannot write __pycache__
+    compileall.compile_dir(site, quiet=2, force=False)
+    subprocess.run([venv_python, "-I", "-m", "compileall", "-q", site], check=True,
+                   stdout=subprocess.DEVNULL)
+    _harden(venv)
+    old_scripts, displaced = _read_manifest(dest)
+    for name in names:
+        path = os.path.join(dest, name)
+        with open(os.path.join(SRC, name)) as f:
+            lines = f.read().splitlines(True)
+        body = (shebang + "".join(lines[1:])).encode()
+        if os.path.lexists(path) and name not in old_scripts and name not in displaced:
+            os.rename(path, path + ORIG)    # Grid Engine's own file of that name
+            displaced.append(name)
+            report("kept the previous %s as %s" % (path, path + ORIG))
+        if _write_atomic(path, body, 0o755):
+            report("installed %s" % path)
+            written.append(path)
+    manifest = "".join("script %s\n" % n for n in names) + "".join("displaced %s\n" % n for n in displaced)
+    _write_atomic(os.path.join(dest, MANIFEST), manifest.encode(), 0o644)
+    if not written:
+        report("%s: up to date" % dest)
+    return written
+
+
+def uninstall(sge_root, dry_run=False, report=print):
+    """Remove exactly what install() put under ``sge_root``; put displaced files back."""
+    dest = destination(sge_root)
+    scripts, displaced = _read_manifest(dest)
+    if not scripts and not os.path.isdir(os.path.join(dest, VENV)):
+        report("%s: nothing of sgewrap installed" % dest)
+        return []
+    removed = []
+    for name in scripts:
+        path = os.path.join(dest, name)
+        if os.path.lexists(path):
+            report(("would remove " if dry_run else "removed ") + path)
+            if not dry_run:
+                os.unlink(path)
+            removed.append(path)
+    for name in displaced:
+        path = os.path.join(dest, name)
+        if os.path.lexists(path + ORIG):
+            report(("would restore " if dry_run else "restored ") + path)
+            if not dry_run:
+                os.rename(path + ORIG, path)
+    for path in (os.path.join(dest, VENV), os.path.join(dest, MANIFEST)):
+        if os.path.lexists(path):
+            report(("would remove " if dry_run else "removed ") + path)
+            if not dry_run:
+                shutil.rmtree(path) if os.path.isdir(path) and not os.path.islink(path) else os.unlink(path)
+            removed.append(path)
+    return removed
+
+
+def main(argv=None):
+    """``python3 -m sgewrap.install [--uninstall] [--dry-run] [--no-deps] SGE_ROOT [PYTHON]``."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    flags = {a for a in args if a.startswith("--")}
+    rest = [a for a in args if not a.startswith("--")]
+    unknown = flags - {"--uninstall", "--dry-run", "--no-deps"}
+    if unknown or not 1 <= len(rest) <= 2:
+        sys.stderr.write("usage: python3 -m sgewrap.install [--uninstall] [--dry-run] [--no-deps] SGE_ROOT [PYTHON]\n")
+        return 64
+    try:
+        if "--uninstall" in flags:
+            uninstall(rest[0], dry_run="--dry-run" in flags)
+        else:
+            install(rest[0], *(rest[1:]), dry_run="--dry-run" in flags, with_deps="--no-deps" not in flags)
+    except (InstallError, OSError, subprocess.CalledProcessError) as err:
+        sys.stderr.write("sgewrap install: error: %s\n" % err)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
