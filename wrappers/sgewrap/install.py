@@ -36,10 +36,25 @@ class InstallError(Exception):
     pass
 
 
+#: scripts made at install time because their name is taken by the package
+#: directory in the source tree (wrappers/sgewrap/): name -> module with main()
+GENERATED = {"sgewrap": "sgewrap.admin"}
+
+
 def entry_point_names():
-    """The drop-in scripts: every executable file directly in wrappers/."""
-    return sorted(n for n in os.listdir(SRC)
-                  if os.path.isfile(os.path.join(SRC, n)) and os.access(os.path.join(SRC, n), os.X_OK))
+    """The drop-in scripts: every executable file directly in wrappers/, and GENERATED."""
+    return sorted([n for n in os.listdir(SRC)
+                   if os.path.isfile(os.path.join(SRC, n)) and os.access(os.path.join(SRC, n), os.X_OK)]
+                  + list(GENERATED))
+
+
+def script_body(name):
+    """The text of entry point ``name`` after its shebang line."""
+    if name in GENERATED:
+        return '"""%s: the administrator\'s command; --help says more."""\nfrom %s import main\n\nmain()\n' % (
+            name, GENERATED[name])
+    with open(os.path.join(SRC, name)) as f:
+        return "".join(f.read().splitlines(True)[1:])
 
 
 def destination(sge_root):
@@ -153,9 +168,7 @@ def install(sge_root, python=DEFAULT_PYTHON, dry_run=False, with_deps=True, repo
     old_scripts, displaced = _read_manifest(dest)
     for name in names:
         path = os.path.join(dest, name)
-        with open(os.path.join(SRC, name)) as f:
-            lines = f.read().splitlines(True)
-        body = (shebang + "".join(lines[1:])).encode()
+        body = (shebang + script_body(name)).encode()
         if os.path.lexists(path) and name not in old_scripts and name not in displaced:
             os.rename(path, path + ORIG)    # Grid Engine's own file of that name
             displaced.append(name)

@@ -77,5 +77,5 @@ def find_program(candidates, environ, what="client"):
             continue
         if is_program(path):
             return path
-        tried.append(path)
+        tried.append(path + (" (not executable)" if os.path.exists(path) else " (missing)"))
     raise WrapperError(NO_CLIENT, "no executable %s program: tried %s" % (what, ", ".join(tried)))
