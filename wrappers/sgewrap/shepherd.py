@@ -73,4 +73,4 @@ def as_user(user, argv, **kwargs):
     env = {"HOME": pw.pw_dir, "USER": user, "LOGNAME": user, "SHELL": pw.pw_shell,
            "PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
     env.update(kwargs.pop("env", {}))
-    return subprocess.run(["runuser", "-u", user, "--"] + list(argv), env=env, **kwargs)
+    return subprocess.run(["/usr/sbin/runuser", "-u", user, "--"] + list(argv), env=env, **kwargs)

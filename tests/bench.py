@@ -1,0 +1,144 @@
+"""make bench: what a wrapper costs, as medians and ratios from one run.
+
+Part 1, start-to-exec (no root needed beyond an installed copy): each entry
+point run with SGE's exact words and ``--client=/bin/true`` (so the exec'd
+program costs nothing), against ``python3 -I -c pass`` and the shipped
+3-line sh ``qlogin_wrapper`` (exec'ing /bin/true likewise).  Repetitions
+alternate between the commands so that drift hits all of them alike.
+
+Part 2, end to end (root, real one-host Grid Engine): ``qrsh true`` per
+method and a 16-task ``qrsh -inherit`` fan-out per method; see
+tests/e2e/bench_e2e.py.  Skipped with a note when not root.
+
+Writes build/bench/bench.csv and, with matplotlib (``pip install .[bench]``),
+build/bench/bench.png.  Benchmarks are not tests: nothing fails on a time.
+"""
+import csv
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+OUT = os.path.join(REPO, "build", "bench")
+SHIPPED_QLOGIN = "#!/bin/sh\nHOST=$1\nPORT=$2\nexec /bin/true -X -p $PORT $HOST\n"
+STARTER = "'/usr/lib/gridengine/utilbin/lx-amd64/qrsh_starter'"
+JOBDIR = "'/var/spool/gridengine/execd/vm/active_jobs/1.1'"
+
+
+def installed_wrappers():
+    """An installed copy (make install into a scratch SGE_ROOT), as an admin would have it."""
+    root = os.environ.get("BENCH_SGE_ROOT") or os.path.join(tempfile.gettempdir(), "sgewrap-bench")
+    subprocess.run(["make", "-s", "-C", REPO, "install", "SGE_ROOT=" + root], check=True,
+                   stdout=subprocess.DEVNULL)
+    return os.path.join(root, "util", "resources", "wrappers")
+
+
+def alternate(commands, rounds):
+    """{label: [seconds...]} running each command once per round, in turn."""
+    times = {label: [] for label in commands}
+    devnull = subprocess.DEVNULL
+    for _ in range(rounds):
+        for label, argv in commands.items():
+            start = time.perf_counter()
+            rc = subprocess.run(argv, stdin=devnull, stdout=devnull, stderr=devnull).returncode
+            times[label].append(time.perf_counter() - start)
+            if rc != 0:
+                raise SystemExit("bench: %s exited %d: %s" % (label, rc, argv))
+    return times
+
+
+def start_to_exec(rounds=200):
+    w = installed_wrappers()
+    tmp = tempfile.mkdtemp(prefix="sgewrap-bench-")
+    shipped = os.path.join(tmp, "qlogin_wrapper.sh")
+    with open(shipped, "w") as f:
+        f.write(SHIPPED_QLOGIN)
+    os.chmod(shipped, 0o755)
+    true = "--client=/bin/true"
+    commands = {
+        "python3 -I -c pass": ["/usr/bin/python3", "-I", "-c", "pass"],
+        "shipped sh qlogin_wrapper": [shipped, "vm", "4711"],
+        "qlogin_wrapper": [os.path.join(w, "qlogin_wrapper"), true, "vm", "4711"],
+        "ssh_wrapper (rsh_command)": [os.path.join(w, "ssh_wrapper"), true, "-n", "-p", "4711", "vm", "exec",
+                                      STARTER, JOBDIR, "noshell"],
+        "ssh_wrapper (rlogin_command)": [os.path.join(w, "ssh_wrapper"), true, "-p", "4711", "vm"],
+        "telnet_adapter": [os.path.join(w, "telnet_adapter"), true, "vm", "4711"],
+        "rlogin_adapter": [os.path.join(w, "rlogin_adapter"), true, "-p", "4711", "vm"],
+        "rsh_adapter": [os.path.join(w, "rsh_adapter"), true, "-p", "4711", "vm", "exec", STARTER, JOBDIR],
+    }
+    rshd = os.path.join(w, "rshdwrapper")
+    if os.geteuid() == 0 and os.path.exists(rshd):
+        commands["rshdwrapper (spawn, wait)"] = [rshd, "--setup-dir=" + tmp, "/bin/true"]
+    times = alternate(commands, rounds)
+    base = statistics.median(times["python3 -I -c pass"])
+    sh = statistics.median(times["shipped sh qlogin_wrapper"])
+    rows = []
+    for label, samples in times.items():
+        med = statistics.median(samples)
+        rows.append(("start-to-exec", label, med * 1000, med / base, med / sh))
+    return rows
+
+
+def print_table(rows, title):
+    print(title)
+    print("  %-14s %-34s %10s %10s %10s" % ("part", "what", "median ms", "ratio", "vs sh"))
+    for part, label, ms, r1, r2 in rows:
+        print("  %-14s %-34s %10.2f %10s %10s" % (part, label, ms, "%.2fx" % r1 if r1 else "",
+                                                   "%.2fx" % r2 if r2 else ""))
+
+
+def write_outputs(rows):
+    os.makedirs(OUT, exist_ok=True)
+    with open(os.path.join(OUT, "bench.csv"), "w", newline="") as f:
+        out = csv.writer(f)
+        out.writerow(["part", "what", "median_ms", "ratio_to_baseline", "ratio_to_second_baseline"])
+        for row in rows:
+            out.writerow([row[0], row[1], "%.3f" % row[2]] + ["%.3f" % r if r else "" for r in row[3:]])
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("(no matplotlib: pip install .[bench] for build/bench/bench.png)")
+        return
+    parts = sorted({r[0] for r in rows}, key=[r[0] for r in rows].index)
+    fig, axes = plt.subplots(len(parts), 1, figsize=(9, 2.2 + 0.45 * len(rows)), squeeze=False)
+    for ax, part in zip(axes[:, 0], parts):
+        mine = [r for r in rows if r[0] == part]
+        ax.barh([r[1] for r in mine][::-1], [r[2] for r in mine][::-1], color="#4a7ab5")
+        ax.set_title(part)
+        ax.set_xlabel("median ms")
+        for y, r in enumerate(mine[::-1]):
+            ax.text(r[2], y, " %.1f" % r[2], va="center", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(os.path.join(OUT, "bench.png"), dpi=110)
+
+
+def main():
+    rounds = int(os.environ.get("BENCH_ROUNDS", "200"))
+    stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    machine = "%s, %d cores, Python %s" % (os.uname().machine, os.cpu_count(), sys.version.split()[0])
+    rows = start_to_exec(rounds)
+    print_table(rows, "start-to-exec, %d alternating rounds, %s, %s (ratio: vs python3 -I -c pass)"
+                % (rounds, stamp, machine))
+    e2e = []
+    if os.geteuid() == 0 and os.environ.get("BENCH_E2E", "1") == "1":
+        sys.path.insert(0, os.path.join(REPO, "tests"))
+        try:
+            from e2e.bench_e2e import end_to_end
+        except ImportError as err:
+            print("(end-to-end part unavailable: %s)" % err)
+        else:
+            e2e = end_to_end()
+            print_table(e2e, "\nend to end on the one-host cluster (ratio: vs bare ssh; 2nd: vs Perl rshd-wrapper)")
+    else:
+        print("\n(end-to-end part needs root and the test cluster: sudo make bench)")
+    write_outputs(rows + e2e)
+    print("\nwrote %s/bench.csv%s" % (OUT, " and bench.png" if os.path.exists(os.path.join(OUT, "bench.png")) else ""))
+
+
+if __name__ == "__main__":
+    main()
