@@ -48,7 +48,7 @@ cluster-down:
 	tests/cluster/down
 
 bench: $(VPY)
-	$(VPY) -m tests.bench
+	$(VPY) tests/bench.py
 
 demo: $(VPY)
 	tests/cluster/up
@@ -56,5 +56,5 @@ demo: $(VPY)
 	$(VPY) -m tests.demo
 
 clean:
-	rm -rf $(VENV) build *.egg-info wrappers/*.egg-info .pytest_cache bench/out
+	rm -rf $(VENV) build *.egg-info wrappers/*.egg-info .pytest_cache
 	find . -name __pycache__ -prune -exec rm -rf {} +

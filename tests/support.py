@@ -4,6 +4,8 @@ Outside CI a missing prerequisite (not root, no Grid Engine...) skips the test
 with a message saying how to run it; with ``CI=true`` it fails instead, so CI
 can never go green by skipping the real-part tests.
 """
+import contextlib
+import fcntl
 import os
 import pwd
 
@@ -38,3 +40,19 @@ def test_user():
         return pwd.getpwnam(TEST_USER)
     except KeyError:
         need(False, f"test user {TEST_USER!r} missing", "run tests/cluster/up as root")
+
+
+#: held (flock) by every test that changes host-wide state: the Grid Engine
+#: configuration, /etc/pam.d/sshd.  Concurrent test runs on one machine queue up.
+HOST_LOCK = "/run/sgewrap-cluster/lock"
+
+
+@contextlib.contextmanager
+def host_lock():
+    os.makedirs(os.path.dirname(HOST_LOCK), exist_ok=True)
+    fd = os.open(HOST_LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
