@@ -1,0 +1,429 @@
+"""The ``sgewrap`` command without Grid Engine: saved configurations and a fake qconf.
+
+``check --from`` reads the scenarios of tests/data/sgeconf (README there);
+``config --apply/--restore`` and ``check`` without --from talk to a fake
+``qconf`` (first in PATH) that keeps configurations as files and re-renders
+them the way qconf does.  tests/cluster/test_admin_cluster.py does the same
+against the real qconf.
+"""
+import json
+import os
+import stat
+import sys
+
+import pytest
+
+from sgewrap import admin, sgeconf
+from sgewrap.admin import check
+
+DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "sgeconf")
+W = "/opt/sge/util/resources/wrappers"
+WRAPPERS_SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                            "wrappers")
+
+
+def sgewrap(capsys, *argv):
+    """(exit status, stdout, stderr) of ``sgewrap ARGV...``."""
+    with pytest.raises(SystemExit) as exit_:
+        admin.main(list(argv))
+    out = capsys.readouterr()
+    return exit_.value.code, out.out, out.err
+
+
+def scenario(name):
+    return os.path.join(DATA, name)
+
+
+# --- check --from -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["builtin", "consistent", "heterogeneous", "unknown-daemon", "tight"])
+def test_consistent_scenarios_exit_0(capsys, name):
+    code, out, err = sgewrap(capsys, "check", "--from", scenario(name))
+    assert (code, err) == (0, "")
+    assert "MISMATCH" not in out and "\nerror:" not in out
+    assert out.rstrip().splitlines()[-1].startswith("consistent")
+
+
+def test_consistent_table_lists_every_host_pair(capsys):
+    code, out, _ = sgewrap(capsys, "check", "--from", scenario("consistent"))
+    for pair in ("node01 -> node01", "node01 -> *", "* -> node01", "* -> *"):
+        assert sum(line.startswith(pair + " ") for line in out.splitlines()) == 3, pair
+    assert "ssh: rshdwrapper" in out and "ssh: qlogin_wrapper --no-x11" in out
+
+
+def test_daemon_mismatch_names_host_and_slot(capsys):
+    code, out, _ = sgewrap(capsys, "check", "--from", scenario("daemon-mismatch"))
+    assert code == 1
+    errors = [line for line in out.splitlines() if line.startswith("error:")]
+    assert errors == [
+        "error: rsh: rsh_command on node02 runs ssh_wrapper (ssh) but rsh_daemon on node02 is in.rshd (rsh)",
+        "error: rsh: rsh_command on hosts without a local configuration runs ssh_wrapper (ssh) but rsh_daemon "
+        "on node02 is in.rshd (rsh)"]
+    rows = [line.split() for line in out.splitlines() if line.startswith("node02 -> node02 ")]
+    assert [r[3:] for r in rows if r[3] == "rsh"] == [["rsh", "ssh:", "ssh_wrapper", "rsh:", "in.rshd", "MISMATCH"]]
+    assert out.rstrip().endswith("NOT consistent: 2 errors")
+
+
+def test_command_mismatch_on_a_submit_host(capsys):
+    code, out, _ = sgewrap(capsys, "check", "--from", scenario("command-mismatch"))
+    assert code == 1
+    assert "error: qlogin: qlogin_command on login01 runs telnet (telnet) but qlogin_daemon on " \
+           "hosts without a local configuration is sshd -i (ssh)" in out
+    assert "warning: qlogin_command: telnet is used: unencrypted" in out
+
+
+def test_placeholders_are_flagged(capsys):
+    code, out, _ = sgewrap(capsys, "check", "--from", scenario("placeholders"))
+    assert code == 1
+    assert "error: global configuration: rsh_command holds $SGE_ROOT literally" in out
+    assert "error: global configuration: rsh_daemon holds $SGE_ROOT literally" in out
+    assert "error: global configuration: rsh_daemon '$SGE_ROOT/utilbin/$ARC/rshd' is not an absolute path" in out
+
+
+def test_relative_daemon(capsys):
+    code, out, _ = sgewrap(capsys, "check", "--from", scenario("relative-daemon"))
+    assert code == 1
+    assert "rsh_daemon 'sshd' is not an absolute path: the shepherd refuses to start it" in out
+
+
+def test_unknown_programs_are_a_warning(capsys):
+    code, out, _ = sgewrap(capsys, "check", "--from", scenario("unknown-daemon"))
+    assert code == 0
+    assert "warning: hosts without a local configuration: cannot tell which protocol rsh_command" in out
+
+
+def test_heterogeneous_cluster(capsys):
+    code, out, _ = sgewrap(capsys, "check", "--json", "--from", scenario("heterogeneous"))
+    result = json.loads(out)
+    assert code == 0 and result["consistent"]
+    assert result["configurations"] == ["global", "arm01", "arm02", "ppc01"]
+    assert len(result["pairs"]) == 3 * 4 * 4      # (3 hosts + the others) squared, 3 slots
+    assert {p["status"] for p in result["pairs"]} == {"ok"}
+    assert result["entries"]["arm01"]["rsh_daemon"] == "/opt/sge/utilbin/lx-arm64/rshd -l"
+    assert {p["severity"] for p in result["problems"]} == {"warning"}
+    assert sorted(p["slot"] for p in result["problems"]) == ["rlogin_command", "rsh_command"]
+
+
+def test_heterogeneous_mismatch(capsys):
+    code, out, _ = sgewrap(capsys, "check", "--json", "--from", scenario("heterogeneous-mismatch"))
+    result = json.loads(out)
+    assert code == 1 and not result["consistent"]
+    bad = [p for p in result["pairs"] if p["status"] == "MISMATCH"]
+    assert {(p["exec_host"], p["slot"]) for p in bad} == {("arm02", "rsh")}
+    assert {p["client_host"] for p in bad} == {"arm01", "arm02", "*"}
+    assert all(p["host"] == "arm02" and p["slot"] == "rsh" for p in result["problems"] if p["severity"] == "error")
+
+
+def test_sconfl_is_optional(tmp_path, capsys):
+    for name in ("global", "node02"):
+        (tmp_path / name).write_text(open(os.path.join(scenario("daemon-mismatch"), name)).read())
+    code, out, _ = sgewrap(capsys, "check", "--from", str(tmp_path))
+    assert code == 1 and "rsh_daemon on node02 is in.rshd" in out
+
+
+def test_unreadable_configuration_exits_2(tmp_path, capsys):
+    code, out, err = sgewrap(capsys, "check", "--from", str(tmp_path / "nowhere"))
+    assert (code, out) == (2, "")
+    assert err == "sgewrap: error: %s is not a directory\n" % (tmp_path / "nowhere")
+    (tmp_path / "global").write_text("#global:\n")
+    (tmp_path / "sconfl").write_text("node09\n")
+    code, out, err = sgewrap(capsys, "check", "--from", str(tmp_path))
+    assert code == 2 and err.startswith("sgewrap: error: cannot read %s: " % (tmp_path / "node09"))
+
+
+# --- what can only be checked on this host --------------------------------------------------------
+
+
+def load(name):
+    from sgewrap.admin.common import read_dir
+    return read_dir(scenario(name))
+
+
+def test_tight_without_pam_line_on_this_host(tmp_path):
+    pam_file = tmp_path / "sshd"
+    pam_file.write_text("@include common-auth\n")
+    glob, hosts = load("tight")
+    report = check.analyse(glob, hosts, here="node05", pam_file=str(pam_file), executable=lambda p: True)
+    assert [str(p) for p in report.errors] == [
+        "error: node05: qlogin_daemon, rlogin_daemon, rsh_daemon run tight integration (rshdwrapper) but %s "
+        "lacks 'auth required pam_sge-qrsh-setup.so': sessions do not get the job's group" % pam_file]
+    pam_file.write_text("auth required pam_sge-qrsh-setup.so\n@include common-auth\n")
+    assert check.analyse(glob, hosts, here="node05", pam_file=str(pam_file), executable=lambda p: True).consistent
+    # a host whose local configuration is not tight needs no PAM line
+    glob, hosts = load("consistent")
+    hosts["node01"] = sgeconf.with_entries(hosts["node01"], sgeconf.entries("ssh", W))
+    pam_file.write_text("")
+    report = check.analyse(glob, hosts, here="node01", pam_file=str(pam_file), executable=lambda p: True)
+    assert not any("pam" in str(p) for p in report.problems)
+
+
+def test_daemon_not_executable_on_this_host(capsys, tmp_path):
+    code, out, _ = sgewrap(capsys, "check", "--from", scenario("tight"), "--this-host", "vm",
+                           "--pam-file", os.devnull)
+    assert code == 1
+    assert "error: vm: rsh_daemon %s/rshdwrapper is missing on this host: the shepherd refuses to start it" % W in out
+    assert "lacks 'auth required pam_sge-qrsh-setup.so'" in out
+    code, out, _ = sgewrap(capsys, "check", "--from", scenario("tight"))
+    assert code == 0 and "note: executables and the PAM line were not checked" in out
+
+
+def test_client_in_a_daemon_slot():
+    glob, hosts = load("builtin")
+    glob = sgeconf.with_entries(glob, {"rsh_command": "/usr/sbin/sshd -i", "rsh_daemon": "/usr/bin/ssh"})
+    messages = [str(p) for p in check.analyse(glob, {}).errors]
+    assert "error: global configuration: rsh_daemon runs ssh, a client, not a daemon" in messages
+    assert "error: global configuration: rsh_command runs sshd, a daemon, not a client" in messages
+
+
+# --- a fake qconf: live reading, apply, restore, its failures -------------------------------------
+
+FAKE_QCONF = r'''#!%(python)s -I
+"""A stand-in qconf keeping configurations as files in $FAKE_QCONF_STORE, shown like qconf shows them."""
+import os, sys
+sys.path.insert(0, %(src)r)
+from sgewrap import sgeconf
+store = os.environ["FAKE_QCONF_STORE"]
+args = sys.argv[1:]
+with open(os.path.join(store, ".log"), "a") as log:
+    log.write(" ".join(args) + "\n")
+if os.environ.get("FAKE_QCONF_FAIL"):
+    sys.stderr.write("error: commlib error: got select error (Connection refused)\nunable to contact qmaster\n")
+    sys.exit(1)
+def path(name):
+    return os.path.join(store, name)
+if args == ["-sconfl"]:
+    hosts = sorted(n for n in os.listdir(store) if n != "global" and not n.startswith("."))
+    if not hosts:
+        sys.stderr.write("no config defined\n")
+        sys.exit(1)
+    print("\n".join(hosts))
+elif args[0] == "-sconf":
+    name = args[1] if len(args) > 1 else "global"
+    if not os.path.exists(path(name)):
+        sys.stderr.write("configuration %%s not defined\n" %% name)
+        sys.exit(1)
+    sys.stdout.write(open(path(name)).read())
+elif args[0] in ("-Mconf", "-Aconf"):
+    name = os.path.basename(args[1])
+    if (args[0] == "-Aconf") == os.path.exists(path(name)):
+        sys.stderr.write("error: %%s %%s\n" %% (name, "exists" if args[0] == "-Aconf" else "does not exist"))
+        sys.exit(1)
+    # kept as given, comments and blank lines dropped, under qconf's header and final empty line
+    text = "".join(l.text for l in sgeconf.parse(open(args[1]).read()).lines if l.key)
+    with open(path(name), "w") as f:
+        f.write("#%%s:\n%%s\n" %% (name, text))
+    print('root@vm modified "%%s" in configuration list' %% name)
+elif args[0] == "-dconf":
+    os.unlink(path(args[1]))
+    print('root@vm removed "%%s" from configuration list' %% args[1])
+else:
+    sys.exit(2)
+'''
+
+
+@pytest.fixture
+def fake_qconf(tmp_path, monkeypatch):
+    """A store holding the 'consistent' scenario's configurations; returns its path."""
+    bin_dir, store = tmp_path / "bin", tmp_path / "store"
+    bin_dir.mkdir()
+    store.mkdir()
+    script = bin_dir / "qconf"
+    script.write_text(FAKE_QCONF % {"python": sys.executable, "src": WRAPPERS_SRC})
+    script.chmod(0o755)
+    for name in ("global", "node01"):
+        (store / name).write_text(open(os.path.join(scenario("builtin" if name == "global" else "consistent"),
+                                                    name)).read())
+    monkeypatch.setenv("PATH", "%s:%s" % (bin_dir, os.environ["PATH"]))
+    monkeypatch.setenv("FAKE_QCONF_STORE", str(store))
+    # never the real qconf: these tests change configurations
+    from sgewrap.admin.common import run
+    run(["qconf", "-sconfl"], retcode=None)
+    if not (store / ".log").exists():
+        pytest.fail("the fake qconf was not the one run: refusing to go on", pytrace=False)
+    (store / ".log").unlink()
+    return store
+
+
+def qconf_log(store):
+    return (store / ".log").read_text().splitlines()
+
+
+def test_check_reads_qconf(fake_qconf, capsys):
+    code, out, err = sgewrap(capsys, "check", "--this-host", "nowhere-host")
+    assert code == 0, out + err
+    assert "configurations: global, node01 (local)" in out
+    assert qconf_log(fake_qconf) == ["-sconf global", "-sconfl", "-sconf node01"]
+
+
+def test_qconf_failure_is_one_line(fake_qconf, capsys, monkeypatch):
+    monkeypatch.setenv("FAKE_QCONF_FAIL", "1")
+    code, out, err = sgewrap(capsys, "check")
+    assert (code, out) == (2, "")
+    assert err == ("sgewrap: error: 'qconf -sconf global' failed with exit status 1: error: commlib error: got "
+                   "select error (Connection refused) / unable to contact qmaster\n")
+
+
+def test_qconf_missing(capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    code, out, err = sgewrap(capsys, "check")
+    assert code == 2
+    assert err == "sgewrap: error: qconf: command not found in PATH (source $SGE_ROOT/$SGE_CELL/common/settings.sh " \
+                  "first)\n"
+
+
+def test_apply_then_restore_global(fake_qconf, capsys, tmp_path):
+    before = (fake_qconf / "global").read_text()
+    backups = tmp_path / "backups"
+    code, out, err = sgewrap(capsys, "config", "ssh", "--tight", "--no-x11", "--wrappers", W, "--apply",
+                             "--backup-dir", str(backups), "--pam-file", str(tmp_path / "no-pam"))
+    assert code == 1 and "cannot add the PAM line to %s" % (tmp_path / "no-pam") in err   # the config is applied
+    saved = list(backups.iterdir())
+    assert len(saved) == 1 and saved[0].read_text() == before and saved[0].name.startswith("sge_conf.global.")
+    assert stat.S_IMODE(saved[0].stat().st_mode) == 0o600
+    assert "saved the previous global configuration to %s" % saved[0] in out
+    after = sgeconf.parse((fake_qconf / "global").read_text())
+    assert {k: after.get(k) for k in sgeconf.SLOTS} == sgeconf.entries("ssh", W, tight=True, x11=False)
+    others = lambda conf: [(k, conf.get(k)) for k in conf.keys() if k not in sgeconf.SLOTS]  # noqa: E731
+    assert others(after) == others(sgeconf.parse(before))
+    assert any(line.startswith("-Mconf ") for line in qconf_log(fake_qconf))
+    code, out, err = sgewrap(capsys, "config", "--restore", str(saved[0]))
+    assert (code, err) == (0, "")
+    assert (fake_qconf / "global").read_text() == before
+    assert "restored the global configuration from %s" % saved[0] in out
+
+
+def test_apply_twice_changes_nothing(fake_qconf, capsys, tmp_path):
+    args = ["config", "ssh", "--wrappers", W, "--apply", "--backup-dir", str(tmp_path / "b")]
+    assert sgewrap(capsys, *args)[0] == 0
+    code, out, _ = sgewrap(capsys, *args)
+    assert code == 0 and "nothing changed" in out
+    assert len(list((tmp_path / "b").iterdir())) == 1
+
+
+def test_apply_to_a_new_local_configuration_and_restore_deletes_it(fake_qconf, capsys, tmp_path):
+    code, out, err = sgewrap(capsys, "config", "rsh", "--wrappers", W, "--apply", "--host", "node02",
+                             "--backup-dir", str(tmp_path / "b"))
+    assert (code, err) == (0, "")
+    assert any(line.startswith("-Aconf ") for line in qconf_log(fake_qconf))
+    local = sgeconf.parse((fake_qconf / "node02").read_text())
+    assert local.as_dict() == sgeconf.entries("rsh", W)
+    saved = next((tmp_path / "b").iterdir())
+    assert sgeconf.parse(saved.read_text()).absent
+    code, out, _ = sgewrap(capsys, "check", "--this-host", "x")
+    assert code == 1 and "rsh_daemon on node02 is in.rshd" in out
+    code, out, err = sgewrap(capsys, "config", "--restore", str(saved))
+    assert (code, err) == (0, "") and not (fake_qconf / "node02").exists()
+    assert "-dconf node02" in qconf_log(fake_qconf)
+
+
+def test_apply_to_an_existing_local_configuration(fake_qconf, capsys, tmp_path):
+    before = (fake_qconf / "node01").read_text()
+    code, out, err = sgewrap(capsys, "config", "ssh", "--wrappers", W, "--apply", "--host", "node01",
+                             "--backup-dir", str(tmp_path / "b"))
+    assert code == 0, err
+    local = sgeconf.parse((fake_qconf / "node01").read_text())
+    assert local.keys()[:2] == ["execd_spool_dir", "mailer"] and local.keys()[2:] == list(sgeconf.SLOTS)
+    assert sgewrap(capsys, "config", "--restore", str(next((tmp_path / "b").iterdir())))[0] == 0
+    assert (fake_qconf / "node01").read_text() == before
+
+
+def test_restore_refuses_a_file_without_a_name(capsys, tmp_path):
+    (tmp_path / "f").write_text("mailer /bin/mail\n")
+    code, out, err = sgewrap(capsys, "config", "--restore", str(tmp_path / "f"))
+    assert code == 2 and "does not start with '#global:' or '#HOST:'" in err
+
+
+def test_global_apply_warns_about_overriding_local_configurations(fake_qconf, capsys, tmp_path):
+    (fake_qconf / "node01").write_text("#node01:\nrsh_daemon                   builtin\n\n")
+    code, out, _ = sgewrap(capsys, "config", "ssh", "--wrappers", W, "--apply", "--backup-dir", str(tmp_path))
+    assert code == 0
+    assert "warning: the local configuration of node01 overrides rsh_daemon" in out
+
+
+# --- config (printing), explain, usage ----------------------------------------------------------------
+
+
+def test_config_prints_the_six_lines(capsys):
+    code, out, err = sgewrap(capsys, "config", "ssh", "--wrappers", W)
+    assert (code, err) == (0, "")
+    assert out == "".join(sgeconf.format_line(k, v) for k, v in sgeconf.entries("ssh", W).items())
+
+
+def test_config_tight_names_the_pam_line_and_file(capsys):
+    code, out, _ = sgewrap(capsys, "config", "ssh", "--tight", "--x11", "--wrappers", W)
+    assert code == 0
+    assert sgeconf.parse("".join(out.splitlines(True)[:6])).as_dict() == sgeconf.entries("ssh", W, tight=True, x11=True)
+    assert out.endswith("# and as the first line of /etc/pam.d/sshd on every execution host:\n"
+                        "auth required pam_sge-qrsh-setup.so\n")
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["config", "telnet", "--tight", "--wrappers", W], "--tight is only possible with ssh"),
+    (["config", "mosh"], "unknown METHOD 'mosh'"),
+    (["config", "rsh", "--no-x11", "--wrappers", W], "--x11/--no-x11 only apply to ssh"),
+    (["config", "ssh", "--host", "node01"], "Given --host, the following are missing ['apply']"),
+    (["config", "ssh", "--x11", "--no-x11"], "--x11"),
+    (["config", "--bogus"], "Unknown switch --bogus (see sgewrap config --help)"),
+    (["frobnicate"], "unknown command 'frobnicate'"),
+    (["selftest", "--user", "root", "ssh"], None),
+])
+def test_usage_errors_are_one_line_exit_2(capsys, argv, message):
+    code, out, err = sgewrap(capsys, *argv)
+    assert code == 2
+    assert err.startswith("sgewrap: error: ") and err.count("\n") == 1, err
+    if message:
+        assert message in err
+
+
+def test_explain(capsys):
+    code, out, err = sgewrap(capsys, "explain", "--shell", "bash", "--", W + "/ssh_wrapper",
+                             "--ssh-option=GSSAPIDelegateCredentials=no", "-n", "-p", "4711", "node01", "exec",
+                             "'/opt/sge/utilbin/lx-amd64/qrsh_starter'", "'/var/spool/sge/node01/active_jobs/12.1'",
+                             "noshell")
+    assert (code, err) == (0, "")
+    assert "--ssh-option=GSSAPIDelegateCredentials=no adds -o GSSAPIDelegateCredentials=no (given)" in out
+    assert "convention  rsh_command '[-n] -p PORT HOST CMD...': matches: HOST=node01 PORT=4711 " \
+           "-n (qrsh -nostdin)" in out
+    assert "command     /usr/bin/ssh -o GSSAPIDelegateCredentials=no -n -p 4711 -- node01 exec " \
+           "\"'/opt/sge/utilbin/lx-amd64/qrsh_starter'\" \"'/var/spool/sge/node01/active_jobs/12.1'\" noshell" in out
+
+
+def test_explain_default_option_overridden_and_rlogin_slot(capsys):
+    code, out, _ = sgewrap(capsys, "explain", "--shell", "fish", "--", "qlogin_wrapper", "--no-x11", "node01", "22")
+    assert code == 0
+    assert "--x11                        overridden by --no-x11 (the wrapper's default)" in out
+    assert "command     /usr/bin/ssh -x -p 22 -- node01" in out
+    code, out, _ = sgewrap(capsys, "explain", "--", "ssh_wrapper", "-p", "22", "node01")
+    assert "rsh_command '[-n] -p PORT HOST CMD...': does not fit 3 words" in out
+    assert "rlogin_command '-p PORT HOST': matches" in out
+
+
+@pytest.mark.parametrize("argv,code", [
+    (["qlogin_wrapper", "node01", "0"], 66),
+    (["ssh_wrapper", "-p", "22", "-oProxyCommand=x", "cmd"], 67),
+    (["ssh_wrapper", "node01"], 65),
+    (["ssh_wrapper", "--frob", "node01"], 64),
+])
+def test_explain_exits_like_the_wrapper(capsys, argv, code):
+    got, out, err = sgewrap(capsys, "explain", "--", *argv)
+    assert got == code and err == ""
+    assert "would fail: " in out or "the shape fits but" in out
+
+
+def test_explain_needs_a_wrapper(capsys):
+    code, out, err = sgewrap(capsys, "explain", "--", "rshdwrapper")
+    assert code == 64 and "rshdwrapper is not a client wrapper" in err
+
+
+def test_install_dry_run_reports_each_file(capsys, tmp_path):
+    code, out, err = sgewrap(capsys, "install", "--sge-root", str(tmp_path), "--dry-run")
+    assert (code, err) == (0, "")
+    dest = tmp_path / "util" / "resources" / "wrappers"
+    for name in ("sgewrap", "ssh_wrapper", "qlogin_wrapper", "rshdwrapper"):
+        assert "would install %s\n" % (dest / name) in out
+    assert not dest.exists()
+    code, out, err = sgewrap(capsys, "install", "--sge-root", str(tmp_path), "--python", "python3")
+    assert code == 1 and err == "sgewrap: error: python must be an absolute path of an executable: 'python3'\n"
+    code, out, err = sgewrap(capsys, "uninstall", "--sge-root", str(tmp_path))
+    assert code == 0 and "nothing of sgewrap installed" in out

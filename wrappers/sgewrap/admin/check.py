@@ -1,0 +1,252 @@
+"""``sgewrap check``: do the remote-startup entries in effect on every host pair fit together?
+
+sge_conf(5), "local configurations of exechosts": for each slot, the command
+in effect on the host running qrsh/qlogin (A) must speak the protocol of the
+daemon in effect on the execution host (B).  A host without a local
+configuration (or whose local configuration does not set the entry) uses the
+global value; ``*`` in the table stands for every such host.
+"""
+import json
+import os
+import posixpath
+import shutil
+
+from plumbum import cli
+
+from .. import pam, sgeconf
+from .common import OK, FAILED, Command, config_of, read_dir, read_live, table, this_host
+
+OTHERS = "*"          #: the hosts without a local configuration
+ERROR, WARNING = "error", "warning"
+
+
+def _label(host):
+    return "hosts without a local configuration" if host == OTHERS else host
+
+
+def _short(value):
+    """A value as the table shows it: the program's basename and its arguments."""
+    if sgeconf.is_unset(value):
+        return "(unset)"
+    ws = value.split(" ")
+    return " ".join([posixpath.basename(ws[0])] + ws[1:])
+
+
+class Problem:
+    def __init__(self, severity, host, slot, message):
+        self.severity, self.host, self.slot, self.message = severity, host, slot, message
+
+    def as_dict(self):
+        return {"severity": self.severity, "host": self.host, "slot": self.slot, "message": self.message}
+
+    def __str__(self):
+        return "%s: %s" % (self.severity, self.message)
+
+
+class Report:
+    def __init__(self):
+        self.pairs = []
+        self.problems = []
+        self.notes = []
+
+    def add(self, severity, host, slot, message):
+        if not any(p.message == message for p in self.problems):
+            self.problems.append(Problem(severity, host, slot, message))
+
+    @property
+    def errors(self):
+        return [p for p in self.problems if p.severity == ERROR]
+
+    @property
+    def warnings(self):
+        return [p for p in self.problems if p.severity == WARNING]
+
+    @property
+    def consistent(self):
+        return not self.errors
+
+
+def analyse(glob, hosts, here=None, pam_file=pam.PAM_FILE, executable=None):
+    """The Report for a global configuration and the local ones (``{host: Config}``).
+
+    ``here``: this host's name, for what can only be checked on this host
+    (executables, the PAM line); None skips those checks.
+    """
+    executable = executable or (lambda path: os.path.isfile(path) and os.access(path, os.X_OK))
+    report = Report()
+    names = list(hosts) + [OTHERS]
+
+    def value(host, key):
+        local = hosts.get(host)
+        if local is not None and key in local:
+            return local.get(key)
+        return glob.get(key)
+
+    # --- host pairs -------------------------------------------------------------------
+    for slot, cmd_key, dmn_key in sgeconf.PAIRS:
+        for a in names:
+            for b in names:
+                cmd, dmn = value(a, cmd_key), value(b, dmn_key)
+                ck, dk = sgeconf.classify(cmd, cmd_key), sgeconf.classify(dmn, dmn_key)
+                if "unknown" in (ck, dk):
+                    status = "unknown"
+                    report.add(WARNING, a if ck == "unknown" else b, cmd_key if ck == "unknown" else dmn_key,
+                               "%s: cannot tell which protocol %s %r speaks; check by hand that it fits %r" % (
+                                   _label(a if ck == "unknown" else b), cmd_key if ck == "unknown" else dmn_key,
+                                   cmd if ck == "unknown" else dmn, dmn if ck == "unknown" else cmd))
+                elif ck == dk:
+                    status = "ok"
+                else:
+                    status = "MISMATCH"
+                    report.add(ERROR, b, slot, "%s: %s on %s runs %s (%s) but %s on %s is %s (%s)" % (
+                        slot, cmd_key, _label(a), _short(cmd), ck, dmn_key, _label(b), _short(dmn), dk))
+                report.pairs.append({"slot": slot, "client_host": a, "exec_host": b,
+                                     "command": cmd, "command_kind": ck, "daemon": dmn, "daemon_kind": dk,
+                                     "status": status})
+
+    # --- each configuration's own entries -----------------------------------------------
+    for name, conf in [("global", glob)] + list(hosts.items()):
+        where = "global configuration" if name == "global" else "local configuration of %s" % name
+        for key in sgeconf.SLOTS:
+            if key not in conf:
+                continue
+            v = conf.get(key)
+            for var in ("$SGE_ROOT", "${SGE_ROOT}", "$ARC", "${ARC}", "$sge_root", "$arch"):
+                if var in (v or ""):
+                    report.add(ERROR, name, key, "%s: %s holds %s literally (%s): Grid Engine does not expand "
+                               "it" % (where, key, var, v))
+                    break
+            if sgeconf.is_unset(v) or v.strip() == "builtin":
+                continue
+            first = v.split(" ")[0]
+            if key.endswith("_daemon"):
+                if not posixpath.isabs(first):
+                    report.add(ERROR, name, key, "%s: %s %r is not an absolute path: the shepherd refuses to "
+                               "start it" % (where, key, first))
+                if v != v.strip() or "  " in v:
+                    report.add(WARNING, name, key, "%s: %s %r has extra spaces: the shepherd splits on single "
+                               "spaces, so it gets empty arguments" % (where, key, v))
+                if not sgeconf.is_daemon_program(v) and sgeconf.classify(v) != "unknown":
+                    report.add(ERROR, name, key, "%s: %s runs %s, a client, not a daemon" % (
+                        where, key, posixpath.basename(first)))
+            elif sgeconf.is_daemon_program(v):
+                report.add(ERROR, name, key, "%s: %s runs %s, a daemon, not a client" % (
+                    where, key, posixpath.basename(first)))
+
+    # --- unencrypted methods ------------------------------------------------------------
+    for slot, cmd_key, dmn_key in sgeconf.PAIRS:
+        kinds = {p["command_kind"] for p in report.pairs if p["slot"] == slot}
+        for kind in sorted(kinds & set(sgeconf.CLEARTEXT)):
+            report.add(WARNING, None, cmd_key, "%s: %s is used: unencrypted (sessions and passwords cross the "
+                       "network in clear text)" % (cmd_key, kind))
+
+    # --- on this host -------------------------------------------------------------------
+    if here is None:
+        report.notes.append("executables and the PAM line were not checked (no --this-host)")
+        return report
+    local = config_of(here, hosts)
+    tight = []
+    for key in sgeconf.SLOTS:
+        v = value(local, key) if local else glob.get(key)
+        first = sgeconf.program(v)
+        if first is None:
+            continue
+        if key.endswith("_daemon"):
+            first = v.split(" ")[0]
+            if posixpath.isabs(first) and not executable(first):
+                report.add(ERROR, here, key, "%s: %s %s is %s on this host: the shepherd refuses to start it" % (
+                    here, key, first, "not executable" if os.path.exists(first) else "missing"))
+            if sgeconf.is_tight(v):
+                tight.append(key)
+        elif posixpath.isabs(first):
+            if not executable(first):
+                report.add(ERROR, here, key, "%s: %s %s is %s on this host" % (
+                    here, key, first, "not executable" if os.path.exists(first) else "missing"))
+        elif shutil.which(first) is None:
+            report.add(WARNING, here, key, "%s: %s %r is not an absolute path and not found in this PATH" % (
+                here, key, first))
+    if tight:
+        try:
+            ok = pam.has_line(pam_file)
+        except OSError as err:
+            report.add(WARNING, here, tight[0], "%s: cannot read %s: %s" % (here, pam_file, err.strerror or err))
+        else:
+            if not ok:
+                report.add(ERROR, here, tight[0], "%s: %s run%s tight integration (rshdwrapper) but %s lacks "
+                           "'%s': sessions do not get the job's group" % (
+                               here, ", ".join(tight), "s" if len(tight) == 1 else "", pam_file, pam.PAM_LINE))
+    return report
+
+
+def text_report(report, glob, hosts, here):
+    out = ["configurations: global%s" % "".join(", %s (local)" % h for h in hosts)]
+    if here:
+        out[0] += "; this host: %s" % here
+    rows = []
+    for p in report.pairs:
+        rows.append(["%s -> %s" % (p["client_host"], p["exec_host"]), p["slot"],
+                     "%s: %s" % (p["command_kind"], _short(p["command"])),
+                     "%s: %s" % (p["daemon_kind"], _short(p["daemon"])), p["status"]])
+    out.append(table(["CLIENT -> EXEC HOST", "SLOT", "COMMAND (client host)", "DAEMON (exec host)", "RESULT"],
+                     rows).rstrip("\n"))
+    if hosts:
+        out.append("(* = hosts without a local configuration)")
+    for p in report.errors + report.warnings:
+        out.append(str(p))
+    for note in report.notes:
+        out.append("note: " + note)
+    if report.consistent:
+        out.append("consistent%s" % (" (%d warning%s)" % (len(report.warnings), "s" * (len(report.warnings) != 1))
+                                     if report.warnings else ""))
+    else:
+        out.append("NOT consistent: %d error%s" % (len(report.errors), "s" * (len(report.errors) != 1)))
+    return "\n".join(out) + "\n"
+
+
+def json_report(report, glob, hosts, here):
+    return json.dumps({
+        "consistent": report.consistent,
+        "this_host": here,
+        "configurations": ["global"] + list(hosts),
+        "entries": {name: {k: conf.get(k) for k in sgeconf.SLOTS if k in conf}
+                    for name, conf in [("global", glob)] + list(hosts.items())},
+        "pairs": report.pairs,
+        "problems": [p.as_dict() for p in report.problems],
+        "notes": report.notes,
+    }, indent=2) + "\n"
+
+
+class Check(Command, cli.Application):
+    """Check that the remote-startup entries fit together on every host pair
+
+    Reads the global configuration and every local one (qconf -sconfl,
+    qconf -sconf HOST), or saved outputs with --from.  For each slot the
+    command in effect on a client host must speak the protocol of the daemon
+    in effect on an execution host.  Also flags $SGE_ROOT/$ARC left in a
+    value, daemons that are not absolute or not executable here, tight
+    integration without the PAM line here, and unencrypted methods
+    (warning).  Exit 0: consistent (warnings allowed); 1: not consistent;
+    2: the configuration could not be read.
+    """
+
+    source = cli.SwitchAttr("--from", str, argname="DIR",
+                            help="read saved outputs instead of qconf: DIR/global (qconf -sconf global), "
+                                 "DIR/sconfl (qconf -sconfl, optional), DIR/HOST (qconf -sconf HOST)")
+    here = cli.SwitchAttr("--this-host", str, argname="HOST",
+                          help="the host whose executables and PAM line to check (default: this host; "
+                               "with --from: none)")
+    pam_file = cli.SwitchAttr("--pam-file", str, argname="PATH", default=pam.PAM_FILE,
+                              help="sshd's PAM file on this host")
+    as_json = cli.Flag("--json", help="print the result as JSON")
+
+    def main(self):
+        if self.source:
+            glob, hosts = read_dir(self.source)
+            here = self.here
+        else:
+            glob, hosts = read_live()
+            here = self.here or this_host()
+        report = analyse(glob, hosts, here=here, pam_file=self.pam_file)
+        print((json_report if self.as_json else text_report)(report, glob, hosts, here), end="")
+        return OK if report.consistent else FAILED
+

@@ -1,0 +1,195 @@
+"""What the subcommands share: the error type, qconf through plumbum, reading configurations, tables."""
+import os
+import socket
+import sys
+
+from plumbum.cli import SwitchError
+
+from .. import sgeconf
+
+OK = 0
+FAILED = 1          #: the job failed: check found problems, a selftest failed, a command failed
+UNREADABLE = 2      #: a configuration could not be read; a usage error
+INTERNAL = 70       #: a bug (never a traceback)
+INTERRUPTED = 130
+
+
+class AdminError(Exception):
+    """The subcommand cannot do its job: one line for the administrator, and an exit code."""
+
+    def __init__(self, message, code=FAILED):
+        super().__init__(message)
+        self.code = code
+
+
+class Command:
+    """Mixed into every subcommand: a bad switch is one line and exit 2, not a help screen.
+
+    The docstring's first line is the one-line description (the subcommand
+    list), the rest the text of ``--help``.
+    """
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        import inspect
+        first, _, rest = inspect.cleandoc(cls.__doc__ or "").partition("\n")
+        cls.DESCRIPTION = first.strip()
+        cls.DESCRIPTION_MORE = rest.strip() or None
+
+    def _parse_args(self, argv):
+        try:
+            return super()._parse_args(argv)
+        except SwitchError as err:
+            raise _switch_error(self, err)
+
+    def _validate_args(self, swfuncs, tailargs):
+        try:
+            return super()._validate_args(swfuncs, tailargs)
+        except SwitchError as err:
+            raise _switch_error(self, err)
+
+
+def _switch_error(app, err):
+    from plumbum.cli.application import ShowCompletion, ShowHelp, ShowHelpAll, ShowVersion
+    if isinstance(err, (ShowHelp, ShowHelpAll, ShowVersion, ShowCompletion)):
+        return err
+    return AdminError("%s (see %s --help)" % (str(err).rstrip("."), app.PROGNAME), UNREADABLE)
+
+
+def _one_line(text, limit=400):
+    text = " / ".join(line.strip() for line in (text or "").strip().splitlines() if line.strip())
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def run(argv, code=FAILED, retcode=0, stdin=None):
+    """Run ``argv`` (a list, no shell) through plumbum: (exit status, stdout, stderr).
+
+    A missing program or an exit status not in ``retcode`` (None: any) raises
+    AdminError naming the command and its output.
+    """
+    import shutil
+    from plumbum import local
+    from plumbum.commands.processes import ProcessExecutionError
+    # the environment of this process as it is now (plumbum's local.env is a copy taken at import)
+    path = shutil.which(argv[0], path=os.environ.get("PATH", os.defpath))
+    if path is None:
+        hint = " (source $SGE_ROOT/$SGE_CELL/common/settings.sh first)" if argv[0] == sgeconf.QCONF else ""
+        raise AdminError("%s: command not found in PATH%s" % (argv[0], hint), code)
+    program = local[path].with_env(**os.environ)
+    command = program[tuple(argv[1:])]
+    if stdin is not None:
+        command = command << stdin
+    try:
+        return command.run(retcode=retcode)
+    except ProcessExecutionError as err:
+        raise AdminError("'%s' failed with exit status %s: %s" % (
+            " ".join(argv), err.retcode, _one_line(err.stderr or err.stdout) or "no output"), code)
+    except OSError as err:
+        raise AdminError("cannot run '%s': %s" % (" ".join(argv), err.strerror or err), code)
+
+
+def qconf_list(code=UNREADABLE):
+    """The hosts with a local configuration (``qconf -sconfl``)."""
+    rc, out, err = run(sgeconf.list_argv(), code=code, retcode=None)
+    if rc != 0:
+        if "no config" in (out + err).lower():
+            return []
+        raise AdminError("'%s' failed with exit status %d: %s" % (
+            " ".join(sgeconf.list_argv()), rc, _one_line(err or out) or "no output"), code)
+    return sgeconf.parse_list(out)
+
+
+def qconf_show(name, code=UNREADABLE):
+    """The exact ``qconf -sconf NAME`` output."""
+    rc, out, err = run(sgeconf.show_argv(name), code=code, retcode=None)
+    if rc != 0 or not out.strip():
+        raise AdminError("'%s' failed with exit status %d: %s" % (
+            " ".join(sgeconf.show_argv(name)), rc, _one_line(err or out) or "no output"), code)
+    return out
+
+
+def read_live():
+    """(global Config, {host: Config}) from the running qmaster."""
+    glob = sgeconf.parse(qconf_show("global"), "global")
+    hosts = {}
+    for host in qconf_list():
+        hosts[host] = sgeconf.parse(qconf_show(host), host)
+    return glob, hosts
+
+
+#: files of a --from directory that are not host configurations
+NOT_HOSTS = ("global", "sconfl")
+
+
+def read_dir(directory):
+    """(global Config, {host: Config}) from saved outputs in ``directory``.
+
+    ``global`` holds ``qconf -sconf global``, ``sconfl`` the output of
+    ``qconf -sconfl`` (optional: without it every other file is a host's) and
+    a file named after each host its ``qconf -sconf HOST``.
+    """
+    def read(name):
+        try:
+            with open(os.path.join(directory, name)) as f:
+                return f.read()
+        except OSError as err:
+            raise AdminError("cannot read %s: %s" % (os.path.join(directory, name), err.strerror or err),
+                             UNREADABLE)
+    if not os.path.isdir(directory):
+        raise AdminError("%s is not a directory" % directory, UNREADABLE)
+    glob = sgeconf.parse(read("global"), "global")
+    if os.path.exists(os.path.join(directory, "sconfl")):
+        names = sgeconf.parse_list(read("sconfl"))
+    else:
+        names = sorted(n for n in os.listdir(directory)
+                       if n not in NOT_HOSTS and not n.startswith(".") and not n.endswith((".md", ".txt", ".rst"))
+                       and os.path.isfile(os.path.join(directory, n)))
+    hosts = {name: sgeconf.parse(read(name), name) for name in names}
+    return glob, hosts
+
+
+def this_host():
+    return socket.gethostname()
+
+
+def same_host(a, b):
+    if not a or not b:
+        return False
+    return a == b or a.split(".")[0] == b.split(".")[0]
+
+
+def config_of(host, hosts):
+    """The local configuration name that applies to ``host`` (None: the global one alone)."""
+    for name in hosts:
+        if same_host(name, host):
+            return name
+    return None
+
+
+def effective(glob, local, key):
+    """The value in effect: the local configuration's if it sets ``key``, else the global one's."""
+    if local is not None and key in local:
+        return local.get(key)
+    return glob.get(key)
+
+
+def default_wrappers():
+    """Where the wrappers are: next to this ``sgewrap`` if it is the installed one, else $SGE_ROOT's."""
+    here = os.path.dirname(os.path.abspath(sys.argv[0] or ""))
+    if os.path.isfile(os.path.join(here, "ssh_wrapper")) and os.path.isfile(os.path.join(here, "sgewrap")):
+        return here
+    root = os.environ.get("SGE_ROOT")
+    if root and os.path.isabs(root):
+        return os.path.join(root, "util", "resources", "wrappers")
+    raise AdminError("cannot tell where the wrappers are installed: give --wrappers DIR or set SGE_ROOT", UNREADABLE)
+
+
+def table(header, rows):
+    """Rows as aligned text columns (the last column is not padded)."""
+    rows = [[str(c) for c in row] for row in rows]
+    widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
+    out = []
+    for row in [header, ["-" * w for w in widths]] + rows:
+        out.append("  ".join(c.ljust(w) for c, w in zip(row[:-1], widths[:-1])) + ("  " if len(row) > 1 else "")
+                   + row[-1])
+    return "\n".join(line.rstrip() for line in out) + "\n"

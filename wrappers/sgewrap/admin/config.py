@@ -1,0 +1,196 @@
+"""``sgewrap config``: print, apply and restore the six remote-startup entries of sge_conf.
+
+``--apply`` saves the configuration it changes (the exact ``qconf -sconf``
+output) to a file it names, then changes only the six entries through
+``qconf -Mconf`` (``-Aconf`` for a host without a local configuration yet);
+``--restore FILE`` puts that file back and checks that ``qconf -sconf`` shows
+it again byte for byte.
+"""
+import os
+import tempfile
+import time
+
+from plumbum import cli
+
+from .. import pam, sgeconf
+from .common import UNREADABLE, AdminError, Command, default_wrappers, qconf_list, qconf_show, run, same_host, \
+    this_host
+
+DEFAULT_BACKUP_DIR = "/var/backups/sgewrap"
+
+
+def render_entries(values):
+    return "".join(sgeconf.format_line(k, values[k]) for k in sgeconf.SLOTS)
+
+
+def save_backup(directory, name, text):
+    """Write ``text`` to a new file in ``directory``; its path."""
+    try:
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+    except OSError as err:
+        raise AdminError("cannot create %s: %s" % (directory, err.strerror or err))
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    for n in range(1000):
+        path = os.path.join(directory, "sge_conf.%s.%s%s" % (name, stamp, "" if not n else ".%d" % n))
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        except FileExistsError:
+            continue
+        except OSError as err:
+            raise AdminError("cannot write %s: %s" % (path, err.strerror or err))
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        return path
+    raise AdminError("cannot find a free file name in %s" % directory)
+
+
+def qconf_put(name, text, new):
+    """``qconf -Mconf``/``-Aconf`` of ``text`` as configuration ``name`` (file name = configuration name)."""
+    with tempfile.TemporaryDirectory(prefix="sgewrap-conf.") as tmp:
+        path = sgeconf.config_file(tmp, name, text)
+        rc, out, err = run(sgeconf.apply_argv(path, new=new))
+        if "error" in (out + err).lower():   # qconf reports some failures with exit status 0
+            raise AdminError("'%s' failed: %s" % (" ".join(sgeconf.apply_argv(path, new=new)),
+                                                  (err or out).strip().splitlines()[-1]))
+
+
+def local_exists(host):
+    return host in qconf_list(code=1)
+
+
+class Config(Command, cli.Application):
+    """Print (or --apply, or --restore) the six sge_conf entries of a method
+
+    The qlogin, rlogin and rsh _command and _daemon entries that make METHOD
+    work with these wrappers.  METHOD is one of builtin, ssh, telnet, rsh, rlogin.  The legacy methods
+    (telnet, rsh, rlogin) only cover their own slot; the other slots stay builtin.
+    """
+
+    tight = cli.Flag("--tight", help="ssh only: tight integration (rshdwrapper + the pam_sge-qrsh-setup line)")
+    x11 = cli.Flag("--x11", help="qlogin_wrapper --x11 (forward X11)", excludes=["--no-x11"])
+    no_x11 = cli.Flag("--no-x11", help="qlogin_wrapper --no-x11", excludes=["--x11"])
+    wrappers = cli.SwitchAttr("--wrappers", str, argname="DIR",
+                              help="where the wrappers are installed (default: next to this sgewrap, "
+                                   "else $SGE_ROOT/util/resources/wrappers)")
+    apply = cli.Flag("--apply", help="change the global configuration (or --host's) through qconf, "
+                                     "saving the previous one first", excludes=["--restore"])
+    host = cli.SwitchAttr("--host", str, argname="HOST", requires=["--apply"],
+                          help="with --apply: change HOST's local configuration instead of the global one")
+    backup_dir = cli.SwitchAttr("--backup-dir", str, argname="DIR", default=DEFAULT_BACKUP_DIR,
+                                help="where --apply saves the previous configuration")
+    restore = cli.SwitchAttr("--restore", str, argname="FILE",
+                             help="put back a configuration --apply saved (its first line names it)")
+    pam_file = cli.SwitchAttr("--pam-file", str, argname="PATH", default=pam.PAM_FILE,
+                              help="sshd's PAM file (--tight --apply adds the line there if missing)")
+
+    def main(self, method=None):
+        if self.restore:
+            if method:
+                raise AdminError("--restore FILE takes no METHOD", UNREADABLE)
+            return restore(self.restore)
+        if method is None:
+            raise AdminError("give a METHOD (%s) or --restore FILE" % ", ".join(sgeconf.METHODS), UNREADABLE)
+        if method not in sgeconf.METHODS:
+            raise AdminError("unknown METHOD %r: expected one of %s" % (method, ", ".join(sgeconf.METHODS)),
+                             UNREADABLE)
+        x11 = True if self.x11 else False if self.no_x11 else None
+        if x11 is not None and method != "ssh":
+            raise AdminError("--x11/--no-x11 only apply to ssh (qlogin_wrapper)", UNREADABLE)
+        wrappers = self.wrappers or (default_wrappers() if method != "builtin" else "/")
+        try:
+            values = sgeconf.entries(method, os.path.abspath(wrappers) if self.wrappers else wrappers,
+                                     tight=self.tight, x11=x11)
+        except ValueError as err:
+            raise AdminError(str(err), UNREADABLE)
+        if not self.apply:
+            print(render_entries(values), end="")
+            if self.tight:
+                print("\n# and as the first line of %s on every execution host:\n%s" % (
+                    pam.PAM_FILE, pam.PAM_LINE))
+            return 0
+        apply(values, self.host, self.backup_dir)
+        if self.tight and (not self.host or same_host(self.host, this_host())):
+            ensure_pam(self.pam_file)
+        return 0
+
+
+def apply(values, host, backup_dir):
+    name = host or "global"
+    if host:
+        exists = local_exists(host)
+        old_text = qconf_show(host, code=1) if exists else None
+    else:
+        exists, old_text = True, qconf_show("global", code=1)
+    old = sgeconf.parse(old_text, name) if old_text is not None else sgeconf.parse("", name)
+    new = sgeconf.with_entries(old, values)
+    if exists and all(old.get(k) == values[k] for k in sgeconf.SLOTS):
+        print("%s configuration: the six entries already have these values; nothing changed" % name)
+        return None
+    backup = save_backup(backup_dir, name, old_text if old_text is not None else sgeconf.render(sgeconf.absent(name)))
+    print("saved the previous %s configuration to %s" % (name, backup))
+    qconf_put(name, sgeconf.render(new), new=not exists)
+    now = sgeconf.parse(qconf_show(name, code=1), name)
+    wrong = [k for k in sgeconf.SLOTS if now.get(k) != values[k]]
+    if wrong:
+        raise AdminError("qconf accepted the change but %s of %s shows %s; undo with: sgewrap config --restore %s"
+                         % (name, "configuration", ", ".join("%s=%r" % (k, now.get(k)) for k in wrong), backup))
+    for key in sgeconf.SLOTS:
+        print("%s %-15s %s" % (name, key, values[key]))
+    if not host:
+        for other in qconf_list(code=1):
+            local = sgeconf.parse(qconf_show(other, code=1), other)
+            overriding = [k for k in sgeconf.SLOTS if k in local and local.get(k) != values[k]]
+            if overriding:
+                print("warning: the local configuration of %s overrides %s (sgewrap check tells whether it matters)"
+                      % (other, ", ".join(overriding)))
+    print("execution daemons use changed *_daemon entries after 15-90 s; undo with: sgewrap config --restore %s"
+          % backup)
+    return backup
+
+
+def ensure_pam(path):
+    try:
+        if pam.add_line(path):
+            print("added '%s' at the top of %s (this host; every execution host needs it)" % (pam.PAM_LINE, path))
+        else:
+            print("%s already has '%s'" % (path, pam.PAM_LINE))
+    except OSError as err:
+        raise AdminError("cannot add the PAM line to %s: %s (add '%s' at its top by hand)" % (
+            path, err.strerror or err, pam.PAM_LINE))
+
+
+def restore(path):
+    try:
+        with open(path) as f:
+            text = f.read()
+    except OSError as err:
+        raise AdminError("cannot read %s: %s" % (path, err.strerror or err), UNREADABLE)
+    saved = sgeconf.parse(text)
+    name = saved.name
+    if not name or not text.startswith("#%s:" % name):
+        raise AdminError("%s does not start with '#global:' or '#HOST:': not a configuration sgewrap saved"
+                         % path, UNREADABLE)
+    if name == "global":
+        exists = True
+    else:
+        exists = local_exists(name)
+    if saved.absent:
+        if exists:
+            run(sgeconf.delete_argv(name))
+            print("deleted the local configuration of %s (there was none before)" % name)
+        else:
+            print("%s has no local configuration, as before" % name)
+        if local_exists(name):
+            raise AdminError("the local configuration of %s is still there after '%s'" % (
+                name, " ".join(sgeconf.delete_argv(name))))
+        return 0
+    if exists and qconf_show(name, code=1) == text:
+        print("%s configuration: already identical to %s; nothing changed" % (name, path))
+        return 0
+    qconf_put(name, text, new=not exists)
+    now = qconf_show(name, code=1)
+    if now != text:
+        raise AdminError("after restoring %s, 'qconf -sconf %s' differs from %s" % (name, name, path))
+    print("restored the %s configuration from %s (qconf -sconf shows it byte for byte)" % (name, path))
+    return 0
+
