@@ -1,0 +1,244 @@
+"""Real qrsh, qlogin and qrsh -inherit through every method, on the one-host cluster.
+
+One matrix: each test names the slot it exercises and runs for every method
+serving that slot (tests/e2e/conftest.py).  Clients run as the unprivileged
+test user, exactly as a user would type them.
+"""
+import hashlib
+import os
+import random
+import re
+import subprocess
+import tempfile
+import threading
+import time
+
+import pytest
+
+import sge
+from ptydrive import PtySession
+
+pytestmark = [pytest.mark.cluster]
+PASSWORD_FILE = os.path.join(sge.STATE, "password")
+
+
+def qrsh(*words, **kwargs):
+    kwargs.setdefault("capture_output", True)
+    kwargs.setdefault("timeout", 120)
+    return sge.user_run(["/usr/bin/qrsh", "-now", "yes", "-q", sge.QUEUE] + list(words), **kwargs)
+
+
+@pytest.fixture
+def scratch():
+    """A directory the test user can read (job scripts live here)."""
+    path = tempfile.mkdtemp(prefix="sgewrap-e2e.")
+    os.chmod(path, 0o755)
+    yield path
+    subprocess.run(["rm", "-rf", path])
+
+
+# --- qrsh CMD: the rsh slot ------------------------------------------------------
+
+@pytest.mark.slot("rsh")
+def test_qrsh_hostname(method):
+    proc = qrsh("hostname", stdin=subprocess.DEVNULL, text=True)
+    assert (proc.returncode, proc.stdout) == (0, sge.HOST + "\n"), proc.stderr
+
+
+@pytest.mark.slot("rsh")
+def test_qrsh_exit_status_is_the_remote_commands(method):
+    proc = qrsh("exit 7", stdin=subprocess.DEVNULL)
+    assert proc.returncode == 7, proc.stderr
+
+
+@pytest.mark.slot("rsh")
+def test_qrsh_nostdin_does_not_read_our_stdin(method):
+    """-nostdin: qrsh finishes although our stdin stays open and silent.
+
+    (Only qrsh's side is checked: with ``builtin`` the remote stdin is not
+    /dev/null, a remote ``cat`` would wait; that is Grid Engine's own behaviour.)
+    """
+    with subprocess.Popen(["/usr/sbin/runuser", "-u", sge.TEST_USER, "--", "/usr/bin/qrsh", "-now", "yes",
+                           "-q", sge.QUEUE, "-nostdin", "echo end"], env=sge.user_env(),
+                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as p:
+        watchdog = threading.Timer(120, p.kill)
+        watchdog.start()
+        try:
+            out = p.stdout.read()            # our end of stdin is still open meanwhile
+            status = p.wait()
+        finally:
+            watchdog.cancel()
+            p.stdin.close()
+        err = p.stderr.read()
+    assert (status, out) == (0, b"end\n"), err
+
+
+@pytest.mark.slot("rsh")
+def test_qrsh_noshell_keeps_argument_boundaries(method):
+    proc = qrsh("-noshell", "/usr/bin/printf", "[%s]", "a b", "c", stdin=subprocess.DEVNULL, text=True)
+    assert (proc.returncode, proc.stdout) == (0, "[a b][c]"), proc.stderr
+    proc = qrsh("-noshell", "/bin/echo", "a b", "c", stdin=subprocess.DEVNULL, text=True)
+    assert (proc.returncode, proc.stdout) == (0, "a b c\n"), proc.stderr
+
+
+@pytest.mark.slot("rsh")
+def test_qrsh_stdin_10mib_byte_for_byte(method):
+    data = os.urandom(10 << 20)
+    proc = qrsh("cat", input=data, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert len(proc.stdout) == len(data)
+    assert hashlib.sha256(proc.stdout).hexdigest() == hashlib.sha256(data).hexdigest()
+
+
+TASKS = 16
+MASTER = """#!/bin/sh
+# the master task of a tight parallel job: {tasks} qrsh -inherit at once
+pids=""
+for i in $(seq {tasks}); do
+    /usr/bin/qrsh -inherit -nostdin {host} {task} $i &
+    pids="$pids $!"
+done
+fail=0
+for p in $pids; do wait $p || fail=$((fail + 1)); done
+echo "failed=$fail"
+exit $fail
+"""
+TASK = """#!/bin/sh
+echo "task $1 gid=$(cat "$SGE_JOB_SPOOL_DIR/addgrpid") groups=$(id -G | tr ' ' ,)"
+"""
+
+
+@pytest.mark.slot("rsh")
+@pytest.mark.xfail(reason="the 17-slot test.pe job is not scheduled on the test cluster yet "
+                          "('could not be scheduled' although qrsh -w v finds an assignment): open",
+                   strict=False)
+def test_parallel_job_fans_out_16_qrsh_inherit(method, scratch):
+    master, task = os.path.join(scratch, "master.sh"), os.path.join(scratch, "task.sh")
+    with open(master, "w") as f:
+        f.write(MASTER.format(tasks=TASKS, host=sge.HOST, task=task))
+    with open(task, "w") as f:
+        f.write(TASK)
+    os.chmod(master, 0o755)
+    os.chmod(task, 0o755)
+    proc = qrsh("-pe", sge.PE, str(TASKS + 1), master, stdin=subprocess.DEVNULL, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "failed=0" in proc.stdout
+    tasks = re.findall(r"^task (\d+) gid=(\d+) groups=(\S+)$", proc.stdout, re.M)
+    assert sorted(int(t[0]) for t in tasks) == list(range(1, TASKS + 1)), proc.stdout
+    gids = [gid for _, gid, _ in tasks]
+    assert len(set(gids)) == TASKS, "each task has its own spool directory and group id"
+    carries = [gid in groups.split(",") for _, gid, groups in tasks]
+    if method.accounted:
+        assert all(carries), "every task's processes carry its own addgrpid: %s" % proc.stdout
+    else:
+        assert not any(carries), "%s does not give remote processes the job's group" % method
+
+
+# --- qdel and accounting: what tight integration is for --------------------------------
+
+@pytest.mark.slot("rsh")
+@pytest.mark.accounted
+def test_qdel_leaves_nothing_behind(method):
+    token = str(random.randrange(10 ** 6, 10 ** 7))          # a unique `sleep` argument
+    setup_files_before = _setup_files()
+    name = "qdel%s" % token
+    client = subprocess.Popen(["/usr/sbin/runuser", "-u", sge.TEST_USER, "--", "/usr/bin/qrsh", "-now", "yes",
+                               "-q", sge.QUEUE, "-N", name, "sleep", token], env=sge.user_env(),
+                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while not [p for p in sge.processes_with(token) if _comm(p) == "sleep"]:
+            assert time.monotonic() < deadline, "remote sleep never started"
+            assert client.poll() is None, "qrsh ended early"
+            time.sleep(0.1)
+        setup_files_during = _setup_files() - setup_files_before
+        sge.user_run(["/usr/bin/qdel", name], capture_output=True, check=True)
+        client.wait(60)
+        assert sge.job_gone(name)
+        deadline = time.monotonic() + 30
+        while sge.processes_with(token) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        left = {p: _cmdline(p) for p in sge.processes_with(token)}
+        assert not left, "processes of the deleted job are still running: %r" % left
+        if method.tight:
+            assert setup_files_during, "rshdwrapper wrote its setup file while the session ran"
+        assert not (_setup_files() & setup_files_during), "setup file left over after qdel"
+    finally:
+        for pid in sge.processes_with(token):
+            try:
+                os.kill(pid, 9)
+            except OSError:
+                pass
+        if client.poll() is None:
+            client.kill()
+
+
+@pytest.mark.slot("rsh")
+@pytest.mark.accounted
+def test_qacct_records_remote_cpu_time(method):
+    name = "cpu%d" % random.randrange(10 ** 6)
+    burn = 3
+    proc = qrsh("-N", name, "timeout %d sh -c 'while :; do :; done'; true" % burn,
+                stdin=subprocess.DEVNULL, text=True)
+    assert proc.returncode == 0, proc.stderr
+    deadline = time.monotonic() + 90            # qmaster writes accounting every flush_time (15 s)
+    while True:
+        acct = subprocess.run(["/usr/bin/qacct", "-j", name], env=sge.ENV, capture_output=True, text=True)
+        found = re.search(r"^cpu\s+([\d.]+)", acct.stdout, re.M)
+        if found or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert found, "no accounting record for %s: %s" % (name, acct.stdout + acct.stderr)
+    assert float(found.group(1)) >= burn * 0.6, acct.stdout
+
+
+# --- interactive: qrsh without a command (rlogin slot) and qlogin (qlogin slot) -----------
+
+def _login(argv, method):
+    session = PtySession(["/usr/sbin/runuser", "-u", sge.TEST_USER, "--"] + argv, env=sge.user_env())
+    try:
+        if method.password:
+            session.expect("login:", timeout=90)
+            session.send(sge.TEST_USER + "\r")
+            session.expect("assword:")
+            with open(PASSWORD_FILE) as f:
+                session.send(f.read().strip() + "\r")
+        session.expect("$ ", timeout=90)
+        session.send("echo $((6*7))-$(id -un)\r")
+        session.expect("42-" + sge.TEST_USER)
+        session.send("exit\r")
+        return session.wait(60)
+    finally:
+        session.kill()
+
+
+@pytest.mark.slot("rlogin")
+def test_qrsh_without_command_gives_a_login_shell(method):
+    assert _login(["/usr/bin/qrsh", "-now", "yes", "-q", sge.QUEUE], method) == 0
+
+
+@pytest.mark.slot("qlogin")
+def test_qlogin_gives_a_login_shell(method):
+    assert _login(["/usr/bin/qlogin", "-now", "yes", "-q", sge.QUEUE], method) == 0
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+def _setup_files():
+    return {n for n in os.listdir("/run") if n.startswith("sge-qrsh-setup.")}
+
+
+def _comm(pid):
+    try:
+        with open("/proc/%d/comm" % pid) as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+def _cmdline(pid):
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return None
