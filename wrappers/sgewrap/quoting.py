@@ -29,7 +29,7 @@ def user_shell():
 
 def quote(word, fam=POSIX):
     """One word, quoted so that ``fam`` shells read it back unchanged."""
-    if word and _SAFE.issuperset(word):
+    if word and _SAFE.issuperset(word) and word[0] != "=":   # zsh expands a leading = (=cmd)
         return word
     if "'" in word and not any(c in word for c in _DOUBLE_UNSAFE[fam]):
         return '"%s"' % word   # SGE's already single-quoted starter paths read best so
