@@ -47,12 +47,31 @@ def test_user():
 HOST_LOCK = "/run/sgewrap-cluster/lock"
 
 
+_held = {"fd": None, "depth": 0}
+
+
 @contextlib.contextmanager
 def host_lock():
-    os.makedirs(os.path.dirname(HOST_LOCK), exist_ok=True)
-    fd = os.open(HOST_LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    """Hold the host lock; re-entrant within this process.
+
+    flock(2) locks belong to an open file description, so a second open+flock
+    in the same process blocks on the first: the session-long lock of
+    tests/e2e and a later fixture taking it again would deadlock the run.
+    """
+    if _held["fd"] is None:
+        os.makedirs(os.path.dirname(HOST_LOCK), exist_ok=True)
+        fd = os.open(HOST_LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except BaseException:
+            os.close(fd)
+            raise
+        _held["fd"] = fd
+    _held["depth"] += 1
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
-        os.close(fd)
+        _held["depth"] -= 1
+        if _held["depth"] == 0:
+            os.close(_held["fd"])
+            _held["fd"] = None
