@@ -71,7 +71,11 @@ def set_global(text):
 
 
 def _execd_pid():
-    out = subprocess.run(["pgrep", "-x", "sge_execd"], capture_output=True, text=True).stdout.split()
+    """The running sge_execd's PID, never a zombie (the init script leaves its daemonizing
+    parent as ``[sge_execd] <defunct>`` for a while: taking that one for the daemon made a
+    restart a no-op and the next jobs ran with the old configuration)."""
+    out = subprocess.run(["pgrep", "-x", "-r", "D,R,S,T", "sge_execd"], capture_output=True,
+                         text=True).stdout.split()
     return int(out[0]) if out else None
 
 
@@ -87,9 +91,9 @@ def restart_execd(timeout=30):
             time.sleep(0.05)
     subprocess.run(["/etc/init.d/gridengine-exec", "start"], env=ENV, capture_output=True)
     deadline = time.monotonic() + timeout
-    while _execd_pid() is None:
+    while _execd_pid() in (None, old):
         if time.monotonic() > deadline:
-            raise RuntimeError("sge_execd did not start again")
+            raise RuntimeError("sge_execd did not start again (still %r)" % _execd_pid())
         time.sleep(0.05)
     if ours:  # tests/cluster/down stops what up started: keep its record true
         with open(record, "w") as f:
@@ -127,6 +131,18 @@ def apply(entries):
 def restore(text):
     set_global(text)
     restart_execd()
+
+
+def clean_queue(timeout=60):
+    """No job of the test user left, the test queue out of error state (a killed job puts it there)."""
+    subprocess.run(["/usr/bin/qdel", "-u", TEST_USER], env=ENV, capture_output=True)
+    deadline = time.monotonic() + timeout
+    while subprocess.run(["/usr/bin/qstat", "-u", TEST_USER], env=ENV, capture_output=True,
+                         text=True).stdout.strip():
+        if time.monotonic() > deadline:
+            raise RuntimeError("jobs of %s still there after qdel" % TEST_USER)
+        time.sleep(0.2)
+    subprocess.run(["/usr/bin/qmod", "-c", QUEUE], env=ENV, capture_output=True)
 
 
 def job_gone(name, timeout=60):
