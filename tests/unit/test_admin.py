@@ -102,7 +102,9 @@ def test_heterogeneous_cluster(capsys):
     assert {p["status"] for p in result["pairs"]} == {"ok"}
     assert result["entries"]["arm01"]["rsh_daemon"] == "/opt/sge/utilbin/lx-arm64/rshd -l"
     assert {p["severity"] for p in result["problems"]} == {"warning"}
-    assert sorted(p["slot"] for p in result["problems"]) == ["rlogin_command", "rsh_command"]
+    # unencrypted rlogin and rsh, and the -pty no note for the wrapped qrsh-without-command
+    assert sorted((p["slot"], "unencrypted" in p["message"]) for p in result["problems"]) == [
+        ("rlogin_command", False), ("rlogin_command", True), ("rsh_command", True)]
 
 
 def test_heterogeneous_mismatch(capsys):
@@ -347,15 +349,30 @@ def test_global_apply_warns_about_overriding_local_configurations(fake_qconf, ca
 def test_config_prints_the_six_lines(capsys):
     code, out, err = sgewrap(capsys, "config", "ssh", "--wrappers", W)
     assert (code, err) == (0, "")
-    assert out == "".join(sgeconf.format_line(k, v) for k, v in sgeconf.entries("ssh", W).items())
+    assert out == "".join(sgeconf.format_line(k, v) for k, v in sgeconf.entries("ssh", W).items()) \
+        + "\n# note: " + sgeconf.PTY_NOTE + "\n"
+
+
+def test_config_of_a_method_without_wrapped_logins_has_no_pty_note(capsys):
+    code, out, err = sgewrap(capsys, "config", "rsh", "--wrappers", W)
+    assert (code, err) == (0, "")
+    assert out == "".join(sgeconf.format_line(k, v) for k, v in sgeconf.entries("rsh", W).items())
+
+
+def test_check_warns_that_wrapped_logins_need_pty_no(capsys):
+    code, out, _ = sgewrap(capsys, "check", "--from", scenario("consistent"))
+    assert code == 0
+    assert "warning: " + sgeconf.PTY_NOTE in out
+    code, out, _ = sgewrap(capsys, "check", "--from", scenario("builtin"))
+    assert "-pty no" not in out
 
 
 def test_config_tight_names_the_pam_line_and_file(capsys):
     code, out, _ = sgewrap(capsys, "config", "ssh", "--tight", "--x11", "--wrappers", W)
     assert code == 0
     assert sgeconf.parse("".join(out.splitlines(True)[:6])).as_dict() == sgeconf.entries("ssh", W, tight=True, x11=True)
-    assert out.endswith("# and as the first line of /etc/pam.d/sshd on every execution host:\n"
-                        "auth required pam_sge-qrsh-setup.so\n")
+    assert "\n# and as the first line of /etc/pam.d/sshd on every execution host:\n" \
+           "auth required pam_sge-qrsh-setup.so\n" in out
 
 
 @pytest.mark.parametrize("argv,message", [

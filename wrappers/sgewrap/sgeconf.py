@@ -41,6 +41,18 @@ TELNETD = "/usr/sbin/telnetd"
 RSHD = "/usr/sbin/in.rshd"
 RLOGIND = "/usr/sbin/in.rlogind"
 
+#: the slots whose sessions get a pty from the shepherd by default (qlogin, qrsh without a command)
+LOGIN_COMMANDS = ("qlogin_command", "rlogin_command")
+#: Measured on Grid Engine 8.1.9 (README, "Known Grid Engine bugs"): for a pty session the
+#: shepherd opens the job's output files as the job owner, fails to switch its effective uid
+#: back ("Cannot reset euid") and sends SIGTERM to the job's process group.  When that lands
+#: after the job's child made its session, the daemon never starts and qlogin/qrsh print
+#: "error: 143:".  Only with builtin is the pty path a different, working one.
+PTY_NOTE = ("with Grid Engine 8.1.9, qlogin and qrsh without a command through a wrapper need -pty no "
+            "on their command line (qlogin -pty no): otherwise the shepherd kills about half of these "
+            "sessions as they start ('error: 143:'); sge_request cannot set it, qlogin and qrsh read -pty "
+            "from the command line only")
+
 #: a file restoring a local configuration that did not exist holds this line
 ABSENT_MARK = "# sgewrap: no local configuration existed; restoring deletes it"
 
@@ -296,6 +308,11 @@ def words(value):
         return shlex.split(value or "")
     except ValueError:
         return (value or "").split()
+
+
+def wraps_logins(values):
+    """True if qlogin or qrsh without a command run a program (not builtin) with these entries."""
+    return any((values.get(key) or "").strip() != "builtin" for key in LOGIN_COMMANDS)
 
 
 def is_unset(value):

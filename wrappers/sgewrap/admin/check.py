@@ -140,6 +140,12 @@ def analyse(glob, hosts, here=None, pam_file=pam.PAM_FILE, executable=None):
             report.add(WARNING, None, cmd_key, "%s: %s is used: unencrypted (sessions and passwords cross the "
                        "network in clear text)" % (cmd_key, kind))
 
+    # --- wrapped logins: a Grid Engine 8.1.9 bug users must step around ------------------------
+    wrapped = sorted({p["slot"] for p in report.pairs
+                      if p["slot"] in ("qlogin", "rlogin") and p["command_kind"] != "builtin"})
+    if wrapped:
+        report.add(WARNING, None, ", ".join("%s_command" % s for s in wrapped), sgeconf.PTY_NOTE)
+
     # --- on this host -------------------------------------------------------------------
     if here is None:
         report.notes.append("executables and the PAM line were not checked (no --this-host)")

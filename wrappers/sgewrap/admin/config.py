@@ -107,6 +107,8 @@ class Config(Command, cli.Application):
             if self.tight:
                 print("\n# and as the first line of %s on every execution host:\n%s" % (
                     pam.PAM_FILE, pam.PAM_LINE))
+            if sgeconf.wraps_logins(values):
+                print("\n# note: " + sgeconf.PTY_NOTE)
             return 0
         apply(values, self.host, self.backup_dir)
         if self.tight and (not self.host or same_host(self.host, this_host())):
@@ -145,6 +147,8 @@ def apply(values, host, backup_dir):
                       % (other, ", ".join(overriding)))
     print("execution daemons use changed *_daemon entries after 15-90 s; undo with: sgewrap config --restore %s"
           % backup)
+    if sgeconf.wraps_logins(values):
+        print("note: " + sgeconf.PTY_NOTE)
     return backup
 
 
