@@ -93,7 +93,31 @@ def test_qlogin_wrapper_options(options, words, recorder, tmp_path):
     assert rec["argv"][1:] == words + ["-p", "22", "--", "vm"]
 
 
+@pytest.mark.parametrize("name,options,words", [
+    ("ssh_wrapper", ["--tunnel"], ["-o", "ProxyCommand={client} -W 127.0.0.1:%p %h"]),
+    ("ssh_wrapper", ["--tunnel-via=gw.example.org"], ["-o", "ProxyCommand={client} -W %h:%p gw.example.org"]),
+    ("ssh_wrapper", ["--tunnel-via", "bob@10.0.0.1"], ["-o", "ProxyCommand={client} -W %h:%p bob@10.0.0.1"]),
+    ("ssh_wrapper", ["--tunnel", "--tunnel-via=gw"], ["-o", "ProxyCommand={client} -W %h:%p gw"]),  # last wins
+    ("qlogin_wrapper", ["--tunnel", "--no-x11"], ["-o", "ProxyCommand={client} -W 127.0.0.1:%p %h", "-x"]),
+])
+def test_tunnel_runs_the_client_itself_as_proxy(name, options, words, recorder, tmp_path):
+    """--tunnel: the client reaches PORT through HOST's sshd (or a gateway) with ssh -W, the
+    same client program as the session's, by absolute path."""
+    argv = ["-p", "4711", "vm", "hostname"] if name == "ssh_wrapper" else ["vm", "4711"]
+    proc, rec = recorded(name, recorder, tmp_path, *options, *argv)
+    assert proc.returncode == 0, proc.stderr
+    words = [w.replace("{client}", recorder) for w in words]
+    tail = ["-p", "4711", "--", "vm"] + (["hostname"] if name == "ssh_wrapper" else [])
+    assert rec["argv"][1:] == words + tail
+
+
 @pytest.mark.parametrize("name,argv,code,text", [
+    ("ssh_wrapper", ["--tunnel-via=-oProxyCommand=id", "-p", "1", "vm"], errors.USAGE, "starts with '-'"),
+    ("ssh_wrapper", ["--tunnel-via=gw;id", "-p", "1", "vm"], errors.USAGE, "the character ';'"),
+    ("ssh_wrapper", ["--tunnel-via=a b@gw", "-p", "1", "vm"], errors.USAGE, "invalid user"),
+    ("ssh_wrapper", ["--tunnel-via=gw%h", "-p", "1", "vm"], errors.USAGE, "ssh token"),
+    ("ssh_wrapper", ["--tunnel=gw", "-p", "1", "vm"], errors.USAGE, "takes no value"),
+    ("telnet_adapter", ["--tunnel", "vm", "23"], errors.USAGE, "unknown option --tunnel"),
     ("ssh_wrapper", ["--bogus", "-p", "1", "vm"], errors.USAGE, "unknown option --bogus"),
     ("ssh_wrapper", ["--ssh-option"], errors.USAGE, "needs a value"),
     ("ssh_wrapper", ["--tty=yes", "-p", "1", "vm"], errors.USAGE, "takes no value"),

@@ -42,6 +42,22 @@ def test_ssh_tight_daemons_are_rshdwrapper():
     assert values["rsh_command"] == W + "/ssh_wrapper"
 
 
+@pytest.mark.parametrize("tunnel,option", [(True, " --tunnel"), ("bob@gw01", " --tunnel-via=bob@gw01")])
+def test_ssh_tunnel_goes_into_every_command(tunnel, option):
+    values = sgeconf.entries("ssh", W, x11=False, tunnel=tunnel)
+    assert values["qlogin_command"] == W + "/qlogin_wrapper --no-x11" + option
+    assert values["rlogin_command"] == values["rsh_command"] == W + "/ssh_wrapper" + option
+    assert values["rsh_daemon"] == "/usr/sbin/sshd -i"       # the daemon side does not change
+    assert {sgeconf.classify(v) for v in values.values()} == {"ssh"}
+
+
+def test_tunnel_only_with_ssh_and_a_safe_gateway():
+    with pytest.raises(ValueError, match="only possible with ssh"):
+        sgeconf.entries("rsh", W, tunnel=True)
+    with pytest.raises(ValueError, match="starts with '-'"):
+        sgeconf.entries("ssh", W, tunnel="-oProxyCommand=id")
+
+
 @pytest.mark.parametrize("method,command,daemon,value,daemon_value", [
     ("telnet", "qlogin_command", "qlogin_daemon", W + "/telnet_adapter", "/usr/sbin/telnetd"),
     ("rsh", "rsh_command", "rsh_daemon", W + "/rsh_adapter", "/usr/sbin/in.rshd"),

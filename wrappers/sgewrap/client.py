@@ -65,6 +65,8 @@ def parse_options(method, argv):
                 raise WrapperError(USAGE, "option %s needs a value %s" % (flag, switch.metavar))
             value = argv[i]
             i += 1
+        if switch.check is not None:
+            value = switch.check(value)
         given.append((switch, value))
     return given, dry_run, want_help, argv[i:]
 
@@ -105,9 +107,22 @@ def plan(name, argv, environ=os.environ):
         result.program = locate.find_program((client,), environ)
     else:
         result.program = locate.find_program(method.clients, environ)
+    if any("{client}" in w for w in words):
+        words = [w.replace("{client}", _proxy_safe(result.program)) for w in words]
     result.argv = [result.program] + words + conventions.render(
         result.request.slot, method.name, result.request)
     return result
+
+
+_PROXY_PATH_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/._+-")
+
+
+def _proxy_safe(path):
+    """``path`` if it can stand unquoted in an ssh ProxyCommand (run by the user's shell)."""
+    if not _PROXY_PATH_CHARS.issuperset(path):
+        raise WrapperError(USAGE, "the client path %r cannot go into a ProxyCommand (--tunnel): "
+                                  "use one without spaces, quotes or %%" % path)
+    return path
 
 
 def usage(name):

@@ -57,19 +57,31 @@ PTY_NOTE = ("with Grid Engine 8.1.9, qlogin and qrsh without a command through a
 ABSENT_MARK = "# sgewrap: no local configuration existed; restoring deletes it"
 
 
-def entries(method, wrappers_dir, tight=False, x11=None):
+def entries(method, wrappers_dir, tight=False, x11=None, tunnel=None):
     """The six slot -> value entries that make ``method`` work with the wrappers in ``wrappers_dir``.
 
     ``x11``: True adds ``--x11``, False ``--no-x11`` to qlogin_wrapper, None
     leaves its default (``--x11``, as the shipped one).  ``tight`` (ssh only):
     the daemons are ``rshdwrapper`` (which runs ``/usr/sbin/sshd -i``) so the
     sessions get the job's group id through ``pam_sge-qrsh-setup``.
+    ``tunnel`` (ssh only): True reaches the shepherd's port through the
+    execution host's own sshd (``--tunnel``), a ``[USER@]HOST`` through that
+    gateway (``--tunnel-via=GW``): only ssh need pass a firewall.
     The legacy methods only cover their own slot; the others stay builtin.
     """
     if method not in METHODS:
         raise ValueError("unknown method %r: expected one of %s" % (method, ", ".join(METHODS)))
     if tight and method != "ssh":
         raise ValueError("--tight is only possible with ssh (rshdwrapper + pam_sge-qrsh-setup), not %s" % method)
+    if tunnel and method != "ssh":
+        raise ValueError("a tunnel is only possible with ssh (ssh -W through port 22), not %s" % method)
+    if tunnel and tunnel is not True:
+        from .errors import WrapperError
+        from .methods.ssh import check_gateway
+        try:
+            check_gateway(tunnel)
+        except WrapperError as err:
+            raise ValueError(str(err))
     if method != "builtin" and not posixpath.isabs(wrappers_dir):
         raise ValueError("the wrappers directory must be an absolute path (SGE takes values literally): %r"
                          % wrappers_dir)
@@ -77,8 +89,10 @@ def entries(method, wrappers_dir, tight=False, x11=None):
     result = dict.fromkeys(SLOTS, "builtin")
     if method == "ssh":
         daemon = w("rshdwrapper") if tight else SSHD
-        qlogin = w("qlogin_wrapper") + {None: "", True: " --x11", False: " --no-x11"}[x11]
-        result.update(qlogin_command=qlogin, rlogin_command=w("ssh_wrapper"), rsh_command=w("ssh_wrapper"),
+        via = "" if not tunnel else " --tunnel" if tunnel is True else " --tunnel-via=" + tunnel
+        qlogin = w("qlogin_wrapper") + {None: "", True: " --x11", False: " --no-x11"}[x11] + via
+        ssh = w("ssh_wrapper") + via
+        result.update(qlogin_command=qlogin, rlogin_command=ssh, rsh_command=ssh,
                       qlogin_daemon=daemon, rlogin_daemon=daemon, rsh_daemon=daemon)
     elif method == "telnet":
         result.update(qlogin_command=w("telnet_adapter"), qlogin_daemon=TELNETD)

@@ -69,6 +69,11 @@ class Config(Command, cli.Application):
     tight = cli.Flag("--tight", help="ssh only: tight integration (rshdwrapper + the pam_sge-qrsh-setup line)")
     x11 = cli.Flag("--x11", help="qlogin_wrapper --x11 (forward X11)", excludes=["--no-x11"])
     no_x11 = cli.Flag("--no-x11", help="qlogin_wrapper --no-x11", excludes=["--x11"])
+    tunnel = cli.Flag("--tunnel", excludes=["--tunnel-via"],
+                      help="ssh only: reach the shepherd's random port through the execution host's sshd "
+                           "(port 22), for firewalled or NATed execution hosts")
+    tunnel_via = cli.SwitchAttr("--tunnel-via", str, argname="GW", excludes=["--tunnel"],
+                                help="ssh only: reach it through the ssh gateway GW ([USER@]HOST) instead")
     wrappers = cli.SwitchAttr("--wrappers", str, argname="DIR",
                               help="where the wrappers are installed (default: next to this sgewrap, "
                                    "else $SGE_ROOT/util/resources/wrappers)")
@@ -99,7 +104,7 @@ class Config(Command, cli.Application):
         wrappers = self.wrappers or (default_wrappers() if method != "builtin" else "/")
         try:
             values = sgeconf.entries(method, os.path.abspath(wrappers) if self.wrappers else wrappers,
-                                     tight=self.tight, x11=x11)
+                                     tight=self.tight, x11=x11, tunnel=self.tunnel or self.tunnel_via)
         except ValueError as err:
             raise AdminError(str(err), UNREADABLE)
         if not self.apply:

@@ -10,24 +10,32 @@ admin command and the tests all read.
 class Switch:
     """A wrapper option: ``--flag`` or ``--flag=VALUE``, and the client words it adds.
 
-    ``words`` may contain ``{}`` for the value.  Switches of one ``group``
-    override each other (the last given wins) unless ``repeat`` is set.
+    ``words`` may contain ``{}`` for the value and ``{client}`` for the client
+    program's path (known once the client is found).  Switches of one
+    ``group`` override each other (the last given wins) unless ``repeat`` is
+    set.  ``check``, if given, validates the value: it returns it or raises
+    WrapperError.
     """
 
-    __slots__ = ("flag", "metavar", "group", "repeat", "words", "help")
+    __slots__ = ("flag", "metavar", "group", "repeat", "words", "help", "check")
 
-    def __init__(self, flag, words, help, metavar=None, group=None, repeat=False):
+    def __init__(self, flag, words, help, metavar=None, group=None, repeat=False, check=None):
         self.flag = flag
         self.metavar = metavar
         self.group = group or flag
         self.repeat = repeat
         self.words = tuple(words)
         self.help = help
+        self.check = check
 
     def render(self, value=None):
         if value is None:
             return list(self.words)
         return [w.replace("{}", value) for w in self.words]
+
+    @property
+    def needs_client(self):
+        return any("{client}" in w for w in self.words)
 
 
 class Method:
