@@ -70,34 +70,62 @@ def set_global(text):
         qconf("-Mconf", path)
 
 
-def _execd_pid():
-    """The running sge_execd's PID, never a zombie (the init script leaves its daemonizing
-    parent as ``[sge_execd] <defunct>`` for a while: taking that one for the daemon made a
-    restart a no-op and the next jobs ran with the old configuration)."""
+NODE2 = "node2"              #: the firewalled second execution host (tests/cluster/up)
+FW_QUEUE = "fw.q"            #: its queue
+FW_PE = "fw.pe"              #: $round_robin over test.q and fw.q: master here, slave tasks on node2
+CLUSTER_UP = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cluster", "up")
+
+
+def _netns(pid):
+    try:
+        return os.readlink("/proc/%s/ns/net" % pid)
+    except OSError:
+        return None
+
+
+def _execd_pids():
+    """{network namespace: PID} of the running sge_execd daemons, never a zombie.
+
+    The init script leaves its daemonizing parent as ``[sge_execd] <defunct>``
+    for a while: taking that one for the daemon made a restart a no-op and the
+    next jobs ran with the old configuration.  node2's execd shares our PID
+    space but not our network namespace.
+    """
     out = subprocess.run(["pgrep", "-x", "-r", "D,R,S,T", "sge_execd"], capture_output=True,
                          text=True).stdout.split()
-    return int(out[0]) if out else None
+    found = {}
+    for pid in map(int, out):
+        found.setdefault(_netns(pid), pid)
+    return found
+
+
+def _execd_pid():
+    """This host's sge_execd (not node2's)."""
+    return _execd_pids().get(_netns("self"))
 
 
 def restart_execd(timeout=30):
-    """Stop execd (jobs keep running) and start it again: it reads the configuration anew."""
-    old = _execd_pid()
+    """Stop both execution daemons (jobs keep running) and start them again: they read the
+    configuration anew.  node2's comes back through tests/cluster/up."""
+    old = _execd_pids()
+    mine = old.get(_netns("self"))
     record = os.path.join(STATE, "sge_execd.pid")
-    ours = old is None or (os.path.exists(record) and open(record).read().strip() == str(old))
-    if old is not None:
-        os.kill(old, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while os.path.exists("/proc/%d" % old) and time.monotonic() < deadline:
-            time.sleep(0.05)
+    ours = mine is None or (os.path.exists(record) and open(record).read().strip() == str(mine))
+    for pid in old.values():
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while any(os.path.exists("/proc/%d" % pid) for pid in old.values()) and time.monotonic() < deadline:
+        time.sleep(0.05)
     subprocess.run(["/etc/init.d/gridengine-exec", "start"], env=ENV, capture_output=True)
     deadline = time.monotonic() + timeout
-    while _execd_pid() in (None, old):
+    while _execd_pid() in (None, mine):
         if time.monotonic() > deadline:
             raise RuntimeError("sge_execd did not start again (still %r)" % _execd_pid())
         time.sleep(0.05)
     if ours:  # tests/cluster/down stops what up started: keep its record true
         with open(record, "w") as f:
             f.write("%d\n" % _execd_pid())
+    subprocess.run([CLUSTER_UP], check=True, capture_output=True, env=dict(os.environ, QUIET="1"))
 
 
 def probe(entries, timeout=90):
@@ -169,3 +197,35 @@ def processes_with(word):
         except OSError:
             pass
     return found
+
+
+def qrsh(*words, queue=QUEUE, **kwargs):
+    """``qrsh -now yes -q QUEUE WORDS...`` as the test user; CompletedProcess (output captured)."""
+    kwargs.setdefault("capture_output", True)
+    kwargs.setdefault("timeout", 120)
+    return user_run(["/usr/bin/qrsh", "-now", "yes", "-q", queue] + list(words), **kwargs)
+
+
+PASSWORD_FILE = os.path.join(STATE, "password")   #: the test user's (tests/cluster/up), for telnet
+
+
+def login(argv, password=False, command="echo $((6*7))-$(id -un)", expect=None, timeout=90):
+    """Drive an interactive qlogin/qrsh ``argv`` as the test user in a real pty: wait for the
+    shell prompt (typing user and password first if asked), type ``command``, wait for
+    ``expect`` (default: what the default command prints), exit; the client's exit code."""
+    from ptydrive import PtySession
+    session = PtySession(["/usr/sbin/runuser", "-u", TEST_USER, "--"] + list(argv), env=user_env())
+    try:
+        if password:
+            session.expect("login:", timeout=timeout)
+            session.send(TEST_USER + "\r")
+            session.expect("assword:")
+            with open(PASSWORD_FILE) as f:
+                session.send(f.read().strip() + "\r")
+        session.expect("$ ", timeout=timeout)
+        session.send(command + "\r")
+        session.expect(expect or "42-" + TEST_USER)
+        session.send("exit\r")
+        return session.wait(60)
+    finally:
+        session.kill()

@@ -5,7 +5,8 @@ A test says which slot it exercises with ``@pytest.mark.slot("rsh")`` (or
 per method that serves that slot.  ``method`` is session-scoped, so pytest
 groups the tests by method and each configuration is applied once.
 ``@pytest.mark.accounted`` keeps a test to the methods whose remote processes
-carry the job's group id (what accounting and qdel rely on).
+carry the job's group id (what accounting and qdel rely on);
+``@pytest.mark.methods("ssh", ...)`` to the methods named.
 """
 import dataclasses
 import subprocess
@@ -24,6 +25,7 @@ class Method:
     slots: tuple            # the slots it serves (the others stay builtin)
     accounted: bool         # remote processes carry the job's addgrpid
     password: bool = False  # the login asks for one (telnet)
+    tunnel: bool = False    # ssh_wrapper --tunnel: through the exec host's sshd on port 22
     #: what qlogin/qrsh-without-command need on their command line (README, "Known Grid Engine bugs"):
     #: SGE 8.1.9 kills wrapped pty logins at start about half of the time ("error: 143:")
     login_options: tuple = ("-pty", "no")
@@ -50,6 +52,7 @@ METHODS = (
     Method("builtin", "builtin", False, ALL, accounted=True, login_options=(), known_broken=(BUILTIN_STDIN,)),
     Method("ssh", "ssh", False, ALL, accounted=False),
     Method("ssh-tight", "ssh", True, ALL, accounted=True),
+    Method("ssh-tunnel", "ssh", True, ALL, accounted=True, tunnel=True),
     Method("telnet", "telnet", False, ("qlogin",), accounted=False, password=True),
     Method("rsh", "rsh", False, ("rsh",), accounted=False),
     Method("rlogin", "rlogin", False, ("rlogin",), accounted=False),
@@ -63,6 +66,9 @@ def pytest_generate_tests(metafunc):
     methods = [m for m in METHODS if slot is None or slot.args[0] in m.slots]
     if metafunc.definition.get_closest_marker("accounted"):
         methods = [m for m in methods if m.accounted]
+    named = metafunc.definition.get_closest_marker("methods")
+    if named:
+        methods = [m for m in methods if m.name in named.args]
     params = []
     for m in methods:
         broken = m.known(metafunc.definition.originalname)
@@ -94,6 +100,7 @@ def method(request, cluster):
     """Apply the method's six sge_conf entries (from sgewrap.sgeconf) and wait for the exec side."""
     from sgewrap import sgeconf
     m = request.param
-    entries = sgeconf.entries(m.sgeconf, cluster, tight=m.tight, x11=False if m.sgeconf == "ssh" else None)
+    entries = sgeconf.entries(m.sgeconf, cluster, tight=m.tight, x11=False if m.sgeconf == "ssh" else None,
+                              tunnel=m.tunnel or None)
     sge.apply(entries)
     return m

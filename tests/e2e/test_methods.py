@@ -16,16 +16,11 @@ import time
 import pytest
 
 import sge
-from ptydrive import PtySession
 
 pytestmark = [pytest.mark.cluster]
-PASSWORD_FILE = os.path.join(sge.STATE, "password")
 
 
-def qrsh(*words, **kwargs):
-    kwargs.setdefault("capture_output", True)
-    kwargs.setdefault("timeout", 120)
-    return sge.user_run(["/usr/bin/qrsh", "-now", "yes", "-q", sge.QUEUE] + list(words), **kwargs)
+qrsh = sge.qrsh
 
 
 @pytest.fixture
@@ -195,32 +190,16 @@ def test_qacct_records_remote_cpu_time(method):
 
 # --- interactive: qrsh without a command (rlogin slot) and qlogin (qlogin slot) -----------
 
-def _login(argv, method):
-    session = PtySession(["/usr/sbin/runuser", "-u", sge.TEST_USER, "--"] + argv, env=sge.user_env())
-    try:
-        if method.password:
-            session.expect("login:", timeout=90)
-            session.send(sge.TEST_USER + "\r")
-            session.expect("assword:")
-            with open(PASSWORD_FILE) as f:
-                session.send(f.read().strip() + "\r")
-        session.expect("$ ", timeout=90)
-        session.send("echo $((6*7))-$(id -un)\r")
-        session.expect("42-" + sge.TEST_USER)
-        session.send("exit\r")
-        return session.wait(60)
-    finally:
-        session.kill()
-
-
 @pytest.mark.slot("rlogin")
 def test_qrsh_without_command_gives_a_login_shell(method):
-    assert _login(["/usr/bin/qrsh", "-now", "yes", "-q", sge.QUEUE, *method.login_options], method) == 0
+    assert sge.login(["/usr/bin/qrsh", "-now", "yes", "-q", sge.QUEUE, *method.login_options],
+                     password=method.password) == 0
 
 
 @pytest.mark.slot("qlogin")
 def test_qlogin_gives_a_login_shell(method):
-    assert _login(["/usr/bin/qlogin", "-now", "yes", "-q", sge.QUEUE, *method.login_options], method) == 0
+    assert sge.login(["/usr/bin/qlogin", "-now", "yes", "-q", sge.QUEUE, *method.login_options],
+                     password=method.password) == 0
 
 
 # --- helpers -------------------------------------------------------------------------------

@@ -1,0 +1,188 @@
+"""A firewalled execution host: only ssh gets through, and ssh_wrapper --tunnel.
+
+node2 (tests/cluster/up) is a second execution host in its own network
+namespace behind nftables rules that let in only ssh (22) and execd (6445):
+the shepherd's random port is refused, the situation of remote_startup(5)
+RESTRICTIONS.  The plain ssh_wrapper fails there; with ``--tunnel`` the
+session reaches the port through node2's sshd and everything works: qrsh,
+both logins, and the slave tasks of a parallel job whose master runs on this
+host (``qrsh -inherit node2``).  No tunnel process outlives its session, even
+when the session is deleted or its client is killed.
+"""
+import hashlib
+import os
+import random
+import re
+import signal
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+import sge
+
+pytestmark = [pytest.mark.cluster, pytest.mark.slot("rsh")]
+
+#: the proxy ssh of --tunnel, as the process table shows it (argv words joined by NUL)
+PROXY = "-W\x00127.0.0.1:"
+
+
+def proxies():
+    return set(sge.processes_with(PROXY))
+
+
+def wait_until(condition, timeout, what):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.1)
+
+
+@pytest.fixture
+def no_tunnel_left():
+    """After the test, no --tunnel proxy is left running."""
+    yield
+    wait_until(lambda: not proxies(), 10, "a tunnel process outlived its session: %r" % proxies())
+
+
+@pytest.mark.methods("ssh")
+def test_the_firewall_refuses_the_plain_ssh_wrapper(method):
+    proc = sge.qrsh("hostname", queue=sge.FW_QUEUE, stdin=subprocess.DEVNULL, text=True)
+    assert proc.returncode != 0 and proc.stdout == ""
+    assert re.search(r"connect to host %s port \d+: Connection refused" % sge.NODE2, proc.stderr), proc.stderr
+
+
+@pytest.mark.methods("ssh-tunnel")
+def test_qrsh_crosses_the_firewall_through_the_tunnel(method, no_tunnel_left):
+    proc = sge.qrsh("hostname; id -G; cat \"$SGE_JOB_SPOOL_DIR/addgrpid\"", queue=sge.FW_QUEUE,
+                    stdin=subprocess.DEVNULL, text=True)
+    assert proc.returncode == 0, proc.stderr
+    host, groups, gid = proc.stdout.splitlines()
+    assert host == sge.NODE2
+    assert gid in groups.split(), "tight integration holds through the tunnel"
+    proc = sge.qrsh("exit 7", queue=sge.FW_QUEUE, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 7, proc.stderr
+    proc = sge.qrsh("-noshell", "/usr/bin/printf", "[%s]", "a b", "c", queue=sge.FW_QUEUE,
+                    stdin=subprocess.DEVNULL, text=True)
+    assert (proc.returncode, proc.stdout) == (0, "[a b][c]"), proc.stderr
+
+
+@pytest.mark.methods("ssh-tunnel")
+def test_10mib_of_stdin_cross_the_tunnel_byte_for_byte(method, no_tunnel_left):
+    data = os.urandom(10 << 20)
+    proc = sge.qrsh("cat", queue=sge.FW_QUEUE, input=data, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert (len(proc.stdout), hashlib.sha256(proc.stdout).hexdigest()) == \
+        (len(data), hashlib.sha256(data).hexdigest())
+
+
+@pytest.mark.methods("ssh-tunnel")
+@pytest.mark.parametrize("client", ["qlogin", "qrsh"])
+def test_logins_cross_the_firewall_through_the_tunnel(method, client, no_tunnel_left):
+    argv = ["/usr/bin/" + client, "-now", "yes", "-q", sge.FW_QUEUE, *method.login_options]
+    assert sge.login(argv, command="echo on-$(hostname)", expect="on-" + sge.NODE2) == 0
+
+
+TASKS = 8   # fw.pe is $round_robin over two hosts: 2 * TASKS slots give node2 TASKS of them
+MASTER = """#!/bin/sh
+# master task on {here}: {tasks} qrsh -inherit to the firewalled {node2} at once
+pids=""
+for i in $(seq {tasks}); do
+    /usr/bin/qrsh -inherit -nostdin {node2} {task} $i &
+    pids="$pids $!"
+done
+fail=0
+for p in $pids; do wait $p || fail=$((fail + 1)); done
+echo "master on $(hostname) failed=$fail"
+exit $fail
+"""
+TASK = """#!/bin/sh
+echo "task $1 on $(hostname) gid=$(cat "$SGE_JOB_SPOOL_DIR/addgrpid") groups=$(id -G | tr ' ' ,)"
+"""
+
+
+@pytest.mark.methods("ssh-tunnel")
+def test_qrsh_inherit_crosses_the_firewall_through_the_tunnel(method, no_tunnel_left):
+    scratch = tempfile.mkdtemp(prefix="sgewrap-fw.")
+    try:
+        os.chmod(scratch, 0o755)
+        master, task = os.path.join(scratch, "master.sh"), os.path.join(scratch, "task.sh")
+        with open(master, "w") as f:
+            f.write(MASTER.format(here=sge.HOST, node2=sge.NODE2, tasks=TASKS, task=task))
+        with open(task, "w") as f:
+            f.write(TASK)
+        os.chmod(master, 0o755)
+        os.chmod(task, 0o755)
+        proc = sge.qrsh("-pe", sge.FW_PE, str(2 * TASKS), "-masterq", "%s@%s" % (sge.QUEUE, sge.HOST), master,
+                        queue="%s,%s" % (sge.QUEUE, sge.FW_QUEUE), stdin=subprocess.DEVNULL, text=True,
+                        timeout=300)
+    finally:
+        subprocess.run(["rm", "-rf", scratch])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "master on %s failed=0" % sge.HOST in proc.stdout
+    tasks = re.findall(r"^task (\d+) on (\S+) gid=(\d+) groups=(\S+)$", proc.stdout, re.M)
+    assert sorted(int(t[0]) for t in tasks) == list(range(1, TASKS + 1)), proc.stdout
+    assert {t[1] for t in tasks} == {sge.NODE2}
+    assert all(gid in groups.split(",") for _, _, gid, groups in tasks), proc.stdout
+
+
+def _running_session(token):
+    """A qrsh to node2 running ``sleep TOKEN`` through the tunnel; (Popen, proxy pid, name)."""
+    name = "fw%s" % token
+    client = subprocess.Popen(["/usr/sbin/runuser", "-u", sge.TEST_USER, "--", "/usr/bin/qrsh", "-now", "yes",
+                               "-q", sge.FW_QUEUE, "-N", name, "sleep", token], env=sge.user_env(),
+                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_until(lambda: [p for p in sge.processes_with(token) if _comm(p) == "sleep"] or client.poll() is not None,
+               60, "the remote sleep never started")
+    assert client.poll() is None, "qrsh ended early"
+    found = proxies()
+    assert len(found) == 1, "one tunnel per session: %r" % found
+    return client, found.pop(), name
+
+
+@pytest.mark.methods("ssh-tunnel")
+@pytest.mark.parametrize("how", ["qdel", "SIGKILL of the client"])
+def test_no_tunnel_outlives_a_killed_session(method, how, no_tunnel_left):
+    token = str(random.randrange(10 ** 6, 10 ** 7))
+    client, proxy, name = _running_session(token)
+    try:
+        if how == "qdel":
+            sge.user_run(["/usr/bin/qdel", name], capture_output=True, check=True)
+        else:
+            ssh = _ppid(proxy)      # the session's ssh runs its ProxyCommand (exec'd by a shell)
+            assert b"ProxyCommand=" in _cmdline(ssh), _cmdline(ssh)
+            os.kill(ssh, signal.SIGKILL)
+        wait_until(lambda: not os.path.exists("/proc/%d" % proxy), 15, "the tunnel outlived the session (%s)" % how)
+        client.wait(90)
+        wait_until(lambda: not sge.processes_with(token), 60, "processes of the session are still running")
+    finally:
+        for pid in sge.processes_with(token):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        if client.poll() is None:
+            client.kill()
+        subprocess.run(["/usr/bin/qdel", name], env=sge.ENV, capture_output=True)
+
+
+def _comm(pid):
+    try:
+        with open("/proc/%d/comm" % pid) as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+def _ppid(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        return int(f.read().rsplit(")", 1)[1].split()[1])
+
+
+def _cmdline(pid):
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            return f.read()
+    except OSError:
+        return b""
