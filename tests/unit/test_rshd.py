@@ -19,7 +19,7 @@ import time
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from sgewrap import errors, locate, rshd
+from sgewrap import errors, jobspool, locate, rshd
 from support import WRAPPERS_SRC, need_root
 
 SCRIPT = os.path.join(WRAPPERS_SRC, "rshdwrapper")
@@ -171,7 +171,7 @@ def test_short_names_fall_back_to_the_system_daemon(name, system, tmp_path, monk
 
 def test_sge_root_from_the_installed_location(fake_sge_root):
     script = fake_sge_root / "util" / "resources" / "wrappers" / "rshdwrapper"
-    assert rshd.sge_root_from(str(script)) == str(fake_sge_root)
+    assert jobspool.sge_root_from(str(script)) == str(fake_sge_root)
 
 
 def test_sge_root_through_a_symlinked_util_directory(fake_sge_root, tmp_path):
@@ -181,26 +181,26 @@ def test_sge_root_through_a_symlinked_util_directory(fake_sge_root, tmp_path):
     os.rename(fake_sge_root / "util", elsewhere / "util")
     (fake_sge_root / "util").symlink_to(elsewhere / "util")
     script = fake_sge_root / "util" / "resources" / "wrappers" / "rshdwrapper"
-    assert rshd.sge_root_from(str(script)) == str(fake_sge_root)
+    assert jobspool.sge_root_from(str(script)) == str(fake_sge_root)
 
 
 def test_no_sge_root_without_markers_or_layout(tmp_path):
     wrappers = tmp_path / "util" / "resources" / "wrappers"
     wrappers.mkdir(parents=True)
-    assert rshd.sge_root_from(str(wrappers / "rshdwrapper"), ()) is None      # no utilbin, no bootstrap
+    assert jobspool.sge_root_from(str(wrappers / "rshdwrapper"), ()) is None      # no utilbin, no bootstrap
     (tmp_path / "utilbin").mkdir()
-    assert rshd.sge_root_from(str(wrappers / "rshdwrapper"), ()) == str(tmp_path)
-    assert rshd.sge_root_from(str(tmp_path / "rshdwrapper"), ()) is None      # not in util/resources/wrappers
-    assert rshd.sge_root_from("rshdwrapper", ()) is None
-    assert rshd.sge_root_from("", ()) is None
+    assert jobspool.sge_root_from(str(wrappers / "rshdwrapper"), ()) == str(tmp_path)
+    assert jobspool.sge_root_from(str(tmp_path / "rshdwrapper"), ()) is None      # not in util/resources/wrappers
+    assert jobspool.sge_root_from("rshdwrapper", ()) is None
+    assert jobspool.sge_root_from("", ()) is None
 
 
 def test_packaged_sge_root_is_the_fallback(tmp_path):
     packaged = tmp_path / "gridengine"
-    assert rshd.sge_root_from(str(tmp_path / "x" / "rshdwrapper"), (str(packaged),)) is None
+    assert jobspool.sge_root_from(str(tmp_path / "x" / "rshdwrapper"), (str(packaged),)) is None
     write_bootstrap(packaged, "default", "nobody")
-    assert rshd.sge_root_from(str(tmp_path / "x" / "rshdwrapper"), (str(packaged),)) == str(packaged)
-    assert rshd.FALLBACK_SGE_ROOTS == ("/var/lib/gridengine",)
+    assert jobspool.sge_root_from(str(tmp_path / "x" / "rshdwrapper"), (str(packaged),)) == str(packaged)
+    assert jobspool.FALLBACK_SGE_ROOTS == ("/var/lib/gridengine",)
 
 
 def write_bootstrap(root, cell, admin, mode=0o644):
@@ -216,14 +216,14 @@ def test_admin_user_from_every_cell_bootstrap(tmp_path):
     me = pwd.getpwuid(os.geteuid()).pw_name
     write_bootstrap(tmp_path, "default", me)
     write_bootstrap(tmp_path, "other", "none")
-    assert rshd.admin_uids(str(tmp_path)) == {os.geteuid()}
+    assert jobspool.admin_uids(str(tmp_path)) == {os.geteuid()}
 
 
 def test_group_writable_or_foreign_bootstrap_is_ignored(tmp_path):
     me = pwd.getpwuid(os.geteuid()).pw_name
     write_bootstrap(tmp_path, "default", me, mode=0o664)
     logged = []
-    assert rshd.admin_uids(str(tmp_path), log=lambda p, m: logged.append(m)) == set()
+    assert jobspool.admin_uids(str(tmp_path), log=lambda p, m: logged.append(m)) == set()
     assert "bootstrap" in logged[0]
 
 
@@ -231,15 +231,15 @@ def test_bootstrap_naming_someone_else_than_its_owner_is_ignored(tmp_path):
     need_root()
     path = write_bootstrap(tmp_path, "default", "nobody")
     os.chown(path, 1, 1)      # daemon: neither root nor nobody
-    assert rshd.admin_uids(str(tmp_path), log=lambda p, m: None) == set()
+    assert jobspool.admin_uids(str(tmp_path), log=lambda p, m: None) == set()
     os.chown(path, 0, 0)
-    assert rshd.admin_uids(str(tmp_path)) == {pwd.getpwnam("nobody").pw_uid}
+    assert jobspool.admin_uids(str(tmp_path)) == {pwd.getpwnam("nobody").pw_uid}
 
 
 def test_admin_user_option(tmp_path):
-    assert rshd.admin_uids(None, ["nobody"]) == {pwd.getpwnam("nobody").pw_uid}
+    assert jobspool.admin_uids(None, ["nobody"]) == {pwd.getpwnam("nobody").pw_uid}
     logged = []
-    assert rshd.admin_uids(None, ["no-such-user-xyz"], log=lambda p, m: logged.append(m)) == set()
+    assert jobspool.admin_uids(None, ["no-such-user-xyz"], log=lambda p, m: logged.append(m)) == set()
     assert logged
 
 

@@ -121,8 +121,9 @@ try:
 except ImportError:            # pragma: no cover -- not CPython
     import signal
 
-from . import locate
+from . import jobspool, locate
 from .errors import EXEC_FAILED, INTERNAL, NO_CLIENT, NO_JOB, USAGE, WrapperError
+from .jobspool import NoJob, Trust, sge_root_from  # noqa: F401 -- part of this module's surface
 
 NAME = "rshdwrapper"
 DEFAULT_DAEMON = ("/usr/sbin/sshd", "-i")
@@ -158,14 +159,6 @@ ALSO_FORWARDED = tuple(getattr(signal, n) for n in ("SIGALRM", "SIGVTALRM", "SIG
 PYTHON_IGNORED = tuple(getattr(signal, n) for n in ("SIGPIPE", "SIGXFSZ") if hasattr(signal, n))
 
 LOG_TIMEOUT = 1.0
-
-#: SGE_ROOT of the distribution packages (Debian, Ubuntu), used when the script is not
-#: installed below an SGE_ROOT (e.g. a scratch install) and no --sge-root is given
-FALLBACK_SGE_ROOTS = ("/var/lib/gridengine",)
-
-
-class NoJob(Exception):
-    """No usable job context; the message says why."""
 
 
 class SetupError(Exception):
@@ -324,68 +317,6 @@ def usage():
     return "usage: " + __doc__.split("Usage: ", 1)[1].replace("``", "")
 
 
-# --- SGE_ROOT, the admin user -----------------------------------------------------------
-
-
-def bootstrap_files(sge_root):
-    try:
-        cells = sorted(os.listdir(sge_root))
-    except OSError:
-        return []
-    return [p for p in (os.path.join(sge_root, c, "common", "bootstrap") for c in cells) if os.path.isfile(p)]
-
-
-def looks_like_sge_root(path):
-    return os.path.isdir(os.path.join(path, "utilbin")) or bool(bootstrap_files(path))
-
-
-def sge_root_from(script, fallbacks=FALLBACK_SGE_ROOTS):
-    """SGE_ROOT for a script installed as SGE_ROOT/util/resources/wrappers/NAME, else a packaged one, else None."""
-    if script and os.path.isabs(script):
-        for path in (os.path.normpath(script), os.path.realpath(script)):
-            wrappers = os.path.dirname(path)
-            resources = os.path.dirname(wrappers)
-            util = os.path.dirname(resources)
-            root = os.path.dirname(util)
-            if ((os.path.basename(wrappers), os.path.basename(resources), os.path.basename(util))
-                    == ("wrappers", "resources", "util") and looks_like_sge_root(root)):
-                return root
-    for root in fallbacks:
-        if bootstrap_files(root):
-            return root
-    return None
-
-
-def admin_uids(sge_root, names=(), log=None):
-    """uids of the Grid Engine admin user(s): each cell's bootstrap admin_user, and ``names``."""
-    import pwd
-    uids = set()
-    for name in names:
-        try:
-            uids.add(pwd.getpwnam(name).pw_uid)
-        except KeyError:
-            if log:
-                log("warning", "--admin-user %s: no such user" % name)
-    for path in bootstrap_files(sge_root) if sge_root else ():
-        try:
-            st = os.lstat(path)
-            if not stat.S_ISREG(st.st_mode) or st.st_mode & 0o022:
-                raise OSError("not a regular file writable only by its owner")
-            with open(path, encoding="utf-8", errors="replace") as f:
-                words = [line.split() for line in f]
-            admin = next((w[1] for w in words if len(w) >= 2 and w[0] == "admin_user"), None)
-            if admin is None or admin.lower() == "none":
-                continue
-            uid = pwd.getpwnam(admin).pw_uid
-            if st.st_uid not in (0, uid):
-                raise OSError("owned by uid %d, neither root nor its admin_user %s" % (st.st_uid, admin))
-            uids.add(uid)
-        except (OSError, KeyError) as err:
-            if log:
-                log("warning", "ignoring %s: %s" % (path, err))
-    return uids
-
-
 # --- the job context --------------------------------------------------------------------
 
 
@@ -397,98 +328,14 @@ class JobContext:
         self.gid = gid
 
 
-class Trust:
-    """Who may own the spool tree: root, the wrapper's own user, the admin user(s) (looked up lazily)."""
-
-    def __init__(self, sge_root=None, admin_users=(), log=None):
-        self.base = {0, os.geteuid()}
-        self.sge_root = sge_root
-        self.admin_users = admin_users
-        self.log = log
-        self._admins = None
-
-    def __contains__(self, uid):
-        if uid in self.base:
-            return True
-        if self._admins is None:
-            self._admins = admin_uids(self.sge_root, self.admin_users, self.log)
-        return uid in self._admins
-
-    def describe(self):
-        if self._admins is None:
-            self._admins = admin_uids(self.sge_root, self.admin_users, self.log)
-        known = ", ".join("uid %d" % u for u in sorted(self._admins)) or (
-            "none known: SGE_ROOT %s" % (self.sge_root or "unknown (give --sge-root or --admin-user)"))
-        return "root or the Grid Engine admin user (%s)" % known
-
-
-def _check_owned(path, st, trust, what):
-    if st.st_uid not in trust:
-        raise NoJob("%s %s is owned by uid %d, not %s" % (what, path, st.st_uid, trust.describe()))
-
-
-def _read_small(path, limit=64):
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    try:
-        return os.read(fd, limit + 1)
-    finally:
-        os.close(fd)
-
-
 def job_context(environ, trust):
     """The validated job context, or NoJob saying why there is none."""
-    value = environ.get("SGE_JOB_SPOOL_DIR")
-    if not value:
-        raise NoJob("SGE_JOB_SPOOL_DIR is not set")
-    if not os.path.isabs(value):
-        raise NoJob("SGE_JOB_SPOOL_DIR %r is not absolute" % value)
-    if any(c < " " or c == "\x7f" for c in value):
-        raise NoJob("SGE_JOB_SPOOL_DIR %r holds control characters" % value)
-    spool = os.path.realpath(value)
-    if any(c < " " or c == "\x7f" for c in spool):
-        raise NoJob("SGE_JOB_SPOOL_DIR %r resolves to a path with control characters" % value)
-    try:
-        if len(os.fsencode(spool)) > MAX_SPOOL_BYTES:
-            raise NoJob("SGE_JOB_SPOOL_DIR %r is longer than pam_sge-qrsh-setup takes (%d bytes)"
-                        % (value, MAX_SPOOL_BYTES))
-    except UnicodeError:
-        raise NoJob("SGE_JOB_SPOOL_DIR %r cannot be encoded" % value)
-    try:
-        st = os.lstat(spool)
-    except OSError as err:
-        raise NoJob("SGE_JOB_SPOOL_DIR %s: %s" % (spool, err.strerror))
-    if not stat.S_ISDIR(st.st_mode):
-        raise NoJob("SGE_JOB_SPOOL_DIR %s is not a directory" % spool)
-    _check_owned(spool, st, trust, "job spool directory")
-    if st.st_mode & 0o022:
-        raise NoJob("job spool directory %s is writable by group or others (mode %o)"
-                    % (spool, stat.S_IMODE(st.st_mode)))
-    parent = spool
-    while parent != "/":
-        parent = os.path.dirname(parent)
-        try:
-            pst = os.lstat(parent)
-        except OSError as err:
-            raise NoJob("%s: %s" % (parent, err.strerror))
-        if not stat.S_ISDIR(pst.st_mode):
-            raise NoJob("%s above the job spool directory is not a directory" % parent)
-        _check_owned(parent, pst, trust, "directory")
-        if pst.st_mode & 0o022 and not pst.st_mode & stat.S_ISVTX:
-            raise NoJob("directory %s above the job spool directory is writable by group or others (mode %o)"
-                        % (parent, stat.S_IMODE(pst.st_mode)))
+    spool = jobspool.spool_dir(environ, trust, max_bytes=MAX_SPOOL_BYTES,
+                               too_long="longer than pam_sge-qrsh-setup takes")
     for name in ("addgrpid", "environment"):
-        path = os.path.join(spool, name)
-        try:
-            fst = os.lstat(path)
-        except OSError as err:
-            raise NoJob("%s: %s" % (path, err.strerror))
-        if not stat.S_ISREG(fst.st_mode):
-            raise NoJob("%s is not a regular file" % path)
-        _check_owned(path, fst, trust, "file")
-        if fst.st_mode & 0o022:
-            raise NoJob("%s is writable by group or others (mode %o)" % (path, stat.S_IMODE(fst.st_mode)))
+        jobspool.trusted_file(spool, name, trust)
     try:
-        data = _read_small(os.path.join(spool, "addgrpid"))
+        data = jobspool.read_small(os.path.join(spool, "addgrpid"))
     except OSError as err:
         raise NoJob("%s/addgrpid: %s" % (spool, err.strerror))
     text = data.strip()
