@@ -84,7 +84,7 @@ def test_logins_cross_the_firewall_through_the_tunnel(method, client, no_tunnel_
     assert sge.login(argv, command="echo on-$(hostname)", expect="on-" + sge.NODE2) == 0
 
 
-TASKS = 8   # fw.pe is $round_robin over two hosts: 2 * TASKS slots give node2 TASKS of them
+TASKS = 16  # fw.pe is $round_robin over two hosts: 2 * TASKS slots give node2 TASKS of them
 MASTER = """#!/bin/sh
 # master task on {here}: {tasks} qrsh -inherit to the firewalled {node2} at once
 pids=""

@@ -161,3 +161,41 @@ def test_failed_write_leaves_file_and_no_temporary(pamfile, monkeypatch):
 def test_this_hosts_pam_file_is_readable_if_present():
     if os.path.exists(pam.PAM_FILE):
         assert isinstance(pam.has_line(), bool)
+
+
+# --- node access ----------------------------------------------------------------------------
+
+
+def test_node_access_rules_go_before_the_first_account_rule(pamfile):
+    assert pam.add_node_access(str(pamfile))
+    lines = pamfile.read_text().splitlines()
+    at = lines.index(pam.NODE_ACCESS_MARK)
+    assert lines[at + 1:at + 4] == [
+        "account [success=1 default=ignore] pam_succeed_if.so quiet uid < 1000",
+        "account required pam_listfile.so item=user sense=allow file=/run/sgewrap/node-access.users onerr=fail",
+        "account    required     pam_nologin.so"]
+    assert pam.has_node_access(str(pamfile))
+    assert stat.S_IMODE(pamfile.stat().st_mode) == 0o644
+
+
+def test_node_access_add_twice_and_remove_gives_the_file_back(pamfile):
+    assert pam.add_node_access(str(pamfile), users_file="/srv/x/node-access.users", min_uid=500)
+    assert "uid < 500" in pamfile.read_text() and "file=/srv/x/node-access.users" in pamfile.read_text()
+    assert not pam.add_node_access(str(pamfile))
+    assert pam.remove_node_access(str(pamfile))
+    assert pamfile.read_text() == DEBIAN_SSHD and not pam.has_node_access(str(pamfile))
+    assert not pam.remove_node_access(str(pamfile))
+
+
+def test_node_access_without_account_rules_goes_at_the_end(tmp_path):
+    path = tmp_path / "other"
+    path.write_text("auth required pam_unix.so")
+    assert pam.add_node_access(str(path))
+    assert path.read_text().splitlines()[0] == "auth required pam_unix.so"
+    assert path.read_text().splitlines()[-1].startswith("account required pam_listfile.so")
+
+
+def test_a_commented_node_access_rule_is_not_active(pamfile):
+    pamfile.write_text("# account required pam_listfile.so item=user file=/run/sgewrap/node-access.users\n"
+                       + DEBIAN_SSHD)
+    assert not pam.has_node_access(str(pamfile))

@@ -82,3 +82,62 @@ def remove_line(path=PAM_FILE):
         return False
     _replace(path, "".join(kept))
     return True
+
+
+# --- node access (node_access prolog/epilog) --------------------------------------------------
+
+NODE_ACCESS_MARK = "# sgewrap node_access: ssh only for users with a job on this host (and system users)"
+NODE_ACCESS_USERS = "/run/sgewrap/node-access.users"
+
+
+def node_access_lines(users_file=NODE_ACCESS_USERS, min_uid=1000):
+    """The account rules: users below ``min_uid`` pass, everyone else must be in ``users_file``."""
+    return [NODE_ACCESS_MARK,
+            "account [success=1 default=ignore] pam_succeed_if.so quiet uid < %d" % min_uid,
+            "account required pam_listfile.so item=user sense=allow file=%s onerr=fail" % users_file]
+
+
+def _is_node_access_rule(line):
+    text = line.split("#", 1)[0]
+    match = _RULE.match(text)
+    return bool(match and match.group("type").lower() == "account"
+                and os.path.basename(match.group("module")) == "pam_listfile.so" and "node-access" in text)
+
+
+def has_node_access(path=PAM_FILE):
+    """True if the file has an active pam_listfile account rule reading a node-access list."""
+    return any(_is_node_access_rule(line) for line in _read(path).splitlines())
+
+
+def add_node_access(path=PAM_FILE, users_file=NODE_ACCESS_USERS, min_uid=1000):
+    """Put the node-access rules before the first account rule (or @include common-account); True if changed."""
+    text = _read(path)
+    lines = text.splitlines(True)
+    if any(_is_node_access_rule(line) for line in lines):
+        return False
+    newline = "\r\n" if lines and lines[0].endswith("\r\n") else "\n"
+    at = next((i for i, line in enumerate(lines)
+               if line.split("#", 1)[0].split()[:1] in (["account"], ["-account"])
+               or line.split("#", 1)[0].split()[:2] == ["@include", "common-account"]), len(lines))
+    if at == len(lines) and lines and not lines[-1].endswith("\n"):
+        lines[-1] += newline
+    block = [line + newline for line in node_access_lines(users_file, min_uid)]
+    _replace(path, "".join(lines[:at] + block + lines[at:]))
+    return True
+
+
+def remove_node_access(path=PAM_FILE):
+    """Remove the block :func:`add_node_access` added; True if changed."""
+    lines = _read(path).splitlines(True)
+    kept, i = [], 0
+    while i < len(lines):
+        if lines[i].rstrip("\r\n") == NODE_ACCESS_MARK and i + 2 < len(lines) \
+                and "pam_succeed_if.so" in lines[i + 1] and _is_node_access_rule(lines[i + 2]):
+            i += 3
+            continue
+        kept.append(lines[i])
+        i += 1
+    if len(kept) == len(lines):
+        return False
+    _replace(path, "".join(kept))
+    return True

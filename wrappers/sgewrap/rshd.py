@@ -121,7 +121,8 @@ try:
 except ImportError:            # pragma: no cover -- not CPython
     import signal
 
-from . import jobspool, locate
+from . import daemonlog, jobspool, locate
+from .daemonlog import clean
 from .errors import EXEC_FAILED, INTERNAL, NO_CLIENT, NO_JOB, USAGE, WrapperError
 from .jobspool import NoJob, Trust, sge_root_from  # noqa: F401 -- part of this module's surface
 
@@ -147,7 +148,7 @@ KEEP_NAMES = frozenset(("JOB_ID", "JOB_NAME", "QUEUE", "HOSTNAME", "NHOSTS", "NS
                         "PE_HOSTFILE", "REQUEST", "RESTARTED", "ENVIRONMENT", "ARC"))
 LOCALE_NAMES = frozenset(("LANG", "LANGUAGE", "TZ"))
 
-FACILITIES = ("authpriv", "auth", "daemon", "user") + tuple("local%d" % i for i in range(8))
+FACILITIES = daemonlog.FACILITIES
 
 #: forwarded to the daemon: the six the issue names, then every other catchable
 #: signal whose default action ends a process (synchronous faults excepted)
@@ -158,78 +159,12 @@ ALSO_FORWARDED = tuple(getattr(signal, n) for n in ("SIGALRM", "SIGVTALRM", "SIG
 #: Python ignores these itself: the daemon gets them back at their default
 PYTHON_IGNORED = tuple(getattr(signal, n) for n in ("SIGPIPE", "SIGXFSZ") if hasattr(signal, n))
 
-LOG_TIMEOUT = 1.0
-
 
 class SetupError(Exception):
     """The setup file cannot be written; the message says why."""
 
 
-# --- logging ----------------------------------------------------------------------------
-
-
-def clean(text, limit=300):
-    """``text`` made safe for one log line: no control characters, bounded length."""
-    text = "".join(c if " " <= c != "\x7f" else "?" for c in str(text))
-    return text if len(text) <= limit else text[:limit] + "..."
-
-
-class Log:
-    """syslog, never fds 1/2 (except stderr when it is a terminal); never fails, never hangs."""
-
-    def __init__(self, facility="authpriv"):
-        self.facility = facility
-        self._open = False
-        self.guarding = False     # SIGALRM of our own guard: not forwarded
-        self.alarmed = False      # ... and it fired: syslog blocks
-        self.broken = False
-        self.to_tty = False
-        try:
-            self.to_tty = os.isatty(2)
-        except OSError:
-            pass
-
-    def _send(self, priority, message):
-        import syslog
-        if not self._open:
-            syslog.openlog(NAME, syslog.LOG_PID, getattr(syslog, "LOG_" + self.facility.upper()))
-            self._open = True
-        # a syslog daemon that does not read would block send(2): an alarm interrupts it
-        # (glibc then drops the message); our SIGALRM handler ignores its own alarm
-        if self.broken:
-            return
-        previous = signal.getsignal(signal.SIGALRM)
-        if previous is not _forward:
-            signal.signal(signal.SIGALRM, _ignore)
-        self.guarding = True
-        try:
-            signal.setitimer(signal.ITIMER_REAL, LOG_TIMEOUT, LOG_TIMEOUT / 5)
-            syslog.syslog(getattr(syslog, "LOG_" + priority.upper()), message)
-        finally:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-            self.guarding = False
-            if self.alarmed:    # syslog hangs: do not wait for it again in this session
-                self.broken = True
-            if previous is not _forward:
-                signal.signal(signal.SIGALRM, previous if previous is not None else signal.SIG_DFL)
-
-    def __call__(self, priority, message):
-        message = clean(message, 900)
-        try:
-            self._send(priority, message)
-        except Exception:
-            pass
-        if self.to_tty and priority in ("err", "warning"):
-            try:
-                os.write(2, ("%s: %s: %s\n" % (NAME, "error" if priority == "err" else priority, message)).encode(
-                    "utf-8", "replace"))
-            except OSError:
-                pass
-
-
-def _ignore(signum, frame):
-    if _State.log is not None and _State.log.guarding:
-        _State.log.alarmed = True
+# --- output -----------------------------------------------------------------------------
 
 
 class _Discard:
@@ -527,8 +462,7 @@ class _State:
 
 
 def _forward(signum, frame):
-    if signum == signal.SIGALRM and _State.log is not None and _State.log.guarding:
-        _State.log.alarmed = True
+    if signum == signal.SIGALRM and daemonlog.own_alarm():
         return
     pid = _State.child
     if pid is None:
@@ -579,7 +513,7 @@ def _sanitized(environ, name):
 def run(argv, environ=None, script=None):
     """Everything rshdwrapper does; returns the exit code."""
     environ = os.environ if environ is None else environ
-    log = _State.log = Log()
+    log = _State.log = daemonlog.Log(NAME)
     try:
         opts = parse_args(argv)
     except WrapperError as err:

@@ -1,0 +1,99 @@
+"""node_access on the real cluster: ssh to node2 only while the user has a job there.
+
+fw.q (node2's queue) gets node_access as its prolog and epilog, run as root by
+node2's shepherd; /etc/pam.d/sshd gets the account rules.  node2's own sshd
+(port 22, what users would ssh to for debugging) then refuses the test user
+until a job of theirs runs on node2, lets them in while one does, keeps
+letting them in while the second of two jobs still runs, and refuses them
+again when the last one ends.
+"""
+import os
+import subprocess
+import time
+
+import pytest
+
+import sge
+from sgewrap import nodeaccess, pam
+
+pytestmark = [pytest.mark.cluster]
+STATE = nodeaccess.DEFAULT_DIR
+USERS = os.path.join(STATE, nodeaccess.USERS)
+
+
+def fw_queue(attribute, value):
+    sge.qconf("-mattr", "queue", attribute, value, sge.FW_QUEUE)
+
+
+@pytest.fixture
+def restricted(cluster):
+    """fw.q with the node_access prolog/epilog, the PAM rules in place; both undone afterwards."""
+    wrapper = os.path.join(cluster, "node_access")
+    saved = {a: sge.qconf("-sq", sge.FW_QUEUE).split("\n") for a in ("prolog", "epilog")}
+    saved = {a: next(line.split(None, 1)[1] for line in lines if line.startswith(a + " "))
+             for a, lines in saved.items()}
+    for name in (nodeaccess.USERS, nodeaccess.JOBS):
+        try:
+            os.unlink(os.path.join(STATE, name))
+        except FileNotFoundError:
+            pass
+    try:
+        fw_queue("prolog", "root@%s prolog" % wrapper)
+        fw_queue("epilog", "root@%s epilog" % wrapper)
+        assert pam.add_node_access()
+        yield
+    finally:
+        pam.remove_node_access()
+        for attribute, value in saved.items():
+            fw_queue(attribute, value)
+        sge.clean_queue()
+
+
+def ssh_node2():
+    """``ssh node2 hostname`` as the test user: (exit status, output)."""
+    proc = sge.user_run(["/usr/bin/ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=20", sge.NODE2, "hostname"],
+                        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def allowed():
+    try:
+        return sge.TEST_USER in open(USERS).read().split()
+    except FileNotFoundError:
+        return False
+
+
+def wait_for(condition, what, timeout=60):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.2)
+
+
+def submit(name):
+    proc = sge.user_run(["/usr/bin/qsub", "-q", sge.FW_QUEUE, "-N", name, "-b", "y", "-o", "/dev/null",
+                         "-j", "y", "/bin/sleep", "600"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_ssh_to_a_node_only_while_a_job_of_the_user_runs_there(restricted):
+    code, out = ssh_node2()
+    assert code == 255 and sge.NODE2 not in out.split(), "no job on node2: ssh must be refused (%s)" % out
+
+    submit("access1")
+    wait_for(allowed, "the prolog of the first job never added the user")
+    assert ssh_node2() == (0, sge.NODE2 + "\n")
+
+    submit("access2")
+    wait_for(lambda: open(os.path.join(STATE, nodeaccess.JOBS)).read().count(" %s " % sge.TEST_USER) == 2,
+             "the prolog of the second job never ran")
+    sge.user_run(["/usr/bin/qdel", "access1"], capture_output=True, check=True)
+    assert sge.job_gone("access1")
+    assert allowed(), "the first epilog must not lock out the owner of the second job"
+    assert ssh_node2() == (0, sge.NODE2 + "\n")
+
+    sge.user_run(["/usr/bin/qdel", "access2"], capture_output=True, check=True)
+    assert sge.job_gone("access2")
+    wait_for(lambda: not allowed(), "the last epilog did not remove the user")
+    code, out = ssh_node2()
+    assert code == 255 and sge.NODE2 not in out.split(), out

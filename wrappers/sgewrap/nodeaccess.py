@@ -1,0 +1,419 @@
+"""node_access: ssh to an execution host only for the owners of jobs running there.
+
+remote_startup(5), RESTRICTING ACCESS: with the builtin method users need no
+ssh access to execution hosts at all; to let them in for debugging only where
+they have a running job, sshd's PAM stack consults a list that the queue's
+prolog adds to and its epilog removes from.  This is that prolog and epilog::
+
+    qconf -mattr queue prolog "root@/opt/sge/util/resources/wrappers/node_access prolog" all.q
+    qconf -mattr queue epilog "root@/opt/sge/util/resources/wrappers/node_access epilog" all.q
+
+and in /etc/pam.d/sshd, before the other account lines (``sgewrap node-access``
+prints and adds them)::
+
+    account [success=1 default=ignore] pam_succeed_if.so quiet uid < 1000
+    account required pam_listfile.so item=user sense=allow file=/run/sgewrap/node-access.users onerr=fail
+
+Files, in ``--dir`` (default /run/sgewrap: emptied at boot, when no job runs):
+
+  node-access.users   the users allowed, one a line: what pam_listfile reads
+  node-access.jobs    one line per job on this host: ``run|end KEY USER SPOOLDIR``
+  node-access.lock    the flock every change holds
+
+Reference counting: the jobs file holds one line per job (KEY is its spool
+directory's name, ``JOB.TASK``, unique on the host while the job is active);
+a user is allowed while at least one of their jobs is ``run``.  Two jobs of
+one user: the first epilog leaves the user in.  Every change takes the lock,
+reads the jobs file, changes it, and writes both files anew (a temporary
+file, fsync, rename over): a reader sees the old list or the new one, never a
+part.  Each change also forgets the jobs whose spool directory is gone (a
+missed epilog heals at the next prolog or epilog on the host).
+
+What a job is comes only from its spool directory (``$SGE_JOB_SPOOL_DIR``,
+validated like rshdwrapper does: owned by root or the Grid Engine admin user
+up to /, writable by no one else) and the shepherd's ``config`` file in it
+(``job_owner``): a user's ``qsub -v`` cannot name someone else.
+
+``repair`` rebuilds the list from the jobs running on this host: the spool
+directories in execd's ``active_jobs`` (``--active-jobs=DIR``, repeatable;
+default Debian's /var/spool/gridengine/execd/HOST/active_jobs; and wherever
+recorded jobs live) whose shepherd (its ``pid`` file) is alive, less those
+whose epilog already ran.  ``list`` shows the state.
+
+Exit status: 0, also when the list could not be changed (logged to syslog):
+a prolog or epilog that fails puts the queue in error state, which is worse
+than a user without debug access (``repair`` or the next prolog/epilog mends
+the list).  64 for bad usage, 70 for an internal error.  Nothing is written to
+stdout or stderr (they are the job's output files) but by ``list``, ``--help``
+and errors when stderr is a terminal.
+"""
+import errno
+import fcntl
+import os
+import socket
+import stat
+import sys
+
+from . import daemonlog, jobspool
+from .errors import INTERNAL, USAGE, WrapperError
+
+NAME = "node_access"
+DEFAULT_DIR = "/run/sgewrap"
+USERS = "node-access.users"
+JOBS = "node-access.jobs"
+LOCK = "node-access.lock"
+COMMANDS = ("prolog", "epilog", "repair", "list")
+#: where Debian's execd keeps its active jobs (repair's default besides the recorded ones)
+DEFAULT_ACTIVE_JOBS = "/var/spool/gridengine/execd/%s/active_jobs"
+
+_USER_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-@")
+
+
+class AccessError(Exception):
+    """The list cannot be read or written; the message says why."""
+
+
+class Options:
+    __slots__ = ("command", "dir", "facility", "sge_root", "admin_users", "active_jobs", "help")
+
+    def __init__(self):
+        self.command = None
+        self.dir = DEFAULT_DIR
+        self.facility = "authpriv"
+        self.sge_root = None
+        self.admin_users = []
+        self.active_jobs = []
+        self.help = False
+
+
+def parse_args(argv):
+    opts = Options()
+    rest = []
+    for word in argv:
+        if not word.startswith("--"):
+            rest.append(word)
+            continue
+        flag, eq, value = word.partition("=")
+        if flag == "--help" and not eq:
+            opts.help = True
+        elif flag in ("--dir", "--facility", "--sge-root", "--admin-user", "--active-jobs"):
+            if not eq or not value:
+                raise WrapperError(USAGE, "%s needs a value: %s=VALUE" % (flag, flag))
+            if flag == "--facility":
+                if value not in daemonlog.FACILITIES:
+                    raise WrapperError(USAGE, "--facility must be one of %s" % ", ".join(daemonlog.FACILITIES))
+                opts.facility = value
+            elif flag == "--admin-user":
+                opts.admin_users.append(value)
+            else:
+                if not os.path.isabs(value):
+                    raise WrapperError(USAGE, "%s needs an absolute path, got %r" % (flag, value))
+                if flag == "--dir":
+                    opts.dir = value
+                elif flag == "--sge-root":
+                    opts.sge_root = value
+                else:
+                    opts.active_jobs.append(value)
+        else:
+            raise WrapperError(USAGE, "unknown option %s (see --help)" % daemonlog.clean(flag, 60))
+    if opts.help:
+        return opts
+    if len(rest) != 1 or rest[0] not in COMMANDS:
+        raise WrapperError(USAGE, "expected one of %s, got %s" % (
+            ", ".join(COMMANDS), " ".join(repr(w) for w in rest) or "nothing"))
+    opts.command = rest[0]
+    return opts
+
+
+def usage():
+    return "usage: node_access [--dir=DIR] [--facility=F] [--sge-root=DIR] [--admin-user=NAME] " \
+           "[--active-jobs=DIR] prolog|epilog|repair|list\n\n" + (__doc__ or "")
+
+
+# --- the state ------------------------------------------------------------------------------
+
+
+class Entry:
+    __slots__ = ("state", "key", "user", "spool")
+
+    def __init__(self, state, key, user, spool):
+        self.state, self.key, self.user, self.spool = state, key, user, spool
+
+    def line(self):
+        return "%s %s %s %s\n" % (self.state, self.key, self.user, self.spool)
+
+
+def valid_user(name):
+    return bool(name) and len(name) <= 64 and name[0] != "-" and _USER_CHARS.issuperset(name)
+
+
+def valid_word(word):
+    return bool(word) and not any(c.isspace() or c < " " or c == "\x7f" for c in word)
+
+
+def check_dir(path):
+    """The state directory: ours (root's), not group/other writable; created if missing."""
+    try:
+        os.mkdir(path, 0o755)
+    except FileExistsError:
+        pass
+    except OSError as err:
+        raise AccessError("cannot create %s: %s" % (path, err.strerror))
+    st = os.lstat(path)
+    if not stat.S_ISDIR(st.st_mode):
+        raise AccessError("%s is not a directory" % path)
+    if st.st_uid != os.geteuid() or st.st_mode & 0o022:
+        raise AccessError("%s must be owned by uid %d and not group/other writable (uid %d, mode %o)"
+                          % (path, os.geteuid(), st.st_uid, stat.S_IMODE(st.st_mode)))
+
+
+class State:
+    """The jobs file under the lock: ``with State(dir, log) as state: ...`` writes it back."""
+
+    def __init__(self, directory, log):
+        self.dir = directory
+        self.log = log
+        self.entries = {}
+        self._lock = None
+
+    def __enter__(self):
+        check_dir(self.dir)
+        self._lock = os.open(os.path.join(self.dir, LOCK),
+                             os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        fcntl.flock(self._lock, fcntl.LOCK_EX)
+        self.entries = self._read()
+        return self
+
+    def __exit__(self, kind, value, tb):
+        try:
+            if kind is None:
+                self.forget_gone()
+                self._write()
+        finally:
+            os.close(self._lock)
+            self._lock = None
+
+    def _read(self):
+        path = os.path.join(self.dir, JOBS)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return {}
+        except OSError as err:
+            if err.errno != errno.ELOOP:
+                raise AccessError("%s: %s" % (path, err.strerror))
+            self.log("err", "%s is a symbolic link: not followed, replaced (node_access repair rebuilds the "
+                            "jobs it held)" % path)
+            return {}
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise AccessError("%s is not a regular file" % path)
+        with os.fdopen(fd, encoding="utf-8", errors="replace") as f:
+            lines = f.read().splitlines()
+        entries = {}
+        for number, line in enumerate(lines, 1):
+            words = line.split(" ")
+            if len(words) != 4 or words[0] not in ("run", "end") or not valid_user(words[2]) \
+                    or not all(valid_word(w) for w in words):
+                self.log("warning", "%s:%d: ignoring a malformed line" % (path, number))
+                continue
+            entries[words[1]] = Entry(*words)
+        return entries
+
+    def forget_gone(self):
+        """Drop the jobs whose spool directory is gone (their epilog was missed, or ran)."""
+        for key, entry in list(self.entries.items()):
+            if not os.path.isdir(entry.spool):
+                if entry.state == "run":
+                    self.log("notice", "job %s of %s is gone without an epilog: removed" % (key, entry.user))
+                del self.entries[key]
+
+    def users(self):
+        return sorted({e.user for e in self.entries.values() if e.state == "run"})
+
+    def _write(self):
+        write_atomic(os.path.join(self.dir, JOBS), "".join(e.line() for e in self.entries.values()))
+        write_atomic(os.path.join(self.dir, USERS), "".join(u + "\n" for u in self.users()))
+
+
+def write_atomic(path, text):
+    """Replace ``path`` with ``text``: a new file (O_EXCL|O_NOFOLLOW, 0644), fsync, rename over."""
+    directory, base = os.path.split(path)
+    for attempt in range(100):
+        tmp = os.path.join(directory, ".%s.%d.%d" % (base, os.getpid(), attempt))
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+            break
+        except FileExistsError:
+            continue
+    else:
+        raise AccessError("cannot create a temporary file next to %s" % path)
+    try:
+        os.fchmod(fd, 0o644)
+        data = text.encode("utf-8")
+        while data:
+            data = data[os.write(fd, data):]
+        os.fsync(fd)
+        os.close(fd)
+        fd = None
+        os.replace(tmp, path)
+    except BaseException:
+        if fd is not None:
+            os.close(fd)
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+# --- the job -------------------------------------------------------------------------------
+
+
+def this_job(environ, trust):
+    """(KEY, USER, SPOOLDIR) of the job whose prolog/epilog this is; NoJob if it cannot be told."""
+    spool = jobspool.spool_dir(environ, trust)
+    return job_in(spool, trust)
+
+
+def job_in(spool, trust):
+    config = jobspool.job_config(spool, trust)
+    user = config.get("job_owner", "")
+    if not valid_user(user):
+        raise jobspool.NoJob("%s/config: job_owner %r is not a user name" % (spool, user[:40]))
+    key = os.path.basename(spool)
+    job_id = config.get("job_id", "")
+    if not (valid_word(key) and valid_word(spool) and job_id.isdigit() and key.split(".")[0] == job_id):
+        raise jobspool.NoJob("%s: not the spool directory of job %r" % (spool, job_id[:20]))
+    return key, user, spool
+
+
+def shepherd_alive(spool):
+    """True if the shepherd named in ``spool/pid`` runs (the job is active on this host)."""
+    try:
+        pid = int(jobspool.read_small(os.path.join(spool, "pid"), 20).strip() or b"0")
+        with open("/proc/%d/stat" % pid, "rb") as f:
+            fields = f.read().rsplit(b")", 1)
+        return b"sge_shepherd" in fields[0] and fields[1].split()[0] != b"Z"
+    except (OSError, ValueError, IndexError):
+        return False
+
+
+def active_jobs_dirs(opts, state):
+    """--active-jobs (else Debian's place for this host), and where the recorded jobs live."""
+    dirs = list(opts.active_jobs) or [DEFAULT_ACTIVE_JOBS % socket.gethostname()]
+    dirs += sorted({os.path.dirname(e.spool) for e in state.entries.values()})
+    seen, out = set(), []
+    for d in dirs:
+        real = os.path.realpath(d)
+        if real not in seen:
+            seen.add(real)
+            out.append(real)
+    return out
+
+
+# --- commands --------------------------------------------------------------------------------
+
+
+def prolog(opts, log, trust, environ):
+    key, user, spool = this_job(environ, trust)
+    with State(opts.dir, log) as state:
+        state.entries[key] = Entry("run", key, user, spool)
+        log("info", "job %s: %s may log in (%d job%s of theirs here)" % (
+            key, user, *_count(state, user)))
+
+
+def epilog(opts, log, trust, environ):
+    key, user, spool = this_job(environ, trust)
+    with State(opts.dir, log) as state:
+        if key not in state.entries:
+            log("notice", "job %s of %s had no prolog entry" % (key, user))
+        state.entries[key] = Entry("end", key, user, spool)
+        left, s = _count(state, user)
+        log("info", "job %s ended: %s %s" % (
+            key, user, "may still log in (%d job%s here)" % (left, s) if left else "may no longer log in"))
+
+
+def _count(state, user):
+    n = sum(1 for e in state.entries.values() if e.state == "run" and e.user == user)
+    return n, "" if n == 1 else "s"
+
+
+def repair(opts, log, trust, environ):
+    with State(opts.dir, log) as state:
+        before = state.users()
+        ended = {k for k, e in state.entries.items() if e.state == "end"}
+        found = {}
+        for directory in active_jobs_dirs(opts, state):
+            try:
+                names = sorted(os.listdir(directory))
+            except OSError as err:
+                log("warning", "repair: %s: %s" % (directory, err.strerror))
+                continue
+            for name in names:
+                spool = os.path.join(directory, name)
+                try:
+                    key, user, spool = job_in(jobspool.spool_dir({"SGE_JOB_SPOOL_DIR": spool}, trust), trust)
+                except jobspool.NoJob as why:
+                    log("notice", "repair: skipping %s: %s" % (spool, why))
+                    continue
+                if shepherd_alive(spool) and key not in ended:
+                    found[key] = Entry("run", key, user, spool)
+        state.entries = {k: e for k, e in state.entries.items() if e.state == "end"}
+        state.entries.update(found)
+        after = state.users()
+        log("info", "repair: %d running job%s, users %s (were %s)" % (
+            len(found), "" if len(found) == 1 else "s", " ".join(after) or "none", " ".join(before) or "none"))
+
+
+def show(opts, log, trust, environ):
+    with State(opts.dir, log) as state:
+        lines = ["%s %s %s" % (e.user, e.key, "running" if e.state == "run" else "ended")
+                 for e in sorted(state.entries.values(), key=lambda e: (e.user, e.key))]
+        users = state.users()
+    out = "allowed: %s\n" % (" ".join(users) or "nobody") + "".join(line + "\n" for line in lines)
+    os.write(1, out.encode())
+
+
+COMMAND = {"prolog": prolog, "epilog": epilog, "repair": repair, "list": show}
+
+
+def run(argv, environ=None, script=None):
+    """Everything node_access does; the exit code."""
+    environ = os.environ if environ is None else environ
+    log = daemonlog.Log(NAME)
+    try:
+        opts = parse_args(argv)
+    except WrapperError as err:
+        log("err", str(err))
+        return err.code
+    log.facility = opts.facility
+    if opts.help:
+        try:
+            os.write(1, usage().encode())
+        except OSError:
+            pass
+        return 0
+    sge_root = opts.sge_root or jobspool.sge_root_from(script if script is not None else sys.argv[0])
+    trust = jobspool.Trust(sge_root, opts.admin_users, log)
+    try:
+        COMMAND[opts.command](opts, log, trust, environ)
+    except jobspool.NoJob as why:
+        log("err", "%s: no usable job context, access list unchanged: %s" % (opts.command, why))
+    except (AccessError, OSError) as err:
+        detail = err.strerror if isinstance(err, OSError) and err.strerror else err
+        log("err", "%s: cannot update the access list in %s: %s" % (opts.command, opts.dir, detail))
+    return 0
+
+
+def main(argv=None):
+    """Entry point of node_access: never returns, never a traceback."""
+    try:
+        code = run(sys.argv[1:] if argv is None else argv)
+    except Exception as err:
+        try:
+            daemonlog.Log(NAME)("err", "internal error: %s: %s" % (type(err).__name__, err))
+        except Exception:
+            pass
+        code = INTERNAL
+    sys.exit(code)
