@@ -69,6 +69,16 @@ def test_qrsh_crosses_the_firewall_through_the_tunnel(method, no_tunnel_left):
 
 
 @pytest.mark.methods("ssh-tunnel")
+def test_sgewrap_check_finds_the_tunnel_ends_ready(method, cluster):
+    """sshd on this host (the far end of each tunnel) forwards and takes a parallel job's fan-out."""
+    proc = subprocess.run([os.path.join(cluster, "sgewrap"), "check"], env=dict(sge.ENV), capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "--tunnel" in proc.stdout and not [line for line in proc.stdout.splitlines()
+                                                 if line.startswith(("error", "warning")) and "tunnel" in line]
+
+
+@pytest.mark.methods("ssh-tunnel")
 def test_10mib_of_stdin_cross_the_tunnel_byte_for_byte(method, no_tunnel_left):
     data = os.urandom(10 << 20)
     proc = sge.qrsh("cat", queue=sge.FW_QUEUE, input=data, timeout=300)

@@ -21,32 +21,35 @@ STATE = nodeaccess.DEFAULT_DIR
 USERS = os.path.join(STATE, nodeaccess.USERS)
 
 
-def fw_queue(attribute, value):
-    sge.qconf("-mattr", "queue", attribute, value, sge.FW_QUEUE)
+def sgewrap(cluster, *args):
+    """The installed ``sgewrap ARGS...`` as root with Grid Engine's environment."""
+    return subprocess.run([os.path.join(cluster, "sgewrap"), *args], env=dict(sge.ENV), capture_output=True,
+                          text=True, timeout=120)
 
 
 @pytest.fixture
-def restricted(cluster):
-    """fw.q with the node_access prolog/epilog, the PAM rules in place; both undone afterwards."""
-    wrapper = os.path.join(cluster, "node_access")
-    saved = {a: sge.qconf("-sq", sge.FW_QUEUE).split("\n") for a in ("prolog", "epilog")}
-    saved = {a: next(line.split(None, 1)[1] for line in lines if line.startswith(a + " "))
-             for a, lines in saved.items()}
+def restricted(cluster, tmp_path):
+    """``sgewrap node-access --queue fw.q --apply``: fw.q runs node_access as prolog and epilog, the
+    PAM rules are in place; ``sgewrap node-access --restore`` undoes both afterwards."""
     for name in (nodeaccess.USERS, nodeaccess.JOBS):
         try:
             os.unlink(os.path.join(STATE, name))
         except FileNotFoundError:
             pass
+    before = sge.qconf("-sq", sge.FW_QUEUE)
+    backups = str(tmp_path / "backups")
+    proc = sgewrap(cluster, "node-access", "--queue", sge.FW_QUEUE, "--apply", "--backup-dir", backups)
     try:
-        fw_queue("prolog", "root@%s prolog" % wrapper)
-        fw_queue("epilog", "root@%s epilog" % wrapper)
-        assert pam.add_node_access()
-        yield
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert pam.has_node_access()
+        yield cluster
     finally:
+        for saved in sorted(os.listdir(backups)) if os.path.isdir(backups) else []:
+            proc = sgewrap(cluster, "node-access", "--restore", os.path.join(backups, saved))
+            assert proc.returncode == 0, proc.stdout + proc.stderr
         pam.remove_node_access()
-        for attribute, value in saved.items():
-            fw_queue(attribute, value)
         sge.clean_queue()
+    assert sge.qconf("-sq", sge.FW_QUEUE) == before and not pam.has_node_access()
 
 
 def ssh_node2():
@@ -77,6 +80,8 @@ def submit(name):
 
 
 def test_ssh_to_a_node_only_while_a_job_of_the_user_runs_there(restricted):
+    proc = sgewrap(restricted, "check")
+    assert proc.returncode == 0 and "node_access" not in proc.stdout, proc.stdout   # nothing half set up
     code, out = ssh_node2()
     assert code == 255 and sge.NODE2 not in out.split(), "no job on node2: ssh must be refused (%s)" % out
 

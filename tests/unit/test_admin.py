@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from sgewrap import admin, sgeconf
+from sgewrap import admin, pam, sgeconf
 from sgewrap.admin import check
 
 DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "sgeconf")
@@ -167,7 +167,7 @@ def test_daemon_not_executable_on_this_host(capsys, tmp_path):
     assert "error: vm: rsh_daemon %s/rshdwrapper is missing on this host: the shepherd refuses to start it" % W in out
     assert "lacks 'auth required pam_sge-qrsh-setup.so'" in out
     code, out, _ = sgewrap(capsys, "check", "--from", scenario("tight"))
-    assert code == 0 and "note: executables and the PAM line were not checked" in out
+    assert code == 0 and "note: executables, the PAM lines and sshd were not checked" in out
 
 
 def test_client_in_a_daemon_slot():
@@ -195,7 +195,7 @@ if os.environ.get("FAKE_QCONF_FAIL"):
 def path(name):
     return os.path.join(store, name)
 if args == ["-sconfl"]:
-    hosts = sorted(n for n in os.listdir(store) if n != "global" and not n.startswith("."))
+    hosts = sorted(n for n in os.listdir(store) if n != "global" and not n.startswith((".", "queue.")))
     if not hosts:
         sys.stderr.write("no config defined\n")
         sys.exit(1)
@@ -216,6 +216,23 @@ elif args[0] in ("-Mconf", "-Aconf"):
     with open(path(name), "w") as f:
         f.write("#%%s:\n%%s\n" %% (name, text))
     print('root@vm modified "%%s" in configuration list' %% name)
+elif args == ["-sql"]:
+    queues = sorted(n[6:] for n in os.listdir(store) if n.startswith("queue."))
+    if not queues:
+        sys.stderr.write("no cqueue list defined\n")
+        sys.exit(1)
+    print("\n".join(queues))
+elif args[0] == "-sq":
+    sys.stdout.write(open(path("queue." + args[1])).read())
+elif args[:2] == ["-mattr", "queue"]:
+    attribute, value, name = args[2:5]
+    lines = open(path("queue." + name)).read().splitlines(True)
+    lines = ["%%-21s %%s\n" %% (attribute, value) if l.split()[:1] == [attribute] else l for l in lines]
+    open(path("queue." + name), "w").write("".join(lines))
+    print('root@vm modified "%%s" in cluster queue list' %% name)
+elif args[0] == "-Mq":
+    text = open(args[1]).read()
+    open(path("queue." + text.split()[1]), "w").write(text)
 elif args[0] == "-dconf":
     os.unlink(path(args[1]))
     print('root@vm removed "%%s" from configuration list' %% args[1])
@@ -255,7 +272,7 @@ def test_check_reads_qconf(fake_qconf, capsys):
     code, out, err = sgewrap(capsys, "check", "--this-host", "nowhere-host")
     assert code == 0, out + err
     assert "configurations: global, node01 (local)" in out
-    assert qconf_log(fake_qconf) == ["-sconf global", "-sconfl", "-sconf node01"]
+    assert qconf_log(fake_qconf) == ["-sconf global", "-sconfl", "-sconf node01", "-sql"]
 
 
 def test_qconf_failure_is_one_line(fake_qconf, capsys, monkeypatch):
@@ -444,3 +461,118 @@ def test_install_dry_run_reports_each_file(capsys, tmp_path):
     assert code == 1 and err == "sgewrap: error: python must be an absolute path of an executable: 'python3'\n"
     code, out, err = sgewrap(capsys, "uninstall", "--sge-root", str(tmp_path))
     assert code == 0 and "nothing of sgewrap installed" in out
+
+
+# --- node access: sgewrap node-access and check ---------------------------------------------------
+
+QUEUE = """qname                 all.q
+hostlist              @allhosts
+seq_no                0
+prolog                NONE
+epilog                NONE
+shell_start_mode      unix_behavior
+"""
+
+
+@pytest.fixture
+def queue_store(fake_qconf):
+    (fake_qconf / "queue.all.q").write_text(QUEUE)
+    return fake_qconf
+
+
+def test_node_access_prints_the_queue_commands_and_pam_rules(capsys):
+    code, out, err = sgewrap(capsys, "node-access", "--queue", "all.q", "--wrappers", W)
+    assert (code, err) == (0, "")
+    assert "qconf -mattr queue prolog 'root@%s/node_access prolog' all.q\n" % W in out
+    assert "qconf -mattr queue epilog 'root@%s/node_access epilog' all.q\n" % W in out
+    assert out.endswith("\n".join(pam.node_access_lines()[1:]) + "\n")
+
+
+def test_node_access_apply_and_restore(queue_store, capsys, tmp_path):
+    pamfile = tmp_path / "sshd"
+    pamfile.write_text("account required pam_nologin.so\n")
+    args = ["node-access", "--queue", "all.q", "--wrappers", W, "--backup-dir", str(tmp_path / "b"),
+            "--pam-file", str(pamfile)]
+    code, out, err = sgewrap(capsys, *args, "--apply")
+    assert (code, err) == (0, "")
+    queue = (queue_store / "queue.all.q").read_text()
+    assert "prolog                root@%s/node_access prolog\n" % W in queue
+    assert "epilog                root@%s/node_access epilog\n" % W in queue
+    assert pam.has_node_access(str(pamfile))
+    assert sgewrap(capsys, *args, "--apply")[1].startswith("queue all.q: prolog and epilog already run")
+    saved = list((tmp_path / "b").iterdir())
+    assert len(saved) == 1 and saved[0].name.startswith("queue.all.q.") and saved[0].read_text() == QUEUE
+    code, out, err = sgewrap(capsys, "node-access", "--restore", str(saved[0]), "--pam-file", str(pamfile))
+    assert (code, err) == (0, "")
+    assert (queue_store / "queue.all.q").read_text() == QUEUE
+    assert pamfile.read_text() == "account required pam_nologin.so\n"
+
+
+def test_node_access_does_not_replace_a_prolog_of_the_site(queue_store, capsys, tmp_path):
+    (queue_store / "queue.all.q").write_text(QUEUE.replace("prolog                NONE",
+                                                           "prolog                /site/prolog.sh"))
+    args = ["node-access", "--queue", "all.q", "--wrappers", W, "--apply", "--backup-dir", str(tmp_path / "b"),
+            "--pam-file", str(tmp_path / "pam")]
+    code, out, err = sgewrap(capsys, *args)
+    assert code == 1 and "already runs prolog '/site/prolog.sh'" in err and "--replace" in err
+    assert "/site/prolog.sh" in (queue_store / "queue.all.q").read_text()
+
+
+def node_access_queue(prolog=True, epilog=True):
+    hook = "root@%s/node_access %s"
+    return {"all.q": {"prolog": hook % (W, "prolog") if prolog else "NONE",
+                      "epilog": hook % (W, "epilog") if epilog else "NONE"}}
+
+
+def builtin_configs():
+    return sgeconf.parse(open(os.path.join(scenario("builtin"), "global")).read(), "global"), {}
+
+
+@pytest.mark.parametrize("prolog,epilog,text", [
+    (True, False, "as its prolog but not as its epilog: users keep ssh access"),
+    (False, True, "as its epilog but not as its prolog: users never get ssh access"),
+])
+def test_check_node_access_half_configured(prolog, epilog, text):
+    report = check.analyse(*builtin_configs(), queues=node_access_queue(prolog, epilog))
+    assert not report.consistent and any(text in p.message for p in report.errors)
+
+
+def test_check_node_access_and_this_hosts_pam_rules(tmp_path):
+    pamfile = tmp_path / "sshd"
+    pamfile.write_text("account required pam_nologin.so\n")
+    report = check.analyse(*builtin_configs(), here="node01", pam_file=str(pamfile), queues=node_access_queue())
+    assert report.consistent and any("lacks its account rules" in p.message for p in report.warnings)
+    pam.add_node_access(str(pamfile))
+    assert check.analyse(*builtin_configs(), here="node01", pam_file=str(pamfile),
+                         queues=node_access_queue()).problems == []
+    report = check.analyse(*builtin_configs(), here="node01", pam_file=str(pamfile), queues={})
+    assert any("no queue runs node_access: every user from uid 1000 up is refused" in p.message
+               for p in report.errors)
+
+
+def tunnel_configs():
+    glob = sgeconf.parse(open(os.path.join(scenario("builtin"), "global")).read(), "global")
+    return sgeconf.with_entries(glob, sgeconf.entries("ssh", W, tunnel=True)), {}
+
+
+@pytest.mark.parametrize("settings,severity,text", [
+    ({"allowtcpforwarding": "no", "maxstartups": "100:30:200"}, "error", "AllowTcpForwarding no"),
+    ({"allowtcpforwarding": "yes", "maxstartups": "10:30:100"}, "warning", "MaxStartups 10:30:100"),
+    ({"allowtcpforwarding": "local", "maxstartups": "100:30:200"}, None, None),
+])
+def test_check_the_far_end_of_tunnels_on_this_host(settings, severity, text):
+    report = check.analyse(*tunnel_configs(), here="node01", pam_file=os.devnull, executable=lambda p: True,
+                           sshd_settings=lambda: settings)
+    found = [p for p in report.problems if "--tunnel" in p.message]
+    if severity is None:
+        assert found == []
+    else:
+        assert [(p.severity, text in p.message) for p in found] == [(severity, True)]
+
+
+def test_check_says_when_sshd_cannot_be_asked():
+    def fails():
+        raise RuntimeError("sshd -T: permission denied")
+    report = check.analyse(*tunnel_configs(), here="node01", pam_file=os.devnull, executable=lambda p: True,
+                           sshd_settings=fails)
+    assert any("the --tunnel end was not checked" in n for n in report.notes)

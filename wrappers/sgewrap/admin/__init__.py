@@ -41,6 +41,7 @@ Sgewrap.subcommand("config", "sgewrap.admin.config.Config")
 Sgewrap.subcommand("check", "sgewrap.admin.check.Check")
 Sgewrap.subcommand("selftest", "sgewrap.admin.selftest.Selftest")
 Sgewrap.subcommand("explain", "sgewrap.admin.explain.Explain")
+Sgewrap.subcommand("node-access", "sgewrap.admin.access.NodeAccess")
 
 
 def main(argv=None):

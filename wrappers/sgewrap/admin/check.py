@@ -14,7 +14,8 @@ import shutil
 from plumbum import cli
 
 from .. import pam, sgeconf
-from .common import OK, FAILED, Command, config_of, read_dir, read_live, table, this_host
+from . import access
+from .common import OK, FAILED, Command, config_of, read_dir, read_live, run, table, this_host
 
 OTHERS = "*"          #: the hosts without a local configuration
 ERROR, WARNING = "error", "warning"
@@ -66,11 +67,13 @@ class Report:
         return not self.errors
 
 
-def analyse(glob, hosts, here=None, pam_file=pam.PAM_FILE, executable=None):
+def analyse(glob, hosts, here=None, pam_file=pam.PAM_FILE, executable=None, queues=None, sshd_settings=None):
     """The Report for a global configuration and the local ones (``{host: Config}``).
 
     ``here``: this host's name, for what can only be checked on this host
-    (executables, the PAM line); None skips those checks.
+    (executables, the PAM lines, sshd); None skips those checks.  ``queues``:
+    ``{queue: {attribute: value}}`` (prolog/epilog), None if not read.
+    ``sshd_settings``: a callable giving this host's ``sshd -T`` as a dict.
     """
     executable = executable or (lambda path: os.path.isfile(path) and os.access(path, os.X_OK))
     report = Report()
@@ -146,10 +149,40 @@ def analyse(glob, hosts, here=None, pam_file=pam.PAM_FILE, executable=None):
     if wrapped:
         report.add(WARNING, None, ", ".join("%s_command" % s for s in wrapped), sgeconf.PTY_NOTE)
 
+    # --- node_access as prolog/epilog ------------------------------------------------------
+    restricting = []
+    for name, values in sorted((queues or {}).items()):
+        pro, epi = (access.runs_node_access(values.get(w)) for w in ("prolog", "epilog"))
+        if pro or epi:
+            restricting.append(name)
+        if pro and not epi:
+            report.add(ERROR, None, "queue " + name, "queue %s runs node_access as its prolog but not as its "
+                       "epilog: users keep ssh access after their jobs end" % name)
+        elif epi and not pro:
+            report.add(ERROR, None, "queue " + name, "queue %s runs node_access as its epilog but not as its "
+                       "prolog: users never get ssh access to their jobs' hosts" % name)
+
     # --- on this host -------------------------------------------------------------------
     if here is None:
-        report.notes.append("executables and the PAM line were not checked (no --this-host)")
+        report.notes.append("executables, the PAM lines and sshd were not checked (no --this-host)")
         return report
+    if queues is not None:
+        try:
+            restricted_here = pam.has_node_access(pam_file)
+        except OSError as err:
+            report.notes.append("cannot read %s: %s" % (pam_file, err.strerror or err))
+        else:
+            if restricting and not restricted_here:
+                report.add(WARNING, here, "node access", "%s: queue%s %s run node_access but %s lacks its account "
+                           "rules: if %s runs their jobs, ssh to it is not restricted (sgewrap node-access)"
+                           % (here, "s" * (len(restricting) > 1), ", ".join(restricting), pam_file, here))
+            elif restricted_here and not restricting:
+                report.add(ERROR, here, "node access", "%s: %s lets in only users listed by node_access, but no "
+                           "queue runs node_access: every user from uid 1000 up is refused" % (here, pam_file))
+    tunnelled = sorted({key for conf in [glob] + list(hosts.values()) for key in sgeconf.SLOTS
+                        if key.endswith("_command") and "--tunnel" in sgeconf.words(conf.get(key))})
+    if tunnelled:
+        _check_tunnel_end(report, here, tunnelled, sshd_settings)
     local = config_of(here, hosts)
     tight = []
     for key in sgeconf.SLOTS:
@@ -182,6 +215,35 @@ def analyse(glob, hosts, here=None, pam_file=pam.PAM_FILE, executable=None):
                            "'%s': sessions do not get the job's group" % (
                                here, ", ".join(tight), "s" if len(tight) == 1 else "", pam_file, pam.PAM_LINE))
     return report
+
+
+def _check_tunnel_end(report, here, keys, sshd_settings):
+    """This host as the far end of ``--tunnel``: its sshd must forward, and take many at once."""
+    settings = None
+    try:
+        settings = sshd_settings() if sshd_settings else None
+    except Exception as err:   # not root, no host keys, no sshd: say so, do not guess
+        report.notes.append("%s: cannot read 'sshd -T' (%s): the --tunnel end was not checked" % (here, err))
+        return
+    if not settings:
+        report.notes.append("%s: 'sshd -T' said nothing: the --tunnel end was not checked" % here)
+        return
+    forwarding = settings.get("allowtcpforwarding", "yes")
+    if forwarding in ("no", "remote"):
+        report.add(ERROR, here, keys[0], "%s: %s use --tunnel but this host's sshd has AllowTcpForwarding %s: "
+                   "the tunnels to it are refused" % (here, ", ".join(keys), forwarding))
+    start = settings.get("maxstartups", "10:30:100").split(":")[0]
+    if start.isdigit() and int(start) < 32:
+        report.add(WARNING, here, keys[0], "%s: %s use --tunnel and this host's sshd has MaxStartups %s: a "
+                   "parallel job starting more than %s qrsh -inherit here at once sees some refused "
+                   "('kex_exchange_identification'); raise it, e.g. MaxStartups 100:30:200"
+                   % (here, ", ".join(keys), settings.get("maxstartups"), start))
+
+
+def sshd_T():
+    """This host's effective sshd settings (``sshd -T``), lower-case keys."""
+    out = run(["/usr/sbin/sshd", "-T"], code=FAILED)[1]
+    return dict(line.split(None, 1) for line in out.splitlines() if " " in line)
 
 
 def text_report(report, glob, hosts, here):
@@ -226,18 +288,22 @@ class Check(Command, cli.Application):
     """Check that the remote-startup entries fit together on every host pair
 
     Reads the global configuration and every local one (qconf -sconfl,
-    qconf -sconf HOST), or saved outputs with --from.  For each slot the
-    command in effect on a client host must speak the protocol of the daemon
-    in effect on an execution host.  Also flags $SGE_ROOT/$ARC left in a
-    value, daemons that are not absolute or not executable here, tight
-    integration without the PAM line here, and unencrypted methods
+    qconf -sconf HOST) and the queues (qconf -sql, qconf -sq QUEUE), or saved
+    outputs with --from.  For each slot the command in effect on a client host
+    must speak the protocol of the daemon in effect on an execution host.
+    Also flags $SGE_ROOT/$ARC left in a value, daemons that are not absolute
+    or not executable here, tight integration without the PAM line here,
+    --tunnel with an sshd here that does not forward or takes few connections
+    at once, node_access as prolog without epilog (or the reverse) and PAM
+    rules here without a queue that runs it, and unencrypted methods
     (warning).  Exit 0: consistent (warnings allowed); 1: not consistent;
     2: the configuration could not be read.
     """
 
     source = cli.SwitchAttr("--from", str, argname="DIR",
                             help="read saved outputs instead of qconf: DIR/global (qconf -sconf global), "
-                                 "DIR/sconfl (qconf -sconfl, optional), DIR/HOST (qconf -sconf HOST)")
+                                 "DIR/sconfl (qconf -sconfl, optional), DIR/HOST (qconf -sconf HOST), "
+                                 "DIR/queue.QUEUE (qconf -sq QUEUE, optional)")
     here = cli.SwitchAttr("--this-host", str, argname="HOST",
                           help="the host whose executables and PAM line to check (default: this host; "
                                "with --from: none)")
@@ -248,11 +314,12 @@ class Check(Command, cli.Application):
     def main(self):
         if self.source:
             glob, hosts = read_dir(self.source)
+            queues = access.read_queue_dir(self.source)
             here = self.here
         else:
             glob, hosts = read_live()
+            queues = {q: access.queue_values(access.show_queue(q)) for q in access.queues()}
             here = self.here or this_host()
-        report = analyse(glob, hosts, here=here, pam_file=self.pam_file)
+        report = analyse(glob, hosts, here=here, pam_file=self.pam_file, queues=queues, sshd_settings=sshd_T)
         print((json_report if self.as_json else text_report)(report, glob, hosts, here), end="")
         return OK if report.consistent else FAILED
-

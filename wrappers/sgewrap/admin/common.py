@@ -142,7 +142,8 @@ def read_dir(directory):
         names = sgeconf.parse_list(read("sconfl"))
     else:
         names = sorted(n for n in os.listdir(directory)
-                       if n not in NOT_HOSTS and not n.startswith(".") and not n.endswith((".md", ".txt", ".rst"))
+                       if n not in NOT_HOSTS and not n.startswith((".", "queue."))
+                       and not n.endswith((".md", ".txt", ".rst"))
                        and os.path.isfile(os.path.join(directory, n)))
     hosts = {name: sgeconf.parse(read(name), name) for name in names}
     return glob, hosts

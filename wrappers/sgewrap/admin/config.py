@@ -24,14 +24,14 @@ def render_entries(values):
 
 
 def save_backup(directory, name, text):
-    """Write ``text`` to a new file in ``directory``; its path."""
+    """Write ``text`` to a new file ``NAME.TIMESTAMP`` in ``directory`` (mode 0600); its path."""
     try:
         os.makedirs(directory, mode=0o700, exist_ok=True)
     except OSError as err:
         raise AdminError("cannot create %s: %s" % (directory, err.strerror or err))
     stamp = time.strftime("%Y%m%dT%H%M%S")
     for n in range(1000):
-        path = os.path.join(directory, "sge_conf.%s.%s%s" % (name, stamp, "" if not n else ".%d" % n))
+        path = os.path.join(directory, "%s.%s%s" % (name, stamp, "" if not n else ".%d" % n))
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         except FileExistsError:
@@ -133,7 +133,8 @@ def apply(values, host, backup_dir):
     if exists and all(old.get(k) == values[k] for k in sgeconf.SLOTS):
         print("%s configuration: the six entries already have these values; nothing changed" % name)
         return None
-    backup = save_backup(backup_dir, name, old_text if old_text is not None else sgeconf.render(sgeconf.absent(name)))
+    backup = save_backup(backup_dir, "sge_conf." + name,
+                         old_text if old_text is not None else sgeconf.render(sgeconf.absent(name)))
     print("saved the previous %s configuration to %s" % (name, backup))
     qconf_put(name, sgeconf.render(new), new=not exists)
     now = sgeconf.parse(qconf_show(name, code=1), name)

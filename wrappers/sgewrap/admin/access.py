@@ -1,0 +1,175 @@
+"""``sgewrap node-access``: print, apply and undo node_access as the prolog/epilog of queues.
+
+With ``--apply`` each queue's configuration (``qconf -sq Q``) is saved to a
+file first, then its prolog and epilog become ``root@WRAPPERS/node_access
+prolog|epilog`` (``qconf -mattr``), and the account rules go into this
+host's sshd PAM file.  ``--restore FILE`` gives a queue its saved
+configuration back (``qconf -Mq``) and, when no queue runs node_access any
+more, takes the rules out of this host's PAM file again.
+"""
+import os
+import tempfile
+
+from plumbum import cli
+
+from .. import pam
+from .common import UNREADABLE, AdminError, Command, default_wrappers, run
+from .config import save_backup
+
+PROGRAM = "node_access"
+
+
+def hook(wrappers, which):
+    return "root@%s %s" % (os.path.join(wrappers, PROGRAM), which)
+
+
+def runs_node_access(value):
+    """True if a prolog/epilog value runs node_access."""
+    words = (value or "").split()
+    return bool(words) and os.path.basename(words[0].split("@", 1)[-1]) == PROGRAM
+
+
+def queue_values(text):
+    """{attribute: value} of ``qconf -sq`` output (continued lines joined)."""
+    from .. import sgeconf
+    return sgeconf.parse(text).as_dict()
+
+
+def queues():
+    rc, out, err = run(["qconf", "-sql"], code=UNREADABLE, retcode=None)
+    if rc != 0:
+        if "no cqueue" in (out + err).lower():
+            return []
+        raise AdminError("'qconf -sql' failed with exit status %d: %s" % (rc, (err or out).strip()), UNREADABLE)
+    return [q for q in out.split() if q]
+
+
+def show_queue(name):
+    return run(["qconf", "-sq", name], code=UNREADABLE)[1]
+
+
+QUEUE_FILE = "queue."   #: a --from directory's saved ``qconf -sq QUEUE``: queue.QUEUE
+
+
+def read_queue_dir(directory):
+    """{queue: {attribute: value}} from the queue.QUEUE files of a --from directory."""
+    found = {}
+    for name in sorted(os.listdir(directory)):
+        if name.startswith(QUEUE_FILE):
+            with open(os.path.join(directory, name)) as f:
+                found[name[len(QUEUE_FILE):]] = queue_values(f.read())
+    return found
+
+
+class NodeAccess(Command, cli.Application):
+    """ssh to execution hosts only for users with a job there (node_access as prolog/epilog)
+
+    Prints (or --apply's, or --restore's) what makes the queues' prolog and
+    epilog maintain the list of users with a running job on each host, and
+    the account rules for /etc/pam.d/sshd that make sshd consult it (users
+    below uid 1000 always pass).  Every execution host of those queues needs
+    the rules.
+    """
+
+    queue = cli.SwitchAttr("--queue", str, argname="QUEUE", list=True,
+                           help="a queue whose prolog/epilog become node_access (repeatable)")
+    wrappers = cli.SwitchAttr("--wrappers", str, argname="DIR",
+                              help="where the wrappers are installed (default: next to this sgewrap, "
+                                   "else $SGE_ROOT/util/resources/wrappers)")
+    apply = cli.Flag("--apply", help="change the queues through qconf (saving each first) and this host's "
+                                     "PAM file", excludes=["--restore"])
+    replace = cli.Flag("--replace", requires=["--apply"],
+                       help="with --apply: replace a queue's prolog/epilog other than NONE")
+    restore = cli.SwitchAttr("--restore", str, argname="FILE", help="give a queue the configuration --apply saved")
+    backup_dir = cli.SwitchAttr("--backup-dir", str, argname="DIR", default="/var/backups/sgewrap",
+                                help="where --apply saves each queue's previous configuration")
+    pam_file = cli.SwitchAttr("--pam-file", str, argname="PATH", default=pam.PAM_FILE,
+                              help="sshd's PAM file on this host")
+
+    def main(self):
+        if self.restore:
+            if self.queue:
+                raise AdminError("--restore FILE takes no --queue (the file names its queue)", UNREADABLE)
+            return restore(self.restore, self.pam_file)
+        if not self.queue:
+            raise AdminError("give at least one --queue QUEUE (or --restore FILE)", UNREADABLE)
+        wrappers = os.path.abspath(self.wrappers) if self.wrappers else default_wrappers()
+        if not self.apply:
+            for q in self.queue:
+                for which in ("prolog", "epilog"):
+                    print("qconf -mattr queue %s '%s' %s" % (which, hook(wrappers, which), q))
+            print("\n# and in %s of every execution host of %s, before its first account rule:"
+                  % (pam.PAM_FILE, ", ".join(self.queue)))
+            print("\n".join(pam.node_access_lines()[1:]))
+            return 0
+        known = queues()
+        missing = [q for q in self.queue if q not in known]
+        if missing:
+            raise AdminError("no such queue: %s" % ", ".join(missing), UNREADABLE)
+        for q in self.queue:
+            apply_queue(q, wrappers, self.backup_dir, self.replace)
+        try:
+            if pam.add_node_access(self.pam_file):
+                print("added the node-access account rules to %s (this host; every execution host needs them)"
+                      % self.pam_file)
+            else:
+                print("%s already has the node-access account rules" % self.pam_file)
+        except OSError as err:
+            raise AdminError("cannot add the account rules to %s: %s" % (self.pam_file, err.strerror or err))
+        print("the list is %s; 'node_access repair' rebuilds it, 'node_access list' shows it"
+              % pam.NODE_ACCESS_USERS)
+        return 0
+
+
+def apply_queue(name, wrappers, backup_dir, replace):
+    text = show_queue(name)
+    values = queue_values(text)
+    wanted = {which: hook(wrappers, which) for which in ("prolog", "epilog")}
+    if all(values.get(w) == v for w, v in wanted.items()):
+        print("queue %s: prolog and epilog already run node_access; nothing changed" % name)
+        return
+    foreign = {w: values.get(w) for w in wanted
+               if values.get(w, "NONE") not in ("NONE", wanted[w]) and not runs_node_access(values.get(w))}
+    if foreign and not replace:
+        raise AdminError("queue %s already runs %s: call node_access from it, or give --replace" % (
+            name, " and ".join("%s %r" % item for item in foreign.items())))
+    backup = save_backup(backup_dir, "queue." + name, text)
+    print("saved queue %s to %s" % (name, backup))
+    for which, value in wanted.items():
+        run(["qconf", "-mattr", "queue", which, value, name])
+    now = queue_values(show_queue(name))
+    wrong = [w for w in wanted if now.get(w) != wanted[w]]
+    if wrong:
+        raise AdminError("qconf accepted the change but queue %s shows %s; undo with: sgewrap node-access "
+                         "--restore %s" % (name, ", ".join("%s=%r" % (w, now.get(w)) for w in wrong), backup))
+    for which in wanted:
+        print("queue %s %-7s %s" % (name, which, wanted[which]))
+    print("undo with: sgewrap node-access --restore %s" % backup)
+
+
+def restore(path, pam_file):
+    try:
+        with open(path) as f:
+            text = f.read()
+    except OSError as err:
+        raise AdminError("cannot read %s: %s" % (path, err.strerror or err), UNREADABLE)
+    name = queue_values(text).get("qname")
+    if not name or not text.startswith("qname"):
+        raise AdminError("%s does not start with 'qname': not a queue sgewrap saved" % path, UNREADABLE)
+    if name not in queues():
+        raise AdminError("queue %s does not exist (any more)" % name)
+    with tempfile.TemporaryDirectory(prefix="sgewrap-queue.") as tmp:
+        copy = os.path.join(tmp, name)
+        with open(copy, "w") as f:
+            f.write(text)
+        run(["qconf", "-Mq", copy])
+    if show_queue(name) != text:
+        raise AdminError("after restoring %s, 'qconf -sq %s' differs from %s" % (name, name, path))
+    print("restored queue %s from %s (qconf -sq shows it byte for byte)" % (name, path))
+    still = [q for q in queues() if any(runs_node_access(queue_values(show_queue(q)).get(w))
+                                        for w in ("prolog", "epilog"))]
+    if still:
+        print("queues still running node_access: %s; %s keeps its rules" % (", ".join(still), pam_file))
+    elif pam.remove_node_access(pam_file):
+        print("no queue runs node_access any more: removed the account rules from %s (this host)" % pam_file)
+    return 0
