@@ -82,9 +82,9 @@ def start_to_exec(rounds=200):
     return rows
 
 
-def print_table(rows, title):
+def print_table(rows, title, second="vs sh"):
     print(title)
-    print("  %-14s %-34s %10s %10s %10s" % ("part", "what", "median ms", "ratio", "vs sh"))
+    print("  %-14s %-34s %10s %10s %10s" % ("part", "what", "median ms", "ratio", second))
     for part, label, ms, r1, r2 in rows:
         print("  %-14s %-34s %10.2f %10s %10s" % (part, label, ms, "%.2fx" % r1 if r1 else "",
                                                    "%.2fx" % r2 if r2 else ""))
@@ -133,7 +133,7 @@ def main():
             print("(end-to-end part unavailable: %s)" % err)
         else:
             e2e = end_to_end()
-            print_table(e2e, "\nend to end on the one-host cluster (ratio: vs bare ssh; 2nd: vs Perl rshd-wrapper)")
+            print_table(e2e, "\nend to end on the one-host cluster (ratio: vs bare ssh)", second="vs Perl")
     else:
         print("\n(end-to-end part needs root and the test cluster: sudo make bench)")
     write_outputs(rows + e2e)

@@ -6,6 +6,10 @@ the time of the whole qrsh).  A configuration change costs an execd restart,
 so "alternating" here is by blocks: every round visits every configuration
 once, in turn, and the medians are over all rounds.
 
+``--tunnel`` goes through this host's own sshd on port 22 (as it would to a
+firewalled execution host): its row against the tight row above it is the
+price of the tunnel per session.
+
 Ratios: against bare ssh (``/usr/bin/ssh`` + ``/usr/sbin/sshd -i``, no wrapper
 on either side) and against the Perl ``rshd-wrapper`` Grid Engine ships
 (Debian: /usr/share/gridengine/util/resources/wrappers/rshd-wrapper) with the
@@ -38,6 +42,7 @@ def configurations(wrappers):
         "bare ssh + rshdwrapper": dict(bare, rsh_daemon=os.path.join(wrappers, "rshdwrapper")),
         "ssh_wrapper + sshd -i": sgeconf.entries("ssh", wrappers, x11=False),
         "ssh_wrapper + rshdwrapper (tight)": sgeconf.entries("ssh", wrappers, tight=True, x11=False),
+        "ssh_wrapper --tunnel + rshdwrapper": sgeconf.entries("ssh", wrappers, tight=True, x11=False, tunnel=True),
     }
     if not os.access(PERL_ANCHOR, os.X_OK):
         del configs["bare ssh + Perl rshd-wrapper"]
