@@ -229,3 +229,41 @@ def login(argv, password=False, command="echo $((6*7))-$(id -un)", expect=None, 
         return session.wait(60)
     finally:
         session.kill()
+
+
+FAN_OUT_MASTER = """#!/bin/sh
+# the master task of a tight parallel job: {tasks} qrsh -inherit to {target} at once
+pids=""
+for i in $(seq {tasks}); do
+    /usr/bin/qrsh -inherit -nostdin {target} {task} $i &
+    pids="$pids $!"
+done
+fail=0
+for p in $pids; do wait $p || fail=$((fail + 1)); done
+echo "master on $(hostname) failed=$fail"
+exit $fail
+"""
+FAN_OUT_TASK = """#!/bin/sh
+echo "task $1 on $(hostname) gid=$(cat "$SGE_JOB_SPOOL_DIR/addgrpid") groups=$(id -G | tr ' ' ,)"
+"""
+
+
+def fan_out(tasks, target, *qrsh_options, queue=QUEUE):
+    """A parallel job (``qrsh QRSH_OPTIONS... MASTER``) whose master starts ``tasks`` ``qrsh -inherit
+    TARGET`` at once; (CompletedProcess, [(task number, host, its addgrpid, its groups)])."""
+    import re
+    scratch = tempfile.mkdtemp(prefix="sgewrap-fan-out.")
+    try:
+        os.chmod(scratch, 0o755)
+        master, task = os.path.join(scratch, "master.sh"), os.path.join(scratch, "task.sh")
+        with open(master, "w") as f:
+            f.write(FAN_OUT_MASTER.format(tasks=tasks, target=target, task=task))
+        with open(task, "w") as f:
+            f.write(FAN_OUT_TASK)
+        os.chmod(master, 0o755)
+        os.chmod(task, 0o755)
+        proc = qrsh(*qrsh_options, master, queue=queue, stdin=subprocess.DEVNULL, text=True, timeout=300)
+    finally:
+        subprocess.run(["rm", "-rf", scratch])
+    found = re.findall(r"^task (\d+) on (\S+) gid=(\d+) groups=(\S+)$", proc.stdout, re.M)
+    return proc, [(int(n), host, gid, groups.split(",")) for n, host, gid, groups in found]

@@ -9,7 +9,6 @@ import os
 import random
 import re
 import subprocess
-import tempfile
 import threading
 import time
 
@@ -21,15 +20,6 @@ pytestmark = [pytest.mark.cluster]
 
 
 qrsh = sge.qrsh
-
-
-@pytest.fixture
-def scratch():
-    """A directory the test user can read (job scripts live here)."""
-    path = tempfile.mkdtemp(prefix="sgewrap-e2e.")
-    os.chmod(path, 0o755)
-    yield path
-    subprocess.run(["rm", "-rf", path])
 
 
 # --- qrsh CMD: the rsh slot ------------------------------------------------------
@@ -90,40 +80,17 @@ def test_qrsh_stdin_10mib_byte_for_byte(method, request):
 
 
 TASKS = 16
-MASTER = """#!/bin/sh
-# the master task of a tight parallel job: {tasks} qrsh -inherit at once
-pids=""
-for i in $(seq {tasks}); do
-    /usr/bin/qrsh -inherit -nostdin {host} {task} $i &
-    pids="$pids $!"
-done
-fail=0
-for p in $pids; do wait $p || fail=$((fail + 1)); done
-echo "failed=$fail"
-exit $fail
-"""
-TASK = """#!/bin/sh
-echo "task $1 gid=$(cat "$SGE_JOB_SPOOL_DIR/addgrpid") groups=$(id -G | tr ' ' ,)"
-"""
 
 
 @pytest.mark.slot("rsh")
-def test_parallel_job_fans_out_16_qrsh_inherit(method, scratch):
-    master, task = os.path.join(scratch, "master.sh"), os.path.join(scratch, "task.sh")
-    with open(master, "w") as f:
-        f.write(MASTER.format(tasks=TASKS, host=sge.HOST, task=task))
-    with open(task, "w") as f:
-        f.write(TASK)
-    os.chmod(master, 0o755)
-    os.chmod(task, 0o755)
-    proc = qrsh("-pe", sge.PE, str(TASKS + 1), master, stdin=subprocess.DEVNULL, text=True, timeout=300)
+def test_parallel_job_fans_out_16_qrsh_inherit(method):
+    proc, tasks = sge.fan_out(TASKS, sge.HOST, "-pe", sge.PE, str(TASKS + 1))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "failed=0" in proc.stdout
-    tasks = re.findall(r"^task (\d+) gid=(\d+) groups=(\S+)$", proc.stdout, re.M)
-    assert sorted(int(t[0]) for t in tasks) == list(range(1, TASKS + 1)), proc.stdout
-    gids = [gid for _, gid, _ in tasks]
+    assert sorted(t[0] for t in tasks) == list(range(1, TASKS + 1)), proc.stdout
+    gids = [gid for _, _, gid, _ in tasks]
     assert len(set(gids)) == TASKS, "each task has its own spool directory and group id"
-    carries = [gid in groups.split(",") for _, gid, groups in tasks]
+    carries = [gid in groups for _, _, gid, groups in tasks]
     if method.accounted:
         assert all(carries), "every task's processes carry its own addgrpid: %s" % proc.stdout
     else:

@@ -5,7 +5,7 @@ environment, as the shepherd runs a prolog); reference counting, repair and
 the attacks through the library.  The storm runs 50 jobs of 5 users through
 concurrent prologs and epilogs while a reader checks that every list it ever
 sees is whole.  The end-to-end proof with real sshd and PAM is in
-tests/e2e/test_node_access.py.
+tests/e2e/test_ssh_access.py.
 """
 import os
 import random
