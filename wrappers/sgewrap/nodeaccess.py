@@ -50,7 +50,6 @@ and errors when stderr is a terminal.
 import errno
 import fcntl
 import os
-import socket
 import stat
 import sys
 
@@ -301,7 +300,7 @@ def shepherd_alive(spool):
 
 def active_jobs_dirs(opts, state):
     """--active-jobs (else Debian's place for this host), and where the recorded jobs live."""
-    dirs = list(opts.active_jobs) or [DEFAULT_ACTIVE_JOBS % socket.gethostname()]
+    dirs = list(opts.active_jobs) or [DEFAULT_ACTIVE_JOBS % os.uname().nodename]
     dirs += sorted({os.path.dirname(e.spool) for e in state.entries.values()})
     seen, out = set(), []
     for d in dirs:

@@ -203,4 +203,3 @@ def restore(path):
         raise AdminError("after restoring %s, 'qconf -sconf %s' differs from %s" % (name, name, path))
     print("restored the %s configuration from %s (qconf -sconf shows it byte for byte)" % (name, path))
     return 0
-

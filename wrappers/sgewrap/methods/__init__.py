@@ -33,11 +33,6 @@ class Switch:
             return list(self.words)
         return [w.replace("{}", value) for w in self.words]
 
-    @property
-    def needs_client(self):
-        return any("{client}" in w for w in self.words)
-
-
 class Method:
     """One way to start a remote session: its client, daemon and switches."""
 
