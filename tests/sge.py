@@ -184,6 +184,29 @@ def job_gone(name, timeout=60):
     return False
 
 
+def comm(pid):
+    """The process's name (/proc/PID/comm), or None if it is gone."""
+    try:
+        with open("/proc/%d/comm" % pid) as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+def cmdline(pid):
+    """The process's argv joined by NUL bytes, as /proc shows it (b"" if it is gone)."""
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            return f.read()
+    except OSError:
+        return b""
+
+
+def ppid(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        return int(f.read().rsplit(")", 1)[1].split()[1])
+
+
 def processes_with(word):
     """PIDs of processes whose command line contains ``word`` (the process table)."""
     found = []

@@ -113,7 +113,7 @@ def _running_session(token):
     client = subprocess.Popen(["/usr/sbin/runuser", "-u", sge.TEST_USER, "--", "/usr/bin/qrsh", "-now", "yes",
                                "-q", sge.FW_QUEUE, "-N", name, "sleep", token], env=sge.user_env(),
                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_until(lambda: [p for p in sge.processes_with(token) if _comm(p) == "sleep"] or client.poll() is not None,
+    wait_until(lambda: [p for p in sge.processes_with(token) if sge.comm(p) == "sleep"] or client.poll() is not None,
                60, "the remote sleep never started")
     assert client.poll() is None, "qrsh ended early"
     found = proxies()
@@ -130,8 +130,8 @@ def test_no_tunnel_outlives_a_killed_session(method, how, no_tunnel_left):
         if how == "qdel":
             sge.user_run(["/usr/bin/qdel", name], capture_output=True, check=True)
         else:
-            ssh = _ppid(proxy)      # the session's ssh runs its ProxyCommand (exec'd by a shell)
-            assert b"ProxyCommand=" in _cmdline(ssh), _cmdline(ssh)
+            ssh = sge.ppid(proxy)      # the session's ssh runs its ProxyCommand (exec'd by a shell)
+            assert b"ProxyCommand=" in sge.cmdline(ssh), sge.cmdline(ssh)
             os.kill(ssh, signal.SIGKILL)
         wait_until(lambda: not os.path.exists("/proc/%d" % proxy), 15, "the tunnel outlived the session (%s)" % how)
         client.wait(90)
@@ -145,24 +145,3 @@ def test_no_tunnel_outlives_a_killed_session(method, how, no_tunnel_left):
         if client.poll() is None:
             client.kill()
         subprocess.run(["/usr/bin/qdel", name], env=sge.ENV, capture_output=True)
-
-
-def _comm(pid):
-    try:
-        with open("/proc/%d/comm" % pid) as f:
-            return f.read().strip()
-    except OSError:
-        return None
-
-
-def _ppid(pid):
-    with open("/proc/%d/stat" % pid) as f:
-        return int(f.read().rsplit(")", 1)[1].split()[1])
-
-
-def _cmdline(pid):
-    try:
-        with open("/proc/%d/cmdline" % pid, "rb") as f:
-            return f.read()
-    except OSError:
-        return b""

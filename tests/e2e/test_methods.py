@@ -110,7 +110,7 @@ def test_qdel_leaves_nothing_behind(method):
                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 60
-        while not [p for p in sge.processes_with(token) if _comm(p) == "sleep"]:
+        while not [p for p in sge.processes_with(token) if sge.comm(p) == "sleep"]:
             assert time.monotonic() < deadline, "remote sleep never started"
             assert client.poll() is None, "qrsh ended early"
             time.sleep(0.1)
@@ -121,7 +121,7 @@ def test_qdel_leaves_nothing_behind(method):
         deadline = time.monotonic() + 30
         while sge.processes_with(token) and time.monotonic() < deadline:
             time.sleep(0.1)
-        left = {p: _cmdline(p) for p in sge.processes_with(token)}
+        left = {p: sge.cmdline(p).replace(b"\0", b" ").decode(errors="replace") for p in sge.processes_with(token)}
         assert not left, "processes of the deleted job are still running: %r" % left
         if method.tight:
             assert setup_files_during, "rshdwrapper wrote its setup file while the session ran"
@@ -173,19 +173,3 @@ def test_qlogin_gives_a_login_shell(method):
 
 def _setup_files():
     return {n for n in os.listdir("/run") if n.startswith("sge-qrsh-setup.")}
-
-
-def _comm(pid):
-    try:
-        with open("/proc/%d/comm" % pid) as f:
-            return f.read().strip()
-    except OSError:
-        return None
-
-
-def _cmdline(pid):
-    try:
-        with open("/proc/%d/cmdline" % pid, "rb") as f:
-            return f.read().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return None
