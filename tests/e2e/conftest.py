@@ -29,8 +29,9 @@ class Method:
     #: what qlogin/qrsh-without-command need on their command line (README, "Known Grid Engine bugs"):
     #: SGE 8.1.9 kills wrapped pty logins at start about half of the time ("error: 143:")
     login_options: tuple = ("-pty", "no")
-    #: (test name, why it fails here with this method, the exception it fails with): xfail, strict
-    #: (an unexpected pass fails the run), and only for that exception (a setup error stays an error)
+    #: (test name, why it fails here with this method, the exception it fails with): xfail for that
+    #: exception only (a setup error or any other failure stays a failure); Grid Engine's own bugs
+    #: can be intermittent, so a pass is reported (XPASS), not failed
     known_broken: tuple = ()
 
     def __str__(self):
@@ -42,11 +43,11 @@ class Method:
 
 
 ALL = ("qlogin", "rlogin", "rsh")
-# Measured on SGE 8.1.9 (Debian 12): builtin's qrsh deadlocks once stdin and stdout both
-# carry more than about 64 KiB (65536 bytes through `qrsh cat` pass, 70000 hang; `qrsh
-# sha256sum` of 1 MB hangs too).  Grid Engine's own limit, the baseline this project beats.
+# Measured on SGE 8.1.9 (Debian 12): builtin's qrsh mostly deadlocks once stdin carries more
+# than about 64 KiB (65536 bytes through `qrsh cat` passed, 70000 hung; 10 MiB hung in 6 of 8
+# runs, `qrsh sha256sum` of 1 MB too).  Grid Engine's own bug, the baseline this project beats.
 BUILTIN_STDIN = ("test_qrsh_stdin_10mib_byte_for_byte",
-                 "SGE 8.1.9 builtin qrsh hangs with more than ~64 KiB of stdin (measured)",
+                 "SGE 8.1.9 builtin qrsh mostly hangs with more than ~64 KiB of stdin (measured)",
                  subprocess.TimeoutExpired)
 METHODS = (
     Method("builtin", "builtin", False, ALL, accounted=True, login_options=(), known_broken=(BUILTIN_STDIN,)),
@@ -72,7 +73,7 @@ def pytest_generate_tests(metafunc):
     params = []
     for m in methods:
         broken = m.known(metafunc.definition.originalname)
-        params.append(pytest.param(m, marks=pytest.mark.xfail(reason=broken[0], raises=broken[1], strict=True))
+        params.append(pytest.param(m, marks=pytest.mark.xfail(reason=broken[0], raises=broken[1], strict=False))
                       if broken else m)
     metafunc.parametrize("method", params, ids=str, indirect=True, scope="session")
 
