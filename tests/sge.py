@@ -41,6 +41,12 @@ def qconf(*args, check=True):
     return proc.stdout
 
 
+def sgewrap(wrappers, *args):
+    """The installed ``WRAPPERS/sgewrap ARGS...`` as root with Grid Engine's environment."""
+    return subprocess.run([os.path.join(wrappers, "sgewrap"), *args], env=dict(ENV), capture_output=True,
+                          text=True, timeout=120, stdin=subprocess.DEVNULL)
+
+
 def user_run(argv, user=TEST_USER, **kwargs):
     """argv as the test user with the Grid Engine environment (no shell)."""
     env = dict(ENV)

@@ -70,8 +70,7 @@ def test_qrsh_crosses_the_firewall_through_the_tunnel(method, no_tunnel_left):
 @pytest.mark.methods("ssh-tunnel")
 def test_sgewrap_check_finds_the_tunnel_ends_ready(method, cluster):
     """sshd on this host (the far end of each tunnel) forwards and takes a parallel job's fan-out."""
-    proc = subprocess.run([os.path.join(cluster, "sgewrap"), "check"], env=dict(sge.ENV), capture_output=True,
-                          text=True, timeout=120)
+    proc = sge.sgewrap(cluster, "check")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "--tunnel" in proc.stdout and not [line for line in proc.stdout.splitlines()
                                                  if line.startswith(("error", "warning")) and "tunnel" in line]

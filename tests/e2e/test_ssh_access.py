@@ -21,12 +21,6 @@ STATE = nodeaccess.DEFAULT_DIR
 USERS = os.path.join(STATE, nodeaccess.USERS)
 
 
-def sgewrap(cluster, *args):
-    """The installed ``sgewrap ARGS...`` as root with Grid Engine's environment."""
-    return subprocess.run([os.path.join(cluster, "sgewrap"), *args], env=dict(sge.ENV), capture_output=True,
-                          text=True, timeout=120)
-
-
 @pytest.fixture
 def restricted(cluster, tmp_path):
     """``sgewrap node-access --queue fw.q --apply``: fw.q runs node_access as prolog and epilog, the
@@ -38,14 +32,14 @@ def restricted(cluster, tmp_path):
             pass
     before = sge.qconf("-sq", sge.FW_QUEUE)
     backups = str(tmp_path / "backups")
-    proc = sgewrap(cluster, "node-access", "--queue", sge.FW_QUEUE, "--apply", "--backup-dir", backups)
+    proc = sge.sgewrap(cluster, "node-access", "--queue", sge.FW_QUEUE, "--apply", "--backup-dir", backups)
     try:
         assert proc.returncode == 0, proc.stdout + proc.stderr
         assert pam.has_node_access()
         yield cluster
     finally:
         for saved in sorted(os.listdir(backups)) if os.path.isdir(backups) else []:
-            proc = sgewrap(cluster, "node-access", "--restore", os.path.join(backups, saved))
+            proc = sge.sgewrap(cluster, "node-access", "--restore", os.path.join(backups, saved))
             assert proc.returncode == 0, proc.stdout + proc.stderr
         pam.remove_node_access()
         sge.clean_queue()
@@ -80,7 +74,7 @@ def submit(name):
 
 
 def test_ssh_to_a_node_only_while_a_job_of_the_user_runs_there(restricted):
-    proc = sgewrap(restricted, "check")
+    proc = sge.sgewrap(restricted, "check")
     assert proc.returncode == 0 and "node_access" not in proc.stdout, proc.stdout   # nothing half set up
     code, out = ssh_node2()
     assert code == 255 and sge.NODE2 not in out.split(), "no job on node2: ssh must be refused (%s)" % out

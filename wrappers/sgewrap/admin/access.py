@@ -12,7 +12,7 @@ import tempfile
 
 from plumbum import cli
 
-from .. import pam
+from .. import pam, sgeconf
 from .common import UNREADABLE, AdminError, Command, default_wrappers, run
 from .config import save_backup
 
@@ -31,7 +31,6 @@ def runs_node_access(value):
 
 def queue_values(text):
     """{attribute: value} of ``qconf -sq`` output (continued lines joined)."""
-    from .. import sgeconf
     return sgeconf.parse(text).as_dict()
 
 
