@@ -11,6 +11,8 @@ Layout (``DEST`` = ``SGE_ROOT/util/resources/wrappers``)::
     DEST/sgewrap.manifest         what was installed, and what it displaced
     DEST/NAME.sgewrap-orig        a file of the same name that was there before (Grid
                                   Engine ships a qlogin_wrapper), put back by uninstall
+    DEST/sge-sshd                 a symbolic link to /usr/sbin/sshd: the job sshd, which
+                                  runs under that name and so uses /etc/pam.d/sge-sshd
 
 Everything is root-owned (when run as root) and not group/world writable: the
 daemon side runs these files as root.  Installing twice changes nothing.
@@ -22,6 +24,8 @@ import stat
 import subprocess
 import sys
 import tempfile
+
+from .methods import LINKS   # symbolic links beside the entry points
 
 SRC = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))   # .../wrappers
 PACKAGE = os.path.join(SRC, "sgewrap")
@@ -138,7 +142,7 @@ def install(sge_root, python=DEFAULT_PYTHON, dry_run=False, with_deps=True, repo
     names = entry_point_names()
     if dry_run:
         report("would create %s (venv of %s with sgewrap%s)" % (venv, python, ", " + ", ".join(DEPENDENCIES) if with_deps else ""))
-        for name in names:
+        for name in names + sorted(LINKS):
             report("would install %s" % os.path.join(dest, name))
         return []
     written = []
@@ -176,6 +180,20 @@ def install(sge_root, python=DEFAULT_PYTHON, dry_run=False, with_deps=True, repo
         if _write_atomic(path, body, 0o755):
             report("installed %s" % path)
             written.append(path)
+    for name, target in sorted(LINKS.items()):
+        path = os.path.join(dest, name)
+        if os.path.islink(path) and os.readlink(path) == target:
+            continue
+        if os.path.lexists(path) and name not in old_scripts:
+            raise InstallError("%s exists and is not sgewrap's: remove it first" % path)
+        tmp = path + ".sgewrap-new"
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+        os.symlink(target, tmp)
+        os.replace(tmp, path)
+        report("installed %s -> %s" % (path, target))
+        written.append(path)
+    names = names + sorted(LINKS)
     manifest = "".join("script %s\n" % n for n in names) + "".join("displaced %s\n" % n for n in displaced)
     _write_atomic(os.path.join(dest, MANIFEST), manifest.encode(), 0o644)
     if not written:

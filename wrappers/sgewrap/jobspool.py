@@ -202,3 +202,63 @@ def job_config(spool, trust, limit=1 << 20):
         if eq and key not in values:
             values[key] = value
     return values
+
+
+# --- a job, as root may know it --------------------------------------------------------------
+
+_USER_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-@")
+
+
+def valid_user(name):
+    return bool(name) and len(name) <= 64 and name[0] != "-" and _USER_CHARS.issuperset(name)
+
+
+class Job:
+    """One job task (or parallel task) on this host, read from its trusted spool directory.
+
+    ``key``: ``JOB.TASK`` (the spool directory's name), or ``JOB.TASK/PETASK``
+    for a parallel task (``active_jobs/JOB.TASK/PETASK``); unique on the host
+    while the task runs.
+    """
+
+    __slots__ = ("spool", "key", "job_id", "owner", "gid")
+
+    def __init__(self, spool, key, job_id, owner, gid):
+        self.spool, self.key, self.job_id, self.owner, self.gid = spool, key, job_id, owner, gid
+
+    def __repr__(self):
+        return "Job(%r, %r, owner=%r, gid=%r)" % (self.key, self.spool, self.owner, self.gid)
+
+
+def read_gid(spool, trust):
+    """The job's additional group id (``addgrpid``): a decimal above 0; NoJob otherwise."""
+    path = trusted_file(spool, "addgrpid", trust)
+    try:
+        data = read_small(path)
+    except OSError as err:
+        raise NoJob("%s: %s" % (path, err.strerror))
+    text = data.strip()
+    if not (text.isdigit() and len(text) <= 10 and 0 < int(text) <= 0x7fffffff):
+        raise NoJob("%s holds %r, not a group id above 0" % (path, data[:20]))
+    return int(text)
+
+
+def read_job(spool, trust, max_bytes=None, gid=True):
+    """The :class:`Job` whose spool directory is ``spool``; NoJob saying why it is not one."""
+    spool = spool_dir({"SGE_JOB_SPOOL_DIR": spool}, trust, max_bytes=max_bytes)
+    trusted_file(spool, "environment", trust)
+    config = job_config(spool, trust)
+    owner = config.get("job_owner", "")
+    if not valid_user(owner):
+        raise NoJob("%s/config: job_owner %r is not a user name" % (spool, owner[:40]))
+    job_id = config.get("job_id", "")
+    name, parent = os.path.basename(spool), os.path.basename(os.path.dirname(spool))
+    if job_id.isdigit() and name.split(".")[0] == job_id:
+        key = name
+    elif job_id.isdigit() and parent.split(".")[0] == job_id and config.get("pe_task_id") == name:
+        key = parent + "/" + name
+    else:
+        raise NoJob("%s: not the spool directory of job %r" % (spool, job_id[:20]))
+    if any(c.isspace() for c in spool):
+        raise NoJob("%s: a spool directory with white space" % spool)
+    return Job(spool, key, job_id, owner, read_gid(spool, trust) if gid else None)

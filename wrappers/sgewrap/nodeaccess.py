@@ -53,80 +53,39 @@ import os
 import stat
 import sys
 
-from . import daemonlog, jobspool
-from .errors import INTERNAL, USAGE, WrapperError
+from . import jobspool, rootside
+from .errors import USAGE, WrapperError
+from .rootside import UnsafeError as AccessError
 
 NAME = "node_access"
 DEFAULT_DIR = "/run/sgewrap"
 USERS = "node-access.users"
 JOBS = "node-access.jobs"
 LOCK = "node-access.lock"
-COMMANDS = ("prolog", "epilog", "repair", "list")
+COMMANDS = ("prolog", "epilog", "repair", "list", "session")
 #: where Debian's execd keeps its active jobs (repair's default besides the recorded ones)
 DEFAULT_ACTIVE_JOBS = "/var/spool/gridengine/execd/%s/active_jobs"
 
-_USER_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-@")
-
-
-class AccessError(Exception):
-    """The list cannot be read or written; the message says why."""
-
-
-class Options:
-    __slots__ = ("command", "dir", "facility", "sge_root", "admin_users", "active_jobs", "help")
-
-    def __init__(self):
-        self.command = None
-        self.dir = DEFAULT_DIR
-        self.facility = "authpriv"
-        self.sge_root = None
-        self.admin_users = []
-        self.active_jobs = []
-        self.help = False
+FLAGS = ("--help", "--fail-open")
+VALUED = ("--dir", "--facility", "--sge-root", "--setup-dir")
+REPEAT = ("--admin-user", "--active-jobs")
+PATHS = ("--dir", "--sge-root", "--setup-dir", "--active-jobs")
 
 
 def parse_args(argv):
-    opts = Options()
-    rest = []
-    for word in argv:
-        if not word.startswith("--"):
-            rest.append(word)
-            continue
-        flag, eq, value = word.partition("=")
-        if flag == "--help" and not eq:
-            opts.help = True
-        elif flag in ("--dir", "--facility", "--sge-root", "--admin-user", "--active-jobs"):
-            if not eq or not value:
-                raise WrapperError(USAGE, "%s needs a value: %s=VALUE" % (flag, flag))
-            if flag == "--facility":
-                if value not in daemonlog.FACILITIES:
-                    raise WrapperError(USAGE, "--facility must be one of %s" % ", ".join(daemonlog.FACILITIES))
-                opts.facility = value
-            elif flag == "--admin-user":
-                opts.admin_users.append(value)
-            else:
-                if not os.path.isabs(value):
-                    raise WrapperError(USAGE, "%s needs an absolute path, got %r" % (flag, value))
-                if flag == "--dir":
-                    opts.dir = value
-                elif flag == "--sge-root":
-                    opts.sge_root = value
-                else:
-                    opts.active_jobs.append(value)
-        else:
-            raise WrapperError(USAGE, "unknown option %s (see --help)" % daemonlog.clean(flag, 60))
-    if opts.help:
-        return opts
+    """({option: value}, command)."""
+    opts, rest = rootside.parse(argv, flags=FLAGS, valued=VALUED, repeat=REPEAT, paths=PATHS, anywhere=True)
+    if "--help" in opts:
+        return opts, None
     if len(rest) != 1 or rest[0] not in COMMANDS:
         raise WrapperError(USAGE, "expected one of %s, got %s" % (
             ", ".join(COMMANDS), " ".join(repr(w) for w in rest) or "nothing"))
-    opts.command = rest[0]
-    return opts
+    return opts, rest[0]
 
 
 def usage():
     return "usage: node_access [--dir=DIR] [--facility=F] [--sge-root=DIR] [--admin-user=NAME] " \
-           "[--active-jobs=DIR] prolog|epilog|repair|list\n\n" + (__doc__ or "")
+           "[--active-jobs=DIR] [--setup-dir=DIR] [--fail-open] prolog|epilog|repair|list|session\n\n" + (__doc__ or "")
 
 
 # --- the state ------------------------------------------------------------------------------
@@ -142,28 +101,11 @@ class Entry:
         return "%s %s %s %s\n" % (self.state, self.key, self.user, self.spool)
 
 
-def valid_user(name):
-    return bool(name) and len(name) <= 64 and name[0] != "-" and _USER_CHARS.issuperset(name)
+valid_user = jobspool.valid_user
 
 
 def valid_word(word):
     return bool(word) and not any(c.isspace() or c < " " or c == "\x7f" for c in word)
-
-
-def check_dir(path):
-    """The state directory: ours (root's), not group/other writable; created if missing."""
-    try:
-        os.mkdir(path, 0o755)
-    except FileExistsError:
-        pass
-    except OSError as err:
-        raise AccessError("cannot create %s: %s" % (path, err.strerror))
-    st = os.lstat(path)
-    if not stat.S_ISDIR(st.st_mode):
-        raise AccessError("%s is not a directory" % path)
-    if st.st_uid != os.geteuid() or st.st_mode & 0o022:
-        raise AccessError("%s must be owned by uid %d and not group/other writable (uid %d, mode %o)"
-                          % (path, os.geteuid(), st.st_uid, stat.S_IMODE(st.st_mode)))
 
 
 class State:
@@ -176,7 +118,7 @@ class State:
         self._lock = None
 
     def __enter__(self):
-        check_dir(self.dir)
+        rootside.private_dir(self.dir, create=True)
         self._lock = os.open(os.path.join(self.dir, LOCK),
                              os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         fcntl.flock(self._lock, fcntl.LOCK_EX)
@@ -231,39 +173,9 @@ class State:
         return sorted({e.user for e in self.entries.values() if e.state == "run"})
 
     def _write(self):
-        write_atomic(os.path.join(self.dir, JOBS), "".join(e.line() for e in self.entries.values()))
-        write_atomic(os.path.join(self.dir, USERS), "".join(u + "\n" for u in self.users()))
-
-
-def write_atomic(path, text):
-    """Replace ``path`` with ``text``: a new file (O_EXCL|O_NOFOLLOW, 0644), fsync, rename over."""
-    directory, base = os.path.split(path)
-    for attempt in range(100):
-        tmp = os.path.join(directory, ".%s.%d.%d" % (base, os.getpid(), attempt))
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
-            break
-        except FileExistsError:
-            continue
-    else:
-        raise AccessError("cannot create a temporary file next to %s" % path)
-    try:
-        os.fchmod(fd, 0o644)
-        data = text.encode("utf-8")
-        while data:
-            data = data[os.write(fd, data):]
-        os.fsync(fd)
-        os.close(fd)
-        fd = None
-        os.replace(tmp, path)
-    except BaseException:
-        if fd is not None:
-            os.close(fd)
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+        rootside.write_atomic(os.path.join(self.dir, JOBS),
+                              "".join(e.line() for e in self.entries.values()).encode())
+        rootside.write_atomic(os.path.join(self.dir, USERS), "".join(u + "\n" for u in self.users()).encode())
 
 
 # --- the job -------------------------------------------------------------------------------
@@ -271,31 +183,21 @@ def write_atomic(path, text):
 
 def this_job(environ, trust):
     """(KEY, USER, SPOOLDIR) of the job whose prolog/epilog this is; NoJob if it cannot be told."""
-    spool = jobspool.spool_dir(environ, trust)
-    return job_in(spool, trust)
+    return job_in(jobspool.spool_dir(environ, trust), trust)
 
 
 def job_in(spool, trust):
-    config = jobspool.job_config(spool, trust)
-    user = config.get("job_owner", "")
-    if not valid_user(user):
-        raise jobspool.NoJob("%s/config: job_owner %r is not a user name" % (spool, user[:40]))
-    key = os.path.basename(spool)
-    job_id = config.get("job_id", "")
-    if not (valid_word(key) and valid_word(spool) and job_id.isdigit() and key.split(".")[0] == job_id):
-        raise jobspool.NoJob("%s: not the spool directory of job %r" % (spool, job_id[:20]))
-    return key, user, spool
+    job = jobspool.read_job(spool, trust, gid=False)
+    if not (valid_word(job.key) and valid_word(job.spool)):
+        raise jobspool.NoJob("%s: not the spool directory of job %r" % (spool, job.job_id[:20]))
+    return job.key, job.owner, job.spool
 
 
-def shepherd_alive(spool):
-    """True if the shepherd named in ``spool/pid`` runs (the job is active on this host)."""
-    try:
-        pid = int(jobspool.read_small(os.path.join(spool, "pid"), 20).strip() or b"0")
-        with open("/proc/%d/stat" % pid, "rb") as f:
-            fields = f.read().rsplit(b")", 1)
-        return b"sge_shepherd" in fields[0] and fields[1].split()[0] != b"Z"
-    except (OSError, ValueError, IndexError):
-        return False
+def running_spools():
+    """The spool directories of the running shepherds: by their real uid and executable, which a
+    user cannot fake (a process *named* sge_shepherd can be anyone's)."""
+    from . import procs
+    return {os.path.realpath(s) for s in procs.shepherds().values()}
 
 
 def active_jobs_dirs(opts, state):
@@ -339,6 +241,7 @@ def _count(state, user):
 
 
 def repair(opts, log, trust, environ):
+    running = running_spools()
     with State(opts.dir, log) as state:
         before = state.users()
         ended = {k for k, e in state.entries.items() if e.state == "end"}
@@ -352,11 +255,11 @@ def repair(opts, log, trust, environ):
             for name in names:
                 spool = os.path.join(directory, name)
                 try:
-                    key, user, spool = job_in(jobspool.spool_dir({"SGE_JOB_SPOOL_DIR": spool}, trust), trust)
+                    key, user, spool = job_in(spool, trust)
                 except jobspool.NoJob as why:
                     log("notice", "repair: skipping %s: %s" % (spool, why))
                     continue
-                if shepherd_alive(spool) and key not in ended:
+                if spool in running and key not in ended:
                     found[key] = Entry("run", key, user, spool)
         state.entries = {k: e for k, e in state.entries.items() if e.state == "end"}
         state.entries.update(found)
@@ -374,18 +277,34 @@ def show(opts, log, trust, environ):
     os.write(1, out.encode())
 
 
-COMMAND = {"prolog": prolog, "epilog": epilog, "repair": repair, "list": show}
+def session(opts, log, trust, environ):
+    from . import session as hook
+    return hook.run(environ, trust, opts.setup_dir, opts.fail_open, log)
 
 
-def run(argv, environ=None, script=None):
-    """Everything node_access does; the exit code."""
+COMMAND = {"prolog": prolog, "epilog": epilog, "repair": repair, "list": show, "session": session}
+
+
+class Options:
+    """The parsed command line, with defaults."""
+
+    def __init__(self, values, command):
+        from .setupfile import SETUP_DIR
+        self.command = command
+        self.dir = values.get("--dir", DEFAULT_DIR)
+        self.facility = values.get("--facility", "authpriv")
+        self.sge_root = values.get("--sge-root")
+        self.admin_users = values.get("--admin-user", [])
+        self.active_jobs = values.get("--active-jobs", [])
+        self.setup_dir = values.get("--setup-dir", SETUP_DIR)
+        self.fail_open = "--fail-open" in values
+        self.help = "--help" in values
+
+
+def run(argv, log, environ=None, script=None):
+    """Everything node_access does; the exit code (0 but for bad usage and a refused session)."""
     environ = os.environ if environ is None else environ
-    log = daemonlog.Log(NAME)
-    try:
-        opts = parse_args(argv)
-    except WrapperError as err:
-        log("err", str(err))
-        return err.code
+    opts = Options(*parse_args(argv))
     log.facility = opts.facility
     if opts.help:
         try:
@@ -396,7 +315,7 @@ def run(argv, environ=None, script=None):
     sge_root = opts.sge_root or jobspool.sge_root_from(script if script is not None else sys.argv[0])
     trust = jobspool.Trust(sge_root, opts.admin_users, log)
     try:
-        COMMAND[opts.command](opts, log, trust, environ)
+        return COMMAND[opts.command](opts, log, trust, environ) or 0
     except jobspool.NoJob as why:
         log("err", "%s: no usable job context, access list unchanged: %s" % (opts.command, why))
     except (AccessError, OSError) as err:
@@ -406,13 +325,5 @@ def run(argv, environ=None, script=None):
 
 
 def main(argv=None):
-    """Entry point of node_access: never returns, never a traceback."""
-    try:
-        code = run(sys.argv[1:] if argv is None else argv)
-    except Exception as err:
-        try:
-            daemonlog.Log(NAME)("err", "internal error: %s: %s" % (type(err).__name__, err))
-        except Exception:
-            pass
-        code = INTERNAL
-    sys.exit(code)
+    """Entry point of node_access: isolated, never a traceback, one exit."""
+    rootside.main(NAME, run, argv)

@@ -1,21 +1,34 @@
-"""The ``pam_sge-qrsh-setup`` line in sshd's PAM stack: find it, add it, remove it.
+"""PAM files: the job sshds' own service, the old module line, the node-access rules.
 
-Tight integration of sshd (remote-startup.md, section 3) needs the module in
-the *auth* stack of ``/etc/pam.d/sshd``: its ``pam_sm_setcred`` adds the job's
-additional group id.  ``add_line`` puts :data:`PAM_LINE` at the very top, the
-way Grid Engine's documentation asks, and ``remove_line`` takes every active
-auth line of the module out again.  Both replace the file atomically (a
-temporary file in the same directory, renamed over it) keeping its mode and
-owner, and follow a symlinked ``/etc/pam.d/sshd`` to the real file.  Stdlib
-only.
+Tight integration of sshd (remote-startup.md, section 3) needs
+``pam_sge-qrsh-setup`` in the *auth* stack of the sshd that Grid Engine
+starts.  Since version 0.2 that sshd runs as ``sge-sshd`` and so has a PAM
+service of its own, :data:`JOB_PAM_FILE` (``/etc/pam.d/sge-sshd``), which
+:func:`write_job_stack` writes whole and :func:`remove_job_stack` removes
+(only a file it wrote: it starts with :data:`JOB_STACK_MARK`).  The site's
+``/etc/pam.d/sshd`` serves ordinary logins and is not touched; a module line
+that version 0.1 put at its top (:data:`PAM_LINE`) is found by
+:func:`has_line` (``sgewrap check`` flags it) and removed by
+:func:`remove_line`.  Every change replaces a file atomically (a temporary
+file in the same directory, renamed over it) keeping its mode and owner, and
+follows a symlinked file to the real one.  Stdlib only.
 """
 import os
 import re
 import tempfile
 
+from .methods import JOB_PAM_FILE, JOB_SSHD_NAME
+
 PAM_FILE = "/etc/pam.d/sshd"
 MODULE = "pam_sge-qrsh-setup.so"
 PAM_LINE = "auth required " + MODULE
+JOB_STACK_MARK = "# sgewrap: the PAM service of the sshd that Grid Engine starts for job sessions"
+#: what the job stack must not reach, and why (check reports it)
+JOB_STACK_FORBIDDEN = {
+    "pam_systemd.so": "it moves the session's processes into a systemd user slice, out of the job",
+    "pam_limits.so": "it sets limits.conf's limits as root, over the limits Grid Engine gave the job",
+    "pam_listfile.so": "a node-access rule there refuses qrsh -inherit on the slave hosts of parallel jobs",
+}
 
 # TYPE CONTROL MODULE-PATH [ARGS]: TYPE may start with "-" (ignore a missing
 # module), CONTROL may be a bracketed list with spaces in it.
@@ -82,6 +95,110 @@ def remove_line(path=PAM_FILE):
         return False
     _replace(path, "".join(kept))
     return True
+
+
+# --- the job sshds' own PAM service ----------------------------------------------------------
+
+
+def job_stack(wrappers_dir):
+    """The text of /etc/pam.d/sge-sshd for the wrappers installed in ``wrappers_dir``."""
+    hook = os.path.join(wrappers_dir, "node_access")
+    if any(c.isspace() for c in hook):
+        raise ValueError("the wrappers directory %r holds white space: pam_exec cannot run it" % wrappers_dir)
+    return "\n".join((
+        JOB_STACK_MARK,
+        "# (sge_conf *_daemon \"%s -i\": sshd under the name %s).  Ordinary ssh logins use"
+        % (os.path.join(wrappers_dir, JOB_SSHD_NAME), JOB_SSHD_NAME),
+        "# /etc/pam.d/sshd, which this does not touch.  Written by \"sgewrap config ssh --tight --apply\",",
+        "# removed by \"sgewrap config --restore\".  Left out on purpose: pam_systemd (it would move",
+        "# job processes into a user slice), pam_limits (Grid Engine sets the job's limits), node-access",
+        "# rules (node_access session admits the job's owner only, on every host of a parallel job).",
+        "auth     required  " + MODULE,
+        "@include common-auth",
+        "account  required  pam_exec.so quiet %s session" % hook,
+        "@include common-account",
+        "@include common-session-noninteractive",
+        "session  optional  pam_exec.so quiet type=close_session %s session" % hook,
+        "@include common-password",
+        ""))
+
+
+def is_job_stack(path=JOB_PAM_FILE):
+    """True if ``path`` exists and was written by :func:`write_job_stack`."""
+    try:
+        return _read(path).startswith(JOB_STACK_MARK)
+    except FileNotFoundError:
+        return False
+
+
+def write_job_stack(wrappers_dir, path=JOB_PAM_FILE):
+    """Write the job stack (mode 0644, root's); True if changed.  A file sgewrap did not write is refused."""
+    text = job_stack(wrappers_dir)
+    try:
+        old = _read(path)
+    except FileNotFoundError:
+        old = None
+    if old == text:
+        return False
+    if old is not None and not old.startswith(JOB_STACK_MARK):
+        raise OSError("%s exists and was not written by sgewrap: not replaced" % path)
+    from .rootside import write_atomic
+    write_atomic(path, text.encode(), 0o644)
+    return True
+
+
+def remove_job_stack(path=JOB_PAM_FILE):
+    """Remove the job stack if sgewrap wrote it; True if removed."""
+    if not is_job_stack(path):
+        return False
+    os.unlink(path)
+    return True
+
+
+def job_stack_problems(path=JOB_PAM_FILE, pam_dir=None):
+    """What is wrong with the job stack here: a list of sentences (empty: fine)."""
+    try:
+        text = _read(path)
+    except OSError as err:
+        return ["%s: %s (sgewrap config ssh --tight --apply writes it)" % (path, err.strerror or err)]
+    problems = []
+    lines = _expanded(text, pam_dir or os.path.dirname(path))
+    auth = [ln for ln in lines if _type_of(ln) == "auth"]
+    if not any(is_module_line(ln) for ln in auth):
+        problems.append("%s has no '%s': sessions do not get the job's group" % (path, PAM_LINE))
+    if not any(_type_of(ln) == "account" and "pam_exec.so" in ln and "node_access" in ln and ln.rstrip().endswith(
+            " session") for ln in lines):
+        problems.append("%s does not run 'node_access session' in its account stack: sessions are not tied to "
+                        "their job nor limited to its owner" % path)
+    for module, why in JOB_STACK_FORBIDDEN.items():
+        if any(_module_of(ln) == module for ln in lines):
+            problems.append("%s reaches %s: %s" % (path, module, why))
+    return problems
+
+
+def _type_of(line):
+    match = _RULE.match(line.split("#", 1)[0])
+    return match.group("type").lower() if match else None
+
+
+def _module_of(line):
+    match = _RULE.match(line.split("#", 1)[0])
+    return os.path.basename(match.group("module")) if match else None
+
+
+def _expanded(text, pam_dir, depth=0):
+    """The rule lines of a PAM file with its @include files inlined."""
+    out = []
+    for line in text.splitlines():
+        words = line.split("#", 1)[0].split()
+        if words[:1] == ["@include"] and len(words) == 2 and depth < 5:
+            try:
+                out += _expanded(_read(os.path.join(pam_dir, words[1])), pam_dir, depth + 1)
+            except OSError:
+                pass
+        elif words:
+            out.append(line)
+    return out
 
 
 # --- node access (node_access prolog/epilog) --------------------------------------------------

@@ -27,6 +27,8 @@ import os
 import posixpath
 import shlex
 
+from .methods import JOB_SSHD_NAME
+
 SLOTS = ("qlogin_command", "qlogin_daemon", "rlogin_command", "rlogin_daemon", "rsh_command", "rsh_daemon")
 METHODS = ("builtin", "ssh", "telnet", "rsh", "rlogin")
 #: the three slot pairs: (name, command key, daemon key)
@@ -88,7 +90,7 @@ def entries(method, wrappers_dir, tight=False, x11=None, tunnel=None):
     w = lambda name: posixpath.join(wrappers_dir, name)  # noqa: E731
     result = dict.fromkeys(SLOTS, "builtin")
     if method == "ssh":
-        daemon = w("rshdwrapper") if tight else SSHD
+        daemon = w(JOB_SSHD_NAME) + " -i" if tight else SSHD
         via = "" if not tunnel else " --tunnel" if tunnel is True else " --tunnel-via=" + tunnel
         qlogin = w("qlogin_wrapper") + {None: "", True: " --x11", False: " --no-x11"}[x11] + via
         ssh = w("ssh_wrapper") + via
@@ -298,7 +300,7 @@ def delete_argv(host):
 # --- what a value is ------------------------------------------------------------------------
 
 _KINDS = {
-    "ssh": ("ssh", "slogin", "ssh_wrapper", "qlogin_wrapper", "sshd", "rshdwrapper", "rshd-wrapper"),
+    "ssh": ("ssh", "slogin", "ssh_wrapper", "qlogin_wrapper", "sshd", JOB_SSHD_NAME, "rshdwrapper", "rshd-wrapper"),
     "telnet": ("telnet", "telnet.netkit", "inetutils-telnet", "telnet-ssl", "telnet_adapter",
                "telnetd", "in.telnetd", "telnetd.netkit", "inetutils-telnetd"),
     "rsh": ("rsh", "remsh", "rsh-redone-rsh", "netkit-rsh", "rsh_adapter", "rshd", "in.rshd"),
@@ -308,10 +310,10 @@ _KIND_OF = {name: kind for kind, names in _KINDS.items() for name in names}
 #: daemon-side wrappers that run another daemon: the kind is that daemon's (default sshd)
 _DAEMON_WRAPPERS = ("rshdwrapper", "rshd-wrapper")
 #: programs that serve a connection (as opposed to clients)
-DAEMON_NAMES = frozenset(("sshd", "rshdwrapper", "rshd-wrapper", "telnetd", "in.telnetd", "telnetd.netkit",
+DAEMON_NAMES = frozenset(("sshd", JOB_SSHD_NAME, "rshdwrapper", "rshd-wrapper", "telnetd", "in.telnetd", "telnetd.netkit",
                           "inetutils-telnetd", "rshd", "in.rshd", "rlogind", "in.rlogind"))
-#: tight-integration daemon wrappers (need the PAM line)
-TIGHT_NAMES = frozenset(_DAEMON_WRAPPERS)
+#: tight-integration daemons: the job sshd (needs its PAM service), the daemon wrappers
+TIGHT_NAMES = frozenset(_DAEMON_WRAPPERS + (JOB_SSHD_NAME,))
 #: what SGE runs for an unset/"none" command: utilbin rsh, rlogin, or telnet
 DEFAULT_KIND = {"qlogin": "telnet", "rlogin": "rlogin", "rsh": "rsh"}
 
@@ -373,6 +375,15 @@ def is_tight(value):
     """True for a daemon value that runs a tight-integration wrapper (needs the PAM line)."""
     p = program(value)
     return p is not None and posixpath.basename(p) in TIGHT_NAMES
+
+
+def needs_job_stack(value):
+    """True for a daemon value that runs sshd under the job's PAM service (sge-sshd, rshdwrapper's sshd)."""
+    p = program(value)
+    if p is None:
+        return False
+    name = posixpath.basename(p)
+    return name == JOB_SSHD_NAME or (name == "rshdwrapper" and classify(value) == "ssh")
 
 
 def is_daemon_program(value):

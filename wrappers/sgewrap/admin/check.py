@@ -67,7 +67,8 @@ class Report:
         return not self.errors
 
 
-def analyse(glob, hosts, here=None, pam_file=pam.PAM_FILE, executable=None, queues=None, sshd_settings=None):
+def analyse(glob, hosts, here=None, pam_file=pam.PAM_FILE, executable=None, queues=None, sshd_settings=None,
+            job_pam_file=pam.JOB_PAM_FILE):
     """The Report for a global configuration and the local ones (``{host: Config}``).
 
     ``here``: this host's name, for what can only be checked on this host
@@ -204,17 +205,72 @@ def analyse(glob, hosts, here=None, pam_file=pam.PAM_FILE, executable=None, queu
         elif shutil.which(first) is None:
             report.add(WARNING, here, key, "%s: %s %r is not an absolute path and not found in this PATH" % (
                 here, key, first))
-    if tight:
-        try:
-            ok = pam.has_line(pam_file)
-        except OSError as err:
-            report.add(WARNING, here, tight[0], "%s: cannot read %s: %s" % (here, pam_file, err.strerror or err))
-        else:
-            if not ok:
-                report.add(ERROR, here, tight[0], "%s: %s run%s tight integration (rshdwrapper) but %s lacks "
-                           "'%s': sessions do not get the job's group" % (
-                               here, ", ".join(tight), "s" if len(tight) == 1 else "", pam_file, pam.PAM_LINE))
+    root_run = [(key, value(local, key) if local else glob.get(key)) for key in sgeconf.SLOTS
+                if key.endswith("_daemon")]
+    root_run += [("queue %s %s" % (q, w), values.get(w)) for q, values in sorted((queues or {}).items())
+                 for w in ("prolog", "epilog") if access.runs_node_access(values.get(w))]
+    _check_isolated(report, here, root_run)
+    _check_job_stack(report, here, tight, [value(local, k) if local else glob.get(k) for k in tight],
+                     pam_file, job_pam_file)
     return report
+
+
+def _check_isolated(report, here, entries):
+    """Root-run programs that are Python scripts must start an isolated interpreter (python -I)."""
+    for key, v in entries:
+        words = sgeconf.words(v)
+        if words and "@" in words[0].split("/")[0]:
+            words[0] = words[0].split("@", 1)[1]     # prolog "root@/path"
+        if not words or not posixpath.isabs(words[0]):
+            continue
+        problem = interpreter_problem(words[0])
+        if problem:
+            report.add(ERROR, here, key, "%s: %s runs %s as root, %s: the job's owner could run code as root "
+                       "(PYTHONPATH...); reinstall it (make install / sgewrap install / the package)" % (
+                           here, key, words[0], problem))
+
+
+def interpreter_problem(path):
+    """Why the script ``path`` would start Python without isolation (None if it would not, or is no script)."""
+    try:
+        with open(path, "rb") as f:
+            first = f.readline(256)
+    except OSError:
+        return None
+    if not first.startswith(b"#!") or b"python" not in first:
+        return None
+    words = first[2:].decode("utf-8", "replace").split()
+    if not words:
+        return None
+    if posixpath.basename(words[0]) == "env":
+        return "through '#!%s' (the interpreter is looked up in the caller's PATH)" % " ".join(words)
+    if not any(w.startswith("-") and not w.startswith("--") and "I" in w for w in words[1:]):
+        return "with '#!%s' (no -I: not isolated)" % " ".join(words)
+    return None
+
+
+def _check_job_stack(report, here, tight, values, pam_file, job_pam_file):
+    """The PAM side of tight integration on this host: the job stack, the 0.1 line, the Perl anchor's line."""
+    job = [k for k, v in zip(tight, values) if sgeconf.needs_job_stack(v)]
+    perl = [k for k, v in zip(tight, values) if posixpath.basename(sgeconf.program(v) or "") == "rshd-wrapper"]
+    if job:
+        for problem in pam.job_stack_problems(job_pam_file):
+            report.add(ERROR, here, job[0], "%s: %s run%s the job sshd, but %s" % (
+                here, ", ".join(job), "s" if len(job) == 1 else "", problem))
+    try:
+        old_line = pam.has_line(pam_file)
+    except OSError as err:
+        report.notes.append("cannot read %s: %s" % (pam_file, err.strerror or err))
+        return
+    if perl and not old_line:
+        report.add(ERROR, here, perl[0], "%s: %s run%s Grid Engine's rshd-wrapper but %s lacks '%s': sessions do "
+                   "not get the job's group" % (here, ", ".join(perl), "s" if len(perl) == 1 else "", pam_file,
+                                                 pam.PAM_LINE))
+    elif old_line and not perl:
+        report.add(WARNING, here, "PAM", "%s: %s still has '%s' (sgewrap 0.1): job sessions now use %s; ordinary "
+                   "logins that reach it could be tied to a stale job. Migrate: sgewrap config ssh --tight --apply "
+                   "(writes %s), then delete that line from %s" % (
+                       here, pam_file, pam.PAM_LINE, job_pam_file, job_pam_file, pam_file))
 
 
 def _check_tunnel_end(report, here, keys, sshd_settings):

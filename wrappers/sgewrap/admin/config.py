@@ -66,7 +66,8 @@ class Config(Command, cli.Application):
     (telnet, rsh, rlogin) only cover their own slot; the other slots stay builtin.
     """
 
-    tight = cli.Flag("--tight", help="ssh only: tight integration (rshdwrapper + the pam_sge-qrsh-setup line)")
+    tight = cli.Flag("--tight", help="ssh only: tight integration (the job sshd sge-sshd and its own PAM service "
+                                     "/etc/pam.d/sge-sshd)")
     x11 = cli.Flag("--x11", help="qlogin_wrapper --x11 (forward X11)", excludes=["--no-x11"])
     no_x11 = cli.Flag("--no-x11", help="qlogin_wrapper --no-x11", excludes=["--x11"])
     tunnel = cli.Flag("--tunnel", excludes=["--tunnel-via"],
@@ -85,14 +86,16 @@ class Config(Command, cli.Application):
                                 help="where --apply saves the previous configuration")
     restore = cli.SwitchAttr("--restore", str, argname="FILE",
                              help="put back a configuration --apply saved (its first line names it)")
-    pam_file = cli.SwitchAttr("--pam-file", str, argname="PATH", default=pam.PAM_FILE,
-                              help="sshd's PAM file (--tight --apply adds the line there if missing)")
+    job_pam_file = cli.SwitchAttr("--job-pam-file", str, argname="PATH", default=pam.JOB_PAM_FILE,
+                                  help="the job sshds' PAM service that --tight --apply writes (and --restore "
+                                       "removes); the site's /etc/pam.d/sshd is never touched")
 
     def main(self, method=None):
         if self.restore:
             if method:
                 raise AdminError("--restore FILE takes no METHOD", UNREADABLE)
-            return restore(self.restore)
+            restore(self.restore)
+            return restore_job_stack(self.job_pam_file)
         if method is None:
             raise AdminError("give a METHOD (%s) or --restore FILE" % ", ".join(sgeconf.METHODS), UNREADABLE)
         if method not in sgeconf.METHODS:
@@ -110,14 +113,15 @@ class Config(Command, cli.Application):
         if not self.apply:
             print(render_entries(values), end="")
             if self.tight:
-                print("\n# and as the first line of %s on every execution host:\n%s" % (
-                    pam.PAM_FILE, pam.PAM_LINE))
+                print("\n# and on every execution host, %s (the job sshds' own PAM service; "
+                      "/etc/pam.d/sshd stays as it is):\n%s" % (self.job_pam_file, pam.job_stack(
+                          os.path.dirname(sgeconf.program(values["rsh_daemon"])))), end="")
             if sgeconf.wraps_logins(values):
                 print("\n# note: " + sgeconf.PTY_NOTE)
             return 0
-        apply(values, self.host, self.backup_dir)
         if self.tight and (not self.host or same_host(self.host, this_host())):
-            ensure_pam(self.pam_file)
+            ensure_job_stack(os.path.dirname(sgeconf.program(values["rsh_daemon"])), self.job_pam_file)
+        apply(values, self.host, self.backup_dir)
         return 0
 
 
@@ -158,15 +162,27 @@ def apply(values, host, backup_dir):
     return backup
 
 
-def ensure_pam(path):
+def ensure_job_stack(wrappers_dir, path):
+    """Write the job sshds' PAM service (before sge_conf names sge-sshd: never a job sshd without it)."""
     try:
-        if pam.add_line(path):
-            print("added '%s' at the top of %s (this host; every execution host needs it)" % (pam.PAM_LINE, path))
-        else:
-            print("%s already has '%s'" % (path, pam.PAM_LINE))
-    except OSError as err:
-        raise AdminError("cannot add the PAM line to %s: %s (add '%s' at its top by hand)" % (
-            path, err.strerror or err, pam.PAM_LINE))
+        changed = pam.write_job_stack(wrappers_dir, path)
+    except (OSError, ValueError) as err:
+        raise AdminError("cannot write %s: %s" % (path, getattr(err, "strerror", None) or err))
+    print("%s %s (this host; every execution host needs it: sgewrap config ssh --tight --apply there, or copy it)"
+          % ("wrote" if changed else "unchanged:", path))
+    if pam.has_line(pam.PAM_FILE):
+        print("note: %s still has '%s' from sgewrap 0.1: ordinary ssh logins do not need it; remove that line "
+              "(sgewrap check explains)" % (pam.PAM_FILE, pam.PAM_LINE))
+
+
+def restore_job_stack(path):
+    """After a restore: the job stack goes when no slot of the global configuration runs the job sshd."""
+    values = sgeconf.parse(qconf_show("global", code=1), "global")
+    if any(sgeconf.needs_job_stack(values.get(k)) for k in sgeconf.SLOTS):
+        return 0
+    if pam.remove_job_stack(path):
+        print("no *_daemon runs the job sshd any more: removed %s (this host)" % path)
+    return 0
 
 
 def restore(path):

@@ -63,6 +63,27 @@ ENTRY_POINTS = {
 
 NAMES = ("ssh", "telnet", "rsh", "rlogin")
 
+#: entry points that run as root (the shepherd's daemon, the queue's prolog/epilog, a PAM hook):
+#: their interpreter must be isolated (python -I) whatever installed them
+ROOT_ENTRY_POINTS = ("rshdwrapper", "node_access")
+
+#: daemon short names (rshdwrapper DAEMON) -> candidates, first executable wins
+#: (utilbin:NAME = $SGE_ROOT/utilbin/$ARC/NAME)
+DAEMONS = {
+    "sshd": ("/usr/sbin/sshd",),
+    "rshd": ("utilbin:rshd", "/usr/sbin/in.rshd"),
+    "rlogind": ("utilbin:rlogind", "/usr/sbin/in.rlogind"),
+    "telnetd": ("utilbin:telnetd", "/usr/sbin/telnetd"),
+}
+
+#: The job sshd: the real sshd started under this name, so that OpenSSH (up to 9.7, which names
+#: its PAM service after its program) uses the PAM service of that name, not the site's "sshd".
+#: Installed as a symbolic link beside the wrappers; sge_conf gets "WRAPPERS/sge-sshd -i".
+JOB_SSHD_NAME = "sge-sshd"
+JOB_PAM_FILE = "/etc/pam.d/" + JOB_SSHD_NAME
+#: symbolic links installed beside the entry points: name -> target
+LINKS = {JOB_SSHD_NAME: "/usr/sbin/sshd"}
+
 
 def get(name):
     """The Method called ``name`` (imports only that method's module)."""

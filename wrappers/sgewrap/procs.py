@@ -1,0 +1,106 @@
+"""What the kernel says about a process, for root-run code that trusts nothing else.
+
+A process's name (``comm``), its command line and its environment are the
+user's to choose or overwrite (sshd itself overwrites its environment with
+its process title).  What a user cannot fake: the real uid, the start time
+(clock ticks since boot: with the PID it names one process for good, a
+reused PID has another start time), the executable the kernel mapped
+(``/proc/PID/exe``) and the working directory (``/proc/PID/cwd``).
+
+A **shepherd** is a process whose real uid is 0 and whose executable is a
+file named ``sge_shepherd`` that belongs to root and that nobody else may
+write: execd starts one per job task (and per parallel task) with the task's
+spool directory as its working directory.  Stdlib only.
+"""
+import os
+import stat
+
+SHEPHERD = "sge_shepherd"
+
+
+class Stat:
+    """The fields of ``/proc/PID/stat`` this project reads."""
+
+    __slots__ = ("pid", "state", "ppid", "start")
+
+    def __init__(self, pid, state, ppid, start):
+        self.pid, self.state, self.ppid, self.start = pid, state, ppid, start
+
+
+def stat_of(pid):
+    """The process's :class:`Stat`, or None if there is no such process (or only a zombie)."""
+    try:
+        with open("/proc/%d/stat" % pid, "rb") as f:
+            data = f.read()
+    except (OSError, ValueError, OverflowError):
+        return None
+    # comm may hold spaces and ')': the fields start after the last ')'
+    fields = data.rsplit(b")", 1)[-1].split()
+    try:
+        state, ppid, start = fields[0].decode(), int(fields[1]), int(fields[19])
+    except (IndexError, ValueError):
+        return None
+    if state in ("Z", "X"):
+        return None
+    return Stat(pid, state, ppid, start)
+
+
+def real_uid(pid):
+    """The real uid of the process (a setuid program run by a user keeps the user's), or None."""
+    try:
+        with open("/proc/%d/status" % pid, "rb") as f:
+            for line in f:
+                if line.startswith(b"Uid:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def link(pid, name):
+    """``/proc/PID/NAME`` (``exe``, ``cwd``) as the kernel resolves it, or None."""
+    try:
+        target = os.readlink("/proc/%d/%s" % (pid, name))
+    except OSError:
+        return None
+    return None if target.endswith(" (deleted)") else target
+
+
+def is_root_owned_program(path):
+    """True for a regular file owned by root that neither group nor others may write."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    return stat.S_ISREG(st.st_mode) and st.st_uid == 0 and not st.st_mode & 0o022
+
+
+def is_shepherd(pid):
+    """True if ``pid`` is a Grid Engine shepherd (by real uid and executable, never by name)."""
+    exe = link(pid, "exe")
+    return (exe is not None and os.path.basename(exe) == SHEPHERD and real_uid(pid) == 0
+            and is_root_owned_program(exe))
+
+
+def shepherd_spool(pid):
+    """The spool directory a shepherd works in (its cwd), or None if ``pid`` is no shepherd."""
+    if not is_shepherd(pid):
+        return None
+    return link(pid, "cwd")
+
+
+def shepherds():
+    """{PID: spool directory} of every running shepherd."""
+    found = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            spool = shepherd_spool(int(entry))
+            if spool:
+                found[int(entry)] = spool
+    return found
+
+
+def alive_as(pid, start):
+    """True if the process ``pid`` that started at ``start`` (clock ticks) still runs as root."""
+    st = stat_of(pid)
+    return st is not None and st.start == start and real_uid(pid) == 0

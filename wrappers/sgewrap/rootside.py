@@ -1,0 +1,203 @@
+"""The safety layer the root-run programs share (``rshdwrapper``, ``node_access``).
+
+They run as root with an environment and files the job's owner controls,
+and with fds 1 and 2 that belong to someone else (the client's connection,
+the job's output files, sshd's PAM conversation).  So, once, here:
+
+- :func:`main`: the one preamble and the one exit: an isolated interpreter
+  or nothing (:func:`require_isolated`), nothing ever written to fds 1/2,
+  every failure logged and turned into an exit code, never a traceback;
+- :func:`parse`: the options-first command line, one loop for both;
+- :func:`private_dir`: a directory only root may change, checked without
+  following a symlink (``lstat``: a link could be swapped after the check);
+- :func:`write_atomic`: a file replaced whole (temporary file created with
+  ``O_EXCL|O_NOFOLLOW``, fsync, rename), so a reader sees the old or the new
+  content, never a part.
+
+Stdlib only; imports nothing it does not need.
+"""
+import os
+import stat
+import sys
+
+from . import daemonlog
+from .errors import INTERNAL, USAGE, WrapperError
+
+
+class UnsafeError(Exception):
+    """A directory or file is not what root may rely on; the message says why."""
+
+
+class _Discard:
+    """sys.stdout/sys.stderr replacement: fds 1 and 2 are someone else's."""
+
+    def write(self, text):
+        return len(text)
+
+    def flush(self):
+        pass
+
+    def fileno(self):
+        import errno
+        raise OSError(errno.EBADF, "discarded")
+
+
+def require_isolated(log):
+    """Re-execute the running script isolated (``python3 -I``) unless it already is.
+
+    An interpreter that is not isolated imported ``site`` with the caller's
+    ``PYTHONPATH``, ``PYTHONHOME``, user site-packages: as root that is the
+    job owner's code.  The installers write ``-I`` into every shebang; this
+    catches a script started another way (``python3 SCRIPT``, a console
+    script of another installer).  Returns only when isolated.
+    """
+    if sys.flags.isolated:
+        return
+    exe, script = sys.executable, sys.argv[0] if sys.argv else ""
+    if os.path.isabs(exe or "") and os.path.isabs(script) and os.path.isfile(script):
+        log("warning", "%s runs without an isolated interpreter (python -I): re-executing isolated; "
+                       "reinstall it (sgewrap check says which shebang is wrong)" % script)
+        os.execv(exe, [exe, "-I", script] + sys.argv[1:])
+    raise WrapperError(INTERNAL, "refusing to run as root without an isolated interpreter (python -I): %r"
+                       % script)
+
+
+def main(name, run, argv=None):
+    """The root programs' entry: isolated, ``run(argv, log)`` -> exit code, one exit, never a traceback."""
+    log = daemonlog.Log(name)
+    try:
+        require_isolated(log)
+        sys.stdout = sys.stderr = _Discard()
+        code = run(sys.argv[1:] if argv is None else argv, log)
+    except WrapperError as err:
+        log("err", str(err))
+        code = err.code
+    except KeyboardInterrupt:
+        code = 130
+    except BaseException as err:   # noqa: B902 -- never a traceback on someone else's fds
+        if isinstance(err, SystemExit):
+            raise
+        try:
+            log("err", "internal error: %s: %s" % (type(err).__name__, err))
+        except BaseException:
+            pass
+        code = INTERNAL
+    sys.exit(code)
+
+
+def parse(argv, flags=(), valued=(), repeat=(), paths=(), anywhere=False):
+    """Options first: ({option: value}, the remaining words).
+
+    ``flags`` take no value (True when given); ``valued`` need ``--opt=VALUE``
+    (or ``--opt VALUE``; the shepherd splits daemon strings on spaces, so the
+    first form is the one to document); ``repeat`` collects a list; ``paths``
+    must be absolute; ``--facility`` is checked here for every program.
+    Words are options until the first that does not start with ``--``
+    (or ``--``), unless ``anywhere``: then options and words may mix.
+    """
+    opts, rest, i = {}, [], 0
+    while i < len(argv):
+        word = argv[i]
+        i += 1
+        if word == "--":
+            rest += argv[i:]
+            break
+        if not word.startswith("--"):
+            rest.append(word)
+            if anywhere:
+                continue
+            rest += argv[i:]
+            break
+        flag, eq, value = word.partition("=")
+        if flag in flags:
+            if eq:
+                raise WrapperError(USAGE, "option %s takes no value" % flag)
+            opts[flag] = True
+            continue
+        if flag not in valued and flag not in repeat:
+            raise WrapperError(USAGE, "unknown option %s (see --help)" % daemonlog.clean(flag, 60))
+        if not eq:
+            if i >= len(argv):
+                raise WrapperError(USAGE, "option %s needs a value" % flag)
+            value = argv[i]
+            i += 1
+        if not value:
+            raise WrapperError(USAGE, "option %s needs a value" % flag)
+        if flag in paths and not os.path.isabs(value):
+            raise WrapperError(USAGE, "%s needs an absolute path, got %r" % (flag, daemonlog.clean(value, 80)))
+        if flag == "--facility" and value not in daemonlog.FACILITIES:
+            raise WrapperError(USAGE, "--facility must be one of %s, got %r" % (
+                ", ".join(daemonlog.FACILITIES), daemonlog.clean(value, 40)))
+        if flag in repeat:
+            opts.setdefault(flag, []).append(value)
+        else:
+            opts[flag] = value
+    return opts, rest
+
+
+def private_dir(path, create=False, follow=False):
+    """``path`` is a directory of the caller's (root's) that nobody else may write; else UnsafeError.
+
+    Checked with lstat: a symbolic link is refused, not followed (whoever could
+    replace its target could then plant files) -- unless ``follow``, for a
+    path fixed elsewhere (pam_sge-qrsh-setup opens ``/var/run/...``, and
+    Debian makes /var/run a link to /run): then the link and the directory
+    holding it must be the caller's too, and the target is checked the same way.
+    ``create`` makes it (0755).
+    """
+    if follow and os.path.islink(path):
+        parent = os.path.dirname(os.path.abspath(path))
+        private_dir(parent, follow=True)
+        if os.lstat(path).st_uid != os.geteuid():
+            raise UnsafeError("%s is a symbolic link owned by uid %d" % (path, os.lstat(path).st_uid))
+        return private_dir(os.path.realpath(path), create, follow=True)
+    if create:
+        try:
+            os.mkdir(path, 0o755)
+        except FileExistsError:
+            pass
+        except OSError as err:
+            raise UnsafeError("cannot create %s: %s" % (path, err.strerror))
+    try:
+        st = os.lstat(path)
+    except OSError as err:
+        raise UnsafeError("%s: %s" % (path, err.strerror))
+    if not stat.S_ISDIR(st.st_mode):
+        raise UnsafeError("%s is not a directory%s" % (path, " (a symbolic link)" if stat.S_ISLNK(st.st_mode) else ""))
+    if st.st_uid != os.geteuid() or st.st_mode & 0o022:
+        raise UnsafeError("%s must be owned by uid %d and not group/other writable (uid %d, mode %o)"
+                          % (path, os.geteuid(), st.st_uid, stat.S_IMODE(st.st_mode)))
+
+
+def write_all(fd, data):
+    while data:
+        data = data[os.write(fd, data):]
+
+
+def write_atomic(path, data, mode=0o644):
+    """Replace ``path`` with ``data`` (bytes): a new file (O_EXCL|O_NOFOLLOW, ``mode``), fsync, rename over."""
+    directory, base = os.path.split(path)
+    for attempt in range(100):
+        tmp = os.path.join(directory, ".%s.%d.%d" % (base, os.getpid(), attempt))
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+            break
+        except FileExistsError:
+            continue
+    else:
+        raise UnsafeError("cannot create a temporary file next to %s" % path)
+    try:
+        os.fchmod(fd, mode)
+        write_all(fd, data)
+        os.fsync(fd)
+        os.close(fd)
+        fd = None
+        os.replace(tmp, path)
+    except BaseException:
+        if fd is not None:
+            os.close(fd)
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
