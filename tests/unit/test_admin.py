@@ -142,30 +142,89 @@ def load(name):
     return read_dir(scenario(name))
 
 
-def test_tight_without_pam_line_on_this_host(tmp_path):
+def job_stack(tmp_path, text=None):
+    path = tmp_path / "sge-sshd"
+    path.write_text(pam.job_stack(W) if text is None else text)
+    return str(path)
+
+
+def test_tight_without_the_job_pam_service_on_this_host(tmp_path):
     pam_file = tmp_path / "sshd"
     pam_file.write_text("@include common-auth\n")
-    glob, hosts = load("tight")
-    report = check.analyse(glob, hosts, here="node05", pam_file=str(pam_file), executable=lambda p: True)
+    glob, hosts = load("tight")        # rshdwrapper (sgewrap 0.1): sshd under the job's PAM service now
+    missing = str(tmp_path / "absent")
+    report = check.analyse(glob, hosts, here="node05", pam_file=str(pam_file), executable=lambda p: True,
+                           job_pam_file=missing)
     assert [str(p) for p in report.errors] == [
-        "error: node05: qlogin_daemon, rlogin_daemon, rsh_daemon run tight integration (rshdwrapper) but %s "
-        "lacks 'auth required pam_sge-qrsh-setup.so': sessions do not get the job's group" % pam_file]
-    pam_file.write_text("auth required pam_sge-qrsh-setup.so\n@include common-auth\n")
-    assert check.analyse(glob, hosts, here="node05", pam_file=str(pam_file), executable=lambda p: True).consistent
-    # a host whose local configuration is not tight needs no PAM line
+        "error: node05: qlogin_daemon, rlogin_daemon, rsh_daemon run the job sshd, but %s: No such file or "
+        "directory (sgewrap config ssh --tight --apply writes it)" % missing]
+    good = job_stack(tmp_path)
+    assert check.analyse(glob, hosts, here="node05", pam_file=str(pam_file), executable=lambda p: True,
+                         job_pam_file=good).consistent
+    # the same with sgewrap 0.2's values
+    glob = sgeconf.with_entries(glob, sgeconf.entries("ssh", W, tight=True))
+    assert check.analyse(glob, {}, here="node05", pam_file=str(pam_file), executable=lambda p: True,
+                         job_pam_file=good).consistent
+    # a host whose local configuration is not tight needs no job stack
     glob, hosts = load("consistent")
     hosts["node01"] = sgeconf.with_entries(hosts["node01"], sgeconf.entries("ssh", W))
-    pam_file.write_text("")
-    report = check.analyse(glob, hosts, here="node01", pam_file=str(pam_file), executable=lambda p: True)
-    assert not any("pam" in str(p) for p in report.problems)
+    report = check.analyse(glob, hosts, here="node01", pam_file=str(pam_file), executable=lambda p: True,
+                           job_pam_file=missing)
+    assert not any("pam" in str(p).lower() for p in report.problems)
+
+
+@pytest.mark.parametrize("change,why", [
+    (lambda t: t.replace("auth     required  pam_sge-qrsh-setup.so\n", ""), "has no 'auth required pam_sge-qrsh"),
+    (lambda t: t.replace("account  required  pam_exec.so", "#"), "does not run 'node_access session'"),
+    (lambda t: t.replace("@include common-session-noninteractive", "@include common-session"), "pam_systemd.so"),
+    (lambda t: t + "session required pam_limits.so\n", "pam_limits.so: it sets limits.conf's limits"),
+])
+def test_a_job_stack_that_would_let_sessions_escape_is_an_error(tmp_path, change, why):
+    (tmp_path / "common-session").write_text("session optional pam_systemd.so\n")
+    (tmp_path / "common-session-noninteractive").write_text("session required pam_unix.so\n")
+    path = job_stack(tmp_path, change(pam.job_stack(W)))
+    glob = sgeconf.with_entries(load("builtin")[0], sgeconf.entries("ssh", W, tight=True))
+    report = check.analyse(glob, {}, here="n1", pam_file=os.devnull, executable=lambda p: True, job_pam_file=path)
+    assert any(why in str(p) for p in report.errors), [str(p) for p in report.problems]
+
+
+def test_the_old_module_line_in_sshd_is_flagged_with_the_migration(tmp_path):
+    pam_file = tmp_path / "sshd"
+    pam_file.write_text("auth required pam_sge-qrsh-setup.so\n@include common-auth\n")
+    glob = sgeconf.with_entries(load("builtin")[0], sgeconf.entries("ssh", W, tight=True))
+    report = check.analyse(glob, {}, here="n1", pam_file=str(pam_file), executable=lambda p: True,
+                           job_pam_file=job_stack(tmp_path))
+    assert report.consistent
+    assert any("still has 'auth required pam_sge-qrsh-setup.so' (sgewrap 0.1)" in str(p) and "Migrate" in str(p)
+               for p in report.warnings)
+    # Grid Engine's Perl rshd-wrapper does need it there
+    perl = "/usr/share/gridengine/util/resources/wrappers/rshd-wrapper"
+    glob = sgeconf.with_entries(glob, {"rsh_daemon": perl, "rlogin_daemon": perl, "qlogin_daemon": perl})
+    pam_file.write_text("@include common-auth\n")
+    report = check.analyse(glob, {}, here="n1", pam_file=str(pam_file), executable=lambda p: True)
+    assert any("run Grid Engine's rshd-wrapper but" in str(p) for p in report.errors)
+
+
+@pytest.mark.parametrize("shebang,why", [("#!/usr/bin/env python3\n", "looked up in the caller's PATH"),
+                                         ("#!/usr/bin/python3\n", "no -I"), ("#!/opt/venv/bin/python -I\n", None),
+                                         ("#!/bin/sh\n", None)])
+def test_a_root_run_python_script_must_be_isolated(tmp_path, shebang, why):
+    """pip's console scripts lack -I: run as the shepherd's daemon they import the job owner's PYTHONPATH."""
+    script = tmp_path / "rshdwrapper"
+    script.write_text(shebang + "from sgewrap.rshd import main\nmain()\n")
+    glob = sgeconf.with_entries(load("builtin")[0], {"rsh_daemon": str(script) + " rshd", "rsh_command":
+                                                     W + "/rsh_adapter"})
+    report = check.analyse(glob, {}, here="n1", pam_file=os.devnull, executable=lambda p: True)
+    found = [str(p) for p in report.errors if "as root" in str(p)]
+    assert (why in found[0]) if why else not found, found
 
 
 def test_daemon_not_executable_on_this_host(capsys, tmp_path):
     code, out, _ = sgewrap(capsys, "check", "--from", scenario("tight"), "--this-host", "vm",
-                           "--pam-file", os.devnull)
+                           "--pam-file", os.devnull, "--job-pam-file", "/nonexistent/sge-sshd")
     assert code == 1
     assert "error: vm: rsh_daemon %s/rshdwrapper is missing on this host: the shepherd refuses to start it" % W in out
-    assert "lacks 'auth required pam_sge-qrsh-setup.so'" in out
+    assert "run the job sshd, but /nonexistent/sge-sshd: No such file" in out
     code, out, _ = sgewrap(capsys, "check", "--from", scenario("tight"))
     assert code == 0 and "note: executables, the PAM lines and sshd were not checked" in out
 
@@ -294,9 +353,16 @@ def test_qconf_missing(capsys, monkeypatch, tmp_path):
 def test_apply_then_restore_global(fake_qconf, capsys, tmp_path):
     before = (fake_qconf / "global").read_text()
     backups = tmp_path / "backups"
+    stack = tmp_path / "pam.d" / "sge-sshd"
     code, out, err = sgewrap(capsys, "config", "ssh", "--tight", "--no-x11", "--wrappers", W, "--apply",
-                             "--backup-dir", str(backups), "--pam-file", str(tmp_path / "no-pam"))
-    assert code == 1 and "cannot add the PAM line to %s" % (tmp_path / "no-pam") in err   # the config is applied
+                             "--backup-dir", str(backups), "--job-pam-file", str(stack))
+    assert code == 1 and "cannot write %s" % stack in err      # no pam.d here: nothing applied
+    assert not backups.exists() and (fake_qconf / "global").read_text() == before
+    stack.parent.mkdir()
+    code, out, err = sgewrap(capsys, "config", "ssh", "--tight", "--no-x11", "--wrappers", W, "--apply",
+                             "--backup-dir", str(backups), "--job-pam-file", str(stack))
+    assert (code, err) == (0, "")
+    assert stack.read_text() == pam.job_stack(W) and "wrote %s" % stack in out
     saved = list(backups.iterdir())
     assert len(saved) == 1 and saved[0].read_text() == before and saved[0].name.startswith("sge_conf.global.")
     assert stat.S_IMODE(saved[0].stat().st_mode) == 0o600
@@ -306,10 +372,11 @@ def test_apply_then_restore_global(fake_qconf, capsys, tmp_path):
     others = lambda conf: [(k, conf.get(k)) for k in conf.keys() if k not in sgeconf.SLOTS]  # noqa: E731
     assert others(after) == others(sgeconf.parse(before))
     assert any(line.startswith("-Mconf ") for line in qconf_log(fake_qconf))
-    code, out, err = sgewrap(capsys, "config", "--restore", str(saved[0]))
+    code, out, err = sgewrap(capsys, "config", "--restore", str(saved[0]), "--job-pam-file", str(stack))
     assert (code, err) == (0, "")
     assert (fake_qconf / "global").read_text() == before
     assert "restored the global configuration from %s" % saved[0] in out
+    assert not stack.exists() and "removed %s" % stack in out
 
 
 def test_apply_twice_changes_nothing(fake_qconf, capsys, tmp_path):
@@ -388,8 +455,7 @@ def test_config_tight_names_the_pam_line_and_file(capsys):
     code, out, _ = sgewrap(capsys, "config", "ssh", "--tight", "--x11", "--wrappers", W)
     assert code == 0
     assert sgeconf.parse("".join(out.splitlines(True)[:6])).as_dict() == sgeconf.entries("ssh", W, tight=True, x11=True)
-    assert "\n# and as the first line of /etc/pam.d/sshd on every execution host:\n" \
-           "auth required pam_sge-qrsh-setup.so\n" in out
+    assert "/etc/pam.d/sshd stays as it is" in out and pam.job_stack(W) in out
 
 
 @pytest.mark.parametrize("argv,message", [

@@ -244,29 +244,68 @@ def test_malformed_lines_in_the_jobs_file_are_dropped(active, state_dir):
 
 
 @pytest.fixture
-def shepherd(tmp_path):
-    """A live process whose name is sge_shepherd (what repair looks for in a job's pid file)."""
-    fake = tmp_path / "sge_shepherd"
+def shepherds(tmp_path):
+    """start(spool, user=None): a live process whose executable is a root-owned file named sge_shepherd,
+    working in ``spool`` (what a real shepherd looks like to the kernel), as root or as ``user``."""
+    need_root()
+    bindir = tmp_path / "bin"
+    bindir.mkdir(mode=0o755)
+    fake = bindir / "sge_shepherd"
     shutil.copy("/bin/sleep", fake)
-    proc = subprocess.Popen([str(fake), "300"])
-    yield proc.pid
-    proc.kill()
-    proc.wait()
+    os.chmod(fake, 0o755)
+    procs = []
+
+    def start(spool, user=None):
+        argv = [str(fake), "300"]
+        if user:
+            argv = ["/usr/sbin/runuser", "-u", user, "--"] + argv
+        procs.append(subprocess.Popen(argv, cwd=spool))
+        import time
+        from sgewrap import procs as kernel
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if spool in kernel.shepherds().values() or user:
+                break
+            time.sleep(0.01)
+        time.sleep(0.1 if user else 0)
+        return procs[-1].pid
+    yield start
+    for p in procs:
+        p.kill()
+        p.wait()
 
 
-def test_repair_rebuilds_from_the_jobs_running_here(active, state_dir, shepherd):
-    running = make_job(active, "90.1", "olga", shepherd_pid=shepherd)
-    make_job(active, "91.1", "pete", shepherd_pid=os.getpid())      # not a shepherd: not running
-    make_job(active, "92.1", "quinn")                                 # no pid file yet
-    ended = make_job(active, "93.1", "rose", shepherd_pid=shepherd)
+def test_repair_rebuilds_from_the_jobs_running_here(active, state_dir, shepherds):
+    running = make_job(active, "90.1", "olga")
+    shepherds(running)
+    faked = make_job(active, "91.1", "pete")
+    shepherds(faked, user="nobody")       # a user's process named sge_shepherd in the spool dir: no job
+    make_job(active, "92.1", "quinn")     # no shepherd
+    ended = make_job(active, "93.1", "rose")
+    shepherds(ended)
     run("prolog", ended, state_dir)
-    run("epilog", ended, state_dir)                                   # its epilog ran: it stays out
+    run("epilog", ended, state_dir)       # its epilog ran: it stays out
     with open(os.path.join(state_dir, nodeaccess.USERS), "w") as f:
-        f.write("mallory\n")                                          # a damaged list
+        f.write("mallory\n")              # a damaged list
     proc = run("repair", None, state_dir, "--active-jobs=%s" % active)
     assert proc.returncode == 0
     assert users(state_dir) == ["olga"]
-    assert running.endswith("90.1")
+
+
+def test_a_process_named_sge_shepherd_is_not_a_shepherd(tmp_path):
+    """comm is the user's to choose; only the real uid and the root-owned executable count."""
+    from sgewrap import procs as kernel
+    named = tmp_path / "sge_shepherd"
+    shutil.copy("/bin/sleep", named)
+    os.chmod(named, 0o755)
+    proc = subprocess.Popen([str(named), "30"])
+    try:
+        if os.geteuid() == 0:
+            os.chown(named, 65534, -1)    # root runs it, but the file is nobody's: no shepherd
+        assert not kernel.is_shepherd(proc.pid)
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 # --- the storm ------------------------------------------------------------------------------

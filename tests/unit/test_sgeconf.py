@@ -36,9 +36,11 @@ def test_ssh_x11(x11, suffix):
     assert sgeconf.entries("ssh", W, x11=x11)["qlogin_command"] == W + "/qlogin_wrapper" + suffix
 
 
-def test_ssh_tight_daemons_are_rshdwrapper():
+def test_ssh_tight_daemons_are_the_job_sshd():
     values = sgeconf.entries("ssh", W, tight=True)
-    assert {values[k] for k in ("qlogin_daemon", "rlogin_daemon", "rsh_daemon")} == {W + "/rshdwrapper"}
+    assert {values[k] for k in ("qlogin_daemon", "rlogin_daemon", "rsh_daemon")} == {W + "/sge-sshd -i"}
+    assert all(sgeconf.classify(values[k]) == "ssh" and sgeconf.is_tight(values[k]) and
+               sgeconf.needs_job_stack(values[k]) for k in ("qlogin_daemon", "rsh_daemon"))
     assert values["rsh_command"] == W + "/ssh_wrapper"
 
 

@@ -244,9 +244,14 @@ def read_gid(spool, trust):
 
 
 def read_job(spool, trust, max_bytes=None, gid=True):
-    """The :class:`Job` whose spool directory is ``spool``; NoJob saying why it is not one."""
+    """The :class:`Job` whose spool directory is ``spool``; NoJob saying why it is not one.
+
+    ``gid``: the job's group too (and its ``environment`` must be trusted): what a
+    session is tied to; without, only who owns which job (node access).
+    """
     spool = spool_dir({"SGE_JOB_SPOOL_DIR": spool}, trust, max_bytes=max_bytes)
-    trusted_file(spool, "environment", trust)
+    if gid:
+        trusted_file(spool, "environment", trust)
     config = job_config(spool, trust)
     owner = config.get("job_owner", "")
     if not valid_user(owner):

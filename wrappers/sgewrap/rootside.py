@@ -55,8 +55,7 @@ def require_isolated(log):
         return
     exe, script = sys.executable, sys.argv[0] if sys.argv else ""
     if os.path.isabs(exe or "") and os.path.isabs(script) and os.path.isfile(script):
-        log("warning", "%s runs without an isolated interpreter (python -I): re-executing isolated; "
-                       "reinstall it (sgewrap check says which shebang is wrong)" % script)
+        # silently: logging would import syslog, and a planted syslog.py on PYTHONPATH would run
         os.execv(exe, [exe, "-I", script] + sys.argv[1:])
     raise WrapperError(INTERNAL, "refusing to run as root without an isolated interpreter (python -I): %r"
                        % script)

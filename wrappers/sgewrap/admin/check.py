@@ -365,6 +365,8 @@ class Check(Command, cli.Application):
                                "with --from: none)")
     pam_file = cli.SwitchAttr("--pam-file", str, argname="PATH", default=pam.PAM_FILE,
                               help="sshd's PAM file on this host")
+    job_pam_file = cli.SwitchAttr("--job-pam-file", str, argname="PATH", default=pam.JOB_PAM_FILE,
+                                  help="the job sshds' PAM service on this host")
     as_json = cli.Flag("--json", help="print the result as JSON")
 
     def main(self):
@@ -376,6 +378,7 @@ class Check(Command, cli.Application):
             glob, hosts = read_live()
             queues = {q: access.queue_values(access.show_queue(q)) for q in access.queues()}
             here = self.here or this_host()
-        report = analyse(glob, hosts, here=here, pam_file=self.pam_file, queues=queues, sshd_settings=sshd_T)
+        report = analyse(glob, hosts, here=here, pam_file=self.pam_file, queues=queues, sshd_settings=sshd_T,
+                         job_pam_file=self.job_pam_file)
         print((json_report if self.as_json else text_report)(report, glob, hosts, here), end="")
         return OK if report.consistent else FAILED
