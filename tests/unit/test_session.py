@@ -1,0 +1,106 @@
+"""node_access session (sgewrap.session): the job sshd's PAM hook, every way it refuses.
+
+The process tree is stood in for (procs.* monkeypatched): the parent is a
+monitor whose parent is a shepherd working in a fake spool directory.  The
+real thing, with the real sshd, PAM and a second user: tests/loopback.
+"""
+import os
+
+import pytest
+
+from sgewrap import jobspool, procs, session, setupfile
+
+
+class Log:
+    def __init__(self):
+        self.lines = []
+
+    def __call__(self, priority, message):
+        self.lines.append((priority, message))
+
+    def text(self):
+        return "\n".join(m for _, m in self.lines)
+
+
+@pytest.fixture
+def spool(tmp_path):
+    d = tmp_path / "active_jobs" / "8.1"
+    d.mkdir(parents=True)
+    for name, text in (("addgrpid", "65499\n"), ("environment", "A=1\n"), ("config", "job_owner=alice\njob_id=8\n")):
+        (d / name).write_text(text)
+        (d / name).chmod(0o644)
+    for p in (d, d.parent):
+        p.chmod(0o755)
+    return str(d)
+
+
+@pytest.fixture
+def tree(monkeypatch, spool, tmp_path):
+    """Our parent 500 (started at 42) is sshd, its parent 400 a shepherd in ``spool``."""
+    setup = tmp_path / "run"
+    setup.mkdir(mode=0o755)
+    state = {"shepherd_spool": spool, "created": []}
+    monkeypatch.setattr(session.os, "getppid", lambda: 500)
+    monkeypatch.setattr(procs, "stat_of", lambda pid: procs.Stat(pid, "S", 400, 42) if pid == 500 else None)
+    monkeypatch.setattr(procs, "real_uid", lambda pid: 0)
+    monkeypatch.setattr(procs, "shepherd_spool", lambda pid: state["shepherd_spool"] if pid == 400 else None)
+    monkeypatch.setattr(procs, "link", lambda pid, name: "/usr/bin/bash")
+    monkeypatch.setattr(setupfile, "create", lambda pid, sp, d, log=None: state["created"].append((pid, sp, d)))
+    state["setup"] = str(setup)
+    return state
+
+
+def hook(tree, user="alice", kind="account", fail_open=False):
+    log = Log()
+    code = session.run({"PAM_TYPE": kind, "PAM_USER": user}, jobspool.Trust(), tree["setup"], fail_open, log)
+    return code, log
+
+
+def test_the_owner_is_admitted_and_tied(tree, spool):
+    code, log = hook(tree)
+    assert code == 0 and tree["created"] == [(500, spool, tree["setup"])]
+    assert "job 8.1: session of alice tied to the job (gid 65499, sshd 500)" in log.text()
+
+
+def test_another_user_is_refused(tree):
+    code, log = hook(tree, user="mallory")
+    assert code == 1 and tree["created"] == []
+    assert "session of mallory refused: user 'mallory' is not alice, the owner of job 8.1" in log.text()
+
+
+def test_no_shepherd_above_sshd_is_refused(tree):
+    tree["shepherd_spool"] = None
+    code, log = hook(tree)
+    assert code == 1 and "was not started by a Grid Engine shepherd" in log.text()
+
+
+@pytest.mark.parametrize("damage", ["addgrpid", "config", "writable"])
+def test_an_untrusted_or_broken_spool_is_refused(tree, spool, damage):
+    if damage == "writable":
+        os.chmod(spool, 0o777)
+    else:
+        os.unlink(os.path.join(spool, damage))
+    code, log = hook(tree)
+    assert code == 1 and tree["created"] == [] and "refused" in log.text()
+
+
+def test_a_setup_file_that_cannot_be_written_refuses(tree, monkeypatch):
+    def fail(*a, **k):
+        raise setupfile.SetupError("lock held for more than 5s")
+    monkeypatch.setattr(setupfile, "create", fail)
+    code, log = hook(tree)
+    assert code == 1 and "cannot write the setup file: lock held" in log.text()
+
+
+def test_fail_open_admits_untied_and_says_so(tree):
+    code, log = hook(tree, user="mallory", fail_open=True)
+    assert code == 0 and tree["created"] == []
+    assert ("warning", ) == log.lines[-1][:1] and "NOT tied to a job (--fail-open)" in log.text()
+
+
+def test_close_session_removes_the_file_and_other_types_do_nothing(tree, monkeypatch):
+    removed = []
+    monkeypatch.setattr(setupfile, "remove", lambda pid, d: removed.append(pid))
+    assert hook(tree, kind="close_session")[0] == 0 and removed == [500]
+    assert hook(tree, kind="open_session")[0] == 0 and hook(tree, kind="")[0] == 0
+    assert tree["created"] == []
