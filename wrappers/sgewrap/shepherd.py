@@ -89,7 +89,7 @@ class Shepherd:
     @property
     def daemon_pid(self):
         """The daemon's PID once a client connected (waits for it), else None."""
-        if self._daemon_pid is None:
+        if self._daemon_pid is None and not self.proc.stdout.closed:
             line = self.proc.stdout.readline().split()
             if line[:1] == [b"daemon"]:
                 self._daemon_pid = int(line[1])
