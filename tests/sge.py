@@ -162,6 +162,14 @@ def apply(entries):
     return probe(entries)
 
 
+def job_stack(wrappers):
+    """/etc/pam.d/sge-sshd for ``wrappers`` (the job sshds' PAM service, as sgewrap config writes it)."""
+    from sgewrap import pam
+    if os.path.exists(pam.JOB_PAM_FILE) and not pam.is_job_stack():
+        os.unlink(pam.JOB_PAM_FILE)
+    pam.write_job_stack(wrappers)
+
+
 def restore(text):
     set_global(text)
     restart_execd()

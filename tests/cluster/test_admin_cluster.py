@@ -51,6 +51,7 @@ def saved_configuration():
         locals_before = {h: qconf("-sconf", h).stdout for h in local_configs()}
         with open(pam.PAM_FILE, "rb") as f:
             pam_before = f.read()
+        stack_before = read_or_none(pam.JOB_PAM_FILE)
         try:
             yield before
         finally:
@@ -58,6 +59,12 @@ def saved_configuration():
                 if f.read() != pam_before:
                     with open(pam.PAM_FILE, "wb") as out:
                         out.write(pam_before)
+            if read_or_none(pam.JOB_PAM_FILE) != stack_before:
+                if stack_before is None:
+                    os.unlink(pam.JOB_PAM_FILE)
+                else:
+                    with open(pam.JOB_PAM_FILE, "wb") as out:
+                        out.write(stack_before)
             for host in local_configs():
                 if host not in locals_before:
                     qconf("-dconf", host)
@@ -66,6 +73,14 @@ def saved_configuration():
                     if qconf("-sconf", name, check=False).stdout != text:
                         qconf("-Mconf", sgeconf.config_file(tmp, name, text))
             assert qconf("-sconf", "global").stdout == before
+
+
+def read_or_none(path):
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        return None
 
 
 def backup_named_in(output):
@@ -77,8 +92,13 @@ def backup_named_in(output):
 
 def test_apply_check_mismatch_restore_round_trip(sgewrap, saved_configuration, tmp_path):
     before = saved_configuration
+    sshd_pam = read_or_none(pam.PAM_FILE)
+    if pam.is_job_stack():
+        os.unlink(pam.JOB_PAM_FILE)
     applied = sgewrap("config", "ssh", "--tight", "--no-x11", "--apply", "--backup-dir", str(tmp_path))
     assert applied.returncode == 0, applied.stderr
+    assert read_or_none(pam.JOB_PAM_FILE).decode() == pam.job_stack(sgewrap.wrappers)
+    assert read_or_none(pam.PAM_FILE) == sshd_pam                # the site's stack: not touched
     backup = backup_named_in(applied.stdout)
     with open(backup) as f:
         assert f.read() == before
@@ -108,6 +128,7 @@ def test_apply_check_mismatch_restore_round_trip(sgewrap, saved_configuration, t
     restored = sgewrap("config", "--restore", backup)
     assert restored.returncode == 0, restored.stderr
     assert qconf("-sconf", "global").stdout == before         # byte for byte
+    assert read_or_none(pam.JOB_PAM_FILE) is None and read_or_none(pam.PAM_FILE) == sshd_pam
 
 
 def test_apply_to_a_new_local_configuration_and_restore(sgewrap, saved_configuration, tmp_path):
@@ -142,9 +163,12 @@ def test_check_live_reads_every_configuration(sgewrap):
 
 
 @pytest.mark.parametrize("args", [["ssh"], ["ssh", "--tight"]], ids=["ssh", "ssh-tight"])
-def test_selftest_passes(sgewrap, args):
-    with host_lock():      # reads /etc/pam.d/sshd, which other tests change
-        result = sgewrap("selftest", "--user", TEST_USER, *args)
+def test_selftest_passes(sgewrap, saved_configuration, args):
+    if "--tight" in args:      # the job sshds' PAM service for these wrappers (config --apply writes it)
+        if os.path.exists(pam.JOB_PAM_FILE) and not pam.is_job_stack():
+            os.unlink(pam.JOB_PAM_FILE)
+        pam.write_job_stack(sgewrap.wrappers)
+    result = sgewrap("selftest", "--user", TEST_USER, *args)
     assert result.returncode == 0, result.stdout + result.stderr
     rows = [line.split() for line in result.stdout.splitlines()[2:]]
     assert len(rows) == 3
@@ -155,11 +179,11 @@ def test_selftest_passes(sgewrap, args):
         assert result.stdout.count("with the job's group") == 3
 
 
-def test_selftest_tight_fails_without_the_pam_line(sgewrap, saved_configuration):
-    assert pam.has_line(), "tests/cluster/up puts the PAM line in place"
-    pam.remove_line()
+def test_selftest_tight_fails_without_the_job_stack(sgewrap, saved_configuration):
+    if os.path.exists(pam.JOB_PAM_FILE):
+        os.unlink(pam.JOB_PAM_FILE)
     result = sgewrap("selftest", "--user", TEST_USER, "ssh", "--tight")
     assert result.returncode == 1
     assert result.stdout.count("FAIL") == 3
     assert "the remote session lacks the job's group" in result.stdout
-    assert "/etc/pam.d/sshd lacks 'auth required pam_sge-qrsh-setup.so'" in result.stdout
+    assert "%s: No such file or directory" % pam.JOB_PAM_FILE in result.stdout

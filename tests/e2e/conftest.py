@@ -86,14 +86,18 @@ def cluster(host_ready, installed):
     configuration wait.
     """
     need(sge.qconf("-sql").split().count(sge.QUEUE) == 1, "test queue missing", "run tests/cluster/up")
+    from sgewrap import pam
     with host_lock():
         sge.clean_queue()
         saved = sge.show_global()
+        stack = pam.is_job_stack()
         try:
             yield installed
         finally:
             if sge.show_global() != saved:
                 sge.restore(saved)
+            if not stack:
+                pam.remove_job_stack()
 
 
 @pytest.fixture(scope="session")
@@ -103,5 +107,7 @@ def method(request, cluster):
     m = request.param
     entries = sgeconf.entries(m.sgeconf, cluster, tight=m.tight, x11=False if m.sgeconf == "ssh" else None,
                               tunnel=m.tunnel or None)
+    if m.tight:     # what `sgewrap config ssh --tight --apply` writes, before sge_conf names sge-sshd
+        sge.job_stack(cluster)
     sge.apply(entries)
     return m

@@ -15,6 +15,7 @@ import time
 import pytest
 
 import sge
+from sgewrap import setupfile
 
 pytestmark = [pytest.mark.cluster]
 
@@ -124,8 +125,13 @@ def test_qdel_leaves_nothing_behind(method):
         left = {p: sge.cmdline(p).replace(b"\0", b" ").decode(errors="replace") for p in sge.processes_with(token)}
         assert not left, "processes of the deleted job are still running: %r" % left
         if method.tight:
-            assert setup_files_during, "rshdwrapper wrote its setup file while the session ran"
-        assert not (_setup_files() & setup_files_during), "setup file left over after qdel"
+            assert setup_files_during, "node_access session wrote the setup file while the session ran"
+        # qdel SIGKILLs the job sshd: no session close removes its file; it is stale at once (its process
+        # is gone) and the next session on the host sweeps it
+        left = _setup_files() & setup_files_during
+        assert not [n for n in left if setupfile._live(n, setupfile._read("/run/" + n) or ("", None, None))]
+        assert qrsh("true", stdin=subprocess.DEVNULL).returncode == 0
+        assert not (_setup_files() & setup_files_during), "setup file left over after the next session"
     finally:
         for pid in sge.processes_with(token):
             try:
@@ -167,6 +173,35 @@ def test_qrsh_without_command_gives_a_login_shell(method):
 def test_qlogin_gives_a_login_shell(method):
     assert sge.login(["/usr/bin/qlogin", "-now", "yes", "-q", sge.QUEUE, *method.login_options],
                      password=method.password) == 0
+
+
+# --- tight integration at production PIDs (tests/cluster/up moved the counter past 150000) ----------
+
+#: typed into a session: prints TIED-42 only if this shell's PID is above 150000 (where
+#: pam_sge-qrsh-setup's own grandparent lookup fails) and it carries the job's additional group
+TIED = ('test $$ -gt 150000 && id -G | tr " " "\\n" | grep -qx "$(cat $SGE_JOB_SPOOL_DIR/addgrpid)" '
+        '&& echo TIED-$((6*7))')
+
+
+@pytest.mark.slot("rsh")
+@pytest.mark.methods("ssh-tight", "ssh-tunnel")
+def test_qrsh_is_tied_to_its_job_above_pid_150000(method):
+    proc = qrsh(TIED, stdin=subprocess.DEVNULL, text=True)
+    assert proc.returncode == 0 and "TIED-42" in proc.stdout, proc.stdout + proc.stderr
+
+
+@pytest.mark.slot("rlogin")
+@pytest.mark.methods("ssh-tight", "ssh-tunnel")
+def test_qrsh_without_command_is_tied_to_its_job_above_pid_150000(method):
+    assert sge.login(["/usr/bin/qrsh", "-now", "yes", "-q", sge.QUEUE, *method.login_options],
+                     command=TIED, expect="TIED-42") == 0
+
+
+@pytest.mark.slot("qlogin")
+@pytest.mark.methods("ssh-tight", "ssh-tunnel")
+def test_qlogin_is_tied_to_its_job_above_pid_150000(method):
+    assert sge.login(["/usr/bin/qlogin", "-now", "yes", "-q", sge.QUEUE, *method.login_options],
+                     command=TIED, expect="TIED-42") == 0
 
 
 # --- helpers -------------------------------------------------------------------------------

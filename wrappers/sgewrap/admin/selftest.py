@@ -44,7 +44,7 @@ _PROBE_RE = re.compile(MARKER + r" uid=(\d+) groups=([0-9 ]*) env=\[([^\]\r\n]*)
 SLOT_OF = {cmd: (slot, cmd, dmn) for slot, cmd, dmn in sgeconf.PAIRS}
 SYSLOG_SOCKET = "/dev/log"
 LOG_FILES = ("/var/log/auth.log", "/var/log/syslog", "/var/log/messages", "/var/log/secure")
-DAEMON_WORDS = ("sshd", "rshd", "rlogind", "telnetd", "rshdwrapper", "pam", "login")
+DAEMON_WORDS = ("sshd", "rshd", "rlogind", "telnetd", "rshdwrapper", "node_access", "pam", "login")
 
 
 class Case:
@@ -161,11 +161,16 @@ def free_gid(low=65400, high=65500):
     return random.choice(candidates)
 
 
-def make_job_dir(gid, token):
-    """A root-owned scratch job spool directory: addgrpid, environment, the probe; its path."""
-    path = tempfile.mkdtemp(prefix="sgewrap-selftest.", dir="/tmp")
-    os.chmod(path, 0o755)
+def make_job_dir(gid, token, user):
+    """A root-owned scratch job spool directory named like execd's (``active_jobs/JOB.TASK``): addgrpid,
+    environment, config (the job's owner), the probe; its path.  The top goes with rmtree(dirname(dirname))."""
+    top = tempfile.mkdtemp(prefix="sgewrap-selftest.", dir="/tmp")
+    path = os.path.join(top, "active_jobs", "1.1")
+    os.makedirs(path)
+    for d in (top, os.path.dirname(path), path):
+        os.chmod(d, 0o755)
     files = {
+        "config": ("job_owner=%s\njob_id=1\nja_task_id=1\njob_name=sgewrap-selftest\n" % user, 0o644),
         "addgrpid": ("%d\n" % gid, 0o644),
         "environment": ("SGEWRAP_SELFTEST=%s\n" % token, 0o644),
         # the marker is split in two so that a terminal echoing typed input never shows it
@@ -243,12 +248,12 @@ def run_case(case, user, host, timeout, log, gid):
     token = "%08x" % random.getrandbits(32)
     start = time.monotonic()
     mark = log.mark()
-    jobdir = make_job_dir(gid, token)
+    jobdir = make_job_dir(gid, token, user)
     try:
         return _run(case, user, host, timeout, log, gid, token, jobdir, mark)
     finally:
         case.seconds = time.monotonic() - start
-        shutil.rmtree(jobdir, ignore_errors=True)
+        shutil.rmtree(os.path.dirname(os.path.dirname(jobdir)), ignore_errors=True)
 
 
 def _fail(case, message, log=None, mark=0):
@@ -310,14 +315,10 @@ def _run(case, user, host, timeout, log, gid, token, jobdir, mark):
         if uid != pw.pw_uid:
             return _fail(case, "the remote session ran as uid %d, not %s (%d)" % (uid, user, pw.pw_uid))
         if sgeconf.is_tight(case.daemon) and str(gid) not in groups:
-            why = ""
-            try:
-                if not pam.has_line():
-                    why = ": %s lacks '%s'" % (pam.PAM_FILE, pam.PAM_LINE)
-            except OSError:
-                pass
+            problems = pam.job_stack_problems() if sgeconf.needs_job_stack(case.daemon) else []
+            why = ": " + "; ".join(problems) if problems else ": is pam_sge-qrsh-setup in sshd's auth stack?"
             return _fail(case, "the remote session lacks the job's group %d (groups %s)%s" % (
-                gid, " ".join(groups), why or ": is pam_sge-qrsh-setup in sshd's auth stack?"))
+                gid, " ".join(groups), why), log, mark)
         if case.slot == "rsh" and status != 0:
             return _fail(case, "the probe ran but the client exited %s" % status, log, mark)
     case.passed = True
@@ -347,7 +348,8 @@ class Selftest(Command, cli.Application):
 
     user = cli.SwitchAttr("--user", str, argname="USER", mandatory=True,
                           help="the unprivileged user who runs the client (needs working ssh/rsh trust)")
-    tight = cli.Flag("--tight", help="with a named ssh: through rshdwrapper (tight integration)")
+    tight = cli.Flag("--tight", help="with a named ssh: through the job sshd and its PAM service (tight "
+                                     "integration)")
     wrappers = cli.SwitchAttr("--wrappers", str, argname="DIR",
                               help="with a named METHOD: where the wrappers are (default: next to this sgewrap)")
     host = cli.SwitchAttr("--host", str, argname="NAME",
