@@ -354,6 +354,15 @@ def test_apply_then_restore_global(fake_qconf, capsys, tmp_path):
     before = (fake_qconf / "global").read_text()
     backups = tmp_path / "backups"
     stack = tmp_path / "pam.d" / "sge-sshd"
+    wrappers = tmp_path / "wrappers"
+    wrappers.mkdir()
+    hook = wrappers / "node_access"
+    hook.write_text("#!/usr/bin/python3\n")         # pip's kind of script: not isolated
+    code, out, err = sgewrap(capsys, "config", "ssh", "--tight", "--no-x11", "--wrappers", str(wrappers),
+                             "--apply", "--backup-dir", str(backups), "--job-pam-file", str(stack))
+    assert code == 1 and "would run as root with '#!/usr/bin/python3' (no -I: not isolated)" in err
+    hook.write_text("#!/usr/bin/python3 -I\n")
+    W = str(wrappers)
     code, out, err = sgewrap(capsys, "config", "ssh", "--tight", "--no-x11", "--wrappers", W, "--apply",
                              "--backup-dir", str(backups), "--job-pam-file", str(stack))
     assert code == 1 and "cannot write %s" % stack in err      # no pam.d here: nothing applied

@@ -46,19 +46,26 @@ GENERATED = {"sgewrap": "sgewrap.admin"}
 
 
 def entry_point_names():
-    """The drop-in scripts: every executable file directly in wrappers/, and GENERATED."""
-    return sorted([n for n in os.listdir(SRC)
-                   if os.path.isfile(os.path.join(SRC, n)) and os.access(os.path.join(SRC, n), os.X_OK)]
-                  + list(GENERATED))
+    """The drop-in scripts: the registry's client wrappers and root programs, and GENERATED."""
+    from .methods import ENTRY_POINTS, ROOT_ENTRY_POINTS
+    return sorted(list(ENTRY_POINTS) + list(ROOT_ENTRY_POINTS) + list(GENERATED))
 
 
 def script_body(name):
-    """The text of entry point ``name`` after its shebang line."""
+    """The text of entry point ``name`` after its shebang line: wrappers/NAME in a source tree, else made
+    from the registry (a pip-installed sgewrap has no wrappers/ directory)."""
+    from .methods import ROOT_ENTRY_POINTS
     if name in GENERATED:
         return '"""%s: the administrator\'s command; --help says more."""\nfrom %s import main\n\nmain()\n' % (
             name, GENERATED[name])
-    with open(os.path.join(SRC, name)) as f:
-        return "".join(f.read().splitlines(True)[1:])
+    try:
+        with open(os.path.join(SRC, name)) as f:
+            return "".join(f.read().splitlines(True)[1:])
+    except FileNotFoundError:
+        pass
+    if name in ROOT_ENTRY_POINTS:
+        return '"""%s: --help says more."""\nfrom %s import main\n\nmain()\n' % (name, ROOT_ENTRY_POINTS[name])
+    return '"""%s: --help says more."""\nfrom sgewrap.client import main\n\nmain(%r)\n' % (name, name)
 
 
 def destination(sge_root):

@@ -15,6 +15,7 @@ from plumbum import cli
 
 from .. import pam, sgeconf
 from . import access
+from . import common
 from .common import OK, FAILED, Command, config_of, read_dir, read_live, run, table, this_host
 
 OTHERS = "*"          #: the hosts without a local configuration
@@ -223,30 +224,11 @@ def _check_isolated(report, here, entries):
             words[0] = words[0].split("@", 1)[1]     # prolog "root@/path"
         if not words or not posixpath.isabs(words[0]):
             continue
-        problem = interpreter_problem(words[0])
+        problem = common.interpreter_problem(words[0])
         if problem:
             report.add(ERROR, here, key, "%s: %s runs %s as root, %s: the job's owner could run code as root "
                        "(PYTHONPATH...); reinstall it (make install / sgewrap install / the package)" % (
                            here, key, words[0], problem))
-
-
-def interpreter_problem(path):
-    """Why the script ``path`` would start Python without isolation (None if it would not, or is no script)."""
-    try:
-        with open(path, "rb") as f:
-            first = f.readline(256)
-    except OSError:
-        return None
-    if not first.startswith(b"#!") or b"python" not in first:
-        return None
-    words = first[2:].decode("utf-8", "replace").split()
-    if not words:
-        return None
-    if posixpath.basename(words[0]) == "env":
-        return "through '#!%s' (the interpreter is looked up in the caller's PATH)" % " ".join(words)
-    if not any(w.startswith("-") and not w.startswith("--") and "I" in w for w in words[1:]):
-        return "with '#!%s' (no -I: not isolated)" % " ".join(words)
-    return None
 
 
 def _check_job_stack(report, here, tight, values, pam_file, job_pam_file):

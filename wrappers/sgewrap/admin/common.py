@@ -185,6 +185,25 @@ def default_wrappers():
     raise AdminError("cannot tell where the wrappers are installed: give --wrappers DIR or set SGE_ROOT", UNREADABLE)
 
 
+def interpreter_problem(path):
+    """Why the script ``path`` would start Python without isolation (None if it would not, or is no script)."""
+    try:
+        with open(path, "rb") as f:
+            first = f.readline(256)
+    except OSError:
+        return None
+    if not first.startswith(b"#!") or b"python" not in first:
+        return None
+    words = first[2:].decode("utf-8", "replace").split()
+    if not words:
+        return None
+    if os.path.basename(words[0]) == "env":
+        return "through '#!%s' (the interpreter is looked up in the caller's PATH)" % " ".join(words)
+    if not any(w.startswith("-") and not w.startswith("--") and "I" in w for w in words[1:]):
+        return "with '#!%s' (no -I: not isolated)" % " ".join(words)
+    return None
+
+
 def table(header, rows):
     """Rows as aligned text columns (the last column is not padded)."""
     rows = [[str(c) for c in row] for row in rows]

@@ -13,8 +13,8 @@ import time
 from plumbum import cli
 
 from .. import pam, sgeconf
-from .common import UNREADABLE, AdminError, Command, default_wrappers, qconf_list, qconf_show, run, same_host, \
-    this_host
+from .common import UNREADABLE, AdminError, Command, default_wrappers, interpreter_problem, qconf_list, qconf_show, \
+    run, same_host, this_host
 
 DEFAULT_BACKUP_DIR = "/var/backups/sgewrap"
 
@@ -164,6 +164,13 @@ def apply(values, host, backup_dir):
 
 def ensure_job_stack(wrappers_dir, path):
     """Write the job sshds' PAM service (before sge_conf names sge-sshd: never a job sshd without it)."""
+    hook = os.path.join(wrappers_dir, "node_access")
+    if not os.path.isfile(hook):
+        raise AdminError("%s is missing: install the wrappers first (sgewrap install --sge-root DIR)" % hook)
+    problem = interpreter_problem(hook)
+    if problem:
+        raise AdminError("%s would run as root %s: reinstall it with sgewrap install --sge-root DIR (pip cannot "
+                         "write an isolated interpreter line)" % (hook, problem))
     try:
         changed = pam.write_job_stack(wrappers_dir, path)
     except (OSError, ValueError) as err:

@@ -64,8 +64,8 @@ ENTRY_POINTS = {
 NAMES = ("ssh", "telnet", "rsh", "rlogin")
 
 #: entry points that run as root (the shepherd's daemon, the queue's prolog/epilog, a PAM hook):
-#: their interpreter must be isolated (python -I) whatever installed them
-ROOT_ENTRY_POINTS = ("rshdwrapper", "node_access")
+#: their interpreter must be isolated (python -I) whatever installed them.  name -> module with main()
+ROOT_ENTRY_POINTS = {"rshdwrapper": "sgewrap.rshd", "node_access": "sgewrap.nodeaccess"}
 
 #: daemon short names (rshdwrapper DAEMON) -> candidates, first executable wins
 #: (utilbin:NAME = $SGE_ROOT/utilbin/$ARC/NAME)

@@ -1,0 +1,59 @@
+"""However the project is installed, what runs as root starts an isolated interpreter.
+
+pip writes console scripts as ``#!PYTHON`` (it drops interpreter options, so
+``-I`` cannot survive it): pip therefore installs only what users run, and
+``sgewrap install`` writes the root programs with ``#!PYTHON -I``.  A planted
+``sitecustomize`` on the caller's PYTHONPATH is the attack each test tries.
+"""
+import os
+import subprocess
+import sys
+
+from support import REPO
+
+ROOT_PROGRAMS = ("rshdwrapper", "node_access")
+
+
+def planted(tmp_path):
+    d = tmp_path / "planted"
+    d.mkdir()
+    marker = tmp_path / "owned"
+    (d / "sitecustomize.py").write_text("open(%r, 'w').write('the caller ran code here')\n" % str(marker))
+    return d, marker
+
+
+def test_pip_installs_no_root_program_and_sgewrap_install_writes_isolated_ones(tmp_path):
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    pip = subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "--disable-pip-version-check", REPO],
+                         capture_output=True, text=True, timeout=600)
+    assert pip.returncode == 0, pip.stderr
+    bindir = venv / "bin"
+    assert (bindir / "ssh_wrapper").exists() and (bindir / "sgewrap").exists()
+    assert not [p for p in ROOT_PROGRAMS if (bindir / p).exists()]
+    root = tmp_path / "sge"
+    done = subprocess.run([str(bindir / "sgewrap"), "install", "--sge-root", str(root), "--python",
+                           str(bindir / "python3"), "--no-deps"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    wrappers = root / "util" / "resources" / "wrappers"
+    directory, marker = planted(tmp_path)
+    for name in ROOT_PROGRAMS:
+        first = (wrappers / name).read_text().splitlines()[0]
+        assert first.startswith("#!") and first.endswith(" -I"), first
+        proc = subprocess.run([str(wrappers / name), "--help"], capture_output=True, timeout=60,
+                              env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(directory)})
+        assert proc.returncode == 0 and b"usage" in proc.stdout.lower(), proc.stderr
+        assert not marker.exists(), name
+    # the attack is real: a non-isolated interpreter runs the planted code
+    subprocess.run([str(bindir / "python3"), "-c", "pass"], env={"PYTHONPATH": str(directory)}, timeout=60)
+    assert marker.exists()
+
+
+def test_make_install_writes_isolated_interpreter_lines(tmp_path):
+    root = tmp_path / "sge"
+    subprocess.run(["make", "-s", "-C", REPO, "install", "SGE_ROOT=" + str(root), "PYTHON=/usr/bin/python3"],
+                   check=True, stdout=subprocess.DEVNULL, timeout=600)
+    wrappers = root / "util" / "resources" / "wrappers"
+    for name in ROOT_PROGRAMS:
+        assert (wrappers / name).read_text().splitlines()[0].endswith(" -I")
+    assert os.readlink(wrappers / "sge-sshd") == "/usr/sbin/sshd"
