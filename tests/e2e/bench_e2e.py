@@ -39,10 +39,10 @@ def configurations(wrappers):
         "builtin": sgeconf.entries("builtin", wrappers),
         "bare ssh + sshd -i": bare,
         "bare ssh + Perl rshd-wrapper": dict(bare, rsh_daemon=PERL_ANCHOR),
-        "bare ssh + rshdwrapper": dict(bare, rsh_daemon=os.path.join(wrappers, "rshdwrapper")),
+        "bare ssh + sge-sshd (tight)": dict(bare, rsh_daemon=os.path.join(wrappers, "sge-sshd") + " -i"),
         "ssh_wrapper + sshd -i": sgeconf.entries("ssh", wrappers, x11=False),
-        "ssh_wrapper + rshdwrapper (tight)": sgeconf.entries("ssh", wrappers, tight=True, x11=False),
-        "ssh_wrapper --tunnel + rshdwrapper": sgeconf.entries("ssh", wrappers, tight=True, x11=False, tunnel=True),
+        "ssh_wrapper + sge-sshd (tight)": sgeconf.entries("ssh", wrappers, tight=True, x11=False),
+        "ssh_wrapper --tunnel + sge-sshd": sgeconf.entries("ssh", wrappers, tight=True, x11=False, tunnel=True),
     }
     if not os.access(PERL_ANCHOR, os.X_OK):
         del configs["bare ssh + Perl rshd-wrapper"]
@@ -85,8 +85,12 @@ def end_to_end(rounds=None, per_round=None, wrappers=None):
     qrsh = ["/usr/bin/qrsh", "-now", "yes", "-q", sge.QUEUE]
     latency = {label: [] for label in configs}
     fanout = {label: [] for label in configs}
+    from sgewrap import pam
     with host_lock():
         saved = sge.show_global()
+        stack = pam.is_job_stack()
+        added = pam.add_line()            # the Perl anchor needs the module line in /etc/pam.d/sshd
+        sge.job_stack(wrappers)           # the job sshds' own PAM service
         try:
             for r in range(rounds):
                 for label, entries in configs.items():
@@ -97,6 +101,10 @@ def end_to_end(rounds=None, per_round=None, wrappers=None):
                     fanout[label].append(_timed(qrsh + ["-pe", sge.PE, str(TASKS + 1), master]))
         finally:
             sge.restore(saved)
+            if added:
+                pam.remove_line()
+            if not stack:
+                pam.remove_job_stack()
             subprocess.run(["rm", "-rf", tmp])
     rows = []
     bare = statistics.median(latency["bare ssh + sshd -i"])
