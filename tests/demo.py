@@ -67,10 +67,11 @@ def main():
     sge.restart_execd()
     print("exec side uses rsh_daemon %s after %.1f s" % (entries["rsh_daemon"], sge.probe(entries)))
 
-    say("a user: qrsh through ssh_wrapper, sshd -i under rshdwrapper, the pam_sge-qrsh-setup module")
+    say("a user: qrsh through ssh_wrapper to the job sshd (sge-sshd -i), whose own PAM service ties the session "
+        "to its job (node_access session, pam_sge-qrsh-setup); PIDs here are above 150000")
     qrsh = ["/usr/bin/qrsh", "-now", "yes", "-q", sge.QUEUE]
     show(qrsh + ["hostname"], as_user=True)
-    show(qrsh + ['echo "groups: $(id -G)   the job\'s addgrpid: $(cat $SGE_JOB_SPOOL_DIR/addgrpid)"'],
+    show(qrsh + ['echo "pid $$  groups: $(id -G)   the job\'s addgrpid: $(cat $SGE_JOB_SPOOL_DIR/addgrpid)"'],
          as_user=True)
     show(qrsh + ["tr a-z A-Z"], as_user=True, input="stdin reaches the remote command\n", stdin=None,
          shown="echo 'stdin reaches the remote command' | qrsh tr a-z A-Z")

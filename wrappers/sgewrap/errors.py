@@ -12,7 +12,7 @@ BAD_PORT = 66       #: PORT is not a decimal number 1-65535
 BAD_HOST = 67       #: HOST is empty, looks like an option, or has unsafe characters
 NO_CLIENT = 69      #: the client (or daemon) program is missing or not executable
 EXEC_FAILED = 71    #: the operating system refused to start the program
-NO_JOB = 72         #: rshdwrapper --require-job: no usable job context
+NO_JOB = 72         #: rshdwrapper: sshd would run without the job PAM service
 INTERNAL = 70       #: a bug: an unexpected exception (reported, never a traceback)
 
 #: code -> what it means, in the order README.rst and --help list them
@@ -24,7 +24,7 @@ EXIT_CODES = (
     (NO_CLIENT, "client/daemon program missing or not executable"),
     (INTERNAL, "internal error (a bug: please report)"),
     (EXEC_FAILED, "exec of the program failed"),
-    (NO_JOB, "rshdwrapper --require-job found no usable job context"),
+    (NO_JOB, "rshdwrapper: sshd without its job PAM service (/etc/pam.d/sge-sshd)"),
 )
 
 

@@ -1,4 +1,15 @@
-"""node_access: ssh to an execution host only for the owners of jobs running there.
+"""node_access: who may come into an execution host, and into which job.
+
+Two jobs, one program (both run as root, with nothing trusted from the
+caller's environment):
+
+- ``node_access session``: the ``pam_exec`` hook of the job sshds' own PAM
+  service (``/etc/pam.d/sge-sshd``): admits only the job's owner and ties
+  the session to the job (sgewrap.session says how);
+- ``node_access prolog|epilog|repair|list``: the queue's prolog and epilog
+  that keep sshd's list of users with a job on the host (below).
+
+ssh to an execution host only for the owners of jobs running there:
 
 remote_startup(5), RESTRICTING ACCESS: with the builtin method users need no
 ssh access to execution hosts at all; to let them in for debugging only where
@@ -37,10 +48,13 @@ up to /, writable by no one else) and the shepherd's ``config`` file in it
 ``repair`` rebuilds the list from the jobs running on this host: the spool
 directories in execd's ``active_jobs`` (``--active-jobs=DIR``, repeatable;
 default Debian's /var/spool/gridengine/execd/HOST/active_jobs; and wherever
-recorded jobs live) whose shepherd (its ``pid`` file) is alive, less those
-whose epilog already ran.  ``list`` shows the state.
+recorded jobs live) that a running shepherd works in, less those whose
+epilog already ran; a shepherd is recognised by its real uid and executable,
+never by its process name (sgewrap.procs).  ``list`` shows the state.
 
-Exit status: 0, also when the list could not be changed (logged to syslog):
+Exit status of ``session``: 0 admits the session, 1 refuses it (pam_exec
+fails the account stack).  Of the others: 0, also when the list could not be
+changed (logged to syslog):
 a prolog or epilog that fails puts the queue in error state, which is worse
 than a user without debug access (``repair`` or the next prolog/epilog mends
 the list).  64 for bad usage, 70 for an internal error.  Nothing is written to
