@@ -28,6 +28,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
+import sge  # noqa: E402
 from support import TEST_USER, host_lock  # noqa: E402
 
 PERL_ANCHOR = "/usr/share/gridengine/util/resources/wrappers/rshd-wrapper"
@@ -60,14 +61,6 @@ def descendants(pid):
         found += kids
         todo += kids
     return found
-
-
-def comm(pid):
-    try:
-        with open("/proc/%d/comm" % pid) as f:
-            return f.read().strip()
-    except OSError:
-        return ""
 
 
 def rollup(pid):
@@ -114,9 +107,9 @@ def _memory(argv, env, cwd):
             if client.stdout.readline() != b"ready\n":
                 raise RuntimeError("%s: the session did not start: %s" % (argv[0], client.stderr.read()))
             time.sleep(0.2)
-            procs = [p for p in descendants(sh.pid) if comm(p) not in ("bash", "sh", "read")]
+            procs = [p for p in descendants(sh.pid) if (sge.comm(p) or "") not in ("bash", "sh", "read")]
             total = [rollup(p) for p in procs]
-            wrapper = [rollup(p) for p in procs if comm(p) in WRAPPER_NAMES]
+            wrapper = [rollup(p) for p in procs if sge.comm(p) in WRAPPER_NAMES]
             return (sum(t[0] for t in total), sum(t[1] for t in total),
                     sum(w[0] for w in wrapper), sum(w[1] for w in wrapper), len(procs))
         finally:

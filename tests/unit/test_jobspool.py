@@ -30,15 +30,6 @@ def trust(*args):
     return jobspool.Trust(*args)
 
 
-def write_bootstrap(root, cell, admin, mode=0o644):
-    common = root / cell / "common"
-    common.mkdir(parents=True, exist_ok=True)
-    path = common / "bootstrap"
-    path.write_text("# Version: 8.1.9\nadmin_user              %s\ndefault_domain none\n" % admin)
-    path.chmod(mode)
-    return path
-
-
 class Ctx:
     def __init__(self, job):
         self.spool, self.gid = job.spool, job.gid
@@ -51,7 +42,7 @@ def job_context(environ, t):
     return Ctx(jobspool.read_job(value, t, max_bytes=1011))
 
 
-# --- the job context (node_access session reads it from the shepherd's cwd) ------------------------------------------------------------------------
+# --- the job context (node_access session reads it from the shepherd's cwd) -----------------
 
 
 def test_valid_job_context(spool):
@@ -177,7 +168,6 @@ def test_admin_from_bootstrap_is_trusted(spool, tmp_path):
     assert "give --sge-root or --admin-user" in str(e.value)
 
 
-
 def test_read_job_names_owner_key_and_gid(spool):
     job = jobspool.read_job(spool, trust())
     assert (job.key, job.job_id, job.owner, job.gid) == ("8.1", "8", "sgetest", 65499)
@@ -186,8 +176,8 @@ def test_read_job_names_owner_key_and_gid(spool):
 def test_a_parallel_task_is_keyed_below_its_job(spool):
     pe = os.path.join(spool, "1.vm")
     os.mkdir(pe, 0o755)
-    for name, text in (("addgrpid", "65500\n"), ("environment", ""), ("config", "job_owner=sgetest\njob_id=8\n"
-                                                                              "pe_task_id=1.vm\n")):
+    config = "job_owner=sgetest\njob_id=8\npe_task_id=1.vm\n"
+    for name, text in (("addgrpid", "65500\n"), ("environment", ""), ("config", config)):
         with open(os.path.join(pe, name), "w") as f:
             f.write(text)
         os.chmod(os.path.join(pe, name), 0o644)
@@ -205,3 +195,80 @@ def test_a_config_that_does_not_fit_is_no_job(spool, config, why):
     with pytest.raises(jobspool.NoJob) as e:
         jobspool.read_job(spool, trust())
     assert why in str(e.value)
+
+
+# --- SGE_ROOT and the admin user ------------------------------------------------------------
+
+
+def test_sge_root_from_the_installed_location(fake_sge_root):
+    script = fake_sge_root / "util" / "resources" / "wrappers" / "rshdwrapper"
+    assert jobspool.sge_root_from(str(script)) == str(fake_sge_root)
+
+
+def test_sge_root_through_a_symlinked_util_directory(fake_sge_root, tmp_path):
+    """Debian: /var/lib/gridengine/util -> /usr/share/gridengine/util."""
+    elsewhere = tmp_path / "share"
+    elsewhere.mkdir()
+    os.rename(fake_sge_root / "util", elsewhere / "util")
+    (fake_sge_root / "util").symlink_to(elsewhere / "util")
+    script = fake_sge_root / "util" / "resources" / "wrappers" / "rshdwrapper"
+    assert jobspool.sge_root_from(str(script)) == str(fake_sge_root)
+
+
+def test_no_sge_root_without_markers_or_layout(tmp_path):
+    wrappers = tmp_path / "util" / "resources" / "wrappers"
+    wrappers.mkdir(parents=True)
+    assert jobspool.sge_root_from(str(wrappers / "rshdwrapper"), ()) is None      # no utilbin, no bootstrap
+    (tmp_path / "utilbin").mkdir()
+    assert jobspool.sge_root_from(str(wrappers / "rshdwrapper"), ()) == str(tmp_path)
+    assert jobspool.sge_root_from(str(tmp_path / "rshdwrapper"), ()) is None      # not in util/resources/wrappers
+    assert jobspool.sge_root_from("rshdwrapper", ()) is None
+    assert jobspool.sge_root_from("", ()) is None
+
+
+def test_packaged_sge_root_is_the_fallback(tmp_path):
+    packaged = tmp_path / "gridengine"
+    assert jobspool.sge_root_from(str(tmp_path / "x" / "rshdwrapper"), (str(packaged),)) is None
+    write_bootstrap(packaged, "default", "nobody")
+    assert jobspool.sge_root_from(str(tmp_path / "x" / "rshdwrapper"), (str(packaged),)) == str(packaged)
+    assert jobspool.FALLBACK_SGE_ROOTS == ("/var/lib/gridengine",)
+
+
+def write_bootstrap(root, cell, admin, mode=0o644):
+    common = root / cell / "common"
+    common.mkdir(parents=True, exist_ok=True)
+    path = common / "bootstrap"
+    path.write_text("# Version: 8.1.9\nadmin_user              %s\ndefault_domain none\n" % admin)
+    path.chmod(mode)
+    return path
+
+
+def test_admin_user_from_every_cell_bootstrap(tmp_path):
+    me = pwd.getpwuid(os.geteuid()).pw_name
+    write_bootstrap(tmp_path, "default", me)
+    write_bootstrap(tmp_path, "other", "none")
+    assert jobspool.admin_uids(str(tmp_path)) == {os.geteuid()}
+
+
+def test_group_writable_or_foreign_bootstrap_is_ignored(tmp_path):
+    me = pwd.getpwuid(os.geteuid()).pw_name
+    write_bootstrap(tmp_path, "default", me, mode=0o664)
+    logged = []
+    assert jobspool.admin_uids(str(tmp_path), log=lambda p, m: logged.append(m)) == set()
+    assert "bootstrap" in logged[0]
+
+
+def test_bootstrap_naming_someone_else_than_its_owner_is_ignored(tmp_path):
+    need_root()
+    path = write_bootstrap(tmp_path, "default", "nobody")
+    os.chown(path, 1, 1)      # daemon: neither root nor nobody
+    assert jobspool.admin_uids(str(tmp_path), log=lambda p, m: None) == set()
+    os.chown(path, 0, 0)
+    assert jobspool.admin_uids(str(tmp_path)) == {pwd.getpwnam("nobody").pw_uid}
+
+
+def test_admin_user_option(tmp_path):
+    assert jobspool.admin_uids(None, ["nobody"]) == {pwd.getpwnam("nobody").pw_uid}
+    logged = []
+    assert jobspool.admin_uids(None, ["no-such-user-xyz"], log=lambda p, m: logged.append(m)) == set()
+    assert logged

@@ -5,10 +5,7 @@ run is the source script as a subprocess exec'ing a recording stand-in daemon.
 The job context and the setup files are node_access session's now
 (test_session.py, test_setupfile.py); the real sshd + PAM in tests/loopback.
 """
-import json
 import os
-import pwd
-import signal
 import socket
 import subprocess
 import sys
@@ -16,7 +13,7 @@ import sys
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from sgewrap import daemonlog, errors, jobspool, locate, rshd
+from sgewrap import daemonlog, errors, locate, rshd
 from support import WRAPPERS_SRC, need_root
 
 SCRIPT = os.path.join(WRAPPERS_SRC, "rshdwrapper")
@@ -103,22 +100,6 @@ def test_bad_daemons(words, code):
     assert e.value.code == code
 
 
-@pytest.fixture
-def fake_sge_root(tmp_path):
-    root = tmp_path / "sge"
-    arc = locate.arch_guesses()[0]
-    bindir = root / "utilbin" / arc
-    bindir.mkdir(parents=True)
-    for name in ("rshd", "rlogind"):
-        (bindir / name).write_text("#!/bin/true\n")
-        (bindir / name).chmod(0o755)
-    (root / "default" / "common").mkdir(parents=True)
-    wrappers = root / "util" / "resources" / "wrappers"
-    wrappers.mkdir(parents=True)
-    (wrappers / "rshdwrapper").write_text("")
-    return root
-
-
 def test_short_names_prefer_sge_utilbin(fake_sge_root):
     arc = locate.arch_guesses()[0]
     assert rshd.resolve_daemon(["rshd", "-l"], str(fake_sge_root)) == [
@@ -139,81 +120,6 @@ def test_short_names_fall_back_to_the_system_daemon(name, system, tmp_path, monk
     monkeypatch.setenv("PATH", str(tmp_path) + ":" + os.environ.get("PATH", ""))
     monkeypatch.setenv("SGE_ROOT", str(tmp_path))
     assert rshd.resolve_daemon([name], None) == [system]
-
-
-def test_sge_root_from_the_installed_location(fake_sge_root):
-    script = fake_sge_root / "util" / "resources" / "wrappers" / "rshdwrapper"
-    assert jobspool.sge_root_from(str(script)) == str(fake_sge_root)
-
-
-def test_sge_root_through_a_symlinked_util_directory(fake_sge_root, tmp_path):
-    """Debian: /var/lib/gridengine/util -> /usr/share/gridengine/util."""
-    elsewhere = tmp_path / "share"
-    elsewhere.mkdir()
-    os.rename(fake_sge_root / "util", elsewhere / "util")
-    (fake_sge_root / "util").symlink_to(elsewhere / "util")
-    script = fake_sge_root / "util" / "resources" / "wrappers" / "rshdwrapper"
-    assert jobspool.sge_root_from(str(script)) == str(fake_sge_root)
-
-
-def test_no_sge_root_without_markers_or_layout(tmp_path):
-    wrappers = tmp_path / "util" / "resources" / "wrappers"
-    wrappers.mkdir(parents=True)
-    assert jobspool.sge_root_from(str(wrappers / "rshdwrapper"), ()) is None      # no utilbin, no bootstrap
-    (tmp_path / "utilbin").mkdir()
-    assert jobspool.sge_root_from(str(wrappers / "rshdwrapper"), ()) == str(tmp_path)
-    assert jobspool.sge_root_from(str(tmp_path / "rshdwrapper"), ()) is None      # not in util/resources/wrappers
-    assert jobspool.sge_root_from("rshdwrapper", ()) is None
-    assert jobspool.sge_root_from("", ()) is None
-
-
-def test_packaged_sge_root_is_the_fallback(tmp_path):
-    packaged = tmp_path / "gridengine"
-    assert jobspool.sge_root_from(str(tmp_path / "x" / "rshdwrapper"), (str(packaged),)) is None
-    write_bootstrap(packaged, "default", "nobody")
-    assert jobspool.sge_root_from(str(tmp_path / "x" / "rshdwrapper"), (str(packaged),)) == str(packaged)
-    assert jobspool.FALLBACK_SGE_ROOTS == ("/var/lib/gridengine",)
-
-
-def write_bootstrap(root, cell, admin, mode=0o644):
-    common = root / cell / "common"
-    common.mkdir(parents=True, exist_ok=True)
-    path = common / "bootstrap"
-    path.write_text("# Version: 8.1.9\nadmin_user              %s\ndefault_domain none\n" % admin)
-    path.chmod(mode)
-    return path
-
-
-def test_admin_user_from_every_cell_bootstrap(tmp_path):
-    me = pwd.getpwuid(os.geteuid()).pw_name
-    write_bootstrap(tmp_path, "default", me)
-    write_bootstrap(tmp_path, "other", "none")
-    assert jobspool.admin_uids(str(tmp_path)) == {os.geteuid()}
-
-
-def test_group_writable_or_foreign_bootstrap_is_ignored(tmp_path):
-    me = pwd.getpwuid(os.geteuid()).pw_name
-    write_bootstrap(tmp_path, "default", me, mode=0o664)
-    logged = []
-    assert jobspool.admin_uids(str(tmp_path), log=lambda p, m: logged.append(m)) == set()
-    assert "bootstrap" in logged[0]
-
-
-def test_bootstrap_naming_someone_else_than_its_owner_is_ignored(tmp_path):
-    need_root()
-    path = write_bootstrap(tmp_path, "default", "nobody")
-    os.chown(path, 1, 1)      # daemon: neither root nor nobody
-    assert jobspool.admin_uids(str(tmp_path), log=lambda p, m: None) == set()
-    os.chown(path, 0, 0)
-    assert jobspool.admin_uids(str(tmp_path)) == {pwd.getpwnam("nobody").pw_uid}
-
-
-def test_admin_user_option(tmp_path):
-    assert jobspool.admin_uids(None, ["nobody"]) == {pwd.getpwnam("nobody").pw_uid}
-    logged = []
-    assert jobspool.admin_uids(None, ["no-such-user-xyz"], log=lambda p, m: logged.append(m)) == set()
-    assert logged
-
 
 
 # --- sshd runs under the job's PAM service --------------------------------------------------
@@ -284,7 +190,6 @@ def test_daemon_environment_property(environ):
         assert name == "PATH" or environ[name] == value
         if not name.startswith("SGE_") and name not in rshd.KEEP_NAMES and name != "PATH":
             assert "/" not in value
-
 
 
 # --- whole runs: the source script as a subprocess ------------------------------------------
@@ -375,6 +280,7 @@ def test_not_isolated_a_root_entry_re_executes_itself_isolated(monkeypatch, tmp_
     fake = types.SimpleNamespace(flags=types.SimpleNamespace(isolated=0), executable="/usr/bin/python3",
                                  argv=[str(script), "--facility=daemon", "sshd"])
     monkeypatch.setattr(rootside, "sys", fake)
+
     class Execd(Exception):
         pass
 

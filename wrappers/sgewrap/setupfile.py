@@ -138,8 +138,8 @@ def _sweep(setup_dir, log=None):
             if log:
                 log("warning", "sweeping %s: %s" % (path, err.strerror or err))
     if removed and log:
-        log("info", "swept %d stale setup file%s: %s" % (len(removed), "" if len(removed) == 1 else "s",
-                                                          " ".join(sorted(removed))))
+        log("info", "swept %d stale setup file%s: %s"
+            % (len(removed), "" if len(removed) == 1 else "s", " ".join(sorted(removed))))
     return removed
 
 

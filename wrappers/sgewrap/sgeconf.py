@@ -300,7 +300,8 @@ def delete_argv(host):
 # --- what a value is ------------------------------------------------------------------------
 
 _KINDS = {
-    "ssh": ("ssh", "slogin", "ssh_wrapper", "qlogin_wrapper", "sshd", JOB_SSHD_NAME, "rshdwrapper", "rshd-wrapper"),
+    "ssh": ("ssh", "slogin", "ssh_wrapper", "qlogin_wrapper", "sshd", JOB_SSHD_NAME, "rshdwrapper",
+            "rshd-wrapper"),
     "telnet": ("telnet", "telnet.netkit", "inetutils-telnet", "telnet-ssl", "telnet_adapter",
                "telnetd", "in.telnetd", "telnetd.netkit", "inetutils-telnetd"),
     "rsh": ("rsh", "remsh", "rsh-redone-rsh", "netkit-rsh", "rsh_adapter", "rshd", "in.rshd"),
@@ -310,7 +311,8 @@ _KIND_OF = {name: kind for kind, names in _KINDS.items() for name in names}
 #: daemon-side wrappers that run another daemon: the kind is that daemon's (default sshd)
 _DAEMON_WRAPPERS = ("rshdwrapper", "rshd-wrapper")
 #: programs that serve a connection (as opposed to clients)
-DAEMON_NAMES = frozenset(("sshd", JOB_SSHD_NAME, "rshdwrapper", "rshd-wrapper", "telnetd", "in.telnetd", "telnetd.netkit",
+DAEMON_NAMES = frozenset(("sshd", JOB_SSHD_NAME, "rshdwrapper", "rshd-wrapper", "telnetd", "in.telnetd",
+                          "telnetd.netkit",
                           "inetutils-telnetd", "rshd", "in.rshd", "rlogind", "in.rlogind"))
 #: tight-integration daemons: the job sshd (needs its PAM service), the daemon wrappers
 TIGHT_NAMES = frozenset(_DAEMON_WRAPPERS + (JOB_SSHD_NAME,))

@@ -16,7 +16,6 @@ a process, so the job sshd's PAM hook treats it as the real one.
 import json
 import os
 import shutil
-import socket
 import subprocess
 
 STAND_IN_DIR = "/run/sgewrap-shepherd"

@@ -246,8 +246,8 @@ def _check_job_stack(report, here, tight, values, pam_file, job_pam_file):
         return
     if perl and not old_line:
         report.add(ERROR, here, perl[0], "%s: %s run%s Grid Engine's rshd-wrapper but %s lacks '%s': sessions do "
-                   "not get the job's group" % (here, ", ".join(perl), "s" if len(perl) == 1 else "", pam_file,
-                                                 pam.PAM_LINE))
+                   "not get the job's group"
+                   % (here, ", ".join(perl), "s" if len(perl) == 1 else "", pam_file, pam.PAM_LINE))
     elif old_line and not perl:
         report.add(WARNING, here, "PAM", "%s: %s still has '%s' (sgewrap 0.1): job sessions now use %s; ordinary "
                    "logins that reach it could be tied to a stale job. Migrate: sgewrap config ssh --tight --apply "

@@ -33,6 +33,7 @@ class Switch:
             return list(self.words)
         return [w.replace("{}", value) for w in self.words]
 
+
 class Method:
     """One way to start a remote session: its client, daemon and switches."""
 
