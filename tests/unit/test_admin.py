@@ -314,6 +314,15 @@ def fake_qconf(tmp_path, monkeypatch):
                                                     name)).read())
     monkeypatch.setenv("PATH", "%s:%s" % (bin_dir, os.environ["PATH"]))
     monkeypatch.setenv("FAKE_QCONF_STORE", str(store))
+    # a Grid Engine client directory of this host's (where config --apply puts the qlogin/qrsh front)
+    from sgewrap import locate
+    clients = tmp_path / "sge" / "bin" / locate.arch_guesses()[0]
+    clients.mkdir(parents=True)
+    (clients / "qsh").write_text("#!/bin/sh\necho \"$0 $*\"\n")
+    (clients / "qsh").chmod(0o755)
+    for name in ("qlogin", "qrsh"):
+        (clients / name).symlink_to("qsh")
+    monkeypatch.setenv("SGE_ROOT", str(tmp_path / "sge"))
     # never the real qconf: these tests change configurations
     from sgewrap.admin.common import run
     run(["qconf", "-sconfl"], retcode=None)
@@ -372,6 +381,9 @@ def test_apply_then_restore_global(fake_qconf, capsys, tmp_path):
                              "--backup-dir", str(backups), "--job-pam-file", str(stack))
     assert (code, err) == (0, "")
     assert stack.read_text() == pam.job_stack(W) and "wrote %s" % stack in out
+    clients = next((tmp_path / "sge" / "bin").iterdir())
+    assert "front: %s now adds -pty no" % (clients / "qlogin") in out
+    assert os.readlink(clients / "qlogin.sgewrap-orig") == "qsh" and "-pty no" in (clients / "qrsh").read_text()
     saved = list(backups.iterdir())
     assert len(saved) == 1 and saved[0].read_text() == before and saved[0].name.startswith("sge_conf.global.")
     assert stat.S_IMODE(saved[0].stat().st_mode) == 0o600
@@ -386,6 +398,8 @@ def test_apply_then_restore_global(fake_qconf, capsys, tmp_path):
     assert (fake_qconf / "global").read_text() == before
     assert "restored the global configuration from %s" % saved[0] in out
     assert not stack.exists() and "removed %s" % stack in out
+    assert os.readlink(clients / "qlogin") == "qsh" and os.readlink(clients / "qrsh") == "qsh"
+    assert not (clients / "qlogin.sgewrap-orig").exists()
 
 
 def test_apply_twice_changes_nothing(fake_qconf, capsys, tmp_path):

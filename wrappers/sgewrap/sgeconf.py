@@ -51,9 +51,9 @@ LOGIN_COMMANDS = ("qlogin_command", "rlogin_command")
 #: after the job's child made its session, the daemon never starts and qlogin/qrsh print
 #: "error: 143:".  Only with builtin is the pty path a different, working one.
 PTY_NOTE = ("with Grid Engine 8.1.9, qlogin and qrsh without a command through a wrapper need -pty no "
-            "on their command line (qlogin -pty no): otherwise the shepherd kills about half of these "
-            "sessions as they start ('error: 143:'); sge_request cannot set it, qlogin and qrsh read -pty "
-            "from the command line only")
+            "(otherwise the shepherd kills most of these sessions as they start: 'error: 143:'); the "
+            "qlogin/qrsh front adds it: sgewrap config --apply installs it on the host it runs on, "
+            "'sgewrap front --install' on every other submit host")
 
 #: a file restoring a local configuration that did not exist holds this line
 ABSENT_MARK = "# sgewrap: no local configuration existed; restoring deletes it"

@@ -42,6 +42,7 @@ Sgewrap.subcommand("check", "sgewrap.admin.check.Check")
 Sgewrap.subcommand("selftest", "sgewrap.admin.selftest.Selftest")
 Sgewrap.subcommand("explain", "sgewrap.admin.explain.Explain")
 Sgewrap.subcommand("node-access", "sgewrap.admin.access.NodeAccess")
+Sgewrap.subcommand("front", "sgewrap.admin.fronts.Front")
 
 
 def main(argv=None):

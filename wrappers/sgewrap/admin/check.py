@@ -16,7 +16,7 @@ from plumbum import cli
 from .. import pam, sgeconf
 from . import access
 from . import common
-from .common import OK, FAILED, Command, config_of, read_dir, read_live, run, table, this_host
+from .common import OK, FAILED, AdminError, Command, config_of, read_dir, read_live, run, table, this_host
 
 OTHERS = "*"          #: the hosts without a local configuration
 ERROR, WARNING = "error", "warning"
@@ -69,13 +69,14 @@ class Report:
 
 
 def analyse(glob, hosts, here=None, pam_file=pam.PAM_FILE, executable=None, queues=None, sshd_settings=None,
-            job_pam_file=pam.JOB_PAM_FILE):
+            job_pam_file=pam.JOB_PAM_FILE, front_state=None):
     """The Report for a global configuration and the local ones (``{host: Config}``).
 
     ``here``: this host's name, for what can only be checked on this host
     (executables, the PAM lines, sshd); None skips those checks.  ``queues``:
     ``{queue: {attribute: value}}`` (prolog/epilog), None if not read.
     ``sshd_settings``: a callable giving this host's ``sshd -T`` as a dict.
+    ``front_state``: {name: installed} of this host's qlogin/qrsh front, None if not known.
     """
     executable = executable or (lambda path: os.path.isfile(path) and os.access(path, os.X_OK))
     report = Report()
@@ -148,7 +149,17 @@ def analyse(glob, hosts, here=None, pam_file=pam.PAM_FILE, executable=None, queu
     # --- wrapped logins: a Grid Engine 8.1.9 bug users must step around ------------------------
     wrapped = sorted({p["slot"] for p in report.pairs
                       if p["slot"] in ("qlogin", "rlogin") and p["command_kind"] != "builtin"})
-    if wrapped:
+    if front_state is not None:
+        have = all(front_state.values())
+        if wrapped and not have:
+            report.add(WARNING, here, ", ".join("%s_command" % s for s in wrapped), "%s: no qlogin/qrsh front: %s"
+                       % (here, sgeconf.PTY_NOTE))
+        elif have and not wrapped:
+            report.add(WARNING, here, "front", "%s: the qlogin/qrsh front adds -pty no but no login is wrapped: "
+                       "builtin logins lose their terminal; sgewrap front --remove" % here)
+        elif have:
+            report.notes.append("%s: the qlogin/qrsh front adds -pty no to logins" % here)
+    elif wrapped:
         report.add(WARNING, None, ", ".join("%s_command" % s for s in wrapped), sgeconf.PTY_NOTE)
 
     # --- node_access as prolog/epilog ------------------------------------------------------
@@ -278,6 +289,15 @@ def _check_tunnel_end(report, here, keys, sshd_settings):
                    % (here, ", ".join(keys), settings.get("maxstartups"), start))
 
 
+def front_here():
+    """This host's qlogin/qrsh front state, or None without a Grid Engine client here."""
+    from . import fronts
+    try:
+        return fronts.state(fronts.client_dir(fronts.sge_root_here()))
+    except AdminError:
+        return None
+
+
 def sshd_T():
     """This host's effective sshd settings (``sshd -T``), lower-case keys."""
     out = run(["/usr/sbin/sshd", "-T"], code=FAILED)[1]
@@ -361,6 +381,6 @@ class Check(Command, cli.Application):
             queues = {q: access.queue_values(access.show_queue(q)) for q in access.queues()}
             here = self.here or this_host()
         report = analyse(glob, hosts, here=here, pam_file=self.pam_file, queues=queues, sshd_settings=sshd_T,
-                         job_pam_file=self.job_pam_file)
+                         job_pam_file=self.job_pam_file, front_state=front_here() if here else None)
         print((json_report if self.as_json else text_report)(report, glob, hosts, here), end="")
         return OK if report.consistent else FAILED

@@ -13,6 +13,7 @@ import time
 from plumbum import cli
 
 from .. import pam, sgeconf
+from . import fronts
 from .common import UNREADABLE, AdminError, Command, default_wrappers, interpreter_problem, qconf_list, qconf_show, \
     run, same_host, this_host
 
@@ -90,11 +91,16 @@ class Config(Command, cli.Application):
                                   help="the job sshds' PAM service that --tight --apply writes (and --restore "
                                        "removes); the site's /etc/pam.d/sshd is never touched")
 
+    no_front = cli.Flag("--no-front", help="leave qlogin and qrsh as they are (see sgewrap front)")
+
     def main(self, method=None):
         if self.restore:
             if method:
                 raise AdminError("--restore FILE takes no METHOD", UNREADABLE)
             restore(self.restore)
+            if not self.no_front:
+                glob = sgeconf.parse(qconf_show("global", code=1), "global")
+                fronts.apply_here(sgeconf.wraps_logins(glob.as_dict()))
             return restore_job_stack(self.job_pam_file)
         if method is None:
             raise AdminError("give a METHOD (%s) or --restore FILE" % ", ".join(sgeconf.METHODS), UNREADABLE)
@@ -119,9 +125,12 @@ class Config(Command, cli.Application):
             if sgeconf.wraps_logins(values):
                 print("\n# note: " + sgeconf.PTY_NOTE)
             return 0
-        if self.tight and (not self.host or same_host(self.host, this_host())):
+        here = not self.host or same_host(self.host, this_host())
+        if self.tight and here:
             ensure_job_stack(os.path.dirname(sgeconf.program(values["rsh_daemon"])), self.job_pam_file)
         apply(values, self.host, self.backup_dir)
+        if here and not self.no_front:
+            fronts.apply_here(sgeconf.wraps_logins(values))
         return 0
 
 
