@@ -63,3 +63,72 @@ class PtySession:
             os.waitpid(self.pid, 0)
         except OSError:
             pass
+
+
+class Tmux:
+    """A program in a tmux window (its own server socket): type into it, read its screen, resize it.
+
+    For what a pty alone cannot show: the window size a remote ``stty size``
+    sees after a resize, job control keys, a user's login shell.
+    """
+
+    def __init__(self, argv, name="sgewrap", cols=100, rows=30, env=None):
+        import subprocess
+        self.socket = "sgewrap-test-%d-%s" % (os.getpid(), name)
+        self.target = name
+        self._run = lambda *a: subprocess.run(["tmux", "-L", self.socket] + list(a), capture_output=True,
+                                              text=True, env=env)
+        proc = self._run("new-session", "-d", "-s", name, "-x", str(cols), "-y", str(rows),
+                         " ".join(_quote(a) for a in argv))
+        if proc.returncode != 0:
+            raise RuntimeError("tmux: %s" % proc.stderr)
+        self._run("set-option", "-t", name, "remain-on-exit", "on")
+        self._seen = 0
+
+    def type(self, text, enter=True):
+        self._run("send-keys", "-t", self.target, "-l", text)
+        if enter:
+            self._run("send-keys", "-t", self.target, "Enter")
+
+    def key(self, name):
+        """A key by tmux's name: C-z, C-c, Enter."""
+        self._run("send-keys", "-t", self.target, name)
+
+    def screen(self):
+        return self._run("capture-pane", "-p", "-J", "-S", "-2000", "-t", self.target).stdout
+
+    def expect(self, needle, timeout=60, after=None):
+        """Wait until ``needle`` shows on the screen (in the part after ``after``, if given)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            text = self.screen()
+            part = text.rsplit(after, 1)[-1] if after and after in text else ("" if after else text)
+            if needle in part:
+                return text
+            if time.monotonic() > deadline:
+                raise TimeoutError("%r not seen on the screen:\n%s" % (needle, text[-3000:]))
+            time.sleep(0.05)
+
+    def type_and_wait(self, text, needle, timeout=90):
+        """Type ``text`` and wait until ``needle`` shows once more than before; the screen."""
+        before = self.screen().count(needle)
+        self.type(text)
+        deadline = time.monotonic() + timeout
+        while True:
+            screen = self.screen()
+            if screen.count(needle) > before:
+                return screen
+            if time.monotonic() > deadline:
+                raise TimeoutError("%r not seen again on the screen:\n%s" % (needle, screen[-3000:]))
+            time.sleep(0.05)
+
+    def resize(self, cols, rows):
+        self._run("resize-window", "-t", self.target, "-x", str(cols), "-y", str(rows))
+
+    def close(self):
+        self._run("kill-server")
+
+
+def _quote(word):
+    import shlex
+    return shlex.quote(word)

@@ -13,6 +13,7 @@ a probe job proves what the exec side uses: the shepherd's own copy of the
 configuration in the job's spool directory (``$SGE_JOB_SPOOL_DIR/config``)
 must name the daemon just applied.
 """
+import contextlib
 import os
 import signal
 import socket
@@ -170,6 +171,32 @@ def job_stack(wrappers):
     pam.write_job_stack(wrappers)
 
 
+def front_state():
+    """True if the qlogin/qrsh front (sgewrap front) is in place on this host."""
+    from sgewrap.admin import fronts
+    return all(fronts.state(fronts.client_dir(SGE_ROOT)).values())
+
+
+def front(wanted):
+    """The qlogin/qrsh front in place (True) or Grid Engine's own names (False), as sgewrap config does."""
+    from sgewrap.admin import fronts
+    fronts.apply_here(wanted, SGE_ROOT, report=lambda *a: None)
+
+
+@contextlib.contextmanager
+def commands(entries):
+    """The ``*_command`` entries of ``entries`` in the global configuration for a while (the client
+    side reads them at once: no execd restart)."""
+    conf = sgeconf.parse(show_global())
+    keys = [k for k in entries if k.endswith("_command")]
+    before = {k: conf.get(k) for k in keys}
+    set_global(sgeconf.render(sgeconf.with_entries(conf, {k: entries[k] for k in keys})))
+    try:
+        yield
+    finally:
+        set_global(sgeconf.render(sgeconf.with_entries(sgeconf.parse(show_global()), before)))
+
+
 def restore(text):
     set_global(text)
     restart_execd()
@@ -246,12 +273,15 @@ def qrsh(*words, queue=QUEUE, **kwargs):
 PASSWORD_FILE = os.path.join(STATE, "password")   #: the test user's (tests/cluster/up), for telnet
 
 
-def login(argv, password=False, command="echo $((6*7))-$(id -un)", expect=None, timeout=90):
+def login(argv, password=False, command="echo $((6*7))-$(id -un)", expect=None, timeout=90, capture=False,
+          env=None):
     """Drive an interactive qlogin/qrsh ``argv`` as the test user in a real pty: wait for the
     shell prompt (typing user and password first if asked), type ``command``, wait for
-    ``expect`` (default: what the default command prints), exit; the client's exit code."""
+    ``expect`` (default: what the default command prints), exit; the client's exit code
+    (``capture``: everything the session showed, once it exited 0).  ``env``: more variables."""
     from ptydrive import PtySession
-    session = PtySession(["/usr/sbin/runuser", "-u", TEST_USER, "--"] + list(argv), env=user_env())
+    session = PtySession(["/usr/sbin/runuser", "-u", TEST_USER, "--"] + list(argv),
+                         env=dict(user_env(), **(env or {})))
     try:
         if password:
             session.expect("login:", timeout=timeout)
@@ -263,7 +293,11 @@ def login(argv, password=False, command="echo $((6*7))-$(id -un)", expect=None, 
         session.send(command + "\r")
         session.expect(expect or "42-" + TEST_USER)
         session.send("exit\r")
-        return session.wait(60)
+        code = session.wait(60)
+        if capture:
+            assert code == 0, session.buffer.decode(errors="replace")[-2000:]
+            return session.buffer.decode(errors="replace")
+        return code
     finally:
         session.kill()
 

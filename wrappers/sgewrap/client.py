@@ -150,6 +150,21 @@ def usage(name):
     return "\n".join(lines) + "\n"
 
 
+def unblock_signals():
+    """Start the client with no signal blocked.
+
+    Grid Engine 8.1.9's qlogin/qrsh start their client with most signals
+    blocked (seen: SigBlk fffffffe698b9a01), and a blocked mask survives exec:
+    ssh then never sees SIGWINCH (a resized terminal is not passed on) nor
+    the other signals it handles.  Measured through the real qlogin.
+    """
+    try:
+        import _signal     # the C module: ``signal`` would import enum (~3 ms)
+        _signal.pthread_sigmask(_signal.SIG_SETMASK, ())
+    except (ImportError, AttributeError, OSError):    # pragma: no cover -- not CPython / not POSIX
+        pass
+
+
 def main(name, argv=None):
     """Entry point of client wrapper ``name``: never returns."""
     argv = sys.argv[1:] if argv is None else argv
@@ -162,6 +177,7 @@ def main(name, argv=None):
             from .quoting import for_user_shell
             sys.stdout.write(for_user_shell(result.argv) + "\n")
             sys.exit(0)
+        unblock_signals()
         try:
             os.execv(result.program, result.argv)
         except OSError as err:
