@@ -122,6 +122,18 @@ class Tmux:
                 raise TimeoutError("%r not seen again on the screen:\n%s" % (needle, screen[-3000:]))
             time.sleep(0.05)
 
+    def foreground(self):
+        """The name of the program in the foreground of the window (the shell, or what it runs)."""
+        return self._run("display-message", "-p", "-t", self.target, "#{pane_current_command}").stdout.strip()
+
+    def wait_foreground(self, name, timeout=60):
+        deadline = time.monotonic() + timeout
+        while self.foreground() != name:
+            if time.monotonic() > deadline:
+                raise TimeoutError("%s still runs in the foreground, not %s:\n%s" % (
+                    self.foreground(), name, self.screen()[-2000:]))
+            time.sleep(0.05)
+
     def resize(self, cols, rows):
         self._run("resize-window", "-t", self.target, "-x", str(cols), "-y", str(rows))
 

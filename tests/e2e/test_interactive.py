@@ -54,13 +54,15 @@ def marker(term, word, timeout=90):
     return term.expect(word, timeout=timeout, after="%s''%s" % (word[:2], word[2:]))
 
 
-def session(term, client, status_var, exit_code=0, check="echo IN''SIDE-$JOB_ID"):
+def session(term, shell, client, status_var, exit_code=0, check="echo IN''SIDE-$JOB_ID"):
     """Type ``client``; inside, ``check``; leave with ``exit N``; the status the local shell saw."""
-    term.type_and_wait(client, "Establishing")        # the client runs: what is typed now reaches it
+    # the client runs (qlogin says so; for qrsh, sshd's last-login line): what is typed now reaches it
+    term.type_and_wait(client, "Last login" if client == "qrsh" else "Establishing")
     term.type(check)
     text = term.expect("INSIDE-", timeout=60, after=check)
     assert re.search(r"INSIDE-\d+", text.rsplit(check, 1)[-1]), text[-500:]
     term.type("exit %d" % exit_code)
+    term.wait_foreground(os.path.basename(shell))      # back in the local shell: typing reaches it again
     word = "ST%d" % time.monotonic_ns()
     term.type("echo %s-%s" % (word, status_var))
     text = term.expect(word + "-", timeout=60, after="echo %s-%s" % (word, status_var))
@@ -75,9 +77,10 @@ def test_plain_qlogin_and_qrsh_ten_times_in_a_row_in_each_shell(method, sge_requ
     term = user_shell(path, "logins-" + shell)
     try:
         for n in range(SESSIONS):
-            assert session(term, "qlogin", status_var) == 0, "qlogin %d in %s" % (n + 1, shell)
+            assert session(term, path, "qlogin", status_var) == 0, "qlogin %d in %s" % (n + 1, shell)
         for n in range(SESSIONS):
-            assert session(term, "qrsh", status_var, exit_code=n % 4) == n % 4, "qrsh %d in %s" % (n + 1, shell)
+            assert session(term, path, "qrsh", status_var, exit_code=n % 4) == n % 4, \
+                "qrsh %d in %s" % (n + 1, shell)
     finally:
         term.close()
 
@@ -93,7 +96,7 @@ def test_qlogin_from_a_sh_script(method, sge_request):
         os.chmod(script, 0o755)
         term = user_shell("/bin/bash", "script")
         try:
-            assert session(term, script, "$?") == 0
+            assert session(term, "/bin/bash", script, "$?") == 0
         finally:
             term.close()
 
@@ -219,6 +222,6 @@ def test_an_x_client_in_the_session_draws_on_the_users_display(method, cluster, 
     with sge.commands(entries):
         queue = sge.FW_QUEUE if method.tunnel else sge.QUEUE
         out = x_session(client, x_display, queue)
-    assert re.search(r"^DISPLAY=localhost:\d+\.0$", out, re.M), out[-1500:]
+    assert re.search(r"DISPLAY=localhost:\d+\.0\r?\n", out), out[-1500:]
     assert "dimensions:    1024x768 pixels" in out, out[-1500:]
     assert "XPROP:" in out
