@@ -91,7 +91,11 @@ def backup_named_in(output):
 
 
 def test_apply_check_mismatch_restore_round_trip(sgewrap, saved_configuration, tmp_path):
-    before = saved_configuration
+    # from a cluster still on builtin (what an administrator starts from)
+    start = sgeconf.with_entries(sgeconf.parse(saved_configuration), dict.fromkeys(sgeconf.SLOTS, "builtin"))
+    with tempfile.TemporaryDirectory() as tmp:
+        qconf("-Mconf", sgeconf.config_file(tmp, "global", sgeconf.render(start)))
+    before = qconf("-sconf", "global").stdout
     sshd_pam = read_or_none(pam.PAM_FILE)
     if pam.is_job_stack():
         os.unlink(pam.JOB_PAM_FILE)
@@ -179,11 +183,17 @@ def test_selftest_passes(sgewrap, saved_configuration, args):
         assert result.stdout.count("with the job's group") == 3
 
 
-def test_selftest_tight_fails_without_the_job_stack(sgewrap, saved_configuration):
+def test_selftest_tight_lends_the_job_stack_and_fails_with_a_broken_one(sgewrap, saved_configuration):
     if os.path.exists(pam.JOB_PAM_FILE):
         os.unlink(pam.JOB_PAM_FILE)
+    result = sgewrap("selftest", "--user", TEST_USER, "ssh", "--tight")
+    assert result.returncode == 0, result.stdout + result.stderr     # before config --apply: lent for the run
+    assert "wrote %s for this run" % pam.JOB_PAM_FILE in result.stderr and not os.path.exists(pam.JOB_PAM_FILE)
+    broken = pam.job_stack(sgewrap.wrappers).replace("auth     required  pam_sge-qrsh-setup.so\n", "")
+    with open(pam.JOB_PAM_FILE, "w") as f:
+        f.write(broken)
     result = sgewrap("selftest", "--user", TEST_USER, "ssh", "--tight")
     assert result.returncode == 1
     assert result.stdout.count("FAIL") == 3
     assert "the remote session lacks the job's group" in result.stdout
-    assert "%s: No such file or directory" % pam.JOB_PAM_FILE in result.stdout
+    assert "has no 'auth required pam_sge-qrsh-setup.so'" in result.stdout
