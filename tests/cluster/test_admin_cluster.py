@@ -197,3 +197,25 @@ def test_selftest_tight_lends_the_job_stack_and_fails_with_a_broken_one(sgewrap,
     assert result.stdout.count("FAIL") == 3
     assert "the remote session lacks the job's group" in result.stdout
     assert "has no 'auth required pam_sge-qrsh-setup.so'" in result.stdout
+
+
+def test_front_goes_in_and_out_through_dpkg_divert(sgewrap, saved_configuration):
+    """sgewrap front on Debian's packaged Grid Engine: the package's qlogin/qrsh links are diverted,
+    the front runs qsh under their names, and --remove leaves dpkg and the links as they were."""
+    def diversions():
+        return subprocess.run(["dpkg-divert", "--list", "*/gridengine/q*"], capture_output=True,
+                              text=True).stdout
+    links = {n: os.readlink("/usr/lib/gridengine/" + n) for n in ("qlogin", "qrsh")
+             if os.path.islink("/usr/lib/gridengine/" + n)}
+    removed = sgewrap("front", "--remove")             # a clean start, whatever an earlier run left
+    assert removed.returncode == 0, removed.stderr
+    installed = sgewrap("front", "--install")
+    assert installed.returncode == 0, installed.stderr
+    assert "front (adds -pty no)" in installed.stdout and "sgewrap-orig" in diversions()
+    help_text = subprocess.run(["/usr/bin/qlogin", "-help"], capture_output=True, text=True, env=ENV)
+    assert help_text.stdout.startswith("SGE") or "usage: qlogin" in help_text.stdout, help_text
+    removed = sgewrap("front", "--remove")
+    assert removed.returncode == 0, removed.stderr
+    assert "sgewrap" not in diversions()
+    for name, target in links.items():
+        assert os.readlink("/usr/lib/gridengine/" + name) == target

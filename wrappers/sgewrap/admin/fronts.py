@@ -97,7 +97,10 @@ def remove(directory, report=print):
 
 
 def sge_root_here(value=None):
-    value = value or os.environ.get("SGE_ROOT", "")
+    """--sge-root, else $SGE_ROOT, else the root this sgewrap is installed below."""
+    import sys
+    from ..jobspool import sge_root_from
+    value = value or os.environ.get("SGE_ROOT", "") or sge_root_from(os.path.abspath(sys.argv[0] or "")) or ""
     if not value or not os.path.isabs(value):
         raise AdminError("give --sge-root DIR (or set SGE_ROOT)", UNREADABLE)
     return value
