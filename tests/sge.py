@@ -13,6 +13,7 @@ a probe job proves what the exec side uses: the shepherd's own copy of the
 configuration in the job's spool directory (``$SGE_JOB_SPOOL_DIR/config``)
 must name the daemon just applied.
 """
+import collections
 import contextlib
 import os
 import signal
@@ -315,13 +316,16 @@ echo "master on $(hostname) failed=$fail"
 exit $fail
 """
 FAN_OUT_TASK = """#!/bin/sh
-echo "task $1 on $(hostname) gid=$(cat "$SGE_JOB_SPOOL_DIR/addgrpid") groups=$(id -G | tr ' ' ,)"
+echo "task $1 on $(hostname) gid=$(cat "$SGE_JOB_SPOOL_DIR/addgrpid") groups=$(id -G | tr ' ' ,) pid=$$"
 """
+
+
+Task = collections.namedtuple("Task", "number host gid groups pid")
 
 
 def fan_out(tasks, target, *qrsh_options, queue=QUEUE):
     """A parallel job (``qrsh QRSH_OPTIONS... MASTER``) whose master starts ``tasks`` ``qrsh -inherit
-    TARGET`` at once; (CompletedProcess, [(task number, host, its addgrpid, its groups)])."""
+    TARGET`` at once; (CompletedProcess, [Task(number, host, its addgrpid, its groups, its shell's PID)])."""
     import re
     scratch = tempfile.mkdtemp(prefix="sgewrap-fan-out.")
     try:
@@ -336,5 +340,5 @@ def fan_out(tasks, target, *qrsh_options, queue=QUEUE):
         proc = qrsh(*qrsh_options, master, queue=queue, stdin=subprocess.DEVNULL, text=True, timeout=300)
     finally:
         subprocess.run(["rm", "-rf", scratch])
-    found = re.findall(r"^task (\d+) on (\S+) gid=(\d+) groups=(\S+)$", proc.stdout, re.M)
-    return proc, [(int(n), host, gid, groups.split(",")) for n, host, gid, groups in found]
+    found = re.findall(r"^task (\d+) on (\S+) gid=(\d+) groups=(\S+) pid=(\d+)$", proc.stdout, re.M)
+    return proc, [Task(int(n), host, gid, groups.split(","), int(pid)) for n, host, gid, groups, pid in found]

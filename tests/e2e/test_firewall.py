@@ -103,7 +103,7 @@ def test_qrsh_inherit_crosses_the_firewall_through_the_tunnel(method, no_tunnel_
     assert "master on %s failed=0" % sge.HOST in proc.stdout
     assert sorted(t[0] for t in tasks) == list(range(1, TASKS + 1)), proc.stdout
     assert {t[1] for t in tasks} == {sge.NODE2}
-    assert all(gid in groups for _, _, gid, groups in tasks), proc.stdout
+    assert all(t.gid in t.groups for t in tasks), proc.stdout
 
 
 def _running_session(token):
