@@ -320,6 +320,34 @@ echo "task $1 on $(hostname) gid=$(cat "$SGE_JOB_SPOOL_DIR/addgrpid") groups=$(i
 """
 
 
+@contextlib.contextmanager
+def running_fan_out(target, command, *qsub_options, timeout=90):
+    """A batch parallel job of the test user whose master (here) runs ``qrsh -inherit TARGET
+    COMMAND``; yields its job number once the task's shepherd works on TARGET; deleted after."""
+    scratch = tempfile.mkdtemp(prefix="sgewrap-pe.")
+    os.chmod(scratch, 0o755)
+    master = os.path.join(scratch, "master.sh")
+    with open(master, "w") as f:
+        f.write("#!/bin/sh\n/usr/bin/qrsh -inherit -nostdin %s %s\n" % (target, command))
+    os.chmod(master, 0o755)
+    out = user_run(["/usr/bin/qsub", "-terse", "-q", "%s,%s" % (QUEUE, FW_QUEUE), "-masterq",
+                    "%s@%s" % (QUEUE, HOST), *qsub_options, master], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    job = out.stdout.strip()
+    try:
+        tasks = "/var/spool/gridengine/execd/%s/active_jobs/%s.1" % (target, job)
+        deadline = time.monotonic() + timeout
+        while not (os.path.isdir(tasks) and [d for d in os.listdir(tasks)
+                                             if os.path.exists(os.path.join(tasks, d, "pid"))]):
+            if time.monotonic() > deadline:
+                raise RuntimeError("no task of job %s started on %s" % (job, target))
+            time.sleep(0.3)
+        yield job
+    finally:
+        subprocess.run(["/usr/bin/qdel", job], env=ENV, capture_output=True)
+        subprocess.run(["rm", "-rf", scratch])
+
+
 Task = collections.namedtuple("Task", "number host gid groups pid")
 
 

@@ -6,6 +6,9 @@ caller's environment):
 - ``node_access session``: the ``pam_exec`` hook of the job sshds' own PAM
   service (``/etc/pam.d/sge-sshd``): admits only the job's owner and ties
   the session to the job (sgewrap.session says how);
+- ``node_access adopt``: the ``pam_exec`` hook of the site's sshd that lets a
+  user in only where a job of theirs runs and makes the login part of that
+  job (sgewrap.adopt says how);
 - ``node_access prolog|epilog|repair|list``: the queue's prolog and epilog
   that keep sshd's list of users with a job on the host (below).
 
@@ -76,13 +79,15 @@ DEFAULT_DIR = "/run/sgewrap"
 USERS = "node-access.users"
 JOBS = "node-access.jobs"
 LOCK = "node-access.lock"
-COMMANDS = ("prolog", "epilog", "repair", "list", "session")
+COMMANDS = ("prolog", "epilog", "repair", "list", "session", "adopt")
 #: where Debian's execd keeps its active jobs (repair's default besides the recorded ones)
 DEFAULT_ACTIVE_JOBS = "/var/spool/gridengine/execd/%s/active_jobs"
 
-FLAGS = ("--help", "--fail-open")
-VALUED = ("--dir", "--facility", "--sge-root", "--setup-dir")
-REPEAT = ("--admin-user", "--active-jobs")
+FLAGS = ("--help", "--fail-open", "--warn-only")
+VALUED = ("--dir", "--facility", "--sge-root", "--setup-dir", "--action-no-jobs", "--action-adopt-failure",
+          "--ignore-below-uid")
+REPEAT = ("--admin-user", "--active-jobs", "--admin-group")
+CHOICES = {"--action-no-jobs": ("deny", "allow"), "--action-adopt-failure": ("deny", "allow")}
 PATHS = ("--dir", "--sge-root", "--setup-dir", "--active-jobs")
 
 
@@ -91,6 +96,11 @@ def parse_args(argv):
     opts, rest = rootside.parse(argv, flags=FLAGS, valued=VALUED, repeat=REPEAT, paths=PATHS, anywhere=True)
     if "--help" in opts:
         return opts, None
+    for flag, allowed in CHOICES.items():
+        if flag in opts and opts[flag] not in allowed:
+            raise WrapperError(USAGE, "%s must be %s, got %r" % (flag, " or ".join(allowed), opts[flag][:20]))
+    if not opts.get("--ignore-below-uid", "0").isdigit():
+        raise WrapperError(USAGE, "--ignore-below-uid needs a number")
     if len(rest) != 1 or rest[0] not in COMMANDS:
         raise WrapperError(USAGE, "expected one of %s, got %s" % (
             ", ".join(COMMANDS), " ".join(repr(w) for w in rest) or "nothing"))
@@ -99,7 +109,9 @@ def parse_args(argv):
 
 def usage():
     return "usage: node_access [--dir=DIR] [--facility=F] [--sge-root=DIR] [--admin-user=NAME] " \
-           "[--active-jobs=DIR] [--setup-dir=DIR] [--fail-open] prolog|epilog|repair|list|session\n\n" + (__doc__ or "")
+           "[--active-jobs=DIR] [--setup-dir=DIR] [--fail-open] prolog|epilog|repair|list|session\n" \
+           "       node_access [--action-no-jobs=deny|allow] [--action-adopt-failure=deny|allow] [--warn-only] " \
+           "[--ignore-below-uid=N] [--admin-group=G] adopt\n\n" + (__doc__ or "")
 
 
 # --- the state ------------------------------------------------------------------------------
@@ -296,7 +308,13 @@ def session(opts, log, trust, environ):
     return hook.run(environ, trust, opts.setup_dir, opts.fail_open, log)
 
 
-COMMAND = {"prolog": prolog, "epilog": epilog, "repair": repair, "list": show, "session": session}
+def adopt(opts, log, trust, environ):
+    from . import adopt as hook
+    return hook.run(environ, hook.Options(opts.values), trust, log)
+
+
+COMMAND = {"prolog": prolog, "epilog": epilog, "repair": repair, "list": show, "session": session,
+           "adopt": adopt}
 
 
 class Options:
@@ -313,6 +331,7 @@ class Options:
         self.setup_dir = values.get("--setup-dir", SETUP_DIR)
         self.fail_open = "--fail-open" in values
         self.help = "--help" in values
+        self.values = values
 
 
 def run(argv, log, environ=None, script=None):

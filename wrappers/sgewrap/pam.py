@@ -258,3 +258,61 @@ def remove_node_access(path=PAM_FILE):
         return False
     _replace(path, "".join(kept))
     return True
+
+
+# --- adopt (node_access adopt) in the site's sshd ---------------------------------------------
+
+ADOPT_MARK = "# sgewrap adopt: an ssh login joins the user's job on this host (node_access adopt), or is refused"
+ADOPT_END = "# sgewrap adopt: end"
+
+
+def adopt_lines(wrappers_dir, options=(), min_uid=1000):
+    """The adopt block: the module (for setcred), the hook in the account and session stacks."""
+    hook = os.path.join(wrappers_dir, "node_access")
+    if any(c.isspace() for c in hook) or any(c.isspace() for c in options):
+        raise ValueError("white space in %r or the options: pam_exec cannot run it" % hook)
+    return [ADOPT_MARK,
+            PAM_LINE,
+            "account [success=1 default=ignore] pam_succeed_if.so quiet uid < %d" % min_uid,
+            "account required pam_exec.so quiet stdout %s %sadopt" % (hook, "".join(o + " " for o in options)),
+            "session optional pam_exec.so quiet type=close_session %s adopt" % hook,
+            ADOPT_END]
+
+
+def has_adopt(path=PAM_FILE):
+    return ADOPT_MARK in _read(path).splitlines()
+
+
+def add_adopt(wrappers_dir, options=(), path=PAM_FILE):
+    """The adopt block at the top of the file (replacing one there); True if changed."""
+    text = _read(path)
+    lines = text.splitlines(True)
+    newline = "\r\n" if lines and lines[0].endswith("\r\n") else "\n"
+    block = "".join(line + newline for line in adopt_lines(wrappers_dir, options))
+    rest = "".join(_without_adopt(lines))
+    if block + rest == text:
+        return False
+    _replace(path, block + rest)
+    return True
+
+
+def remove_adopt(path=PAM_FILE):
+    lines = _read(path).splitlines(True)
+    kept = _without_adopt(lines)
+    if len(kept) == len(lines):
+        return False
+    _replace(path, "".join(kept))
+    return True
+
+
+def _without_adopt(lines):
+    kept, inside = [], False
+    for line in lines:
+        bare = line.rstrip("\r\n")
+        if bare == ADOPT_MARK:
+            inside = True
+        elif inside and bare == ADOPT_END:
+            inside = False
+        elif not inside:
+            kept.append(line)
+    return kept

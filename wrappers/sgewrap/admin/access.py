@@ -84,8 +84,21 @@ class NodeAccess(Command, cli.Application):
                                 help="where --apply saves each queue's previous configuration")
     pam_file = cli.SwitchAttr("--pam-file", str, argname="PATH", default=pam.PAM_FILE,
                               help="sshd's PAM file on this host")
+    adopt = cli.Flag("--adopt", help="instead of the prolog/epilog list: node_access adopt in this host's sshd "
+                                     "(an ssh login joins the user's job here, or is refused); no queue needed")
+    adopt_option = cli.SwitchAttr("--adopt-option", str, argname="OPT", list=True,
+                                  help="with --adopt: an option of node_access adopt, e.g. --warn-only, "
+                                       "--action-no-jobs=allow (repeatable)")
+    remove_adopt = cli.Flag("--remove-adopt", help="take node_access adopt out of this host's sshd PAM file")
 
     def main(self):
+        if self.remove_adopt:
+            changed = pam.remove_adopt(self.pam_file)
+            print("%s %s" % ("removed node_access adopt from" if changed else "no node_access adopt in",
+                             self.pam_file))
+            return 0
+        if self.adopt:
+            return adopt(self)
         if self.restore:
             if self.queue:
                 raise AdminError("--restore FILE takes no --queue (the file names its queue)", UNREADABLE)
@@ -118,6 +131,39 @@ class NodeAccess(Command, cli.Application):
         print("the list is %s; 'node_access repair' rebuilds it, 'node_access list' shows it"
               % pam.NODE_ACCESS_USERS)
         return 0
+
+
+def adopt(app):
+    """Print or --apply node_access adopt in this host's sshd PAM file (saved first)."""
+    from .common import interpreter_problem
+    wrappers = os.path.abspath(app.wrappers) if app.wrappers else default_wrappers()
+    options = list(app.adopt_option or [])
+    for option in options:
+        if not option.startswith("--") or option.split("=")[0] not in (
+                "--warn-only", "--action-no-jobs", "--action-adopt-failure", "--ignore-below-uid", "--admin-group"):
+            raise AdminError("not an option of node_access adopt: %r" % option, UNREADABLE)
+    try:
+        lines = pam.adopt_lines(wrappers, options)
+    except ValueError as err:
+        raise AdminError(str(err), UNREADABLE)
+    if not app.apply:
+        print("# at the top of %s on every execution host:" % pam.PAM_FILE)
+        print("\n".join(lines))
+        return 0
+    hook_path = os.path.join(wrappers, "node_access")
+    problem = interpreter_problem(hook_path) if os.path.isfile(hook_path) else "(missing)"
+    if problem:
+        raise AdminError("%s would run as root %s: install it with sgewrap install" % (hook_path, problem))
+    with open(app.pam_file) as f:
+        backup = save_backup(app.backup_dir, "pam." + os.path.basename(app.pam_file), f.read())
+    try:
+        changed = pam.add_adopt(wrappers, options, app.pam_file)
+    except OSError as err:
+        raise AdminError("cannot change %s: %s" % (app.pam_file, err.strerror or err))
+    print("%s %s (this host; every execution host needs it); the previous one is %s"
+          % ("added node_access adopt to" if changed else "node_access adopt already in", app.pam_file, backup))
+    print("undo with: sgewrap node-access --remove-adopt")
+    return 0
 
 
 def apply_queue(name, wrappers, backup_dir, replace):

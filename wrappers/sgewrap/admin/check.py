@@ -259,7 +259,7 @@ def _check_job_stack(report, here, tight, values, pam_file, job_pam_file):
         report.add(ERROR, here, perl[0], "%s: %s run%s Grid Engine's rshd-wrapper but %s lacks '%s': sessions do "
                    "not get the job's group"
                    % (here, ", ".join(perl), "s" if len(perl) == 1 else "", pam_file, pam.PAM_LINE))
-    elif old_line and not perl:
+    elif old_line and not perl and not pam.has_adopt(pam_file):
         report.add(WARNING, here, "PAM", "%s: %s still has '%s' (sgewrap 0.1): job sessions now use %s; ordinary "
                    "logins that reach it could be tied to a stale job. Migrate: sgewrap config ssh --tight --apply "
                    "(writes %s), then delete that line from %s" % (

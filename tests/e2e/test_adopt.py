@@ -1,0 +1,194 @@
+"""node_access adopt: ssh into a host where your job runs and the login becomes part of that job.
+
+Real sshd on port 22 (this host's and node2's, one /etc/pam.d/sshd between them), real PAM with
+pam_sge-qrsh-setup, real jobs (``qsub -b y sleep``), real accounting and ``qdel``.  The adopt
+block goes into /etc/pam.d/sshd as ``sgewrap node-access --adopt --apply`` writes it and is taken
+out again (the file byte for byte as before).
+"""
+import contextlib
+import os
+import pwd
+import random
+import re
+import subprocess
+import threading
+import time
+
+import pytest
+
+import sge
+from sgewrap import pam, setupfile
+
+USERS = (sge.TEST_USER, "sgeother", "sgethird", "sgefourth")
+SSH = ["/usr/bin/ssh", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o",
+       "UserKnownHostsFile=/dev/null", "-o", "LogLevel=INFO"]
+
+
+@contextlib.contextmanager
+def adopt_block(wrappers, *options):
+    with open(pam.PAM_FILE, "rb") as f:
+        before = f.read()
+    pam.add_adopt(wrappers, options)
+    try:
+        yield
+    finally:
+        with open(pam.PAM_FILE, "wb") as f:
+            f.write(before)
+
+
+@pytest.fixture
+def adopt(cluster):
+    with adopt_block(cluster):
+        yield cluster
+
+
+def ssh(user, command, host=sge.HOST, **kw):
+    return sge.user_run(SSH + [host, command], user=user, env={"HOME": pwd.getpwnam(user).pw_dir},
+                        capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL, **kw)
+
+
+@contextlib.contextmanager
+def running_job(user, seconds=120, queue=sge.QUEUE, extra=()):
+    """A batch job of ``user`` (``sleep SECONDS``), running; its job number."""
+    out = sge.user_run(["/usr/bin/qsub", "-terse", "-q", queue, *extra, "-b", "y", "/bin/sleep", str(seconds)],
+                       user=user, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    job = out.stdout.strip().split(".")[0]
+    try:
+        wait_running(job)
+        yield job
+    finally:
+        subprocess.run(["/usr/bin/qdel", job], env=sge.ENV, capture_output=True)
+
+
+def wait_running(job, timeout=90):
+    deadline = time.monotonic() + timeout
+    while True:
+        out = subprocess.run(["/usr/bin/qstat", "-u", "*"], env=sge.ENV, capture_output=True, text=True).stdout
+        if re.search(r"^\s*%s\s.*\sr\s" % job, out, re.M):
+            time.sleep(0.5)         # the shepherd starts its task
+            return
+        assert time.monotonic() < deadline, "job %s never ran: %s" % (job, out)
+        time.sleep(0.3)
+
+
+def gid_of(job, task="1", host=sge.HOST):
+    with open("/var/spool/gridengine/execd/%s/active_jobs/%s.%s/addgrpid" % (host, job, task)) as f:
+        return f.read().strip()
+
+
+def setup_files():
+    return {n for n in os.listdir(setupfile.SETUP_DIR) if n.startswith(setupfile.PREFIX)}
+
+
+def wait_for(predicate, timeout=30):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def test_without_a_job_the_login_is_refused_with_a_reason(adopt):
+    proc = ssh(sge.TEST_USER, "echo INSIDE")
+    assert proc.returncode == 255 and "INSIDE" not in proc.stdout
+    assert "Access denied by Grid Engine's node_access: no job of yours runs on this host." in proc.stderr
+
+
+def test_with_a_job_the_login_carries_its_group_and_environment_and_leaves_no_file(adopt):
+    before = setup_files()
+    with running_job(sge.TEST_USER) as job:
+        proc = ssh(sge.TEST_USER, "id -G; echo JOB=$JOB_ID")
+        assert proc.returncode == 0, proc.stderr
+        assert gid_of(job) in proc.stdout.split("\n")[0].split()
+        assert "JOB=%s" % job in proc.stdout
+    assert wait_for(lambda: setup_files() <= before), setup_files() - before
+
+
+def test_qdel_kills_what_the_login_started_even_double_forked_and_setsid(adopt):
+    token = str(random.randrange(10 ** 6, 10 ** 7))
+    with running_job(sge.TEST_USER) as job:
+        proc = ssh(sge.TEST_USER, "setsid sh -c 'sleep %s & exit' </dev/null >/dev/null 2>&1; echo started" % token)
+        assert proc.returncode == 0 and "started" in proc.stdout, proc.stderr
+        assert wait_for(lambda: [p for p in sge.processes_with(token) if sge.comm(p) == "sleep"])
+        subprocess.run(["/usr/bin/qdel", job], env=sge.ENV, capture_output=True, check=True)
+        assert wait_for(lambda: not sge.processes_with(token), timeout=60), "the escaped sleep survived qdel"
+
+
+def test_the_logins_cpu_is_accounted_to_the_job(adopt):
+    with running_job(sge.TEST_USER, seconds=15) as job:
+        proc = ssh(sge.TEST_USER, "timeout 4 sh -c 'while :; do :; done'; echo burnt")
+        assert proc.returncode == 0 and "burnt" in proc.stdout, proc.stderr
+    deadline = time.monotonic() + 120        # the job ends, qmaster flushes accounting every 15 s
+    while True:
+        acct = subprocess.run(["/usr/bin/qacct", "-j", job], env=sge.ENV, capture_output=True, text=True).stdout
+        found = re.search(r"^cpu\s+([\d.]+)", acct, re.M)
+        if found or time.monotonic() > deadline:
+            break
+        time.sleep(2)
+    assert found and float(found.group(1)) >= 2.5, acct     # a sleeping job alone uses ~0 s
+
+
+def test_the_newest_job_by_default_the_named_one_when_named_and_never_someone_elses(adopt):
+    home = pwd.getpwnam(sge.TEST_USER).pw_dir
+    choice = os.path.join(home, ".sge_adopt_job")
+    with running_job(sge.TEST_USER) as older, running_job(sge.TEST_USER) as newer, running_job("sgeother") as other:
+        try:
+            assert "JOB=%s" % newer in ssh(sge.TEST_USER, "echo JOB=$JOB_ID").stdout
+            sge.user_run(["/bin/sh", "-c", "echo %s > %s" % (older, choice)], capture_output=True, check=True)
+            proc = ssh(sge.TEST_USER, "echo JOB=$JOB_ID; id -G")
+            assert "JOB=%s" % older in proc.stdout and gid_of(older) in proc.stdout, proc.stdout + proc.stderr
+            sge.user_run(["/bin/sh", "-c", "echo %s > %s" % (other, choice)], capture_output=True, check=True)
+            proc = ssh(sge.TEST_USER, "echo INSIDE")
+            assert proc.returncode == 255 and "INSIDE" not in proc.stdout
+            assert "you named job %s" % other in proc.stderr
+        finally:
+            if os.path.exists(choice):
+                os.unlink(choice)
+
+
+def test_warn_only_admits_everyone_and_logs_what_it_would_have_done(cluster):
+    with adopt_block(cluster, "--warn-only"):
+        with open("/var/log/auth.log", "rb") as f:
+            f.seek(0, 2)
+            mark = f.tell()
+        proc = ssh(sge.TEST_USER, "echo INSIDE")
+        assert proc.returncode == 0 and "INSIDE" in proc.stdout, proc.stderr
+        assert wait_for(lambda: b"adopt (--warn-only): would refuse %s: no job of yours runs on this host"
+                        % sge.TEST_USER.encode() in open("/var/log/auth.log", "rb").read()[mark:])
+
+
+def test_twenty_concurrent_logins_of_four_users_each_join_their_own_job(adopt):
+    with contextlib.ExitStack() as stack:
+        jobs = {user: stack.enter_context(running_job(user)) for user in USERS}
+        results = {}
+
+        def login(user, n):
+            results[(user, n)] = ssh(user, "echo JOB=$JOB_ID; id -G")
+        threads = [threading.Thread(target=login, args=(u, n)) for u in USERS for n in range(5)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for (user, n), proc in sorted(results.items()):
+            assert proc.returncode == 0, (user, proc.stderr)
+            assert "JOB=%s" % jobs[user] in proc.stdout, (user, proc.stdout)
+            assert gid_of(jobs[user]) in proc.stdout.split("JOB=")[1].split("\n")[1].split(), (user, proc.stdout)
+
+
+@pytest.mark.slot("rsh")
+@pytest.mark.methods("ssh-tunnel")
+def test_on_a_slave_host_of_a_parallel_job_the_login_joins_the_task_there(method, adopt):
+    """fw.pe puts the master task here and slave tasks on node2: while a task runs on node2, the
+    owner's ssh to node2 joins that task (its own group, its job)."""
+    with sge.running_fan_out(sge.NODE2, "sleep 60", "-pe", sge.FW_PE, "2") as job:
+        deadline = time.monotonic() + 60
+        while True:
+            proc = ssh(sge.TEST_USER, "echo JOB=$JOB_ID; id -G; cat $SGE_JOB_SPOOL_DIR/addgrpid", host=sge.NODE2)
+            if proc.returncode == 0 or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        assert proc.returncode == 0, proc.stderr
+        lines = proc.stdout.split("\n")
+        assert lines[0] == "JOB=%s" % job and lines[2] in lines[1].split(), proc.stdout

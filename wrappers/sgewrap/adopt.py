@@ -1,0 +1,196 @@
+"""``node_access adopt``: an ssh login joins the user's job on this host, or is refused.
+
+Grid Engine's pam_slurm_adopt.  In the PAM service of the site's sshd
+(``/etc/pam.d/sshd``; ``sgewrap node-access --adopt --apply`` adds it)::
+
+    auth     required  pam_sge-qrsh-setup.so
+    account  [success=1 default=ignore] pam_succeed_if.so quiet uid < 1000
+    account  required  pam_exec.so quiet stdout /W/node_access adopt [OPTIONS]
+    session  optional  pam_exec.so quiet type=close_session /W/node_access adopt
+
+The plan, for ``PAM_TYPE=account`` (pam_exec runs it as root, a child of the
+connection's privileged sshd process, the *monitor*; nothing is read from the
+user's environment):
+
+1. the user: ``PAM_USER``; below ``--ignore-below-uid`` (1000) or in an
+   ``--admin-group``: admitted, not tied;
+2. the jobs: every running shepherd on this host (real uid and executable,
+   :mod:`sgewrap.procs`) whose task's trusted spool names the user as owner:
+   job tasks and the tasks of parallel jobs alike (on a slave host a parallel
+   job's tasks each have their own shepherd and spool);
+3. the choice: the job the user named in ``~/.sge_adopt_job`` (a job number
+   or ``JOB.TASK``; a regular file of the user's, read with O_NOFOLLOW) -- a
+   job that is not theirs or not here is refused, never swapped -- else the
+   newest (the latest-started shepherd);
+4. the tie: ``sge-qrsh-setup.<monitor>`` names that task's spool directory;
+   pam_sge-qrsh-setup, in the session's own process, adds the job's group
+   and environment, so Grid Engine accounts the session's processes and kills
+   them when the job ends (``ENABLE_ADDGRP_KILL``);
+5. no job: ``--action-no-jobs`` deny (default) or allow untied; a job
+   chosen but the tie impossible (its setup file cannot be written):
+   ``--action-adopt-failure`` deny (default: a session outside its job never
+   starts) or allow untied.  A parallel job with slots on this host but no
+   task started here yet has no spool directory that names its owner: it
+   counts as no job until its first task runs.
+
+``--warn-only`` refuses nobody: it ties where it can and logs what it would
+have refused.  A refusal prints one line for the user (pam_exec ``stdout``)
+and logs it.  ``close_session`` removes the monitor's setup file; files of
+killed sshds are swept by the next hook on the host.
+"""
+import os
+import stat
+
+from . import jobspool, procs, setupfile
+
+OK, REFUSE = 0, 1
+CHOICE_FILE = ".sge_adopt_job"
+
+
+class Options:
+    """Every option of the hook, with its default, in one place (pam_slurm_adopt's set, and ours)."""
+
+    __slots__ = ("action_no_jobs", "action_adopt_failure", "warn_only", "ignore_below_uid", "admin_groups",
+                 "setup_dir")
+
+    def __init__(self, values):
+        self.action_no_jobs = values.get("--action-no-jobs", "deny")
+        self.action_adopt_failure = values.get("--action-adopt-failure", "deny")
+        self.warn_only = "--warn-only" in values
+        self.ignore_below_uid = int(values.get("--ignore-below-uid", "1000"))
+        self.admin_groups = values.get("--admin-group", [])
+        self.setup_dir = values.get("--setup-dir", setupfile.SETUP_DIR)
+
+
+class Decision(Exception):
+    """Not adopted: ``allowed`` (per the policy) and why."""
+
+    def __init__(self, why, allowed):
+        super().__init__(why)
+        self.allowed = allowed
+
+
+def exempt(user, opts):
+    """Why ``user`` is never refused, or None."""
+    import grp
+    import pwd
+    try:
+        pw = pwd.getpwnam(user)
+    except KeyError:
+        return None
+    if pw.pw_uid < opts.ignore_below_uid:
+        return "uid %d is below %d" % (pw.pw_uid, opts.ignore_below_uid)
+    for name in opts.admin_groups:
+        try:
+            group = grp.getgrnam(name)
+        except KeyError:
+            continue
+        if user in group.gr_mem or pw.pw_gid == group.gr_gid:
+            return "member of the admin group %s" % name
+    return None
+
+
+def running_tasks(user, trust):
+    """[(shepherd start, Job)] of the user's tasks running here, newest first."""
+    found = []
+    for pid, spool in procs.shepherds().items():
+        try:
+            job = jobspool.read_job(spool, trust, max_bytes=setupfile.MAX_SPOOL_BYTES)
+        except jobspool.NoJob:
+            continue
+        st = procs.stat_of(pid)
+        if job.owner == user and st is not None:
+            found.append((st.start, job))
+    return [job for _, job in sorted(found, key=lambda item: item[0], reverse=True)]
+
+
+def named_job(user):
+    """The job the user named in ~/.sge_adopt_job (a number or JOB.TASK), or None."""
+    import pwd
+    try:
+        pw = pwd.getpwnam(user)
+        fd = os.open(os.path.join(pw.pw_dir, CHOICE_FILE), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except (KeyError, OSError):
+        return None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_uid != pw.pw_uid:
+            return None
+        text = os.read(fd, 64).decode("ascii", "replace").strip()
+    finally:
+        os.close(fd)
+    return text or None
+
+
+def choose(user, tasks, wanted):
+    """The task to join: the one named, else the newest; Decision when there is none to join."""
+    if wanted is not None:
+        job_id, _, task = wanted.partition(".")
+        if not job_id.isdigit() or (task and not task.isdigit()):
+            raise Decision("~/%s names %r, not a job number" % (CHOICE_FILE, wanted[:40]), False)
+        mine = [j for j in tasks if j.job_id == job_id and (not task or j.key.split("/")[0] == wanted)]
+        if not mine:
+            raise Decision("you named job %s (~/%s), but no task of a job %s of yours runs on this host"
+                           % (wanted, CHOICE_FILE, wanted), False)
+        return mine[0]
+    if not tasks:
+        raise Decision("no job of yours runs on this host", None)
+    return tasks[0]
+
+
+def account(environ, opts, trust, log):
+    """Admit (0) or refuse (1) the login; tie it to a job where one is chosen."""
+    user = environ.get("PAM_USER", "")
+    if not jobspool.valid_user(user):
+        return _refuse(None, "no valid user name", log, opts)
+    why = exempt(user, opts)
+    if why:
+        log("info", "adopt: %s admitted untied (%s)" % (user, why))
+        return OK
+    monitor = os.getppid()
+    if procs.stat_of(monitor) is None or procs.real_uid(monitor) != 0:
+        return _refuse(user, "the process above the hook is not sshd's root process", log, opts)
+    tasks = running_tasks(user, trust)
+    try:
+        job = choose(user, tasks, named_job(user))
+    except Decision as decision:
+        allowed = decision.allowed if decision.allowed is not None else opts.action_no_jobs == "allow"
+        if allowed:
+            log("notice", "adopt: %s admitted untied: %s" % (user, decision))
+            return OK
+        return _refuse(user, str(decision), log, opts)
+    try:
+        setupfile.create(monitor, job.spool, opts.setup_dir, log)
+    except (OSError, setupfile.SetupError) as err:
+        if opts.action_adopt_failure == "allow":
+            log("warning", "adopt: %s admitted untied: job %s chosen, but %s" % (user, job.key, err))
+            return OK
+        return _refuse(user, "your job %s runs here, but the session cannot join it: %s" % (job.key, err),
+                       log, opts)
+    log("info", "adopt: %s's ssh session joins job %s (gid %d, sshd %d)" % (user, job.key, job.gid, monitor))
+    return OK
+
+
+def _refuse(user, why, log, opts):
+    if opts.warn_only:
+        log("warning", "adopt (--warn-only): would refuse %s: %s" % (user, why))
+        return OK
+    log("notice", "adopt: refused %s: %s" % (user, why))
+    try:
+        os.write(1, ("Access denied by Grid Engine's node_access: %s.\n" % why).encode("utf-8", "replace"))
+    except OSError:
+        pass
+    return REFUSE
+
+
+def run(environ, opts, trust, log):
+    kind = environ.get("PAM_TYPE", "")
+    if kind == "close_session":
+        try:
+            setupfile.remove(os.getppid(), opts.setup_dir)
+        except (OSError, setupfile.SetupError) as err:
+            log("warning", "adopt: close: %s" % err)
+        return OK
+    if kind != "account":
+        return OK
+    return account(environ, opts, trust, log)
