@@ -192,3 +192,12 @@ def test_on_a_slave_host_of_a_parallel_job_the_login_joins_the_task_there(method
         assert proc.returncode == 0, proc.stderr
         lines = proc.stdout.split("\n")
         assert lines[0] == "JOB=%s" % job and lines[2] in lines[1].split(), proc.stdout
+
+
+def test_sgewrap_says_why_a_user_is_refused_or_where_the_login_goes(cluster):
+    assert "sgetest: REFUSED: no job of yours runs on this host" in sge.sgewrap(cluster, "node-access", "--why",
+                                                                               sge.TEST_USER).stdout
+    with running_job(sge.TEST_USER) as job:
+        out = sge.sgewrap(cluster, "node-access", "--why", sge.TEST_USER).stdout
+        assert "admitted, joins job %s.1 (gid %s" % (job, gid_of(job)) in out
+    assert "admitted, not tied (uid 0 is below 1000)" in sge.sgewrap(cluster, "node-access", "--why", "root").stdout

@@ -665,3 +665,23 @@ def test_check_says_when_sshd_cannot_be_asked():
     report = check.analyse(*tunnel_configs(), here="node01", pam_file=os.devnull, executable=lambda p: True,
                            sshd_settings=fails)
     assert any("the --tunnel end was not checked" in n for n in report.notes)
+
+
+def test_check_explains_adopt_and_flags_a_half_configured_block(tmp_path):
+    wrappers = tmp_path / "w"
+    wrappers.mkdir()
+    (wrappers / "node_access").write_text("#!/usr/bin/python3 -I\n")
+    pam_file = tmp_path / "sshd"
+    pam_file.write_text("@include common-auth\n")
+    pam.add_adopt(str(wrappers), path=str(pam_file))
+    glob = load("builtin")[0]
+    report = check.analyse(glob, {}, here="n1", pam_file=str(pam_file), executable=lambda p: True)
+    assert report.consistent and any("node_access adopt in" in n for n in report.notes)
+    assert not any("still has" in str(p) for p in report.problems)     # the module line belongs to adopt here
+    pam_file.write_text(pam_file.read_text().replace(pam.PAM_LINE + "\n", ""))
+    report = check.analyse(glob, {}, here="n1", pam_file=str(pam_file), executable=lambda p: True)
+    assert any("without 'auth required pam_sge-qrsh-setup.so'" in str(p) for p in report.errors)
+    (wrappers / "node_access").write_text("#!/usr/bin/python3\n")
+    report = check.analyse(glob, {}, here="n1", pam_file=str(pam_file), executable=lambda p: True)
+    assert any("as root" in str(p) and "no -I" in str(p) for p in report.errors)
+    assert pam.remove_adopt(str(pam_file)) and pam_file.read_text() == "@include common-auth\n"

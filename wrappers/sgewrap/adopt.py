@@ -183,6 +183,29 @@ def _refuse(user, why, log, opts):
     return REFUSE
 
 
+def explain(user, opts, trust):
+    """Lines saying what the hook would do with a login of ``user`` on this host now, and why."""
+    lines = []
+    why = exempt(user, opts)
+    if why:
+        return ["%s: admitted, not tied (%s)" % (user, why)]
+    tasks = running_tasks(user, trust)
+    lines.append("%s's tasks running here, newest first: %s" % (
+        user, ", ".join("%s (gid %d)" % (j.key, j.gid) for j in tasks) or "none"))
+    wanted = named_job(user)
+    if wanted:
+        lines.append("named in ~/%s: %s" % (CHOICE_FILE, wanted))
+    try:
+        job = choose(user, tasks, wanted)
+    except Decision as decision:
+        allowed = decision.allowed if decision.allowed is not None else opts.action_no_jobs == "allow"
+        verdict = "admitted, not tied" if allowed or opts.warn_only else "REFUSED"
+        lines.append("%s: %s: %s%s" % (user, verdict, decision, " (--warn-only)" if opts.warn_only else ""))
+        return lines
+    lines.append("%s: admitted, joins job %s (gid %d, spool %s)" % (user, job.key, job.gid, job.spool))
+    return lines
+
+
 def run(environ, opts, trust, log):
     kind = environ.get("PAM_TYPE", "")
     if kind == "close_session":

@@ -316,3 +316,25 @@ def _without_adopt(lines):
         elif not inside:
             kept.append(line)
     return kept
+
+
+def adopt_problems(path=PAM_FILE):
+    """What is wrong with this host's adopt block: sentences (empty: fine, or no block)."""
+    lines = _read(path).splitlines()
+    if ADOPT_MARK not in lines:
+        return []
+    block = lines[lines.index(ADOPT_MARK):]
+    block = block[:block.index(ADOPT_END)] if ADOPT_END in block else block
+    problems = []
+    if not any(is_module_line(line) for line in block):
+        problems.append("%s runs node_access adopt without '%s': logins are admitted but not tied to "
+                        "their job" % (path, PAM_LINE))
+    hooks = [line.split() for line in block if "pam_exec.so" in line and line.rstrip().endswith("adopt")]
+    if not any(words[:1] == ["account"] for words in hooks):
+        problems.append("%s has the adopt block but no 'node_access adopt' account rule: nobody is refused "
+                        "or tied" % path)
+    for words in hooks:
+        program = next((w for w in words if w.startswith("/")), None)
+        if program and not os.path.isfile(program):
+            problems.append("%s runs %s, which is missing: every login from uid 1000 up is refused" % (path, program))
+    return problems

@@ -90,8 +90,12 @@ class NodeAccess(Command, cli.Application):
                                   help="with --adopt: an option of node_access adopt, e.g. --warn-only, "
                                        "--action-no-jobs=allow (repeatable)")
     remove_adopt = cli.Flag("--remove-adopt", help="take node_access adopt out of this host's sshd PAM file")
+    why = cli.SwitchAttr("--why", str, argname="USER",
+                         help="say what node_access adopt would do with USER's ssh login on this host now, and why")
 
     def main(self):
+        if self.why:
+            return why(self.why, self.adopt_option or [])
         if self.remove_adopt:
             changed = pam.remove_adopt(self.pam_file)
             print("%s %s" % ("removed node_access adopt from" if changed else "no node_access adopt in",
@@ -131,6 +135,15 @@ class NodeAccess(Command, cli.Application):
         print("the list is %s; 'node_access repair' rebuilds it, 'node_access list' shows it"
               % pam.NODE_ACCESS_USERS)
         return 0
+
+
+def why(user, options):
+    from .. import adopt as hook, jobspool, nodeaccess
+    from .fronts import sge_root_here
+    values, _ = nodeaccess.parse_args(list(options) + ["adopt"])
+    trust = jobspool.Trust(sge_root_here(), values.get("--admin-user", []))
+    print("\n".join(hook.explain(user, hook.Options(values), trust)))
+    return 0
 
 
 def adopt(app):

@@ -221,10 +221,28 @@ def analyse(glob, hosts, here=None, pam_file=pam.PAM_FILE, executable=None, queu
                 if key.endswith("_daemon")]
     root_run += [("queue %s %s" % (q, w), values.get(w)) for q, values in sorted((queues or {}).items())
                  for w in ("prolog", "epilog") if access.runs_node_access(values.get(w))]
-    _check_isolated(report, here, root_run)
+    adopt_hooks = []
+    try:
+        for problem in pam.adopt_problems(pam_file):
+            report.add(ERROR, here, "adopt", "%s: %s" % (here, problem))
+        if pam.has_adopt(pam_file):
+            adopt_hooks = [("adopt (%s)" % pam_file, _hook_in(pam_file))]
+            report.notes.append("%s: node_access adopt in %s: ssh logins join the user's job here, or are refused"
+                                % (here, pam_file))
+    except OSError as err:
+        report.notes.append("cannot read %s: %s" % (pam_file, err.strerror or err))
+    _check_isolated(report, here, root_run + [h for h in adopt_hooks if h[1]])
     _check_job_stack(report, here, tight, [value(local, k) if local else glob.get(k) for k in tight],
                      pam_file, job_pam_file)
     return report
+
+
+def _hook_in(pam_file):
+    """The node_access command line of the adopt block's account rule, or None."""
+    for line in pam._read(pam_file).splitlines():
+        if line.startswith("account") and "pam_exec.so" in line and line.rstrip().endswith("adopt"):
+            return " ".join(w for w in line.split() if w.startswith("/"))
+    return None
 
 
 def _check_isolated(report, here, entries):
