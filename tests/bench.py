@@ -132,8 +132,9 @@ def main():
         except ImportError as err:
             print("(end-to-end part unavailable: %s)" % err)
         else:
-            from e2e.bench_daemon import daemon_side
+            from e2e.bench_daemon import adopt_cost, daemon_side
             daemon = daemon_side(wrappers=installed_wrappers())
+            daemon += adopt_cost(installed_wrappers())
             print_table(daemon, "\ndaemon side per session, stand-in shepherd, real sshd + PAM (time to banner in ms, "
                                 "memory in MiB; ratio: vs Perl rshd-wrapper)", second="vs sshd -i")
             e2e = daemon + end_to_end()

@@ -164,3 +164,44 @@ def daemon_side(rounds=None, wrappers=None):
         rows.append(("wrapper PSS", label, w_pss / mib, None, None))
         rows.append(("wrapper private", label, w_private / mib, None, None))
     return rows
+
+
+def adopt_cost(wrappers, rounds=None):
+    """An ssh login to this host's port-22 sshd with and without node_access adopt (the user has a
+    running job, so the adopted login joins it): rows (part, label, ms, ratio to plain, None)."""
+    import re
+    import sge
+    from sgewrap import pam
+    rounds = rounds or int(os.environ.get("BENCH_ADOPT_ROUNDS", "20"))
+    login = ["/usr/sbin/runuser", "-u", TEST_USER, "--"] + SSH + [sge.HOST, "true"]
+    times = {"plain ssh login": [], "ssh login + node_access adopt": []}
+    with host_lock():
+        with open(pam.PAM_FILE, "rb") as f:
+            before = f.read()
+        out = sge.user_run(["/usr/bin/qsub", "-terse", "-q", sge.QUEUE, "-b", "y", "/bin/sleep", "600"],
+                           capture_output=True, text=True, timeout=60)
+        job = out.stdout.strip()
+        try:
+            deadline = time.monotonic() + 90
+            while not re.search(r"^\s*%s\s.*\sr\s" % job, subprocess.run(
+                    ["/usr/bin/qstat", "-u", "*"], env=sge.ENV, capture_output=True, text=True).stdout, re.M):
+                if time.monotonic() > deadline:
+                    raise RuntimeError("bench: the job for the adopt figures never ran")
+                time.sleep(0.3)
+            for _ in range(rounds):
+                for label in times:
+                    with open(pam.PAM_FILE, "wb") as f:
+                        f.write(before)
+                    if "adopt" in label:
+                        pam.add_adopt(wrappers)
+                    start = time.perf_counter()
+                    if subprocess.run(login, stdin=subprocess.DEVNULL, capture_output=True).returncode != 0:
+                        raise RuntimeError("bench: %s failed" % label)
+                    times[label].append(time.perf_counter() - start)
+        finally:
+            with open(pam.PAM_FILE, "wb") as f:
+                f.write(before)
+            subprocess.run(["/usr/bin/qdel", job], env=sge.ENV, capture_output=True)
+    plain = statistics.median(times["plain ssh login"])
+    return [("ssh login", label, statistics.median(v) * 1000, statistics.median(v) / plain, None)
+            for label, v in times.items()]
