@@ -58,7 +58,16 @@ def running_job(user, seconds=120, queue=sge.QUEUE, extra=()):
         wait_running(job)
         yield job
     finally:
-        subprocess.run(["/usr/bin/qdel", job], env=sge.ENV, capture_output=True)
+        delete(job)
+
+
+def delete(job):
+    """qdel, and wait until no host keeps a trace of the job (the next test must not see it)."""
+    subprocess.run(["/usr/bin/qdel", job], env=sge.ENV, capture_output=True)
+    traces = ["/var/spool/gridengine/execd/%s/active_jobs/%s.1" % (h, job) for h in (sge.HOST, sge.NODE2)]
+    wait_for(lambda: not any(os.path.exists(t) for t in traces) and not re.search(
+        r"^\s*%s\s" % job, subprocess.run(["/usr/bin/qstat", "-u", "*"], env=sge.ENV, capture_output=True,
+                                          text=True).stdout, re.M), timeout=60)
 
 
 def wait_running(job, timeout=90):
@@ -201,3 +210,33 @@ def test_sgewrap_says_why_a_user_is_refused_or_where_the_login_goes(cluster):
         out = sge.sgewrap(cluster, "node-access", "--why", sge.TEST_USER).stdout
         assert "admitted, joins job %s.1 (gid %s" % (job, gid_of(job)) in out
     assert "admitted, not tied (uid 0 is below 1000)" in sge.sgewrap(cluster, "node-access", "--why", "root").stdout
+
+
+def test_slots_on_a_slave_host_without_a_task_yet_follow_the_adopt_failure_policy(cluster):
+    """A parallel job with a slot on node2 whose task there has not started: qmaster names its owner;
+    there is nothing to join, so --action-adopt-failure decides (deny by default, allow: untied)."""
+    scratch = sge.tempfile.mkdtemp(prefix="sgewrap-pe.")
+    os.chmod(scratch, 0o755)
+    master = os.path.join(scratch, "master.sh")
+    with open(master, "w") as f:
+        f.write("#!/bin/sh\nsleep 120\n")
+    os.chmod(master, 0o755)
+    out = sge.user_run(["/usr/bin/qsub", "-terse", "-q", "%s,%s" % (sge.QUEUE, sge.FW_QUEUE), "-masterq",
+                        "%s@%s" % (sge.QUEUE, sge.HOST), "-pe", sge.FW_PE, "2", master],
+                       capture_output=True, text=True, timeout=60)
+    job = out.stdout.strip()
+    try:
+        slot = "/var/spool/gridengine/execd/%s/active_jobs/%s.1" % (sge.NODE2, job)
+        assert wait_for(lambda: os.path.isdir(slot), timeout=90), "job %s never reached %s" % (job, sge.NODE2)
+        with adopt_block(cluster):
+            proc = ssh(sge.TEST_USER, "echo INSIDE", host=sge.NODE2)
+            assert proc.returncode == 255 and "your parallel job %s has slots here but no task started yet" % job \
+                in proc.stderr, proc.stderr
+            assert ssh("sgeother", "echo INSIDE", host=sge.NODE2).returncode == 255
+        with adopt_block(cluster, "--action-adopt-failure=allow"):
+            proc = ssh(sge.TEST_USER, "echo INSIDE; id -G", host=sge.NODE2)
+            assert proc.returncode == 0 and "INSIDE" in proc.stdout, proc.stderr
+            assert "no job of yours" in ssh("sgeother", "echo INSIDE", host=sge.NODE2).stderr
+    finally:
+        delete(job)
+        subprocess.run(["rm", "-rf", scratch])

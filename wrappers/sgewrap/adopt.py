@@ -14,10 +14,13 @@ user's environment):
 
 1. the user: ``PAM_USER``; below ``--ignore-below-uid`` (1000) or in an
    ``--admin-group``: admitted, not tied;
-2. the jobs: every running shepherd on this host (real uid and executable,
-   :mod:`sgewrap.procs`) whose task's trusted spool names the user as owner:
-   job tasks and the tasks of parallel jobs alike (on a slave host a parallel
-   job's tasks each have their own shepherd and spool);
+2. the jobs: every running shepherd (real uid and executable,
+   :mod:`sgewrap.procs`) working in this host's execd ``active_jobs``
+   (``--active-jobs=DIR``, default Debian's
+   /var/spool/gridengine/execd/HOST/active_jobs) whose task's trusted spool
+   names the user as owner: job tasks and the tasks of parallel jobs alike
+   (on a slave host a parallel job's tasks each have their own shepherd and
+   spool);
 3. the choice: the job the user named in ``~/.sge_adopt_job`` (a job number
    or ``JOB.TASK``; a regular file of the user's, read with O_NOFOLLOW) -- a
    job that is not theirs or not here is refused, never swapped -- else the
@@ -29,9 +32,10 @@ user's environment):
 5. no job: ``--action-no-jobs`` deny (default) or allow untied; a job
    chosen but the tie impossible (its setup file cannot be written):
    ``--action-adopt-failure`` deny (default: a session outside its job never
-   starts) or allow untied.  A parallel job with slots on this host but no
-   task started here yet has no spool directory that names its owner: it
-   counts as no job until its first task runs.
+   starts) or allow untied -- and so does a parallel job with slots on this
+   host but no task started here yet (execd made its ``active_jobs/JOB.TASK``
+   directory on delivery, empty until a task starts; its owner is then asked
+   of qmaster, ``qstat -j JOB``): there is no task to join yet.
 
 ``--warn-only`` refuses nobody: it ties where it can and logs what it would
 have refused.  A refusal prints one line for the user (pam_exec ``stdout``)
@@ -51,7 +55,7 @@ class Options:
     """Every option of the hook, with its default, in one place (pam_slurm_adopt's set, and ours)."""
 
     __slots__ = ("action_no_jobs", "action_adopt_failure", "warn_only", "ignore_below_uid", "admin_groups",
-                 "setup_dir")
+                 "setup_dir", "active_jobs")
 
     def __init__(self, values):
         self.action_no_jobs = values.get("--action-no-jobs", "deny")
@@ -60,6 +64,8 @@ class Options:
         self.ignore_below_uid = int(values.get("--ignore-below-uid", "1000"))
         self.admin_groups = values.get("--admin-group", [])
         self.setup_dir = values.get("--setup-dir", setupfile.SETUP_DIR)
+        self.active_jobs = values.get("--active-jobs") or [
+            "/var/spool/gridengine/execd/%s/active_jobs" % os.uname().nodename]
 
 
 class Decision(Exception):
@@ -90,10 +96,14 @@ def exempt(user, opts):
     return None
 
 
-def running_tasks(user, trust):
-    """[(shepherd start, Job)] of the user's tasks running here, newest first."""
+def running_tasks(user, trust, active_jobs):
+    """The user's tasks running on this host (their spool below one of this host's ``active_jobs``
+    directories), newest first."""
+    roots = [os.path.realpath(d).rstrip("/") + "/" for d in active_jobs]
     found = []
     for pid, spool in procs.shepherds().items():
+        if not any(os.path.realpath(spool).startswith(root) for root in roots):
+            continue
         try:
             job = jobspool.read_job(spool, trust, max_bytes=setupfile.MAX_SPOOL_BYTES)
         except jobspool.NoJob:
@@ -102,6 +112,53 @@ def running_tasks(user, trust):
         if job.owner == user and st is not None:
             found.append((st.start, job))
     return [job for _, job in sorted(found, key=lambda item: item[0], reverse=True)]
+
+
+def waiting_slots(user, trust, active_jobs, tasks):
+    """Job numbers of the user's parallel jobs delivered to this host whose task here has not started:
+    ``active_jobs/JOB.TASK`` directories (trusted) with no running task, owned (says qmaster) by ``user``."""
+    running = {j.key.split("/")[0] for j in tasks}
+    found = []
+    for directory in active_jobs:
+        try:
+            names = sorted(os.listdir(directory))
+        except OSError:
+            continue
+        for name in names:
+            job_id = name.split(".")[0]
+            if name in running or not job_id.isdigit() or not os.path.isdir(os.path.join(directory, name)):
+                continue
+            try:
+                jobspool.spool_dir({"SGE_JOB_SPOOL_DIR": os.path.join(directory, name)}, trust)
+            except jobspool.NoJob:
+                continue
+            if not [d for d in os.listdir(os.path.join(directory, name)) if os.path.isdir(os.path.join(
+                    directory, name, d))] and job_owner(job_id, trust.sge_root) == user:
+                found.append(job_id)
+    return found
+
+
+def job_owner(job_id, sge_root):
+    """The owner of job ``job_id`` as qmaster knows it (``qstat -j``), or None."""
+    import subprocess
+    from . import locate
+    if not sge_root:
+        return None
+    cells = jobspool.bootstrap_files(sge_root)
+    arcs = [a for a in locate.arch_guesses() if os.access(os.path.join(sge_root, "bin", a, "qstat"), os.X_OK)]
+    if not cells or not arcs:
+        return None
+    cell = os.path.basename(os.path.dirname(os.path.dirname(cells[0])))
+    try:
+        out = subprocess.run([os.path.join(sge_root, "bin", arcs[0], "qstat"), "-j", job_id],
+                             env={"SGE_ROOT": sge_root, "SGE_CELL": cell, "PATH": "/usr/bin:/bin"},
+                             stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    for line in out.splitlines():
+        if line.startswith("owner:"):
+            return line.split(":", 1)[1].strip()
+    return None
 
 
 def named_job(user):
@@ -150,7 +207,15 @@ def account(environ, opts, trust, log):
     monitor = os.getppid()
     if procs.stat_of(monitor) is None or procs.real_uid(monitor) != 0:
         return _refuse(user, "the process above the hook is not sshd's root process", log, opts)
-    tasks = running_tasks(user, trust)
+    tasks = running_tasks(user, trust, opts.active_jobs)
+    if not tasks:
+        waiting = waiting_slots(user, trust, opts.active_jobs, tasks)
+        if waiting:
+            why = "your parallel job %s has slots here but no task started yet: nothing to join" % waiting[0]
+            if opts.action_adopt_failure == "allow":
+                log("notice", "adopt: %s admitted untied: %s" % (user, why))
+                return OK
+            return _refuse(user, why, log, opts)
     try:
         job = choose(user, tasks, named_job(user))
     except Decision as decision:
@@ -189,7 +254,7 @@ def explain(user, opts, trust):
     why = exempt(user, opts)
     if why:
         return ["%s: admitted, not tied (%s)" % (user, why)]
-    tasks = running_tasks(user, trust)
+    tasks = running_tasks(user, trust, opts.active_jobs)
     lines.append("%s's tasks running here, newest first: %s" % (
         user, ", ".join("%s (gid %d)" % (j.key, j.gid) for j in tasks) or "none"))
     wanted = named_job(user)

@@ -153,7 +153,8 @@ def adopt(app):
     options = list(app.adopt_option or [])
     for option in options:
         if not option.startswith("--") or option.split("=")[0] not in (
-                "--warn-only", "--action-no-jobs", "--action-adopt-failure", "--ignore-below-uid", "--admin-group"):
+                "--warn-only", "--action-no-jobs", "--action-adopt-failure", "--ignore-below-uid", "--admin-group",
+                "--active-jobs"):
             raise AdminError("not an option of node_access adopt: %r" % option, UNREADABLE)
     try:
         lines = pam.adopt_lines(wrappers, options)
