@@ -210,3 +210,29 @@ def test_qlogin_is_tied_to_its_job_above_pid_150000(method):
 
 def _setup_files():
     return {n for n in os.listdir("/run") if n.startswith("sge-qrsh-setup.")}
+
+
+QRSH_SSH_MASTER = """#!/bin/sh
+# a tool that only knows ssh, inside a parallel job: its "ssh" is qrsh_ssh
+for i in 1 2 3; do
+    {qrsh_ssh} -n -x -o BatchMode=yes {host} 'echo TASK $(cat $SGE_JOB_SPOOL_DIR/addgrpid) $(id -G | tr " " ,)' &
+done
+wait
+{qrsh_ssh} -L 8080:localhost:80 {host} true
+echo refused=$?
+"""
+
+
+@pytest.mark.slot("rsh")
+@pytest.mark.methods("ssh-tight")
+def test_qrsh_ssh_starts_an_ssh_tools_remote_commands_as_tasks_of_the_job(method, cluster, tmp_path):
+    os.chmod(tmp_path, 0o755)
+    master = tmp_path / "master.sh"
+    master.write_text(QRSH_SSH_MASTER.format(qrsh_ssh=os.path.join(cluster, "qrsh_ssh"), host=sge.HOST))
+    master.chmod(0o755)
+    proc = qrsh("-pe", sge.PE, "4", str(master), stdin=subprocess.DEVNULL, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    tasks = re.findall(r"^TASK (\d+) (\S+)$", proc.stdout, re.M)
+    assert len(tasks) == 3 and all(gid in groups.split(",") for gid, groups in tasks), proc.stdout
+    assert len({gid for gid, _ in tasks}) == 3, "each remote command is a task of its own"
+    assert "refused=64" in proc.stdout and "port forwarding (-L) cannot go through qrsh -inherit" in proc.stderr

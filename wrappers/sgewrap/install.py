@@ -47,14 +47,14 @@ GENERATED = {"sgewrap": "sgewrap.admin"}
 
 def entry_point_names():
     """The drop-in scripts: the registry's client wrappers and root programs, and GENERATED."""
-    from .methods import ENTRY_POINTS, ROOT_ENTRY_POINTS
-    return sorted(list(ENTRY_POINTS) + list(ROOT_ENTRY_POINTS) + list(GENERATED))
+    from .methods import ENTRY_POINTS, ROOT_ENTRY_POINTS, USER_PROGRAMS
+    return sorted(list(ENTRY_POINTS) + list(ROOT_ENTRY_POINTS) + list(USER_PROGRAMS) + list(GENERATED))
 
 
 def script_body(name):
     """The text of entry point ``name`` after its shebang line: wrappers/NAME in a source tree, else made
     from the registry (a pip-installed sgewrap has no wrappers/ directory)."""
-    from .methods import ROOT_ENTRY_POINTS
+    from .methods import ROOT_ENTRY_POINTS, USER_PROGRAMS
     if name in GENERATED:
         return '"""%s: the administrator\'s command; --help says more."""\nfrom %s import main\n\nmain()\n' % (
             name, GENERATED[name])
@@ -63,8 +63,9 @@ def script_body(name):
             return "".join(f.read().splitlines(True)[1:])
     except FileNotFoundError:
         pass
-    if name in ROOT_ENTRY_POINTS:
-        return '"""%s: --help says more."""\nfrom %s import main\n\nmain()\n' % (name, ROOT_ENTRY_POINTS[name])
+    modules = dict(ROOT_ENTRY_POINTS, **USER_PROGRAMS)
+    if name in modules:
+        return '"""%s: --help says more."""\nfrom %s import main\n\nmain()\n' % (name, modules[name])
     return '"""%s: --help says more."""\nfrom sgewrap.client import main\n\nmain(%r)\n' % (name, name)
 
 

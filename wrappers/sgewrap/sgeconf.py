@@ -64,8 +64,8 @@ def entries(method, wrappers_dir, tight=False, x11=None, tunnel=None):
 
     ``x11``: True adds ``--x11``, False ``--no-x11`` to qlogin_wrapper, None
     leaves its default (``--x11``, as the shipped one).  ``tight`` (ssh only):
-    the daemons are ``rshdwrapper`` (which runs ``/usr/sbin/sshd -i``) so the
-    sessions get the job's group id through ``pam_sge-qrsh-setup``.
+    the daemons are ``WRAPPERS/sge-sshd -i`` (sshd under a name of its own, so
+    that its PAM service ``/etc/pam.d/sge-sshd`` ties each session to its job).
     ``tunnel`` (ssh only): True reaches the shepherd's port through the
     execution host's own sshd (``--tunnel``), a ``[USER@]HOST`` through that
     gateway (``--tunnel-via=GW``): only ssh need pass a firewall.
@@ -74,7 +74,7 @@ def entries(method, wrappers_dir, tight=False, x11=None, tunnel=None):
     if method not in METHODS:
         raise ValueError("unknown method %r: expected one of %s" % (method, ", ".join(METHODS)))
     if tight and method != "ssh":
-        raise ValueError("--tight is only possible with ssh (rshdwrapper + pam_sge-qrsh-setup), not %s" % method)
+        raise ValueError("--tight is only possible with ssh (the job sshd + pam_sge-qrsh-setup), not %s" % method)
     if tunnel and method != "ssh":
         raise ValueError("a tunnel is only possible with ssh (ssh -W through port 22), not %s" % method)
     if tunnel and tunnel is not True:

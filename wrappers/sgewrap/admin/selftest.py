@@ -12,8 +12,9 @@ sections 1 and 2), through :class:`sgewrap.shepherd.Shepherd`:
   appended (``HOST PORT``, ``-p PORT HOST``, ``-p PORT HOST exec 'STARTER'
   'JOBDIR'`` with the probe in the starter's place), run as ``--user``; the
   interactive slots in a pseudo-terminal, typing the probe;
-- pass when the probe ran remotely as that user (and, behind rshdwrapper,
-  carried the job's group id).
+- pass when the probe ran remotely as that user (and, through the job sshd,
+  carried the job's group id).  The stand-in shepherd's executable is called
+  sge_shepherd, so the job sshd's PAM hook takes it for one.
 
 Daemon-side messages go to syslog; when this host has no syslog socket
 (``/dev/log``) the selftest listens there itself while it runs, so a failure

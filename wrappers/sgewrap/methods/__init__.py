@@ -68,6 +68,9 @@ NAMES = ("ssh", "telnet", "rsh", "rlogin")
 #: their interpreter must be isolated (python -I) whatever installed them.  name -> module with main()
 ROOT_ENTRY_POINTS = {"rshdwrapper": "sgewrap.rshd", "node_access": "sgewrap.nodeaccess"}
 
+#: programs users run inside their jobs (not a sge_conf slot): name -> module with main()
+USER_PROGRAMS = {"qrsh_ssh": "sgewrap.qrshssh"}
+
 #: daemon short names (rshdwrapper DAEMON) -> candidates, first executable wins
 #: (utilbin:NAME = $SGE_ROOT/utilbin/$ARC/NAME)
 DAEMONS = {

@@ -1,0 +1,185 @@
+"""qrsh_ssh: an ssh-compatible front for ``qrsh -inherit``, for tools inside a parallel job that
+only know how to call ssh (MPICH's ssh launcher, ``pdsh -R ssh``, GNU parallel ``--sshlogin``,
+cluster launchers): their remote processes then start as tasks of the job, accounted and killed
+with it, instead of bypassing Grid Engine.
+
+Accepts what those tools pass to ssh::
+
+    qrsh_ssh [-1246AaCfGgKkMNnqsTtVvXxYy] [-b addr] [-c cipher] [-D port] [-E file] [-e char]
+             [-F file] [-i file] [-J dest] [-L ...] [-l user] [-m mac] [-O cmd] [-o option]
+             [-p port] [-R ...] [-S path] [-W host:port] [-w ...] [user@]host [command ...]
+    qrsh_ssh host [-l user] [-n] command ...          (the rsh spelling)
+
+and runs ``qrsh -inherit [-nostdin] HOST 'COMMAND...'``: the command's words joined with spaces,
+as ssh joins them for the remote shell.  ``-n`` becomes ``-nostdin``; the options that only
+shape ssh's own connection (cipher, identity, port, verbosity, tty, X11, compression...) are
+accepted and have nothing to do.  Refused with one line and an exit code, never half-started:
+no parallel job here (no ``PE_HOSTFILE``/``JOB_ID``: 72), a host the job was not granted
+(67), another user than the job's owner (``-l``/``user@``: 64), port forwarding or a proxy
+(``-L -R -D -W -w -J``, ``-o *Forward``/``ProxyCommand``/``ProxyJump``: 64), a control master
+(``-M -S -O``, ``-o Control*``: 64), going to the background or running nothing (``-f``,
+``-N``, no command: 64).  The exit status is the remote command's (qrsh -inherit's).
+"""
+import os
+import pwd
+import sys
+
+from .errors import BAD_HOST, EXEC_FAILED, NO_CLIENT, NO_JOB, USAGE, WrapperError
+
+NAME = "qrsh_ssh"
+FLAGS = set("1246AaCfGgKkMNnqsTtVvXxYy")
+VALUED = set("bcDEeFiJLlmOopRSWw")
+#: what cannot be honoured through qrsh -inherit
+REFUSED_FLAGS = {"f": "going to the background (-f)", "N": "running no command (-N)", "M": "a control master (-M)"}
+REFUSED_VALUED = {"L": "port forwarding (-L)", "R": "port forwarding (-R)", "D": "port forwarding (-D)",
+                  "W": "stdio forwarding (-W)", "w": "tunnel devices (-w)", "J": "a jump host (-J)",
+                  "S": "a control socket (-S)", "O": "a control command (-O)"}
+REFUSED_OPTIONS = ("localforward", "remoteforward", "dynamicforward", "proxycommand", "proxyjump",
+                   "controlmaster", "controlpath", "controlpersist", "tunnel", "stdinnull", "forkafterauthentication",
+                   "sessiontype")
+
+
+class Request:
+    __slots__ = ("host", "user", "nostdin", "verbose", "command")
+
+    def __init__(self):
+        self.host = self.user = None
+        self.nostdin = self.verbose = False
+        self.command = []
+
+
+def _option(req, letter, value):
+    if letter in REFUSED_VALUED:
+        raise WrapperError(USAGE, "%s cannot go through qrsh -inherit" % REFUSED_VALUED[letter])
+    if letter == "l":
+        req.user = value
+    elif letter == "o":
+        key = value.replace("=", " ").split(None, 1)[0].lower() if value.strip() else ""
+        if key in REFUSED_OPTIONS:
+            raise WrapperError(USAGE, "-o %s cannot go through qrsh -inherit" % value.split("=")[0])
+
+
+def _flags(req, word, i, argv):
+    """Parse one word of option letters (``-nT``, ``-p22``, ``-o Opt=v``); the next index."""
+    j = 1
+    while j < len(word):
+        letter = word[j]
+        if letter in FLAGS:
+            if letter in REFUSED_FLAGS:
+                raise WrapperError(USAGE, "%s cannot go through qrsh -inherit" % REFUSED_FLAGS[letter])
+            if letter == "n":
+                req.nostdin = True
+            elif letter == "v":
+                req.verbose = True
+            j += 1
+        elif letter in VALUED:
+            value = word[j + 1:]
+            if not value:
+                if i + 1 >= len(argv):
+                    raise WrapperError(USAGE, "option -%s needs a value" % letter)
+                i += 1
+                value = argv[i]
+            _option(req, letter, value)
+            return i + 1
+        else:
+            raise WrapperError(USAGE, "unknown option -%s" % letter)
+    return i + 1
+
+
+def parse(argv):
+    """The Request of an ssh (or rsh) command line."""
+    req = Request()
+    i = 0
+    while i < len(argv) and argv[i].startswith("-") and argv[i] != "-":
+        if argv[i] == "--":
+            i += 1
+            break
+        i = _flags(req, argv[i], i, argv)
+    if i >= len(argv):
+        raise WrapperError(USAGE, "no host given")
+    target = argv[i]
+    i += 1
+    user, at, host = target.rpartition("@")
+    if at:
+        req.user = user
+    req.host = host
+    # the rsh spelling: options after the host, then the command
+    while i < len(argv) and argv[i] in ("-l", "-n"):
+        if argv[i] == "-n":
+            req.nostdin = True
+            i += 1
+        else:
+            if i + 1 >= len(argv):
+                raise WrapperError(USAGE, "option -l needs a value")
+            req.user = argv[i + 1]
+            i += 2
+    req.command = argv[i:]
+    if not req.command:
+        raise WrapperError(USAGE, "no command: qrsh -inherit runs commands, not login shells")
+    return req
+
+
+def granted_hosts(environ):
+    """The hosts of this parallel job (``$PE_HOSTFILE``, first word of each line)."""
+    path = environ.get("PE_HOSTFILE")
+    if not environ.get("JOB_ID") or not path:
+        raise WrapperError(NO_JOB, "not inside a parallel job (JOB_ID and PE_HOSTFILE are not set)")
+    try:
+        with open(path) as f:
+            return [line.split()[0] for line in f if line.split()]
+    except OSError as err:
+        raise WrapperError(NO_JOB, "cannot read PE_HOSTFILE %s: %s" % (path, err.strerror))
+
+
+def check(req, environ, me):
+    if req.user is not None and req.user != me:
+        raise WrapperError(USAGE, "user %r: the tasks of this job run as %s" % (req.user[:40], me))
+    if not req.host or req.host.startswith("-") or any(c.isspace() or c < " " for c in req.host):
+        raise WrapperError(BAD_HOST, "not a host name: %r" % req.host[:60])
+    hosts = granted_hosts(environ)
+    short = req.host.split(".")[0]
+    if req.host not in hosts and short not in [h.split(".")[0] for h in hosts]:
+        raise WrapperError(BAD_HOST, "%s is not a host of this job (%s)" % (req.host, ", ".join(hosts)))
+
+
+def qrsh_program(environ):
+    """qrsh from PATH, else $SGE_ROOT/bin/<arch>/qrsh."""
+    from . import locate
+    for directory in environ.get("PATH", "").split(":"):
+        path = os.path.join(directory, "qrsh")
+        if directory and os.path.isabs(path) and locate.is_program(path):
+            return path
+    root = environ.get("SGE_ROOT")
+    if root:
+        for arc in locate.arch_guesses():
+            path = os.path.join(root, "bin", arc, "qrsh")
+            if locate.is_program(path):
+                return path
+    raise WrapperError(NO_CLIENT, "qrsh not found in PATH nor in $SGE_ROOT/bin")
+
+
+def plan(argv, environ, me):
+    """qrsh's argv for an ssh command line."""
+    req = parse(argv)
+    check(req, environ, me)
+    return [qrsh_program(environ), "-inherit"] + (["-nostdin"] if req.nostdin else []) + \
+        [req.host, " ".join(req.command)], req.verbose
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        me = pwd.getpwuid(os.getuid()).pw_name
+        command, verbose = plan(argv, os.environ, me)
+        if verbose:
+            sys.stderr.write("%s: %s\n" % (NAME, " ".join(command)))
+        try:
+            os.execv(command[0], command)
+        except OSError as err:
+            raise WrapperError(EXEC_FAILED, "cannot run %s: %s" % (command[0], err.strerror or err))
+    except WrapperError as err:
+        sys.stderr.write("%s: error: %s\n" % (NAME, err))
+        sys.exit(err.code)
+    except Exception as err:  # never a traceback
+        sys.stderr.write("%s: error: internal error: %s: %s\n" % (NAME, type(err).__name__, err))
+        sys.exit(70)
