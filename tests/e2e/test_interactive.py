@@ -124,6 +124,7 @@ def test_job_control_window_size_and_ctrl_c(method, sge_request):
         screen = term.type_and_wait("jobs; echo AF''TER", "AFTER\n")
         assert "sleep 100" not in screen.rsplit("jobs; echo AF''TER", 1)[-1]
         term.type("exit")
+        term.wait_foreground("bash")        # qlogin has ended: typing reaches the local shell again
         marker(term, "BACKHOME")
     finally:
         term.close()
