@@ -685,3 +685,22 @@ def test_check_explains_adopt_and_flags_a_half_configured_block(tmp_path):
     report = check.analyse(glob, {}, here="n1", pam_file=str(pam_file), executable=lambda p: True)
     assert any("as root" in str(p) and "no -I" in str(p) for p in report.errors)
     assert pam.remove_adopt(str(pam_file)) and pam_file.read_text() == "@include common-auth\n"
+
+
+def test_node_access_adopt_apply_and_restore_the_pam_file(capsys, tmp_path):
+    wrappers = tmp_path / "w"
+    wrappers.mkdir()
+    (wrappers / "node_access").write_text("#!/usr/bin/python3 -I\n")
+    pam_file = tmp_path / "sshd"
+    before = "# site\n@include common-auth\n@include common-account\n"
+    pam_file.write_text(before)
+    code, out, err = sgewrap(capsys, "node-access", "--adopt", "--apply", "--wrappers", str(wrappers),
+                             "--pam-file", str(pam_file), "--backup-dir", str(tmp_path / "b"),
+                             "--adopt-option=--warn-only")
+    assert (code, err) == (0, "")
+    assert pam.has_adopt(str(pam_file)) and "node_access --warn-only adopt" in pam_file.read_text()
+    backup = out.split("undo with: sgewrap node-access --restore ")[1].split()[0]
+    code, out, err = sgewrap(capsys, "node-access", "--restore", backup, "--pam-file", str(pam_file))
+    assert (code, err) == (0, "") and pam_file.read_text() == before
+    code, out, err = sgewrap(capsys, "node-access", "--adopt", "--adopt-option=--rm", "--wrappers", str(wrappers))
+    assert code == 2 and "not an option of node_access adopt" in err

@@ -146,6 +146,18 @@ def why(user, options):
     return 0
 
 
+def restore_pam(path, text, pam_file):
+    """Put back the PAM file --adopt --apply saved, byte for byte (its name says which file)."""
+    if os.path.basename(path).split(".")[1] != os.path.basename(pam_file):
+        raise AdminError("%s was saved from another PAM file than %s" % (path, pam_file), UNREADABLE)
+    pam._replace(pam_file, text)
+    with open(pam_file) as f:
+        if f.read() != text:
+            raise AdminError("after restoring, %s differs from %s" % (pam_file, path))
+    print("restored %s from %s (byte for byte)" % (pam_file, path))
+    return 0
+
+
 def adopt(app):
     """Print or --apply node_access adopt in this host's sshd PAM file (saved first)."""
     from .common import interpreter_problem
@@ -176,7 +188,7 @@ def adopt(app):
         raise AdminError("cannot change %s: %s" % (app.pam_file, err.strerror or err))
     print("%s %s (this host; every execution host needs it); the previous one is %s"
           % ("added node_access adopt to" if changed else "node_access adopt already in", app.pam_file, backup))
-    print("undo with: sgewrap node-access --remove-adopt")
+    print("undo with: sgewrap node-access --restore %s (or --remove-adopt)" % backup)
     return 0
 
 
@@ -212,6 +224,8 @@ def restore(path, pam_file):
             text = f.read()
     except OSError as err:
         raise AdminError("cannot read %s: %s" % (path, err.strerror or err), UNREADABLE)
+    if os.path.basename(path).startswith("pam."):      # what --adopt --apply saved
+        return restore_pam(path, text, pam_file)
     name = queue_values(text).get("qname")
     if not name or not text.startswith("qname"):
         raise AdminError("%s does not start with 'qname': not a queue sgewrap saved" % path, UNREADABLE)
