@@ -321,6 +321,18 @@ echo "task $1 on $(hostname) gid=$(cat "$SGE_JOB_SPOOL_DIR/addgrpid") groups=$(i
 
 
 @contextlib.contextmanager
+def user_script(text, name="script.sh"):
+    """An executable script holding ``text`` where the test user can run it; its path."""
+    with tempfile.TemporaryDirectory(prefix="sgewrap-script.") as scratch:
+        os.chmod(scratch, 0o755)
+        path = os.path.join(scratch, name)
+        with open(path, "w") as f:
+            f.write(text)
+        os.chmod(path, 0o755)
+        yield path
+
+
+@contextlib.contextmanager
 def running_fan_out(target, command, *qsub_options, timeout=90):
     """A batch parallel job of the test user whose master (here) runs ``qrsh -inherit TARGET
     COMMAND``; yields its job number once the task's shepherd works on TARGET; deleted after."""

@@ -88,12 +88,7 @@ def test_plain_qlogin_and_qrsh_ten_times_in_a_row_in_each_shell(method, sge_requ
 @pytest.mark.slot("qlogin")
 @pytest.mark.methods("ssh-tight")
 def test_qlogin_from_a_sh_script(method, sge_request):
-    with tempfile.TemporaryDirectory(prefix="sgewrap-script.") as tmp:
-        os.chmod(tmp, 0o755)
-        script = os.path.join(tmp, "login.sh")
-        with open(script, "w") as f:
-            f.write("#!/bin/sh\n# what a site's helper script does\nqlogin \"$@\"\n")
-        os.chmod(script, 0o755)
+    with sge.user_script("#!/bin/sh\n# what a site's helper script does\nqlogin \"$@\"\n", "login.sh") as script:
         term = user_shell("/bin/bash", "script")
         try:
             assert session(term, "/bin/bash", script, "$?") == 0

@@ -226,13 +226,7 @@ echo refused=$?
 @pytest.mark.slot("rsh")
 @pytest.mark.methods("ssh-tight")
 def test_qrsh_ssh_starts_an_ssh_tools_remote_commands_as_tasks_of_the_job(method, cluster):
-    import tempfile
-    with tempfile.TemporaryDirectory(prefix="sgewrap-qrsh-ssh.") as scratch:
-        os.chmod(scratch, 0o755)
-        master = os.path.join(scratch, "master.sh")
-        with open(master, "w") as f:
-            f.write(QRSH_SSH_MASTER.format(qrsh_ssh=os.path.join(cluster, "qrsh_ssh"), host=sge.HOST))
-        os.chmod(master, 0o755)
+    with sge.user_script(QRSH_SSH_MASTER.format(qrsh_ssh=os.path.join(cluster, "qrsh_ssh"), host=sge.HOST)) as master:
         proc = qrsh("-pe", sge.PE, "4", master, stdin=subprocess.DEVNULL, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     tasks = re.findall(r"^TASK (\d+) (\S+)$", proc.stdout, re.M)
