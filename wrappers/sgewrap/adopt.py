@@ -45,10 +45,13 @@ killed sshds are swept by the next hook on the host.
 import os
 import stat
 
-from . import jobspool, procs, setupfile
+from . import jobspool, procs, session, setupfile
 
 OK, REFUSE = 0, 1
 CHOICE_FILE = ".sge_adopt_job"
+#: the options of ``node_access adopt`` (sgewrap node-access --adopt-option takes these)
+OPTIONS = ("--warn-only", "--action-no-jobs", "--action-adopt-failure", "--ignore-below-uid", "--admin-group",
+           "--active-jobs")
 
 
 class Options:
@@ -64,8 +67,7 @@ class Options:
         self.ignore_below_uid = int(values.get("--ignore-below-uid", "1000"))
         self.admin_groups = values.get("--admin-group", [])
         self.setup_dir = values.get("--setup-dir", setupfile.SETUP_DIR)
-        self.active_jobs = values.get("--active-jobs") or [
-            "/var/spool/gridengine/execd/%s/active_jobs" % os.uname().nodename]
+        self.active_jobs = jobspool.active_jobs_dirs(values.get("--active-jobs", ()))
 
 
 class Decision(Exception):
@@ -114,10 +116,10 @@ def running_tasks(user, trust, active_jobs):
     return [job for _, job in sorted(found, key=lambda item: item[0], reverse=True)]
 
 
-def waiting_slots(user, trust, active_jobs, tasks):
+def waiting_slots(user, trust, active_jobs):
     """Job numbers of the user's parallel jobs delivered to this host whose task here has not started:
-    ``active_jobs/JOB.TASK`` directories (trusted) with no running task, owned (says qmaster) by ``user``."""
-    running = {j.key.split("/")[0] for j in tasks}
+    ``active_jobs/JOB.TASK`` directories (trusted) holding no task, owned (says qmaster) by ``user``.
+    Asked only when no task of the user's runs here."""
     found = []
     for directory in active_jobs:
         try:
@@ -126,14 +128,15 @@ def waiting_slots(user, trust, active_jobs, tasks):
             continue
         for name in names:
             job_id = name.split(".")[0]
-            if name in running or not job_id.isdigit() or not os.path.isdir(os.path.join(directory, name)):
+            path = os.path.join(directory, name)
+            if not job_id.isdigit() or not os.path.isdir(path):
                 continue
             try:
-                jobspool.spool_dir({"SGE_JOB_SPOOL_DIR": os.path.join(directory, name)}, trust)
+                jobspool.spool_dir({"SGE_JOB_SPOOL_DIR": path}, trust)
             except jobspool.NoJob:
                 continue
-            if not [d for d in os.listdir(os.path.join(directory, name)) if os.path.isdir(os.path.join(
-                    directory, name, d))] and job_owner(job_id, trust.sge_root) == user:
+            if not [d for d in os.listdir(path) if os.path.isdir(os.path.join(path, d))] \
+                    and job_owner(job_id, trust.sge_root) == user:
                 found.append(job_id)
     return found
 
@@ -195,6 +198,31 @@ def choose(user, tasks, wanted):
     return tasks[0]
 
 
+class Verdict:
+    """What to do with a login: join ``job``, or admit untied (``allowed``) or refuse, and ``why``."""
+
+    __slots__ = ("job", "allowed", "why", "tasks", "wanted")
+
+    def __init__(self, job=None, allowed=False, why="", tasks=(), wanted=None):
+        self.job, self.allowed, self.why, self.tasks, self.wanted = job, allowed, why, tasks, wanted
+
+
+def decide(user, opts, trust):
+    """The Verdict on a login of a user not :func:`exempt` on this host now (steps 2, 3, 5 of the plan)."""
+    tasks = running_tasks(user, trust, opts.active_jobs)
+    if not tasks:
+        waiting = waiting_slots(user, trust, opts.active_jobs)
+        if waiting:
+            return Verdict(allowed=opts.action_adopt_failure == "allow", why="your parallel job %s has slots "
+                           "here but no task started yet: nothing to join" % waiting[0])
+    wanted = named_job(user)
+    try:
+        return Verdict(job=choose(user, tasks, wanted), tasks=tasks, wanted=wanted)
+    except Decision as decision:
+        allowed = decision.allowed if decision.allowed is not None else opts.action_no_jobs == "allow"
+        return Verdict(allowed=allowed, why=str(decision), tasks=tasks, wanted=wanted)
+
+
 def account(environ, opts, trust, log):
     """Admit (0) or refuse (1) the login; tie it to a job where one is chosen."""
     user = environ.get("PAM_USER", "")
@@ -204,26 +232,17 @@ def account(environ, opts, trust, log):
     if why:
         log("info", "adopt: %s admitted untied (%s)" % (user, why))
         return OK
-    monitor = os.getppid()
-    if procs.stat_of(monitor) is None or procs.real_uid(monitor) != 0:
-        return _refuse(user, "the process above the hook is not sshd's root process", log, opts)
-    tasks = running_tasks(user, trust, opts.active_jobs)
-    if not tasks:
-        waiting = waiting_slots(user, trust, opts.active_jobs, tasks)
-        if waiting:
-            why = "your parallel job %s has slots here but no task started yet: nothing to join" % waiting[0]
-            if opts.action_adopt_failure == "allow":
-                log("notice", "adopt: %s admitted untied: %s" % (user, why))
-                return OK
-            return _refuse(user, why, log, opts)
     try:
-        job = choose(user, tasks, named_job(user))
-    except Decision as decision:
-        allowed = decision.allowed if decision.allowed is not None else opts.action_no_jobs == "allow"
-        if allowed:
-            log("notice", "adopt: %s admitted untied: %s" % (user, decision))
+        monitor, _ = session.monitor()
+    except session.Refused:
+        return _refuse(user, "the process above the hook is not sshd's root process", log, opts)
+    verdict = decide(user, opts, trust)
+    if verdict.job is None:
+        if verdict.allowed:
+            log("notice", "adopt: %s admitted untied: %s" % (user, verdict.why))
             return OK
-        return _refuse(user, str(decision), log, opts)
+        return _refuse(user, verdict.why, log, opts)
+    job = verdict.job
     try:
         setupfile.create(monitor, job.spool, opts.setup_dir, log)
     except (OSError, setupfile.SetupError) as err:
@@ -250,34 +269,27 @@ def _refuse(user, why, log, opts):
 
 def explain(user, opts, trust):
     """Lines saying what the hook would do with a login of ``user`` on this host now, and why."""
-    lines = []
     why = exempt(user, opts)
     if why:
         return ["%s: admitted, not tied (%s)" % (user, why)]
-    tasks = running_tasks(user, trust, opts.active_jobs)
-    lines.append("%s's tasks running here, newest first: %s" % (
-        user, ", ".join("%s (gid %d)" % (j.key, j.gid) for j in tasks) or "none"))
-    wanted = named_job(user)
-    if wanted:
-        lines.append("named in ~/%s: %s" % (CHOICE_FILE, wanted))
-    try:
-        job = choose(user, tasks, wanted)
-    except Decision as decision:
-        allowed = decision.allowed if decision.allowed is not None else opts.action_no_jobs == "allow"
-        verdict = "admitted, not tied" if allowed or opts.warn_only else "REFUSED"
-        lines.append("%s: %s: %s%s" % (user, verdict, decision, " (--warn-only)" if opts.warn_only else ""))
-        return lines
-    lines.append("%s: admitted, joins job %s (gid %d, spool %s)" % (user, job.key, job.gid, job.spool))
+    verdict = decide(user, opts, trust)
+    lines = ["%s's tasks running here, newest first: %s" % (
+        user, ", ".join("%s (gid %d)" % (j.key, j.gid) for j in verdict.tasks) or "none")]
+    if verdict.wanted:
+        lines.append("named in ~/%s: %s" % (CHOICE_FILE, verdict.wanted))
+    if verdict.job is None:
+        state = "admitted, not tied" if verdict.allowed or opts.warn_only else "REFUSED"
+        lines.append("%s: %s: %s%s" % (user, state, verdict.why, " (--warn-only)" if opts.warn_only else ""))
+    else:
+        job = verdict.job
+        lines.append("%s: admitted, joins job %s (gid %d, spool %s)" % (user, job.key, job.gid, job.spool))
     return lines
 
 
 def run(environ, opts, trust, log):
     kind = environ.get("PAM_TYPE", "")
     if kind == "close_session":
-        try:
-            setupfile.remove(os.getppid(), opts.setup_dir)
-        except (OSError, setupfile.SetupError) as err:
-            log("warning", "adopt: close: %s" % err)
+        session.close(opts.setup_dir, log)
         return OK
     if kind != "account":
         return OK

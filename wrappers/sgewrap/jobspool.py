@@ -204,6 +204,17 @@ def job_config(spool, trust, limit=1 << 20):
     return values
 
 
+# --- this host's execd spool ----------------------------------------------------------------
+
+#: where Debian's execd keeps the active jobs of host %s
+DEFAULT_ACTIVE_JOBS = "/var/spool/gridengine/execd/%s/active_jobs"
+
+
+def active_jobs_dirs(given=()):
+    """The ``active_jobs`` directories of this host: those ``given``, else Debian's."""
+    return list(given) or [DEFAULT_ACTIVE_JOBS % os.uname().nodename]
+
+
 # --- a job, as root may know it --------------------------------------------------------------
 
 _USER_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-@")

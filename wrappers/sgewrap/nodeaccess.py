@@ -80,8 +80,6 @@ USERS = "node-access.users"
 JOBS = "node-access.jobs"
 LOCK = "node-access.lock"
 COMMANDS = ("prolog", "epilog", "repair", "list", "session", "adopt")
-#: where Debian's execd keeps its active jobs (repair's default besides the recorded ones)
-DEFAULT_ACTIVE_JOBS = "/var/spool/gridengine/execd/%s/active_jobs"
 
 FLAGS = ("--help", "--fail-open", "--warn-only")
 VALUED = ("--dir", "--facility", "--sge-root", "--setup-dir", "--action-no-jobs", "--action-adopt-failure",
@@ -228,7 +226,7 @@ def running_spools():
 
 def active_jobs_dirs(opts, state):
     """--active-jobs (else Debian's place for this host), and where the recorded jobs live."""
-    dirs = list(opts.active_jobs) or [DEFAULT_ACTIVE_JOBS % os.uname().nodename]
+    dirs = jobspool.active_jobs_dirs(opts.active_jobs)
     dirs += sorted({os.path.dirname(e.spool) for e in state.entries.values()})
     seen, out = set(), []
     for d in dirs:

@@ -318,18 +318,38 @@ def _without_adopt(lines):
     return kept
 
 
-def adopt_problems(path=PAM_FILE):
-    """What is wrong with this host's adopt block: sentences (empty: fine, or no block)."""
+def _adopt_block(path):
+    """The lines of the adopt block (empty without one)."""
     lines = _read(path).splitlines()
     if ADOPT_MARK not in lines:
         return []
     block = lines[lines.index(ADOPT_MARK):]
-    block = block[:block.index(ADOPT_END)] if ADOPT_END in block else block
+    return block[:block.index(ADOPT_END)] if ADOPT_END in block else block
+
+
+def _adopt_hooks(block):
+    """The words of the block's pam_exec rules that run node_access adopt."""
+    return [line.split() for line in block if "pam_exec.so" in line and line.rstrip().endswith("adopt")]
+
+
+def adopt_hook(path=PAM_FILE):
+    """The program the adopt block's account rule runs (an absolute path), or None."""
+    for words in _adopt_hooks(_adopt_block(path)):
+        if words[:1] == ["account"]:
+            return next((w for w in words if w.startswith("/")), None)
+    return None
+
+
+def adopt_problems(path=PAM_FILE):
+    """What is wrong with this host's adopt block: sentences (empty: fine, or no block)."""
+    block = _adopt_block(path)
+    if not block:
+        return []
     problems = []
     if not any(is_module_line(line) for line in block):
         problems.append("%s runs node_access adopt without '%s': logins are admitted but not tied to "
                         "their job" % (path, PAM_LINE))
-    hooks = [line.split() for line in block if "pam_exec.so" in line and line.rstrip().endswith("adopt")]
+    hooks = _adopt_hooks(block)
     if not any(words[:1] == ["account"] for words in hooks):
         problems.append("%s has the adopt block but no 'node_access adopt' account rule: nobody is refused "
                         "or tied" % path)

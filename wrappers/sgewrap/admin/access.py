@@ -160,13 +160,12 @@ def restore_pam(path, text, pam_file):
 
 def adopt(app):
     """Print or --apply node_access adopt in this host's sshd PAM file (saved first)."""
-    from .common import interpreter_problem
+    from .. import adopt as hook
+    from .common import require_isolated_hook
     wrappers = os.path.abspath(app.wrappers) if app.wrappers else default_wrappers()
     options = list(app.adopt_option or [])
     for option in options:
-        if not option.startswith("--") or option.split("=")[0] not in (
-                "--warn-only", "--action-no-jobs", "--action-adopt-failure", "--ignore-below-uid", "--admin-group",
-                "--active-jobs"):
+        if not option.startswith("--") or option.split("=")[0] not in hook.OPTIONS:
             raise AdminError("not an option of node_access adopt: %r" % option, UNREADABLE)
     try:
         lines = pam.adopt_lines(wrappers, options)
@@ -176,10 +175,7 @@ def adopt(app):
         print("# at the top of %s on every execution host:" % pam.PAM_FILE)
         print("\n".join(lines))
         return 0
-    hook_path = os.path.join(wrappers, "node_access")
-    problem = interpreter_problem(hook_path) if os.path.isfile(hook_path) else "(missing)"
-    if problem:
-        raise AdminError("%s would run as root %s: install it with sgewrap install" % (hook_path, problem))
+    require_isolated_hook(wrappers)
     with open(app.pam_file) as f:
         backup = save_backup(app.backup_dir, "pam." + os.path.basename(app.pam_file), f.read())
     try:

@@ -226,7 +226,7 @@ def analyse(glob, hosts, here=None, pam_file=pam.PAM_FILE, executable=None, queu
         for problem in pam.adopt_problems(pam_file):
             report.add(ERROR, here, "adopt", "%s: %s" % (here, problem))
         if pam.has_adopt(pam_file):
-            adopt_hooks = [("adopt (%s)" % pam_file, _hook_in(pam_file))]
+            adopt_hooks = [("adopt (%s)" % pam_file, pam.adopt_hook(pam_file))]
             report.notes.append("%s: node_access adopt in %s: ssh logins join the user's job here, or are refused"
                                 % (here, pam_file))
     except OSError as err:
@@ -235,14 +235,6 @@ def analyse(glob, hosts, here=None, pam_file=pam.PAM_FILE, executable=None, queu
     _check_job_stack(report, here, tight, [value(local, k) if local else glob.get(k) for k in tight],
                      pam_file, job_pam_file)
     return report
-
-
-def _hook_in(pam_file):
-    """The node_access command line of the adopt block's account rule, or None."""
-    for line in pam._read(pam_file).splitlines():
-        if line.startswith("account") and "pam_exec.so" in line and line.rstrip().endswith("adopt"):
-            return " ".join(w for w in line.split() if w.startswith("/"))
-    return None
 
 
 def _check_isolated(report, here, entries):

@@ -185,6 +185,19 @@ def default_wrappers():
     raise AdminError("cannot tell where the wrappers are installed: give --wrappers DIR or set SGE_ROOT", UNREADABLE)
 
 
+def require_isolated_hook(wrappers_dir):
+    """``WRAPPERS/node_access``, the hook a PAM service runs as root; AdminError if it is missing or a
+    Python script without an isolated interpreter line."""
+    hook = os.path.join(wrappers_dir, "node_access")
+    if not os.path.isfile(hook):
+        raise AdminError("%s is missing: install the wrappers first (sgewrap install --sge-root DIR)" % hook)
+    problem = interpreter_problem(hook)
+    if problem:
+        raise AdminError("%s would run as root %s: reinstall it with sgewrap install --sge-root DIR (pip cannot "
+                         "write an isolated interpreter line)" % (hook, problem))
+    return hook
+
+
 def interpreter_problem(path):
     """Why the script ``path`` would start Python without isolation (None if it would not, or is no script)."""
     try:

@@ -14,8 +14,8 @@ from plumbum import cli
 
 from .. import pam, sgeconf
 from . import fronts
-from .common import UNREADABLE, AdminError, Command, default_wrappers, interpreter_problem, qconf_list, qconf_show, \
-    run, same_host, this_host
+from .common import UNREADABLE, AdminError, Command, default_wrappers, qconf_list, qconf_show, \
+    require_isolated_hook, run, same_host, this_host
 
 DEFAULT_BACKUP_DIR = "/var/backups/sgewrap"
 
@@ -98,10 +98,10 @@ class Config(Command, cli.Application):
             if method:
                 raise AdminError("--restore FILE takes no METHOD", UNREADABLE)
             restore(self.restore)
+            glob = sgeconf.parse(qconf_show("global", code=1), "global")
             if not self.no_front:
-                glob = sgeconf.parse(qconf_show("global", code=1), "global")
                 fronts.apply_here(sgeconf.wraps_logins(glob.as_dict()))
-            return restore_job_stack(self.job_pam_file)
+            return restore_job_stack(self.job_pam_file, glob)
         if method is None:
             raise AdminError("give a METHOD (%s) or --restore FILE" % ", ".join(sgeconf.METHODS), UNREADABLE)
         if method not in sgeconf.METHODS:
@@ -173,13 +173,7 @@ def apply(values, host, backup_dir):
 
 def ensure_job_stack(wrappers_dir, path):
     """Write the job sshds' PAM service (before sge_conf names sge-sshd: never a job sshd without it)."""
-    hook = os.path.join(wrappers_dir, "node_access")
-    if not os.path.isfile(hook):
-        raise AdminError("%s is missing: install the wrappers first (sgewrap install --sge-root DIR)" % hook)
-    problem = interpreter_problem(hook)
-    if problem:
-        raise AdminError("%s would run as root %s: reinstall it with sgewrap install --sge-root DIR (pip cannot "
-                         "write an isolated interpreter line)" % (hook, problem))
+    require_isolated_hook(wrappers_dir)
     try:
         changed = pam.write_job_stack(wrappers_dir, path)
     except (OSError, ValueError) as err:
@@ -191,10 +185,9 @@ def ensure_job_stack(wrappers_dir, path):
               "(sgewrap check explains)" % (pam.PAM_FILE, pam.PAM_LINE))
 
 
-def restore_job_stack(path):
-    """After a restore: the job stack goes when no slot of the global configuration runs the job sshd."""
-    values = sgeconf.parse(qconf_show("global", code=1), "global")
-    if any(sgeconf.needs_job_stack(values.get(k)) for k in sgeconf.SLOTS):
+def restore_job_stack(path, glob):
+    """After a restore: the job stack goes when no slot of the global configuration ``glob`` runs the job sshd."""
+    if any(sgeconf.needs_job_stack(glob.get(k)) for k in sgeconf.SLOTS):
         return 0
     if pam.remove_job_stack(path):
         print("no *_daemon runs the job sshd any more: removed %s (this host)" % path)

@@ -124,8 +124,7 @@ class Front(Command, cli.Application):
     as they start unless they run with -pty no.  The front, in place of the
     qlogin and qrsh names in $SGE_ROOT/bin/$ARC, adds -pty no where the user
     gave no -pty.  sgewrap config --apply installs it on the host it runs
-    on; run this on every other submit host.  Exit 0; 1 if --check finds it
-    missing.
+    on; run this on every other submit host.  Exit 0.
     """
 
     sge_root = cli.SwitchAttr("--sge-root", str, argname="DIR", help="Grid Engine root (default: $SGE_ROOT)")
