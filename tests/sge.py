@@ -356,8 +356,22 @@ def running_fan_out(target, command, *qsub_options, timeout=90):
             time.sleep(0.3)
         yield job
     finally:
-        subprocess.run(["/usr/bin/qdel", job], env=ENV, capture_output=True)
+        delete(job)
         subprocess.run(["rm", "-rf", scratch])
+
+
+def delete(job, timeout=60):
+    """qdel, and wait until no host keeps a trace of the job (the next test must not see it)."""
+    import re
+    subprocess.run(["/usr/bin/qdel", job], env=ENV, capture_output=True)
+    traces = ["/var/spool/gridengine/execd/%s/active_jobs/%s.1" % (h, job) for h in (HOST, NODE2)]
+    deadline = time.monotonic() + timeout
+    while any(os.path.exists(t) for t in traces) or re.search(r"^\s*%s\s" % job, subprocess.run(
+            ["/usr/bin/qstat", "-u", "*"], env=ENV, capture_output=True, text=True).stdout, re.M):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
 
 
 Task = collections.namedtuple("Task", "number host gid groups pid")

@@ -58,16 +58,7 @@ def running_job(user, seconds=120, queue=sge.QUEUE, extra=()):
         wait_running(job)
         yield job
     finally:
-        delete(job)
-
-
-def delete(job):
-    """qdel, and wait until no host keeps a trace of the job (the next test must not see it)."""
-    subprocess.run(["/usr/bin/qdel", job], env=sge.ENV, capture_output=True)
-    traces = ["/var/spool/gridengine/execd/%s/active_jobs/%s.1" % (h, job) for h in (sge.HOST, sge.NODE2)]
-    wait_for(lambda: not any(os.path.exists(t) for t in traces) and not re.search(
-        r"^\s*%s\s" % job, subprocess.run(["/usr/bin/qstat", "-u", "*"], env=sge.ENV, capture_output=True,
-                                          text=True).stdout, re.M), timeout=60)
+        sge.delete(job)
 
 
 def wait_running(job, timeout=90):
@@ -238,5 +229,5 @@ def test_slots_on_a_slave_host_without_a_task_yet_follow_the_adopt_failure_polic
             assert proc.returncode == 0 and "INSIDE" in proc.stdout, proc.stderr
             assert "no job of yours" in ssh("sgeother", "echo INSIDE", host=sge.NODE2).stderr
     finally:
-        delete(job)
+        sge.delete(job)
         subprocess.run(["rm", "-rf", scratch])

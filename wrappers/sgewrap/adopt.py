@@ -129,7 +129,8 @@ def waiting_slots(user, trust, active_jobs):
         for name in names:
             job_id = name.split(".")[0]
             path = os.path.join(directory, name)
-            if not job_id.isdigit() or not os.path.isdir(path):
+            # a task's own spool (a config file: a master task starting or ending) is no waiting slot
+            if not job_id.isdigit() or not os.path.isdir(path) or os.path.lexists(os.path.join(path, "config")):
                 continue
             try:
                 jobspool.spool_dir({"SGE_JOB_SPOOL_DIR": path}, trust)
