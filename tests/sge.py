@@ -38,8 +38,8 @@ ENV = {"SGE_ROOT": SGE_ROOT, "SGE_CELL": SGE_CELL, "PATH": "/usr/bin:/bin:/usr/s
 def qconf(*args, check=True):
     proc = subprocess.run(["/usr/bin/qconf"] + list(args), env=ENV, capture_output=True, text=True)
     if check and proc.returncode != 0:
-        raise RuntimeError("qconf %s failed (%d): %s" % (" ".join(args), proc.returncode,
-                                                        (proc.stderr or proc.stdout).strip()))
+        raise RuntimeError("qconf %s failed (%d): %s" % (
+            " ".join(args), proc.returncode, (proc.stderr or proc.stdout).strip()))
     return proc.stdout
 
 
@@ -203,6 +203,21 @@ def restore(text):
     restart_execd()
 
 
+def queues_in_error():
+    """Queue instances in error state (E): a shepherd that failed before its job ran puts its
+    queue there, and then no job is scheduled on it until ``qmod -c``."""
+    out = subprocess.run(["/usr/bin/qselect", "-qs", "E"], env=ENV, capture_output=True, text=True).stdout
+    return out.split()
+
+
+def clear_queue_errors():
+    """``qmod -c`` every queue instance in error state; the ones that were."""
+    stuck = queues_in_error()
+    if stuck:
+        subprocess.run(["/usr/bin/qmod", "-c", *stuck], env=ENV, capture_output=True)
+    return stuck
+
+
 def clean_queue(timeout=60):
     """No job of the test user left, the test queue out of error state (a killed job puts it there)."""
     subprocess.run(["/usr/bin/qdel", "-u", TEST_USER], env=ENV, capture_output=True)
@@ -212,7 +227,7 @@ def clean_queue(timeout=60):
         if time.monotonic() > deadline:
             raise RuntimeError("jobs of %s still there after qdel" % TEST_USER)
         time.sleep(0.2)
-    subprocess.run(["/usr/bin/qmod", "-c", QUEUE], env=ENV, capture_output=True)
+    clear_queue_errors()
 
 
 def job_gone(name, timeout=60):

@@ -102,6 +102,16 @@ def cluster(host_ready, installed):
             sge.front(front)
 
 
+@pytest.fixture(autouse=True)
+def no_queue_left_in_error(request):
+    """A test that leaves a queue in error state fails (in its teardown, so the culprit is named),
+    and the queue is cleared so that the tests after it still get their jobs scheduled."""
+    yield
+    if "cluster" in request.fixturenames:
+        stuck = sge.clear_queue_errors()
+        assert not stuck, "left queue instances in error state (cleared): %s" % " ".join(stuck)
+
+
 @pytest.fixture(scope="session")
 def method(request, cluster):
     """Apply the method's six sge_conf entries (from sgewrap.sgeconf) and wait for the exec side."""
