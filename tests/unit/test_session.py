@@ -5,6 +5,8 @@ monitor whose parent is a shepherd working in a fake spool directory.  The
 real thing, with the real sshd, PAM and a second user: tests/loopback.
 """
 import os
+import subprocess
+import time
 
 import pytest
 
@@ -104,3 +106,22 @@ def test_close_session_removes_the_file_and_other_types_do_nothing(tree, monkeyp
     assert hook(tree, kind="close_session")[0] == 0 and removed == [500]
     assert hook(tree, kind="open_session")[0] == 0 and hook(tree, kind="")[0] == 0
     assert tree["created"] == []
+
+
+def test_kill_group_kills_every_process_carrying_the_group_and_only_those():
+    """The session close's reaper (procs.kill_group), on real processes: one in the group in a
+    process group and session of its own (as GNU parallel's worker makes it), one outside."""
+    gid = 65499
+    inside = subprocess.Popen(["/usr/bin/setsid", "/bin/sleep", "300"], extra_groups=[gid])
+    outside = subprocess.Popen(["/bin/sleep", "300"])
+    try:
+        deadline = time.monotonic() + 5
+        while gid not in procs.groups_of(inside.pid) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert procs.kill_group(gid) == [inside.pid]
+        assert inside.wait(5) == -9
+        assert outside.poll() is None
+    finally:
+        for p in (inside, outside):
+            p.kill()
+            p.wait()

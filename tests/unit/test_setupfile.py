@@ -68,8 +68,8 @@ def test_a_file_names_the_spool_first_and_its_process_second(setup_dir, sleeper)
 
 def test_remove_only_the_named_process_own_file(setup_dir, sleeper):
     setupfile.create(sleeper.pid, "/spool/8.1", setup_dir)
-    assert setupfile.remove(os.getpid(), setup_dir) is False
-    assert setupfile.remove(sleeper.pid, setup_dir) is True
+    assert setupfile.remove(os.getpid(), setup_dir) == ""
+    assert setupfile.remove(sleeper.pid, setup_dir) == "/spool/8.1"      # the spool it named
     assert names(setup_dir) == []
 
 

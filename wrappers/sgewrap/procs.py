@@ -104,3 +104,34 @@ def alive_as(pid, start):
     """True if the process ``pid`` that started at ``start`` (clock ticks) still runs as root."""
     st = stat_of(pid)
     return st is not None and st.start == start and real_uid(pid) == 0
+
+
+def groups_of(pid):
+    """The supplementary group ids of process ``pid`` (an empty set if it is gone)."""
+    try:
+        with open("/proc/%d/status" % pid, "rb") as f:
+            for line in f:
+                if line.startswith(b"Groups:"):
+                    return {int(g) for g in line.split()[1:]}
+    except (OSError, ValueError):
+        pass
+    return set()
+
+
+def kill_group(gid, sig=9, rounds=20):
+    """Send ``sig`` to every process carrying the supplementary group ``gid`` (what Grid Engine's
+    ENABLE_ADDGRP_KILL does), again until none is left (a process may fork meanwhile) or
+    ``rounds`` are done; the PIDs signalled.  Only root gives a process a job's group id."""
+    me = os.getpid()
+    signalled = set()
+    for _ in range(rounds):
+        found = [int(p) for p in os.listdir("/proc") if p.isdigit() and int(p) != me and gid in groups_of(int(p))]
+        if not found:
+            break
+        for pid in found:
+            try:
+                os.kill(pid, sig)
+                signalled.add(pid)
+            except OSError:
+                pass
+    return sorted(signalled)

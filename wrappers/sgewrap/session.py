@@ -27,7 +27,14 @@ Any step that fails refuses the session (exit 1: pam_exec fails, the
 account stack fails, sshd closes the connection) and logs why: a session
 that would run outside its job never starts.  ``--fail-open`` lets it start
 untied instead (logged).  For ``PAM_TYPE=close_session`` the file of M is
-removed (a killed sshd leaves it to the next sweep).  Other PAM types: no-op.
+removed (a killed sshd leaves it to the next sweep), and every process still
+carrying the task's group is killed: the session was the whole task (a
+``qrsh -inherit``, ``qrsh`` or ``qlogin``), so what it left behind would run
+on outside Grid Engine.  Measured: ``qdel`` of a job whose task runs a command
+in a process group of its own (GNU parallel's remote worker does ``setpgrp``)
+left that command running, because the shepherd of a task started through
+``qrsh_starter`` signals only its process group at the first kill and skips
+its own group kill (``shepherd.c``: ``is_qrsh``).  Other PAM types: no-op.
 """
 import os
 
@@ -79,19 +86,34 @@ def account(environ, trust, setup_dir, log):
     log("info", "job %s: session of %s tied to the job (gid %d, sshd %d)" % (job.key, user, job.gid, pid))
 
 
-def close(setup_dir, log):
+def close(setup_dir, log, trust=None):
+    """The session of our parent (the monitor) ends: its setup file goes.  With ``trust`` (a job
+    sshd's session, which is a whole task of its job), every process still carrying the task's
+    group is killed: the task is over for Grid Engine, and what it left running would escape it."""
     pid = os.getppid()
     try:
-        setupfile.remove(pid, setup_dir)
+        spool = setupfile.remove(pid, setup_dir)
     except (OSError, setupfile.SetupError) as err:
         log("warning", "close: %s" % err)
+        return
+    if trust is None or not spool:
+        return
+    try:
+        gid = jobspool.read_gid(spool, trust)
+    except jobspool.NoJob as why:
+        log("warning", "close: cannot read the task's group: %s" % why)
+        return
+    left = procs.kill_group(gid)
+    if left:
+        log("notice", "session of sshd %d closed: killed %d process(es) left in its task (gid %d): %s"
+            % (pid, len(left), gid, " ".join(map(str, left[:20]))))
 
 
 def run(environ, trust, setup_dir, fail_open, log):
     """The hook's exit code for pam_exec: 0 admits, 1 refuses."""
     kind = environ.get("PAM_TYPE", "")
     if kind == "close_session":
-        close(setup_dir, log)
+        close(setup_dir, log, trust)
         return OK
     if kind != "account":
         return OK

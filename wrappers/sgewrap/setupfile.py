@@ -183,13 +183,14 @@ def create(pid, spool, setup_dir=SETUP_DIR, log=None):
 
 
 def remove(pid, setup_dir=SETUP_DIR):
-    """Remove the setup file of ``pid`` if it is that running process's own; True if removed."""
+    """Remove the setup file of ``pid`` if it is that running process's own; the spool directory
+    it named (true), or "" if there was none of its own."""
     st = procs.stat_of(pid)
     path = path_of(setup_dir, pid)
     with _Locked(setup_dir):
         record = _read(path)
         if record is None or st is None or record[1:] != (pid, st.start):
             _sweep(setup_dir)
-            return False
+            return ""
         os.unlink(path)
-        return True
+        return record[0] or path
