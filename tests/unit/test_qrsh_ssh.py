@@ -37,6 +37,10 @@ def plan(argv, environ, me="alice"):
     (["-l", "alice", "-i", "/id", "-c", "aes128-ctr", "-4", "node02", "cmd"], ["-inherit", "node02", "cmd"]),
     (["node02", "-l", "alice", "-n", "cmd", "-l"], ["-inherit", "-nostdin", "node02", "cmd -l"]),  # rsh spelling
     (["--", "node02", "-x"], ["-inherit", "node02", "-x"]),
+    # options after the host, as OpenSSH reads them; GNU parallel sends `ssh HOST -- exec perl -e ...`
+    (["node02", "--", "exec", "perl", "-e", "x"], ["-inherit", "node02", "exec perl -e x"]),
+    (["node02", "-p", "22", "-oBatchMode=yes", "-n", "cmd", "-n"], ["-inherit", "-nostdin", "node02", "cmd -n"]),
+    (["-B", "eth0", "-P", "tag", "-I", "lib.so", "node02", "x"], ["-inherit", "node02", "x"]),
 ])
 def test_what_ssh_tools_pass(job, argv, expected):
     assert plan(argv, job) == expected
@@ -55,6 +59,9 @@ def test_what_ssh_tools_pass(job, argv, expected):
     (["-oProxyCommand=nc %h %p", "node02", "x"], errors.USAGE, "-o ProxyCommand"),
     (["-o", "LocalForward 1 h:2", "node02", "x"], errors.USAGE, "-o LocalForward"),
     (["-f", "node02", "x"], errors.USAGE, "background"),
+    (["node02", "-L", "1:h:2", "x"], errors.USAGE, "port forwarding (-L)"),      # after the host too
+    (["node02", "-l", "bob", "x"], errors.USAGE, "user 'bob'"),
+    (["-Q", "cipher"], errors.USAGE, "a query (-Q)"),
     (["-N", "node02"], errors.USAGE, "running no command"),
     (["node02"], errors.USAGE, "no command"),
     ([], errors.USAGE, "no host"),
@@ -86,3 +93,19 @@ def test_the_entry_point_runs_qrsh_or_says_one_line(job):
                          text=True, timeout=30)
     assert bad.returncode == errors.USAGE and bad.stdout == ""
     assert bad.stderr == "qrsh_ssh: error: port forwarding (-L) cannot go through qrsh -inherit\n"
+
+
+def test_help_gives_every_tools_setting_for_this_installation(tmp_path):
+    """--help: each ssh-only tool's setting (qrshssh.TOOLS, what README.rst and test_mpi.py use)
+    with the installed path, and the exit codes; nothing else runs."""
+    script = os.path.join(WRAPPERS_SRC, "qrsh_ssh")
+    out = subprocess.run([sys.executable, script, "--help"], env={"PYTHONPATH": WRAPPERS_SRC},
+                         capture_output=True, text=True, timeout=30)
+    assert (out.returncode, out.stderr) == (0, "")
+    here = os.path.abspath(script)
+    for tool, _, line in qrshssh.TOOLS.values():
+        assert tool in out.stdout
+    assert "--mca plm_rsh_agent %s " % here in out.stdout
+    assert "PATH=%s:$PATH pdsh" % os.path.join(os.path.dirname(here), "job-ssh") in out.stdout
+    for code, why in qrshssh.EXIT_CODES:
+        assert "%-3d %s" % (code, why) in out.stdout

@@ -149,7 +149,8 @@ def install(sge_root, python=DEFAULT_PYTHON, dry_run=False, with_deps=True, repo
         raise InstallError("interpreter path too long for a shebang line (%d > 127): %s" % (len(shebang), venv_python))
     names = entry_point_names()
     if dry_run:
-        report("would create %s (venv of %s with sgewrap%s)" % (venv, python, ", " + ", ".join(DEPENDENCIES) if with_deps else ""))
+        deps = ", " + ", ".join(DEPENDENCIES) if with_deps else ""
+        report("would create %s (venv of %s with sgewrap%s)" % (venv, python, deps))
         for name in names + sorted(LINKS):
             report("would install %s" % os.path.join(dest, name))
         return []
@@ -194,6 +195,7 @@ def install(sge_root, python=DEFAULT_PYTHON, dry_run=False, with_deps=True, repo
             continue
         if os.path.lexists(path) and name not in old_scripts:
             raise InstallError("%s exists and is not sgewrap's: remove it first" % path)
+        os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
         tmp = path + ".sgewrap-new"
         if os.path.lexists(tmp):
             os.unlink(tmp)
@@ -224,6 +226,9 @@ def uninstall(sge_root, dry_run=False, report=print):
             if not dry_run:
                 os.unlink(path)
             removed.append(path)
+        parent = os.path.dirname(path)
+        if not dry_run and parent != dest and os.path.isdir(parent) and not os.listdir(parent):
+            os.rmdir(parent)     # a directory of links (job-ssh) that install made
     for name in displaced:
         path = os.path.join(dest, name)
         if os.path.lexists(path + ORIG):

@@ -5,10 +5,13 @@ with it, instead of bypassing Grid Engine.
 
 Accepts what those tools pass to ssh::
 
-    qrsh_ssh [-1246AaCfGgKkMNnqsTtVvXxYy] [-b addr] [-c cipher] [-D port] [-E file] [-e char]
-             [-F file] [-i file] [-J dest] [-L ...] [-l user] [-m mac] [-O cmd] [-o option]
-             [-p port] [-R ...] [-S path] [-W host:port] [-w ...] [user@]host [command ...]
+    qrsh_ssh [-1246AaCfGgKkMNnqsTtVvXxYy] [-B iface] [-b addr] [-c cipher] [-D port] [-E file]
+             [-e char] [-F file] [-I lib] [-i file] [-J dest] [-L ...] [-l user] [-m mac] [-O cmd]
+             [-o option] [-P tag] [-p port] [-Q query] [-R ...] [-S path] [-W host:port] [-w ...]
+             [user@]host [options] [--] [command ...]
     qrsh_ssh host [-l user] [-n] command ...          (the rsh spelling)
+
+Options may follow the host, as OpenSSH reads them, unless ``--`` came before the host.
 
 and runs ``qrsh -inherit [-nostdin] HOST 'COMMAND...'``: the command's words joined with spaces,
 as ssh joins them for the remote shell.  ``-n`` becomes ``-nostdin``; the options that only
@@ -17,7 +20,7 @@ accepted and have nothing to do.  Refused with one line and an exit code, never 
 no parallel job here (no ``PE_HOSTFILE``/``JOB_ID``: 72), a host the job was not granted
 (67), another user than the job's owner (``-l``/``user@``: 64), port forwarding or a proxy
 (``-L -R -D -W -w -J``, ``-o *Forward``/``ProxyCommand``/``ProxyJump``: 64), a control master
-(``-M -S -O``, ``-o Control*``: 64), going to the background or running nothing (``-f``,
+(``-M -S -O``, ``-o Control*``: 64), a query (``-Q``: 64), going to the background or running nothing (``-f``,
 ``-N``, no command: 64).  The exit status is the remote command's (qrsh -inherit's).
 """
 import os
@@ -28,15 +31,56 @@ from .errors import BAD_HOST, EXEC_FAILED, NO_CLIENT, NO_JOB, USAGE, WrapperErro
 
 NAME = "qrsh_ssh"
 FLAGS = set("1246AaCfGgKkMNnqsTtVvXxYy")
-VALUED = set("bcDEeFiJLlmOopRSWw")
+VALUED = set("BbcDEeFIiJLlmOoPpQRSWw")   # OpenSSH 9.2's getopt string
 #: what cannot be honoured through qrsh -inherit
 REFUSED_FLAGS = {"f": "going to the background (-f)", "N": "running no command (-N)", "M": "a control master (-M)"}
 REFUSED_VALUED = {"L": "port forwarding (-L)", "R": "port forwarding (-R)", "D": "port forwarding (-D)",
                   "W": "stdio forwarding (-W)", "w": "tunnel devices (-w)", "J": "a jump host (-J)",
-                  "S": "a control socket (-S)", "O": "a control command (-O)"}
+                  "S": "a control socket (-S)", "O": "a control command (-O)", "Q": "a query (-Q)"}
 REFUSED_OPTIONS = ("localforward", "remoteforward", "dynamicforward", "proxycommand", "proxyjump",
                    "controlmaster", "controlpath", "controlpersist", "tunnel", "stdinnull", "forkafterauthentication",
                    "sessiontype")
+
+
+#: How each tool that only knows ssh is pointed at qrsh_ssh in a job script: key -> (tool, Debian
+#: package, command line).  In the command line, {qrsh_ssh} is this program's path, {job_ssh} the
+#: directory whose ``ssh`` is this program (methods.JOB_SSH_DIR), {hosts} the job's hosts
+#: (comma-separated) and {command} what the tool runs.  ``qrsh_ssh --help`` and README.rst show
+#: them; tests/e2e/test_mpi.py runs every one across two hosts.
+TOOLS = {
+    "openmpi": ("Open MPI", "openmpi-bin",
+                "mpirun --mca plm_rsh_agent {qrsh_ssh} --mca plm_rsh_disable_qrsh 1 {command}"),
+    "mpich": ("MPICH (Hydra)", "mpich", "mpiexec -launcher ssh -launcher-exec {qrsh_ssh} -n $NSLOTS {command}"),
+    "pdsh": ("pdsh", "pdsh", "PATH={job_ssh}:$PATH pdsh -R ssh -w {hosts} {command}"),
+    "parallel": ("GNU parallel", "parallel", "parallel --ssh {qrsh_ssh} -S {hosts} --nonall {command}"),
+}
+#: qrsh_ssh's own exit codes (otherwise the status is the remote command's)
+EXIT_CODES = ((USAGE, "usage, another user, or what qrsh -inherit cannot honour (forwarding, control master)"),
+              (BAD_HOST, "a host this job was not granted (PE_HOSTFILE)"),
+              (NO_CLIENT, "qrsh not found (PATH, $SGE_ROOT/bin/ARCH)"),
+              (EXEC_FAILED, "qrsh could not be started"),
+              (NO_JOB, "not inside a parallel job (JOB_ID, PE_HOSTFILE)"),
+              (70, "internal error"))
+#: the job's hosts, comma-separated, in a job script (for {hosts})
+HOSTS_WORD = "$(awk '{print $1}' \"$PE_HOSTFILE\" | paste -sd, -)"
+
+
+def usage(path=None):
+    """The --help text, with the tools' settings for this installation."""
+    import os.path
+    here = path or os.path.join("$SGE_ROOT/util/resources/wrappers", NAME)
+    from .methods import JOB_SSH_DIR
+    job_ssh = os.path.join(os.path.dirname(here), JOB_SSH_DIR)
+    lines = [__doc__.strip().split("\n\n")[0].replace("\n", " ").replace("``", ""), "",
+             "usage: %s [ssh options] [user@]host [options] [--] command ..." % NAME,
+             "       %s host [-l user] [-n] command ..." % NAME, "",
+             "In a job script (hosts: %s):" % HOSTS_WORD]
+    for tool, _, line in TOOLS.values():
+        text = line.format(qrsh_ssh=here, job_ssh=job_ssh, hosts='"$hosts"', command="PROGRAM")
+        lines.append("  %-14s %s" % (tool, text))
+    lines += ["", "Exit status: the remote command's, or"]
+    lines += ["  %-3d %s" % (code, why) for code, why in EXIT_CODES]
+    return "\n".join(lines) + "\n"
 
 
 class Request:
@@ -86,15 +130,25 @@ def _flags(req, word, i, argv):
     return i + 1
 
 
-def parse(argv):
-    """The Request of an ssh (or rsh) command line."""
-    req = Request()
-    i = 0
+def _options(req, argv, i):
+    """Parse options from ``argv[i]`` on, as OpenSSH's getopt does (no permutation: the first word
+    that is no option ends them; ``--`` ends them and is dropped); (next index, ended by --)."""
     while i < len(argv) and argv[i].startswith("-") and argv[i] != "-":
         if argv[i] == "--":
-            i += 1
-            break
+            return i + 1, True
         i = _flags(req, argv[i], i, argv)
+    return i, False
+
+
+def parse(argv):
+    """The Request of an ssh (or rsh) command line.
+
+    As OpenSSH does, options may also follow the host (``ssh HOST -l USER -- CMD``, which GNU
+    parallel sends), unless ``--`` came before it; that also covers the rsh spelling
+    ``HOST [-l USER] [-n] CMD``.
+    """
+    req = Request()
+    i, ended = _options(req, argv, 0)
     if i >= len(argv):
         raise WrapperError(USAGE, "no host given")
     target = argv[i]
@@ -103,16 +157,8 @@ def parse(argv):
     if at:
         req.user = user
     req.host = host
-    # the rsh spelling: options after the host, then the command
-    while i < len(argv) and argv[i] in ("-l", "-n"):
-        if argv[i] == "-n":
-            req.nostdin = True
-            i += 1
-        else:
-            if i + 1 >= len(argv):
-                raise WrapperError(USAGE, "option -l needs a value")
-            req.user = argv[i + 1]
-            i += 2
+    if not ended:
+        i, _ = _options(req, argv, i)
     req.command = argv[i:]
     if not req.command:
         raise WrapperError(USAGE, "no command: qrsh -inherit runs commands, not login shells")
@@ -168,6 +214,9 @@ def plan(argv, environ, me):
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--help"]:
+        sys.stdout.write(usage(os.path.abspath(sys.argv[0]) if os.path.isabs(sys.argv[0]) else None))
+        return
     try:
         me = pwd.getpwuid(os.getuid()).pw_name
         command, verbose = plan(argv, os.environ, me)

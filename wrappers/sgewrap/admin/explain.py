@@ -101,8 +101,8 @@ def explain(argv, shell=None, environ=os.environ, out=print):
         out("client      would fail: %s (exit %d)" % (err, err.code))
         return err.code
     chosen = [v for s, v in given if s.flag == "--client"]
-    out("client      %s (%s)" % (plan.program, "--client" if chosen else
-                                  "first executable of " + ", ".join(method.clients)))
+    how = "--client" if chosen else "first executable of " + ", ".join(method.clients)
+    out("client      %s (%s)" % (plan.program, how))
     out("client args %s" % " ".join(conventions.TABLE[matched.slot][1][method.name].split()))
     shell = shell or quoting.user_shell()
     out("command     %s" % quoting.join(plan.argv, shell))

@@ -310,8 +310,8 @@ def _run(case, user, host, timeout, log, gid, token, jobdir, mark):
         found = _PROBE_RE.search(output)
         if not found:
             last = [line for line in errors.splitlines() if line.strip()]
-            return _fail(case, "client exit %s%s" % (status, ": " + last[-1].strip() if last else
-                                                      ", and the probe did not run remotely"), log, mark)
+            tail = ": " + last[-1].strip() if last else ", and the probe did not run remotely"
+            return _fail(case, "client exit %s%s" % (status, tail), log, mark)
         uid, groups = int(found.group(1)), found.group(2).split()
         if uid != pw.pw_uid:
             return _fail(case, "the remote session ran as uid %d, not %s (%d)" % (uid, user, pw.pw_uid))

@@ -85,8 +85,11 @@ DAEMONS = {
 #: Installed as a symbolic link beside the wrappers; sge_conf gets "WRAPPERS/sge-sshd -i".
 JOB_SSHD_NAME = "sge-sshd"
 JOB_PAM_FILE = "/etc/pam.d/" + JOB_SSHD_NAME
-#: symbolic links installed beside the entry points: name -> target
-LINKS = {JOB_SSHD_NAME: "/usr/sbin/sshd"}
+#: A directory holding ``ssh`` -> qrsh_ssh: first on PATH inside a parallel job, every tool that
+#: runs ``ssh`` by name (pdsh -R ssh, Dask, Ray, older MPIs) starts its remote commands as tasks.
+JOB_SSH_DIR = "job-ssh"
+#: symbolic links installed beside the entry points: name (relative to the wrappers) -> target
+LINKS = {JOB_SSHD_NAME: "/usr/sbin/sshd", JOB_SSH_DIR + "/ssh": "../qrsh_ssh"}
 
 
 def get(name):
