@@ -81,6 +81,11 @@ def set_global(text):
 NODE2 = "node2"              #: the firewalled second execution host (tests/cluster/up)
 FW_QUEUE = "fw.q"            #: its queue
 FW_PE = "fw.pe"              #: $round_robin over test.q and fw.q: master here, slave tasks on node2
+NODE3 = "node3"              #: the third execution host, reachable on any port (tests/cluster/up)
+OPEN_QUEUE = "open.q"        #: its queue
+OPEN_PE = "open.pe"          #: $round_robin over test.q and open.q: a job with ranks on vm and node3
+EXEC_HOSTS = (HOST, NODE2, NODE3)
+SPOOL = "/var/spool/gridengine/execd"
 CLUSTER_UP = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cluster", "up")
 
 
@@ -379,7 +384,7 @@ def delete(job, timeout=60):
     """qdel, and wait until no host keeps a trace of the job (the next test must not see it)."""
     import re
     subprocess.run(["/usr/bin/qdel", job], env=ENV, capture_output=True)
-    traces = ["/var/spool/gridengine/execd/%s/active_jobs/%s.1" % (h, job) for h in (HOST, NODE2)]
+    traces = ["%s/%s/active_jobs/%s.1" % (SPOOL, h, job) for h in EXEC_HOSTS]
     deadline = time.monotonic() + timeout
     while any(os.path.exists(t) for t in traces) or re.search(r"^\s*%s\s" % job, subprocess.run(
             ["/usr/bin/qstat", "-u", "*"], env=ENV, capture_output=True, text=True).stdout, re.M):
@@ -411,3 +416,99 @@ def fan_out(tasks, target, *qrsh_options, queue=QUEUE):
         subprocess.run(["rm", "-rf", scratch])
     found = re.findall(r"^task (\d+) on (\S+) gid=(\d+) groups=(\S+) pid=(\d+)$", proc.stdout, re.M)
     return proc, [Task(int(n), host, gid, groups.split(","), int(pid)) for n, host, gid, groups, pid in found]
+
+
+def task_gids(job):
+    """{additional group id: host} of every task of ``job`` running now (master and qrsh -inherit
+    tasks, read from the execution hosts' spool directories)."""
+    found = {}
+    for host in EXEC_HOSTS:
+        top = "%s/%s/active_jobs/%s.1" % (SPOOL, host, job)
+        for directory in [top] + [os.path.join(top, d) for d in (os.listdir(top) if os.path.isdir(top) else ())]:
+            try:
+                with open(os.path.join(directory, "addgrpid")) as f:
+                    found[int(f.read().strip())] = host
+            except (OSError, ValueError):
+                pass
+    return found
+
+
+def proc_groups(pid):
+    """The supplementary groups of process ``pid`` (empty if it is gone)."""
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("Groups:"):
+                    return {int(g) for g in line.split()[1:]}
+    except OSError:
+        pass
+    return set()
+
+
+def processes_in_groups(gids):
+    """{PID: command line} of every process carrying one of ``gids``."""
+    gids = set(gids)
+    return {int(p): cmdline(int(p)).replace(b"\0", b" ").decode(errors="replace").strip()
+            for p in os.listdir("/proc") if p.isdigit() and proc_groups(int(p)) & gids}
+
+
+def host_of(pid):
+    """The execution host whose network namespace process ``pid`` runs in."""
+    ns = subprocess.run(["ip", "netns", "identify", str(pid)], capture_output=True, text=True).stdout.strip()
+    return {"sgewrap-node2": NODE2, "sgewrap-node3": NODE3}.get(ns, HOST if not ns else ns)
+
+
+def processes_of(user, names):
+    """{PID: name} of the processes of ``user`` named one of ``names`` (/proc/PID/comm)."""
+    import pwd
+    uid = pwd.getpwnam(user).pw_uid
+    found = {}
+    for p in os.listdir("/proc"):
+        if p.isdigit() and comm(int(p)) in names:
+            try:
+                if os.stat("/proc/" + p).st_uid == uid:
+                    found[int(p)] = comm(int(p))
+            except OSError:
+                pass
+    return found
+
+
+@contextlib.contextmanager
+def batch_job(script, *qsub_options):
+    """A batch job of the test user running ``script`` (text), its output in a file; yields
+    (job number, path of the output); deleted (and waited for) after."""
+    import pwd
+    scratch = tempfile.mkdtemp(prefix="sgewrap-job.")
+    pw = pwd.getpwnam(TEST_USER)
+    os.chown(scratch, pw.pw_uid, pw.pw_gid)
+    path, out = os.path.join(scratch, "job.sh"), os.path.join(scratch, "out")
+    with open(path, "w") as f:
+        f.write(script)
+    os.chmod(path, 0o755)
+    proc = user_run(["/usr/bin/qsub", "-terse", "-j", "y", "-o", out, *qsub_options, path],
+                    capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    job = proc.stdout.strip()
+    try:
+        yield job, out
+    finally:
+        delete(job)
+        subprocess.run(["rm", "-rf", scratch])
+
+
+def wait_for_lines(path, pattern, count, timeout=120):
+    """The lines of file ``path`` matching ``pattern`` once there are ``count`` of them."""
+    import re
+    deadline = time.monotonic() + timeout
+    found, text = [], ""
+    while time.monotonic() < deadline:
+        try:
+            with open(path) as f:
+                text = f.read()
+        except OSError:
+            text = ""
+        found = re.findall(pattern, text, re.M)
+        if len(found) >= count:
+            return found
+        time.sleep(0.2)
+    raise AssertionError("%d of %d lines matching %r after %ds:\n%s" % (len(found), count, pattern, timeout, text))

@@ -1,0 +1,201 @@
+"""Real parallel jobs across two hosts that reach each other (vm and node3, open.pe) in tight ssh jobs.
+
+Open MPI and MPICH through their own Grid Engine support (``mpirun.openmpi`` calls ``qrsh -inherit
+-nostdin -V``; ``mpiexec.hydra -launcher sge``) and through qrsh_ssh, pdsh and GNU parallel through
+qrsh_ssh, each with the settings ``qrsh_ssh --help`` and README.rst give (qrshssh.TOOLS).  The MPI
+program (tests/data/ring.c, compiled here with each implementation's mpicc) passes a token around
+a ring and takes an allreduce over all ranks.  Proved for each launcher: the ranks communicate,
+they run on both hosts, every rank (every remote command) carries the additional group id of a
+task of its job on its own host, ``qacct`` counts the CPU of the slave tasks, and after ``qdel``
+no rank, daemon or sshd of the job is left on either host.
+"""
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+import sge
+from sgewrap import qrshssh
+from sgewrap.methods import JOB_SSH_DIR
+
+pytestmark = [pytest.mark.cluster, pytest.mark.slot("rsh"), pytest.mark.methods("ssh-tight")]
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+RING_C = os.path.join(HERE, "..", "data", "ring.c")
+QUEUES = ("-q", "%s,%s" % (sge.QUEUE, sge.OPEN_QUEUE), "-masterq", "%s@%s" % (sge.QUEUE, sge.HOST))
+MPI = {"openmpi": "mpicc.openmpi", "mpich": "mpicc.mpich"}
+
+
+def _tool(key, launcher):
+    """qrshssh.TOOLS' line for ``key``, with the implementation's own launcher name (both MPIs are
+    installed here; the generic name is whichever the alternatives system chose)."""
+    line = qrshssh.TOOLS[key][2]
+    generic = line.split()[0]
+    return line.replace(generic, launcher, 1) if launcher else line
+
+
+#: launcher id -> (MPI implementation, the job script's line; {program} is the rank's command)
+LAUNCHERS = {
+    "openmpi": ("openmpi", "mpirun.openmpi {program}"),
+    "mpich": ("mpich", "mpiexec.hydra -launcher sge -n $NSLOTS {program}"),
+    "openmpi-qrsh_ssh": ("openmpi", _tool("openmpi", "mpirun.openmpi").replace("{command}", "{program}")),
+    "mpich-qrsh_ssh": ("mpich", _tool("mpich", "mpiexec.hydra").replace("{command}", "{program}")),
+}
+#: the MPI daemons and sshd a job leaves behind if its tasks escaped it
+JOB_PROCESSES = ("orted", "hydra_pmi_proxy", "mpirun.openmpi", "mpiexec.hydra", "ring.openmpi", "ring.mpich",
+                 "sshd", "sge-sshd", "pdsh", "parallel", "perl", "sleep")
+
+SCRIPT = """#!/bin/sh
+hosts={hosts}
+{line}
+echo "launcher=$?"
+"""
+
+
+@pytest.fixture(scope="module")
+def ring():
+    """{implementation: path of ring.c compiled with its mpicc}, where the test user can run it."""
+    scratch = tempfile.mkdtemp(prefix="sgewrap-mpi.")
+    try:
+        os.chmod(scratch, 0o755)
+        built = {}
+        for impl, mpicc in MPI.items():
+            out = os.path.join(scratch, "ring." + impl)
+            subprocess.run([mpicc, "-O", "-o", out, RING_C], check=True)
+            built[impl] = out
+        yield built
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def script(line, cluster, **fields):
+    fields = dict(fields, qrsh_ssh=os.path.join(cluster, "qrsh_ssh"), job_ssh=os.path.join(cluster, JOB_SSH_DIR),
+                  hosts='"$hosts"')
+    return SCRIPT.format(hosts=qrshssh.HOSTS_WORD, line=line.format(**fields))
+
+
+def ranks_of(text):
+    return [dict(rank=int(r), size=int(n), host=h, groups={int(g) for g in gs.split(",")}, allreduce=int(a))
+            for r, n, h, gs, a in re.findall(r"^RANK (\d+)/(\d+) host=(\S+) pid=\d+ groups=(\S+) allreduce=(\d+)$",
+                                             text, re.M)]
+
+
+def gid_range():
+    low, high = re.search(r"^gid_range\s+(\d+)-(\d+)", sge.show_global(), re.M).groups()
+    return range(int(low), int(high) + 1)
+
+
+def cpu_by_host(job, timeout=90):
+    """{host: CPU seconds} over the job's accounting records (master and every qrsh -inherit task)."""
+    deadline = time.monotonic() + timeout            # qmaster writes accounting every flush_time
+    while True:
+        out = subprocess.run(["/usr/bin/qacct", "-j", job], env=sge.ENV, capture_output=True, text=True).stdout
+        records = [r for r in out.split("=" * 62) if r.strip()]
+        cpu = {}
+        for r in records:
+            host, seconds = re.search(r"^hostname\s+(\S+)", r, re.M), re.search(r"^cpu\s+([\d.]+)", r, re.M)
+            if host and seconds:
+                cpu[host.group(1)] = cpu.get(host.group(1), 0) + float(seconds.group(1))
+        if sge.NODE3 in cpu or time.monotonic() > deadline:
+            return cpu
+        time.sleep(1)
+
+
+def job_number(out):
+    return re.search(r"^JOB (\d+)$", out, re.M).group(1)
+
+
+@pytest.mark.parametrize("ranks", [16, 32])
+@pytest.mark.parametrize("launcher", sorted(LAUNCHERS))
+def test_mpi_ranks_communicate_on_two_hosts_each_in_a_task_of_the_job(method, cluster, ring, launcher, ranks):
+    impl, line = LAUNCHERS[launcher]
+    burn = 0.25       # CPU seconds per rank, for qacct
+    text = script("echo JOB $JOB_ID\n" + line, cluster, program="%s %s" % (ring[impl], burn))
+    with sge.user_script(text) as path:
+        proc = sge.qrsh("-pe", sge.OPEN_PE, str(ranks), *QUEUES[2:], path, queue=QUEUES[1],
+                        stdin=subprocess.DEVNULL, text=True, timeout=300)
+    assert proc.returncode == 0 and "launcher=0" in proc.stdout, proc.stdout + proc.stderr
+    found = ranks_of(proc.stdout)
+    total = ranks * (ranks - 1) // 2
+    assert sorted(r["rank"] for r in found) == list(range(ranks)), proc.stdout
+    assert all(r["size"] == ranks and r["allreduce"] == total for r in found), proc.stdout
+    assert "RING %d" % total in proc.stdout, "the token went round the ring"
+    hosts = {h: sum(r["host"] == h for r in found) for h in (sge.HOST, sge.NODE3)}
+    assert hosts == {sge.HOST: ranks // 2, sge.NODE3: ranks // 2}, hosts      # $round_robin
+    job_gids = gid_range()
+    assert all(len([g for g in r["groups"] if g in job_gids]) == 1 for r in found), \
+        "every rank carries one additional group id of the job: %s" % proc.stdout
+    remote = {g for r in found if r["host"] == sge.NODE3 for g in r["groups"] if g in job_gids}
+    local = {g for r in found if r["host"] == sge.HOST for g in r["groups"] if g in job_gids}
+    assert remote and not remote & local, "node3's ranks are in node3's tasks, not the master's"
+    cpu = cpu_by_host(job_number(proc.stdout))
+    assert cpu.get(sge.NODE3, 0) >= ranks // 2 * burn * 0.6, "qacct counts the slave tasks' CPU: %r" % cpu
+
+
+@pytest.mark.parametrize("launcher", sorted(LAUNCHERS))
+def test_qdel_of_a_running_mpi_job_leaves_nothing_on_either_host(method, cluster, ring, launcher):
+    impl, line = LAUNCHERS[launcher]
+    ranks = 16
+    text = script(line, cluster, program="%s -1" % ring[impl])        # -1: hold after communicating
+    with sge.batch_job(text, "-pe", sge.OPEN_PE, str(ranks), *QUEUES) as (job, out):
+        sge.wait_for_lines(out, r"^RANK ", ranks)
+        tasks = sge.task_gids(job)
+        assert sge.NODE3 in tasks.values(), tasks
+        live = {p: cmd for p, cmd in sge.processes_in_groups(tasks).items() if os.path.basename(
+            cmd.split(" ")[0]) == os.path.basename(ring[impl])}
+        assert len(live) == ranks, "every rank carries a task's group: %r" % live
+        for pid in live:      # ... the group of a task on the rank's own host
+            assert {tasks[g] for g in sge.proc_groups(pid) if g in tasks} == {sge.host_of(pid)}, pid
+        sge.user_run(["/usr/bin/qdel", job], capture_output=True, check=True)
+        assert sge.delete(job), "job %s still known after qdel" % job
+        deadline = time.monotonic() + 30
+        while (sge.processes_in_groups(tasks) or sge.processes_of(sge.TEST_USER, JOB_PROCESSES)) \
+                and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not sge.processes_in_groups(tasks), "processes of the deleted job still run"
+        assert not sge.processes_of(sge.TEST_USER, JOB_PROCESSES), "ranks, daemons or sshd left"
+
+
+#: what pdsh and GNU parallel run on each host: the task's group and this session's groups
+REPORT = "echo TASK $(hostname) $(cat $SGE_JOB_SPOOL_DIR/addgrpid) $(id -G | tr \\  ,)"
+
+
+@pytest.mark.parametrize("tool", ["pdsh", "parallel"])
+def test_ssh_only_tools_start_their_commands_as_tasks_through_qrsh_ssh(method, cluster, tool):
+    line = qrshssh.TOOLS[tool][2]
+    text = script(line, cluster, command="'%s'" % REPORT)
+    with sge.user_script(text) as path:
+        proc = sge.qrsh("-pe", sge.OPEN_PE, "4", *QUEUES[2:], path, queue=QUEUES[1],
+                        stdin=subprocess.DEVNULL, text=True, timeout=300)
+    assert proc.returncode == 0 and "launcher=0" in proc.stdout, proc.stdout + proc.stderr
+    found = re.findall(r"TASK (\S+) (\d+) (\S+)$", proc.stdout, re.M)
+    assert sorted(h for h, _, _ in found) == sorted([sge.HOST, sge.NODE3]), proc.stdout
+    assert all(gid in groups.split(",") for _, gid, groups in found), proc.stdout
+    assert len({gid for _, gid, _ in found}) == 2, "each command is a task of its own"
+
+
+@pytest.mark.parametrize("tool", ["pdsh", "parallel"])
+def test_qdel_of_a_job_running_an_ssh_only_tool_leaves_nothing(method, cluster, tool):
+    line = qrshssh.TOOLS[tool][2]
+    text = script(line, cluster, command="'exec sleep 600'")
+    with sge.batch_job(text, "-pe", sge.OPEN_PE, "4", *QUEUES) as (job, _):
+        deadline = time.monotonic() + 120       # (parallel holds a command's output until it ends)
+        while True:
+            tasks = sge.task_gids(job)
+            sleeps = [p for p in sge.processes_of(sge.TEST_USER, ("sleep",)) if sge.proc_groups(p) & set(tasks)]
+            if {sge.host_of(p) for p in sleeps} == {sge.HOST, sge.NODE3}:
+                break
+            assert time.monotonic() < deadline, "no remote command in a task on each host: %r" % sleeps
+            time.sleep(0.3)
+        sge.user_run(["/usr/bin/qdel", job], capture_output=True, check=True)
+        assert sge.delete(job), "job %s still known after qdel" % job
+        deadline = time.monotonic() + 30
+        while (sge.processes_in_groups(tasks) or sge.processes_of(sge.TEST_USER, JOB_PROCESSES)) \
+                and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not sge.processes_in_groups(tasks), "processes of the deleted job still run"
+        assert not sge.processes_of(sge.TEST_USER, JOB_PROCESSES), "a remote command or sshd left"
