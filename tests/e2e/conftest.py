@@ -19,10 +19,10 @@ from support import host_lock, need
 
 @dataclasses.dataclass(frozen=True)
 class Method:
+    """A configuration under test: a method of the registry (sgewrap.methods), or builtin, and how."""
     name: str
     sgeconf: str            # the METHOD of `sgewrap config`
     tight: bool
-    slots: tuple            # the slots it serves (the others stay builtin)
     accounted: bool         # remote processes carry the job's addgrpid
     password: bool = False  # the login asks for one (telnet)
     tunnel: bool = False    # ssh_wrapper --tunnel: through the exec host's sshd on port 22
@@ -37,6 +37,12 @@ class Method:
     def __str__(self):
         return self.name
 
+    @property
+    def slots(self):
+        """The slots it serves (the others stay builtin): the registry's entry points say."""
+        from sgewrap import methods
+        return ALL if self.sgeconf == "builtin" else methods.get(self.sgeconf).slots()
+
     def known(self, test):
         """(why, exception) if ``test`` is known to fail with this method, else None."""
         return next((entry[1:] for entry in self.known_broken if entry[0] == test), None)
@@ -50,13 +56,13 @@ BUILTIN_STDIN = ("test_qrsh_stdin_10mib_byte_for_byte",
                  "SGE 8.1.9 builtin qrsh mostly hangs with more than ~64 KiB of stdin (measured)",
                  subprocess.TimeoutExpired)
 METHODS = (
-    Method("builtin", "builtin", False, ALL, accounted=True, known_broken=(BUILTIN_STDIN,)),
-    Method("ssh", "ssh", False, ALL, accounted=False),
-    Method("ssh-tight", "ssh", True, ALL, accounted=True),
-    Method("ssh-tunnel", "ssh", True, ALL, accounted=True, tunnel=True),
-    Method("telnet", "telnet", False, ("qlogin",), accounted=False, password=True),
-    Method("rsh", "rsh", False, ("rsh",), accounted=False),
-    Method("rlogin", "rlogin", False, ("rlogin",), accounted=False),
+    Method("builtin", "builtin", False, accounted=True, known_broken=(BUILTIN_STDIN,)),
+    Method("ssh", "ssh", False, accounted=False),
+    Method("ssh-tight", "ssh", True, accounted=True),
+    Method("ssh-tunnel", "ssh", True, accounted=True, tunnel=True),
+    Method("telnet", "telnet", False, accounted=False, password=True),
+    Method("rsh", "rsh", False, accounted=False),
+    Method("rlogin", "rlogin", False, accounted=False),
 )
 
 

@@ -27,6 +27,7 @@ import os
 import posixpath
 import shlex
 
+from . import methods
 from .methods import JOB_SSHD_NAME
 
 SLOTS = ("qlogin_command", "qlogin_daemon", "rlogin_command", "rlogin_daemon", "rsh_command", "rsh_daemon")
@@ -38,10 +39,7 @@ PAIRS = (("qlogin", "qlogin_command", "qlogin_daemon"),
 #: unencrypted methods: check warns about them
 CLEARTEXT = ("telnet", "rsh", "rlogin")
 
-SSHD = "/usr/sbin/sshd -i"
-TELNETD = "/usr/sbin/telnetd"
-RSHD = "/usr/sbin/in.rshd"
-RLOGIND = "/usr/sbin/in.rlogind"
+SSHD = methods.get("ssh").daemon
 
 #: the slots whose sessions get a pty from the shepherd by default (qlogin, qrsh without a command)
 LOGIN_COMMANDS = ("qlogin_command", "rlogin_command")
@@ -87,21 +85,21 @@ def entries(method, wrappers_dir, tight=False, x11=None, tunnel=None):
     if method != "builtin" and not posixpath.isabs(wrappers_dir):
         raise ValueError("the wrappers directory must be an absolute path (SGE takes values literally): %r"
                          % wrappers_dir)
-    w = lambda name: posixpath.join(wrappers_dir, name)  # noqa: E731
     result = dict.fromkeys(SLOTS, "builtin")
-    if method == "ssh":
-        daemon = w(JOB_SSHD_NAME) + " -i" if tight else SSHD
-        via = "" if not tunnel else " --tunnel" if tunnel is True else " --tunnel-via=" + tunnel
-        qlogin = w("qlogin_wrapper") + {None: "", True: " --x11", False: " --no-x11"}[x11] + via
-        ssh = w("ssh_wrapper") + via
-        result.update(qlogin_command=qlogin, rlogin_command=ssh, rsh_command=ssh,
-                      qlogin_daemon=daemon, rlogin_daemon=daemon, rsh_daemon=daemon)
-    elif method == "telnet":
-        result.update(qlogin_command=w("telnet_adapter"), qlogin_daemon=TELNETD)
-    elif method == "rsh":
-        result.update(rsh_command=w("rsh_adapter"), rsh_daemon=RSHD)
-    elif method == "rlogin":
-        result.update(rlogin_command=w("rlogin_adapter"), rlogin_daemon=RLOGIND)
+    if method == "builtin":
+        return result
+    m = methods.get(method)      # the registry: which entry point serves which slot, which daemon
+    daemon = posixpath.join(wrappers_dir, JOB_SSHD_NAME) + " -i" if tight and method == "ssh" else m.daemon
+    via = "" if not tunnel else " --tunnel" if tunnel is True else " --tunnel-via=" + tunnel
+    for name, slots in m.entry_points():
+        command = posixpath.join(wrappers_dir, name)
+        if "qlogin" in slots and m.switch("--x11"):
+            command += {None: "", True: " --x11", False: " --no-x11"}[x11]
+        if m.switch("--tunnel"):
+            command += via
+        for slot in slots:
+            result[slot + "_command"] = command
+            result[slot + "_daemon"] = daemon
     return result
 
 
@@ -299,14 +297,7 @@ def delete_argv(host):
 
 # --- what a value is ------------------------------------------------------------------------
 
-_KINDS = {
-    "ssh": ("ssh", "slogin", "ssh_wrapper", "qlogin_wrapper", "sshd", JOB_SSHD_NAME, "rshdwrapper",
-            "rshd-wrapper"),
-    "telnet": ("telnet", "telnet.netkit", "inetutils-telnet", "telnet-ssl", "telnet_adapter",
-               "telnetd", "in.telnetd", "telnetd.netkit", "inetutils-telnetd"),
-    "rsh": ("rsh", "remsh", "rsh-redone-rsh", "netkit-rsh", "rsh_adapter", "rshd", "in.rshd"),
-    "rlogin": ("rlogin", "rsh-redone-rlogin", "netkit-rlogin", "rlogin_adapter", "rlogind", "in.rlogind"),
-}
+_KINDS = {name: methods.get(name).names() for name in methods.NAMES}
 _KIND_OF = {name: kind for kind, names in _KINDS.items() for name in names}
 #: daemon-side wrappers that run another daemon: the kind is that daemon's (default sshd)
 _DAEMON_WRAPPERS = ("rshdwrapper", "rshd-wrapper")

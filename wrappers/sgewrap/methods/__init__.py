@@ -37,12 +37,35 @@ class Switch:
 class Method:
     """One way to start a remote session: its client, daemon and switches."""
 
-    def __init__(self, name, clients, daemon, switches=(), summary=""):
+    def __init__(self, name, clients, daemon, switches=(), summary="", aliases=()):
         self.name = name
         self.clients = tuple(clients)     #: candidates, first executable wins
         self.daemon = daemon              #: the daemon value it pairs with
         self.switches = tuple(switches)   #: method-specific wrapper options
         self.summary = summary
+        #: other names of this method's programs in sge_conf values (other distributions' clients
+        #: and daemons, other wrappers); its clients', daemon's and entry points' names count already
+        self.aliases = tuple(aliases)
+
+    def switch(self, flag):
+        """The Switch ``flag`` of this method (or a common one), or None."""
+        return next((s for s in self.switches + COMMON_SWITCHES if s.flag == flag), None)
+
+    def entry_points(self):
+        """[(installed name, slots it serves)] of this method, as ENTRY_POINTS says."""
+        return [(name, slots) for name, (method, slots, _) in sorted(ENTRY_POINTS.items()) if method == self.name]
+
+    def slots(self):
+        """The slots (qlogin, rlogin, rsh) this method serves through its entry points."""
+        return tuple(slot for slot in ("qlogin", "rlogin", "rsh")
+                     if any(slot in slots for _, slots in self.entry_points()))
+
+    def names(self):
+        """Every program name that says a sge_conf value uses this method."""
+        found = [c.split(":")[-1].rsplit("/", 1)[-1] for c in self.clients]
+        found.append(self.daemon.split()[0].rsplit("/", 1)[-1])
+        found += [name for name, _ in self.entry_points()]
+        return tuple(dict.fromkeys(found + list(self.aliases)))
 
 
 #: switches every client wrapper understands, besides the method's own

@@ -9,7 +9,7 @@ through a gateway that connects to HOST:PORT.  The tunnel is a child of the
 session's ssh: it ends with it (ssh hangs up on it; a killed ssh closes its
 pipes), so nothing is left behind.
 """
-from . import Method, Switch
+from . import JOB_SSHD_NAME, Method, Switch
 from ..conventions import check_host
 from ..errors import USAGE, WrapperError
 
@@ -32,6 +32,7 @@ def check_gateway(value):
 
 METHOD = Method(
     "ssh",
+    aliases=("slogin", JOB_SSHD_NAME, "rshdwrapper", "rshd-wrapper"),
     clients=("/usr/bin/ssh", "/usr/local/bin/ssh"),
     daemon="/usr/sbin/sshd -i",
     summary="encrypted; the daemon side may add tight integration (rshdwrapper + PAM)",
