@@ -1,4 +1,6 @@
 """Fixtures of the unit tests."""
+import os
+
 import pytest
 
 from sgewrap import locate
@@ -18,3 +20,30 @@ def fake_sge_root(tmp_path):
     wrappers.mkdir(parents=True)
     (wrappers / "rshdwrapper").write_text("")
     return root
+
+
+#: the host's PAM files that only `sgewrap config/node-access --apply` may change: a unit test that
+#: touched one broke the job sessions of an end-to-end run going on beside it (found so)
+GUARDED = ("/etc/pam.d/sge-sshd", "/etc/pam.d/sshd")
+
+
+def _read(path):
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+@pytest.fixture(autouse=True)
+def no_system_pam_file_touched():
+    before = {p: _read(p) for p in GUARDED}
+    yield
+    changed = [p for p in GUARDED if _read(p) != before[p]]
+    for p in changed:         # put it back, then fail the test that changed it
+        if before[p] is None:
+            os.unlink(p)
+        else:
+            with open(p, "wb") as f:
+                f.write(before[p])
+    assert not changed, "a unit test changed the host's %s" % ", ".join(changed)

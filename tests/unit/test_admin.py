@@ -421,7 +421,7 @@ def test_apply_to_a_new_local_configuration_and_restore_deletes_it(fake_qconf, c
     assert sgeconf.parse(saved.read_text()).absent
     code, out, _ = sgewrap(capsys, "check", "--this-host", "x")
     assert code == 1 and "rsh_daemon on node02 is in.rshd" in out
-    code, out, err = sgewrap(capsys, "config", "--restore", str(saved))
+    code, out, err = sgewrap(capsys, "config", "--restore", str(saved), "--job-pam-file", str(tmp_path / "stack"))
     assert (code, err) == (0, "") and not (fake_qconf / "node02").exists()
     assert "-dconf node02" in qconf_log(fake_qconf)
 
@@ -433,13 +433,15 @@ def test_apply_to_an_existing_local_configuration(fake_qconf, capsys, tmp_path):
     assert code == 0, err
     local = sgeconf.parse((fake_qconf / "node01").read_text())
     assert local.keys()[:2] == ["execd_spool_dir", "mailer"] and local.keys()[2:] == list(sgeconf.SLOTS)
-    assert sgewrap(capsys, "config", "--restore", str(next((tmp_path / "b").iterdir())))[0] == 0
+    assert sgewrap(capsys, "config", "--restore", str(next((tmp_path / "b").iterdir())),
+                   "--job-pam-file", str(tmp_path / "stack"))[0] == 0
     assert (fake_qconf / "node01").read_text() == before
 
 
 def test_restore_refuses_a_file_without_a_name(capsys, tmp_path):
     (tmp_path / "f").write_text("mailer /bin/mail\n")
-    code, out, err = sgewrap(capsys, "config", "--restore", str(tmp_path / "f"))
+    code, out, err = sgewrap(capsys, "config", "--restore", str(tmp_path / "f"), "--job-pam-file",
+                             str(tmp_path / "stack"))
     assert code == 2 and "does not start with '#global:' or '#HOST:'" in err
 
 
