@@ -86,8 +86,8 @@ def print_table(rows, title, second="vs sh"):
     print(title)
     print("  %-16s %-38s %10s %10s %10s" % ("part", "what", "median", "ratio", second))
     for part, label, ms, r1, r2 in rows:
-        print("  %-16s %-38s %10.2f %10s %10s" % (part, label, ms, "%.2fx" % r1 if r1 else "",
-                                                   "%.2fx" % r2 if r2 else ""))
+        ratios = ["%.2fx" % r if r else "" for r in (r1, r2)]
+        print("  %-16s %-38s %10.2f %10s %10s" % (part, label, ms, *ratios))
 
 
 def write_outputs(rows):
@@ -140,6 +140,11 @@ def main():
             e2e = daemon + end_to_end()
             print_table(e2e[len(daemon):], "\nend to end on the one-host cluster (ratio: vs bare ssh)",
                         second="vs Perl")
+            from e2e.bench_e2e import mpi_start
+            mpi = mpi_start()
+            print_table(mpi, "\nMPI job start, launch to first rank output, 2 x 8 ranks over vm and node3 "
+                             "(ratio: vs the same MPI under builtin)", second="")
+            e2e += mpi
     else:
         print("\n(end-to-end part needs root and the test cluster: sudo make bench)")
     write_outputs(rows + e2e)

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <time.h>
+#include <sys/time.h>
 
 static void groups(char *out, size_t n)
 {
@@ -46,7 +47,12 @@ int main(int argc, char **argv)
         MPI_Send(&token, 1, MPI_INT, next, 0, MPI_COMM_WORLD);
     }
     MPI_Allreduce(&rank, &sum, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
-    printf("RANK %d/%d host=%s pid=%d groups=%s allreduce=%d\n", rank, size, host, (int)getpid(), grp, sum);
+    {
+        struct timeval now;
+        gettimeofday(&now, NULL);   /* when this rank had communicated: the bench's "first output" */
+        printf("RANK %d/%d host=%s pid=%d groups=%s allreduce=%d t=%ld.%06ld\n", rank, size, host, (int)getpid(),
+               grp, sum, (long)now.tv_sec, (long)now.tv_usec);
+    }
     if (rank == 0)
         printf("RING %d\n", token);
     fflush(stdout);

@@ -68,16 +68,19 @@ def _timed(argv):
     return took
 
 
+def _test_install(root="/opt/sgewrap-test"):
+    """The wrappers installed as the tests install them (root-owned, readable by the test user)."""
+    subprocess.run(["make", "-s", "-C", os.path.dirname(os.path.dirname(HERE)), "install",
+                    "SGE_ROOT=" + root], check=True, stdout=subprocess.DEVNULL)
+    return os.path.join(root, "util", "resources", "wrappers")
+
+
 def end_to_end(rounds=None, per_round=None, wrappers=None):
     rounds = rounds or int(os.environ.get("BENCH_E2E_ROUNDS", "3"))
     per_round = per_round or int(os.environ.get("BENCH_E2E_RUNS", "10"))
     subprocess.run([os.path.join(os.path.dirname(HERE), "cluster", "up")], check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    if wrappers is None:
-        root = "/opt/sgewrap-test"
-        subprocess.run(["make", "-s", "-C", os.path.dirname(os.path.dirname(HERE)), "install",
-                        "SGE_ROOT=" + root], check=True, stdout=subprocess.DEVNULL)
-        wrappers = os.path.join(root, "util", "resources", "wrappers")
+    wrappers = wrappers or _test_install()
     configs = configurations(wrappers)
     tmp = tempfile.mkdtemp(prefix="sgewrap-bench-e2e.")
     os.chmod(tmp, 0o755)
@@ -117,4 +120,70 @@ def end_to_end(rounds=None, per_round=None, wrappers=None):
     for label in configs:
         med = statistics.median(fanout[label])
         rows.append(("16x -inherit", label, med * 1000, med / bare_f, med / perl_f if perl_f else None))
+    return rows
+
+
+#: MPI start time: (row label, sge_conf of `sgewrap config`, launcher id of tests/mpijobs.LAUNCHERS)
+MPI_RANKS = 16            # 2 x 8: open.pe's $round_robin over vm and node3
+MPI_ROWS = (
+    ("Open MPI, builtin", "builtin", "openmpi"),
+    ("Open MPI, ssh_wrapper + sge-sshd", "ssh", "openmpi"),
+    ("Open MPI, qrsh_ssh + sge-sshd", "ssh", "openmpi-qrsh_ssh"),
+    ("MPICH, builtin", "builtin", "mpich"),
+    ("MPICH, ssh_wrapper + sge-sshd", "ssh", "mpich"),
+    ("MPICH, qrsh_ssh + sge-sshd", "ssh", "mpich-qrsh_ssh"),
+)
+
+
+def mpi_start(rounds=None, wrappers=None):
+    """Launch to first rank output (ms) of a 2 x 8 rank MPI job per row; medians over ``rounds``,
+    rows of one configuration alternating within a round.  Ratio: against the same MPI's builtin."""
+    import mpijobs
+    from sgewrap import pam, sgeconf
+    rounds = rounds or int(os.environ.get("BENCH_MPI_ROUNDS", "3"))
+    wrappers = wrappers or _test_install()
+    subprocess.run([os.path.join(os.path.dirname(HERE), "cluster", "up")], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    tmp = tempfile.mkdtemp(prefix="sgewrap-bench-mpi.")
+    os.chmod(tmp, 0o755)
+    ring = mpijobs.compile_ring(tmp)
+    scripts = {}
+    for label, _, launcher in MPI_ROWS:
+        impl, line = mpijobs.LAUNCHERS[launcher]
+        path = os.path.join(tmp, "%s.sh" % launcher)
+        with open(path, "w") as f:
+            f.write(mpijobs.script(line, wrappers, program=ring[impl] + " 0"))
+        os.chmod(path, 0o755)
+        scripts[label] = path
+    qrsh = ["/usr/bin/qrsh", "-now", "yes", "-q", "%s,%s" % (sge.QUEUE, sge.OPEN_QUEUE), "-masterq",
+            "%s@%s" % (sge.QUEUE, sge.HOST), "-pe", sge.OPEN_PE, str(MPI_RANKS)]
+    times = {label: [] for label, _, _ in MPI_ROWS}
+    with host_lock():
+        saved = sge.show_global()
+        stack = pam.is_job_stack()
+        sge.job_stack(wrappers)
+        try:
+            for r in range(rounds):
+                for method in ("builtin", "ssh"):
+                    print("  MPI round %d/%d: %s" % (r + 1, rounds, method), file=sys.stderr)
+                    sge.apply(sgeconf.entries(method, wrappers, tight=method == "ssh",
+                                              x11=False if method == "ssh" else None))
+                    for label, conf, _ in MPI_ROWS:
+                        if conf != method:
+                            continue
+                        proc = sge.user_run(qrsh + [scripts[label]], stdin=subprocess.DEVNULL, capture_output=True,
+                                            text=True, timeout=300)
+                        if proc.returncode != 0 or "launcher=0" not in proc.stdout:
+                            raise RuntimeError("%s failed: %s" % (label, (proc.stdout + proc.stderr)[-400:]))
+                        times[label].append(mpijobs.start_time(proc.stdout))
+        finally:
+            sge.restore(saved)
+            if not stack:
+                pam.remove_job_stack()
+            subprocess.run(["rm", "-rf", tmp])
+    rows = []
+    for label, _, launcher in MPI_ROWS:
+        base = statistics.median(times[label.split(",")[0] + ", builtin"])
+        med = statistics.median(times[label])
+        rows.append(("MPI start 2x8", label, med * 1000, med / base, None))
     return rows

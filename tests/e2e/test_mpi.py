@@ -18,42 +18,17 @@ import time
 
 import pytest
 
+import mpijobs
 import sge
+from mpijobs import LAUNCHERS, ranks_of, script
 from sgewrap import qrshssh
-from sgewrap.methods import JOB_SSH_DIR
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slot("rsh"), pytest.mark.methods("ssh-tight")]
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-RING_C = os.path.join(HERE, "..", "data", "ring.c")
 QUEUES = ("-q", "%s,%s" % (sge.QUEUE, sge.OPEN_QUEUE), "-masterq", "%s@%s" % (sge.QUEUE, sge.HOST))
-MPI = {"openmpi": "mpicc.openmpi", "mpich": "mpicc.mpich"}
-
-
-def _tool(key, launcher):
-    """qrshssh.TOOLS' line for ``key``, with the implementation's own launcher name (both MPIs are
-    installed here; the generic name is whichever the alternatives system chose)."""
-    line = qrshssh.TOOLS[key][2]
-    generic = line.split()[0]
-    return line.replace(generic, launcher, 1) if launcher else line
-
-
-#: launcher id -> (MPI implementation, the job script's line; {program} is the rank's command)
-LAUNCHERS = {
-    "openmpi": ("openmpi", "mpirun.openmpi {program}"),
-    "mpich": ("mpich", "mpiexec.hydra -launcher sge -n $NSLOTS {program}"),
-    "openmpi-qrsh_ssh": ("openmpi", _tool("openmpi", "mpirun.openmpi").replace("{command}", "{program}")),
-    "mpich-qrsh_ssh": ("mpich", _tool("mpich", "mpiexec.hydra").replace("{command}", "{program}")),
-}
 #: the MPI daemons and sshd a job leaves behind if its tasks escaped it
 JOB_PROCESSES = ("orted", "hydra_pmi_proxy", "mpirun.openmpi", "mpiexec.hydra", "ring.openmpi", "ring.mpich",
                  "sshd", "sge-sshd", "pdsh", "parallel", "perl", "sleep")
-
-SCRIPT = """#!/bin/sh
-hosts={hosts}
-{line}
-echo "launcher=$?"
-"""
 
 
 @pytest.fixture(scope="module")
@@ -62,26 +37,9 @@ def ring():
     scratch = tempfile.mkdtemp(prefix="sgewrap-mpi.")
     try:
         os.chmod(scratch, 0o755)
-        built = {}
-        for impl, mpicc in MPI.items():
-            out = os.path.join(scratch, "ring." + impl)
-            subprocess.run([mpicc, "-O", "-o", out, RING_C], check=True)
-            built[impl] = out
-        yield built
+        yield mpijobs.compile_ring(scratch)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-
-
-def script(line, cluster, **fields):
-    fields = dict(fields, qrsh_ssh=os.path.join(cluster, "qrsh_ssh"), job_ssh=os.path.join(cluster, JOB_SSH_DIR),
-                  hosts='"$hosts"')
-    return SCRIPT.format(hosts=qrshssh.HOSTS_WORD, line=line.format(**fields))
-
-
-def ranks_of(text):
-    return [dict(rank=int(r), size=int(n), host=h, groups={int(g) for g in gs.split(",")}, allreduce=int(a))
-            for r, n, h, gs, a in re.findall(r"^RANK (\d+)/(\d+) host=(\S+) pid=\d+ groups=(\S+) allreduce=(\d+)$",
-                                             text, re.M)]
 
 
 def gid_range():
