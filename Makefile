@@ -6,12 +6,14 @@ VPY := $(VENV)/bin/python
 APT_PACKAGES := python3 python3-venv python3-pip make git openssh-client openssh-server tmux procps \
 	zsh fish tcsh csh rsyslog iproute2 nftables
 
-.PHONY: help deps venv install uninstall test unit cluster cluster-down bench demo clean
+.PHONY: help deps venv install uninstall test unit cluster cluster-down bench demo clean man deb
 
 help:
 	@echo "make install SGE_ROOT=DIR [PYTHON=/usr/bin/python3]  install the wrappers into DIR/util/resources/wrappers"
 	@echo "make uninstall SGE_ROOT=DIR                            remove exactly what install put there"
 	@echo "make test        (as root) everything: unit, loopback daemons, real one-host Grid Engine"
+	@echo "make man         regenerate the man pages in wrappers/man (from the programs' tables)"
+	@echo "make deb         build the Debian package (debhelper) into build/deb"
 	@echo "make unit        the tests that need neither root nor Grid Engine"
 	@echo "make cluster     (as root) bring up the one-host test cluster; cluster-down stops it"
 	@echo "make bench       start-to-exec and end-to-end latency table (CSV + PNG in bench/)"
@@ -54,6 +56,9 @@ demo: $(VPY)
 	tests/cluster/up
 	$(MAKE) install SGE_ROOT=/var/lib/gridengine
 	$(VPY) -m tests.demo
+
+man: $(VPY)
+	cd wrappers && ../$(VPY) -m sgewrap.manpages man
 
 clean:
 	rm -rf $(VENV) build *.egg-info wrappers/*.egg-info .pytest_cache

@@ -53,7 +53,8 @@ def recorded(name, recorder, tmp_path, *argv, exit=0):
      ["-n", "-p", "4711", "--", "vm", "exec", STARTER, JOBDIR, "noshell"]),
     ("telnet_adapter", ["vm", "4711"], ["vm", "4711"]),
     ("rlogin_adapter", ["-p", "4711", "vm"], ["-p", "4711", "vm"]),
-    ("rsh_adapter", ["-n", "-p", "4711", "vm", "exec", STARTER, JOBDIR], ["-n", "-p", "4711", "vm", "exec", STARTER, JOBDIR]),
+    ("rsh_adapter", ["-n", "-p", "4711", "vm", "exec", STARTER, JOBDIR],
+     ["-n", "-p", "4711", "vm", "exec", STARTER, JOBDIR]),
 ])
 def test_sge_argv_reaches_client_translated(name, argv, client_words, recorder, tmp_path):
     proc, rec = recorded(name, recorder, tmp_path, *argv)
@@ -132,7 +133,8 @@ def test_tunnel_runs_the_client_itself_as_proxy(name, options, words, recorder, 
     ("qlogin_wrapper", ["vm", "http"], errors.BAD_PORT, "'http'"),
     ("ssh_wrapper", ["-p", "22", "-oProxyCommand=touch /tmp/x", "x"], errors.BAD_HOST, "option"),
     ("qlogin_wrapper", ["vm x", "22"], errors.BAD_HOST, "whitespace"),
-    ("ssh_wrapper", ["--client=/nonexistent/ssh", "-p", "22", "vm", "x"], errors.NO_CLIENT, "/nonexistent/ssh (missing)"),
+    ("ssh_wrapper", ["--client=/nonexistent/ssh", "-p", "22", "vm", "x"], errors.NO_CLIENT,
+     "/nonexistent/ssh (missing)"),
     ("ssh_wrapper", ["--client=/etc/passwd", "-p", "22", "vm", "x"], errors.NO_CLIENT, "/etc/passwd (not executable)"),
 ])
 def test_bad_input_one_line_exit_code_nothing_run(name, argv, code, text, tmp_path):

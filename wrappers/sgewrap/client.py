@@ -125,6 +125,11 @@ def _proxy_safe(path):
     return path
 
 
+#: the options every wrapper has besides its method's switches (--help and the man pages list them)
+OWN_OPTIONS = (("--dry-run", "print the command for your shell instead of running it"),
+               ("--help", "print this help: usage, options, exit codes"))
+
+
 def usage(name):
     """The --help text of entry point ``name``, made from the tables."""
     method_name, slots, defaults = methods.ENTRY_POINTS[name]
@@ -136,9 +141,8 @@ def usage(name):
             parameter, caller, conventions.TABLE[slot][0]))
         lines.append("  runs: %s [client options] %s" % (
             method.name, conventions.TABLE[slot][1][method.name]))
-    lines += ["", "Options (before what SGE appends):",
-              "  --dry-run              print the command for your shell instead of running it",
-              "  --help                 this text"]
+    lines += ["", "Options (before what SGE appends):"]
+    lines += ["  %-22s %s" % pair for pair in OWN_OPTIONS]
     for s in switches_of(method):
         flag = s.flag + ("=" + s.metavar if s.metavar else "")
         text = s.help % ", ".join(method.clients) if "%s" in s.help else s.help

@@ -73,17 +73,51 @@ def destination(sge_root):
     return os.path.join(os.path.abspath(sge_root), "util", "resources", "wrappers")
 
 
-def _read_manifest(dest):
+def _read_manifest(dest, kind_wanted=None):
+    """(scripts, displaced) recorded in ``dest``'s manifest; with ``kind_wanted``, that kind's names."""
     path = os.path.join(dest, MANIFEST)
-    scripts, displaced = [], []
+    scripts, displaced, other = [], [], []
     try:
         with open(path) as f:
             for line in f:
                 kind, _, name = line.rstrip("\n").partition(" ")
+                if kind_wanted:
+                    if kind == kind_wanted:
+                        other.append(name)
+                    continue
+                if kind == "man":
+                    continue
                 (displaced if kind == "displaced" else scripts).append(name)
     except FileNotFoundError:
         pass
-    return scripts, displaced
+    return other if kind_wanted else (scripts, displaced)
+
+
+#: the rendered man pages of the source tree (make man), installed to SGE_ROOT/man/manN
+MAN_SOURCE = os.path.join(SRC, "man")
+
+
+def _install_man(sge_root, old, report):
+    """Copy the man pages into SGE_ROOT/man/manN (Grid Engine's MANPATH); their paths relative to
+    SGE_ROOT.  A page of that name that is not ours stays."""
+    done = []
+    if not os.path.isdir(MAN_SOURCE):
+        return done
+    for name in sorted(os.listdir(MAN_SOURCE)):
+        section = name.rsplit(".", 1)[-1]
+        if not section.isdigit():
+            continue
+        rel = os.path.join("man", "man" + section, name)
+        path = os.path.join(sge_root, rel)
+        if os.path.lexists(path) and rel not in old:
+            report("kept %s: not sgewrap's (its page is not installed)" % path)
+            continue
+        os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+        with open(os.path.join(MAN_SOURCE, name), "rb") as f:
+            if _write_atomic(path, f.read(), 0o644):
+                report("installed %s" % path)
+        done.append(rel)
+    return done
 
 
 def _write_atomic(path, data, mode):
@@ -204,7 +238,9 @@ def install(sge_root, python=DEFAULT_PYTHON, dry_run=False, with_deps=True, repo
         report("installed %s -> %s" % (path, target))
         written.append(path)
     names = names + sorted(LINKS)
-    manifest = "".join("script %s\n" % n for n in names) + "".join("displaced %s\n" % n for n in displaced)
+    pages = _install_man(os.path.abspath(sge_root), _read_manifest(dest, "man"), report)
+    manifest = "".join("script %s\n" % n for n in names) + "".join("displaced %s\n" % n for n in displaced) \
+        + "".join("man %s\n" % p for p in pages)
     _write_atomic(os.path.join(dest, MANIFEST), manifest.encode(), 0o644)
     if not written:
         report("%s: up to date" % dest)
@@ -229,6 +265,16 @@ def uninstall(sge_root, dry_run=False, report=print):
         parent = os.path.dirname(path)
         if not dry_run and parent != dest and os.path.isdir(parent) and not os.listdir(parent):
             os.rmdir(parent)     # a directory of links (job-ssh) that install made
+    for rel in _read_manifest(dest, "man"):
+        path = os.path.join(os.path.abspath(sge_root), rel)
+        if os.path.lexists(path):
+            report(("would remove " if dry_run else "removed ") + path)
+            if not dry_run:
+                os.unlink(path)
+            removed.append(path)
+        for directory in (os.path.dirname(path), os.path.dirname(os.path.dirname(path))):
+            if not dry_run and os.path.isdir(directory) and not os.listdir(directory):
+                os.rmdir(directory)     # man/manN that only held our pages
     for name in displaced:
         path = os.path.join(dest, name)
         if os.path.lexists(path + ORIG):

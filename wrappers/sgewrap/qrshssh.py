@@ -58,9 +58,9 @@ TOOLS = {
 EXIT_CODES = ((USAGE, "usage, another user, or what qrsh -inherit cannot honour (forwarding, control master)"),
               (BAD_HOST, "a host this job was not granted (PE_HOSTFILE)"),
               (NO_CLIENT, "qrsh not found (PATH, $SGE_ROOT/bin/ARCH)"),
+              (70, "internal error"),
               (EXEC_FAILED, "qrsh could not be started"),
-              (NO_JOB, "not inside a parallel job (JOB_ID, PE_HOSTFILE)"),
-              (70, "internal error"))
+              (NO_JOB, "not inside a parallel job (JOB_ID, PE_HOSTFILE)"))
 #: the job's hosts, comma-separated, in a job script (for {hosts})
 HOSTS_WORD = "$(awk '{print $1}' \"$PE_HOSTFILE\" | paste -sd, -)"
 

@@ -35,7 +35,7 @@ METHOD = Method(
     aliases=("slogin", JOB_SSHD_NAME, "rshdwrapper", "rshd-wrapper"),
     clients=("/usr/bin/ssh", "/usr/local/bin/ssh"),
     daemon="/usr/sbin/sshd -i",
-    summary="encrypted; the daemon side may add tight integration (rshdwrapper + PAM)",
+    summary="encrypted; the daemon side may add tight integration (sge-sshd + its PAM service)",
     switches=(
         Switch("--x11", ("-X",), "forward X11 (ssh -X); qlogin_wrapper's default, as the shipped one",
                group="x11"),

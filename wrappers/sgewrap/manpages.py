@@ -1,0 +1,281 @@
+"""The man pages, generated from the tables the programs themselves use.
+
+Every installed program has a page: the client wrappers and ``qrsh_ssh`` in
+section 1, ``rshdwrapper``, ``node_access`` and ``sgewrap`` in section 8, and
+``sgewrap-wrappers(5)``, the overview (which program goes into which sge_conf
+entry, the calling conventions, tight integration, the tunnel, node access and
+adopt).  What is mechanical comes from the registry (``methods``), the calling
+conventions (``conventions.TABLE``), the exit codes (``errors``, ``qrshssh``)
+and the programs' own ``--help`` texts, so a page cannot disagree with
+``--help``; the prose around it is here.  reStructuredText, rendered to roff
+by docutils' manpage writer.
+
+The rendered pages are kept in ``wrappers/man`` (installing needs no
+docutils); ``tests/unit/test_manpages.py`` regenerates them and fails when a
+page is stale.  ``make man`` (``python3 -m sgewrap.manpages wrappers/man``)
+writes them.
+"""
+import os
+import subprocess
+import sys
+
+from . import __version__, conventions, methods, qrshssh
+from .errors import EXIT_CODES, NO_JOB
+
+MANUAL = "sgewrap %s" % __version__
+GE_PAGES = "remote_startup(5), sge_conf(5), qrsh(1), qlogin(1), sge_pe(5), pam_sge-qrsh-setup(8)"
+#: help texts are rendered at this width (plumbum wraps to the terminal)
+COLUMNS = "100"
+ADMIN = ["-c", "from sgewrap.admin import main; main()"]
+
+
+def _header(name, section, purpose):
+    title = name
+    bar = "=" * len(title)
+    return "\n".join([bar, title, bar, "", "-" * len(purpose), purpose, "-" * len(purpose), "",
+                      ":Manual section: %s" % section, ":Manual group: %s" % MANUAL, ":Version: %s" % __version__,
+                      "", ""])
+
+
+def _section(title, *paragraphs):
+    return "%s\n%s\n\n%s\n\n" % (title, "=" * len(title), "\n\n".join(p for p in paragraphs if p))
+
+
+def _literal(text):
+    return "::\n\n" + "\n".join(("    " + line).rstrip() for line in text.rstrip("\n").split("\n"))
+
+
+def _escape(text):
+    return text.replace("\\", "\\\\").replace("*", "\\*").replace("`", "\\`").replace("|", "\\|")
+
+
+def _deflist(items, markup=False):
+    """A definition list; ``markup``: the texts are reStructuredText already (else plain text)."""
+    return "\n".join("%s\n    %s" % (term, text if markup else _escape(text)) for term, text in items)
+
+
+def _codes(pairs):
+    return _deflist(("**%d**" % code, why) for code, why in pairs)
+
+
+def _see_also(*names):
+    return ", ".join("**%s**\\ (%s)" % tuple(n.rstrip(")").split("(")) for n in names)
+
+
+def help_of(argv):
+    """A program's --help text, run as installed-from-here (``argv`` after the interpreter)."""
+    env = dict(os.environ, COLUMNS=COLUMNS, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env.pop("PYTHONSAFEPATH", None)
+    proc = subprocess.run([sys.executable] + argv, env=env, capture_output=True, text=True, timeout=60)
+    return proc.stdout
+
+
+# --- section 1: the client wrappers --------------------------------------------------------------------
+
+def client_page(name):
+    from .client import OWN_OPTIONS, switches_of
+    method_name, slots, defaults = methods.ENTRY_POINTS[name]
+    method = methods.get(method_name)
+    parameters = ", ".join(conventions.SLOT_PARAMETER[s][0] for s in slots)
+    out = _header(name, 1, "%s client for Grid Engine's %s" % (method.name, parameters))
+    synopsis = ["**%s** [*OPTIONS*] %s" % (name, _escape(conventions.TABLE[s][0])) for s in slots]
+    out += _section("SYNOPSIS", "\n\n".join(synopsis))
+    how = ["**%s** goes into the **%s** entry of **sge_conf**\\ (5), with its absolute path and any options; "
+           "Grid Engine's %s appends ``%s`` and executes it.  It checks those words against the calling "
+           "convention and executes ``%s [client options] %s``." % (
+               name, conventions.SLOT_PARAMETER[s][0], conventions.SLOT_PARAMETER[s][1], conventions.TABLE[s][0],
+               method.name, conventions.TABLE[s][1][method.name]) for s in slots]
+    how.append("Method: %s (%s).  The daemon it pairs with: ``%s``; **sgewrap config %s** prints all six entries."
+               % (method.name, _escape(method.summary), method.daemon, method.name))
+    how.append("A wrapper that cannot do its job writes one line, ``%s: error: MESSAGE``, on standard error "
+               "and exits with one of the codes below; nothing is started." % name)
+    out += _section("DESCRIPTION", *how)
+    options = [("**%s**" % flag, text) for flag, text in OWN_OPTIONS]
+    for s in switches_of(method):
+        flag = "**%s**%s" % (s.flag, "\\ =\\ *%s*" % s.metavar if s.metavar else "")
+        options.append((flag, s.help % ", ".join(method.clients) if "%s" in s.help else s.help))
+    text = "Options come before what Grid Engine appends; ``--opt=VALUE`` is the form that survives " \
+           "Grid Engine's splitting on spaces."
+    if defaults:
+        text += "  Default: %s." % " ".join(defaults)
+    out += _section("OPTIONS", text, _deflist(options))
+    out += _section("EXIT STATUS", "The client's own, or the wrapper's:",
+                    _codes(p for p in EXIT_CODES if p[0] != NO_JOB))
+    out += _section("SEE ALSO", _see_also("sgewrap-wrappers(5)", "sgewrap(8)", "rshdwrapper(8)",
+                                          *GE_PAGES.split(", ")))
+    return out
+
+
+def qrsh_ssh_page():
+    name = qrshssh.NAME
+    out = _header(name, 1, "ssh-compatible qrsh -inherit for tools inside a parallel job")
+    out += _section("SYNOPSIS", "**qrsh_ssh** [*ssh options*] [*user*\\ @]\\ *host* [*options*] [**--**] "
+                                "*command* ...", "**qrsh_ssh** *host* [**-l** *user*] [**-n**] *command* ...")
+    doc = [p.replace("\n", " ") for p in qrshssh.__doc__.strip().split("\n\n")]
+    out += _section("DESCRIPTION", _escape(doc[0]).replace("\\`\\`", "``"),
+                    "It runs ``qrsh -inherit [-nostdin] HOST 'COMMAND...'``: the command's words joined with "
+                    "spaces, as ssh joins them for the remote shell, so each remote command starts as a task of "
+                    "the job, with the task's additional group id, accounted and killed with the job.  **-n** "
+                    "becomes **-nostdin**; options that only shape ssh's own connection are accepted and have "
+                    "nothing to do.  Options may follow the host, as OpenSSH reads them, unless **--** came "
+                    "before the host.  Also installed as **job-ssh/ssh** beside it, for tools that run "
+                    "**ssh** by name from **PATH**.")
+    out += _section("REFUSED", "With one line on standard error and exit 64: port forwarding, stdio "
+                    "forwarding, tunnels and jump hosts (**-L -R -D -W -w -J**, **-o** *\\*Forward*, "
+                    "*ProxyCommand*, *ProxyJump*), control masters (**-M -S -O**, **-o** *Control\\**), "
+                    "queries (**-Q**), **-f**, **-N**, no command, another user than the job's owner.")
+    fields = dict(qrsh_ssh="W/qrsh_ssh", job_ssh="W/job-ssh", hosts='"$hosts"', command="PROGRAM")
+    tools = [("**%s**" % tool, "%s (Debian: %s)" % (line.format(**fields), package))
+             for tool, package, line in qrshssh.TOOLS.values()]
+    out += _section("TOOLS", "In a job script of a parallel environment (**W** is the directory of the "
+                    "wrappers; ``hosts=%s``):" % qrshssh.HOSTS_WORD, _deflist(tools))
+    out += _section("EXIT STATUS", "The remote command's, or:", _codes(qrshssh.EXIT_CODES))
+    out += _section("SEE ALSO", _see_also("sgewrap-wrappers(5)", "ssh(1)", "qrsh(1)", "sge_pe(5)", "mpirun(1)",
+                                          "pdsh(1)", "parallel(1)"))
+    return out
+
+
+# --- section 8 -----------------------------------------------------------------------------------------
+
+def rshd_page():
+    from . import rshd
+    out = _header("rshdwrapper", 8, "the daemon side of Grid Engine's remote startup, for legacy daemons")
+    out += _section("SYNOPSIS", "**rshdwrapper** [*OPTIONS*] [*DAEMON* [*ARGS*...]]")
+    out += _section("DESCRIPTION", "For tight integration with ssh, **sgewrap config ssh --tight** names the job "
+                    "sshd (**sge-sshd -i**, sshd under a name of its own and with its own PAM service) in the "
+                    "**\\*_daemon** entries directly; **rshdwrapper** keeps older configurations and the legacy "
+                    "daemons working.  It runs as root, started by the shepherd, writes nothing to its standard "
+                    "output or error (they are the client's connection) and logs to syslog.  Its help:",
+                    _literal(rshd.usage()))
+    out += _section("SEE ALSO", _see_also("sgewrap-wrappers(5)", "node_access(8)", "sshd(8)",
+                                          *GE_PAGES.split(", ")))
+    return out
+
+
+def node_access_page():
+    from . import nodeaccess
+    out = _header("node_access", 8, "who may come into a Grid Engine execution host, and into which job")
+    out += _section("SYNOPSIS", "**node_access** [*OPTIONS*] **prolog**\\|\\ **epilog**\\|\\ **repair**\\|\\ "
+                    "**list**\\|\\ **session**", "**node_access** [*OPTIONS*] **adopt**")
+    out += _section("DESCRIPTION", "Run as root by Grid Engine (queue prolog and epilog) or by **pam_exec**\\ (8) "
+                    "in sshd's PAM stacks, with nothing trusted from the caller's environment; logs to syslog.  "
+                    "**sgewrap node-access** sets it up.  Its help:", _literal(nodeaccess.usage()))
+    out += _section("SEE ALSO", _see_also("sgewrap-wrappers(5)", "sgewrap(8)", "pam_exec(8)", "sshd(8)",
+                                          "queue_conf(5)", "pam_sge-qrsh-setup(8)"))
+    return out
+
+
+def sgewrap_page():
+    from .admin import Sgewrap
+    subcommands = sorted(a[len("_subcommand_"):] for a in dir(Sgewrap) if a.startswith("_subcommand_"))
+    out = _header("sgewrap", 8, "install, configure, check and test Grid Engine's remote-startup wrappers")
+    out += _section("SYNOPSIS", "**sgewrap** *COMMAND* [*OPTIONS*]", "**sgewrap** **--help**\\|\\ **--version**")
+    out += _section("DESCRIPTION", "The administrator's command: it installs the wrappers under "
+                    "**$SGE_ROOT/util/resources/wrappers**, prints or applies the **sge_conf**\\ (5) entries of a "
+                    "method (and the job sshd's PAM service for tight integration), checks every host's "
+                    "configuration, proves a method end to end, and sets up node access and adopt.  Nothing "
+                    "changes Grid Engine or PAM unless a command is given **--apply** (or **--install**); each "
+                    "change keeps what it replaced for **--restore**.  Errors: one line, ``sgewrap: error: "
+                    "...``, and a non-zero exit status.",
+                    _literal(help_of(ADMIN + ["--help"])))
+    out += _section("COMMANDS", *["**sgewrap %s**\n\n%s" % (sub, _literal(help_of(ADMIN + [sub, "--help"])))
+                                  for sub in subcommands])
+    out += _section("SEE ALSO", _see_also("sgewrap-wrappers(5)", "node_access(8)", "rshdwrapper(8)",
+                                          "qconf(1)", *GE_PAGES.split(", ")))
+    return out
+
+
+# --- section 5: the overview ---------------------------------------------------------------------------
+
+def overview_page():
+    out = _header("sgewrap-wrappers", 5, "Grid Engine's remote startup through ssh, telnet, rsh and rlogin")
+    out += _section("DESCRIPTION", "Grid Engine starts interactive jobs (**qlogin**, **qrsh**) and the slave "
+                    "tasks of parallel jobs (**qrsh -inherit**) with the client and daemon programs named in six "
+                    "entries of its configuration (**sge_conf**\\ (5), **qconf -mconf**).  **builtin** is its "
+                    "own protocol; these wrappers make ssh (or telnet, rsh, rlogin) work there, with every "
+                    "remote process still accounted and killed by Grid Engine.  What remote_startup(5) says, and "
+                    "what it leaves out, in one page.")
+    rows = []
+    for slot in ("qlogin", "rlogin", "rsh"):
+        parameter, caller = conventions.SLOT_PARAMETER[slot]
+        for name, (method_name, slots, _) in sorted(methods.ENTRY_POINTS.items()):
+            if slot in slots:
+                method = methods.get(method_name)
+                text = "**%s** with **%s**: Grid Engine appends ``%s``; it runs ``%s %s``; daemon entry " \
+                       "(**%s**): ``%s``" % (name, method.name, conventions.TABLE[slot][0], method.name,
+                                             conventions.TABLE[slot][1][method.name],
+                                             parameter.replace("_command", "_daemon"), method.daemon)
+                rows.append(("**%s** (%s)" % (parameter, caller), text))
+    out += _section("WHICH PROGRAM GOES WHERE", "**sgewrap config** *METHOD* prints the six entries "
+                    "(**--apply** sets them); per entry:", _deflist(rows, markup=True))
+    out += _section("TIGHT INTEGRATION", "With **sgewrap config ssh --tight --apply** the daemon entries are "
+                    "``W/%s -i``: the real sshd under a name of its own, so that it uses the PAM service "
+                    "**%s**, written by that command: **pam_sge-qrsh-setup** and the **node_access session** "
+                    "hook, which admits only the job's owner, ties the session to its task (the task's "
+                    "additional group id and environment, at any PID) and, when the session closes, kills what "
+                    "the task left running.  The site's **/etc/pam.d/sshd** is not touched."
+                    % (methods.JOB_SSHD_NAME, methods.JOB_PAM_FILE))
+    out += _section("THE TUNNEL", "Where a firewall lets only ssh reach the execution hosts, "
+                    "**sgewrap config ssh --tunnel** adds **--tunnel** to the client wrappers: ssh reaches the "
+                    "shepherd's port through the execution host's own sshd (port 22), or through a gateway "
+                    "(**--tunnel-via=**\\ *GW*).")
+    out += _section("INTERACTIVE SESSIONS", "Grid Engine 8.1.9's shepherd kills most **qlogin** and "
+                    "**qrsh**-without-a-command sessions through a wrapper as they start, unless **-pty no** is "
+                    "given; **sgewrap config --apply** (or **sgewrap front --install**) puts a front before "
+                    "Grid Engine's own clients that adds it where the user gave no **-pty**.")
+    out += _section("PARALLEL JOBS", "Open MPI and MPICH start their daemons through **qrsh -inherit** by "
+                    "themselves (**mpirun**; **mpiexec -launcher sge**).  Tools that only know ssh go through "
+                    "**qrsh_ssh**\\ (1).")
+    out += _section("NODE ACCESS AND ADOPT", "**sgewrap node-access** lets users ssh only into execution hosts "
+                    "where a job of theirs runs (**node_access** as queue prolog and epilog); with **--adopt** "
+                    "the site's sshd admits them only there and makes the login part of that job, accounted "
+                    "and killed with it.  See **node_access**\\ (8).")
+    out += _section("PROGRAMS", _deflist(
+        [("**%s**\\ (1)" % n, "client wrapper for %s" % ", ".join(conventions.SLOT_PARAMETER[s][0] for s in slots))
+         for n, (_, slots, _) in sorted(methods.ENTRY_POINTS.items())]
+        + [("**qrsh_ssh**\\ (1)", "ssh-compatible qrsh -inherit for tools inside a parallel job"),
+           ("**rshdwrapper**\\ (8)", "the daemon side for legacy daemons and older configurations"),
+           ("**node_access**\\ (8)", "session hook, adopt hook, node-access prolog and epilog"),
+           ("**sgewrap**\\ (8)", "install, configure, check, selftest")]))
+    out += _section("SEE ALSO", _see_also(*GE_PAGES.split(", ")) + ", " + _see_also("sshd(8)", "ssh(1)"))
+    return out
+
+
+def pages():
+    """{file name: reStructuredText} of every page."""
+    found = {"%s.1" % n: client_page(n) for n in sorted(methods.ENTRY_POINTS)}
+    found["qrsh_ssh.1"] = qrsh_ssh_page()
+    found["rshdwrapper.8"] = rshd_page()
+    found["node_access.8"] = node_access_page()
+    found["sgewrap.8"] = sgewrap_page()
+    found["sgewrap-wrappers.5"] = overview_page()
+    return found
+
+
+def render(rst):
+    """roff of one page (docutils' manpage writer)."""
+    import warnings
+    from docutils.core import publish_string
+    with warnings.catch_warnings():      # writer_name: the spelling Debian 12's docutils 0.19 knows
+        warnings.simplefilter("ignore", PendingDeprecationWarning)
+        return publish_string(rst, writer_name="manpage", settings_overrides={
+            "report_level": 2, "halt_level": 2, "output_encoding": "utf-8"}).decode("utf-8")
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) == 2 and argv[0] == "--rst":
+        sys.stdout.write(pages()[argv[1]])
+        return 0
+    if len(argv) != 1:
+        sys.stderr.write("usage: python3 -m sgewrap.manpages DIR | --rst PAGE\n")
+        return 64
+    os.makedirs(argv[0], exist_ok=True)
+    for name, rst in pages().items():
+        with open(os.path.join(argv[0], name), "w") as f:
+            f.write(render(rst))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
