@@ -195,8 +195,8 @@ def test_on_a_slave_host_of_a_parallel_job_the_login_joins_the_task_there(method
 
 
 def test_sgewrap_says_why_a_user_is_refused_or_where_the_login_goes(cluster):
-    assert "sgetest: REFUSED: no job of yours runs on this host" in sge.sgewrap(cluster, "node-access", "--why",
-                                                                               sge.TEST_USER).stdout
+    why = sge.sgewrap(cluster, "node-access", "--why", sge.TEST_USER).stdout
+    assert "sgetest: REFUSED: no job of yours runs on this host" in why
     with running_job(sge.TEST_USER) as job:
         out = sge.sgewrap(cluster, "node-access", "--why", sge.TEST_USER).stdout
         assert "admitted, joins job %s.1 (gid %s" % (job, gid_of(job)) in out

@@ -72,8 +72,9 @@ def test_sgewrap_check_finds_the_tunnel_ends_ready(method, cluster):
     """sshd on this host (the far end of each tunnel) forwards and takes a parallel job's fan-out."""
     proc = sge.sgewrap(cluster, "check")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "--tunnel" in proc.stdout and not [line for line in proc.stdout.splitlines()
-                                                 if line.startswith(("error", "warning")) and "tunnel" in line]
+    complaints = [line for line in proc.stdout.splitlines()
+                  if line.startswith(("error", "warning")) and "tunnel" in line]
+    assert "--tunnel" in proc.stdout and not complaints
 
 
 @pytest.mark.methods("ssh-tunnel")
