@@ -4,9 +4,9 @@ VENV ?= .venv
 VPY := $(VENV)/bin/python
 # packages the tests and the test cluster need on Debian 12 (tests/cluster/up adds Grid Engine itself)
 APT_PACKAGES := python3 python3-venv python3-pip make git openssh-client openssh-server tmux procps \
-	zsh fish tcsh csh rsyslog iproute2 nftables
+	zsh fish tcsh csh rsyslog iproute2 nftables groff-base man-db
 
-.PHONY: help deps venv install uninstall test unit cluster cluster-down bench demo clean man deb
+.PHONY: help deps venv install uninstall test unit cluster cluster-down bench demo clean man deb deb-deps
 
 help:
 	@echo "make install SGE_ROOT=DIR [PYTHON=/usr/bin/python3]  install the wrappers into DIR/util/resources/wrappers"
@@ -28,7 +28,7 @@ uninstall:
 	cd wrappers && $(PYTHON) -m sgewrap.install --uninstall "$(abspath $(SGE_ROOT))"
 
 deps:
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(APT_PACKAGES)
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(APT_PACKAGES) $(DEB_PACKAGES)
 
 $(VPY): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -59,6 +59,27 @@ demo: $(VPY)
 
 man: $(VPY)
 	cd wrappers && ../$(VPY) -m sgewrap.manpages man
+
+# The Debian package, from this tree with Debian's own tooling (debhelper, dh-python); the packaging
+# is in wrappers/debian, put in place in a copy of the tree under build/deb.  Needs: apt-get install
+# debhelper dh-python python3-all dpkg-dev fakeroot (make deb-deps), lintian to check it.
+DEB_VERSION = $(shell sed -n '1s/.*(\(.*\)).*/\1/p' wrappers/debian/changelog)
+DEB := build/deb/sgewrap_$(DEB_VERSION)_all.deb
+DEB_PACKAGES := debhelper dh-python python3-all dpkg-dev fakeroot lintian python3-plumbum python3-shellingham
+
+deb-deps:
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(DEB_PACKAGES)
+
+deb:
+	rm -rf build/deb && mkdir -p build/deb/src
+	tar -cf - --exclude=./.venv --exclude=./build --exclude=./.git --exclude=__pycache__ --exclude='*.egg-info' . \
+		| tar -xf - -C build/deb/src
+	cp -r wrappers/debian build/deb/src/debian
+	cd build/deb/src && dpkg-buildpackage -us -uc -b -rfakeroot >../build.log 2>&1 \
+		|| { tail -30 ../build.log >&2; exit 1; }
+	lintian --fail-on error --suppress-tags-from-file wrappers/debian/lintian-justified $(DEB) \
+		|| { echo "make deb: lintian reports errors" >&2; exit 1; }
+	@echo "built $(DEB)"
 
 clean:
 	rm -rf $(VENV) build *.egg-info wrappers/*.egg-info .pytest_cache

@@ -171,6 +171,27 @@ def _harden(top):
                 os.chmod(name, stat.S_IMODE(st.st_mode) & ~0o022)
 
 
+def write_programs(dest, python, report=print):
+    """Only the entry points and links, for a system python that imports sgewrap from its own
+    site (the Debian package: /usr/lib/sgewrap with ``#!/usr/bin/python3 -I``); the paths written."""
+    written = []
+    os.makedirs(dest, mode=0o755, exist_ok=True)
+    for name in entry_point_names():
+        path = os.path.join(dest, name)
+        if _write_atomic(path, ("#!%s -I\n" % python + script_body(name)).encode(), 0o755):
+            written.append(path)
+    for name, target in sorted(LINKS.items()):
+        path = os.path.join(dest, name)
+        os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+        if os.path.lexists(path):
+            os.unlink(path)
+        os.symlink(target, path)
+        written.append(path)
+    for path in written:
+        report("wrote %s" % path)
+    return written
+
+
 def install(sge_root, python=DEFAULT_PYTHON, dry_run=False, with_deps=True, report=print):
     """Install every entry point under ``sge_root``; returns the paths written."""
     if not os.path.isabs(python) or not os.access(python, os.X_OK):
@@ -295,6 +316,12 @@ def main(argv=None):
     args = list(sys.argv[1:] if argv is None else argv)
     flags = {a for a in args if a.startswith("--")}
     rest = [a for a in args if not a.startswith("--")]
+    if "--programs-only" in flags:        # python3 -m sgewrap.install --programs-only DEST PYTHON
+        if len(rest) != 2 or not os.path.isabs(rest[1]):
+            sys.stderr.write("usage: python3 -m sgewrap.install --programs-only DEST /ABSOLUTE/PYTHON\n")
+            return 64
+        write_programs(rest[0], rest[1], report=lambda *a: None)
+        return 0
     unknown = flags - {"--uninstall", "--dry-run", "--no-deps"}
     if unknown or not 1 <= len(rest) <= 2:
         sys.stderr.write("usage: python3 -m sgewrap.install [--uninstall] [--dry-run] [--no-deps] SGE_ROOT [PYTHON]\n")

@@ -176,9 +176,10 @@ def effective(glob, local, key):
 
 def default_wrappers():
     """Where the wrappers are: next to this ``sgewrap`` if it is the installed one, else $SGE_ROOT's."""
-    here = os.path.dirname(os.path.abspath(sys.argv[0] or ""))
-    if os.path.isfile(os.path.join(here, "ssh_wrapper")) and os.path.isfile(os.path.join(here, "sgewrap")):
-        return here
+    for here in (os.path.dirname(os.path.abspath(sys.argv[0] or "")),
+                 os.path.dirname(os.path.realpath(sys.argv[0] or ""))):   # /usr/bin/sgewrap -> /usr/lib/sgewrap
+        if os.path.isfile(os.path.join(here, "ssh_wrapper")) and os.path.isfile(os.path.join(here, "sgewrap")):
+            return here
     root = os.environ.get("SGE_ROOT")
     if root and os.path.isabs(root):
         return os.path.join(root, "util", "resources", "wrappers")
