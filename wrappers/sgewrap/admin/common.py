@@ -50,8 +50,11 @@ class Command:
 
 
 def _switch_error(app, err):
-    from plumbum.cli.application import ShowCompletion, ShowHelp, ShowHelpAll, ShowVersion
-    if isinstance(err, (ShowHelp, ShowHelpAll, ShowVersion, ShowCompletion)):
+    from plumbum.cli import application
+    # plumbum's own "show and quit" signals; ShowCompletion is newer than Debian 12's plumbum 1.8.0
+    shows = tuple(getattr(application, n) for n in ("ShowHelp", "ShowHelpAll", "ShowVersion", "ShowCompletion")
+                  if hasattr(application, n))
+    if isinstance(err, shows):
         return err
     return AdminError("%s (see %s --help)" % (str(err).rstrip("."), app.PROGNAME), UNREADABLE)
 
