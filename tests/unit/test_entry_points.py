@@ -94,20 +94,28 @@ def test_qlogin_wrapper_options(options, words, recorder, tmp_path):
     assert rec["argv"][1:] == words + ["-p", "22", "--", "vm"]
 
 
+def mux(persist=60):
+    """The tunnel ssh's sharing options for this (root) test process: its private socket directory."""
+    return " -o ControlMaster=auto -o ControlPath=/tmp/sgewrap-mux-%d/%%%%C -o ControlPersist=%d" % (
+        os.getuid(), persist)
+
+
 @pytest.mark.parametrize("name,options,words", [
-    ("ssh_wrapper", ["--tunnel"], ["-o", "ProxyCommand={client} -W 127.0.0.1:%p %h"]),
-    ("ssh_wrapper", ["--tunnel-via=gw.example.org"], ["-o", "ProxyCommand={client} -W %h:%p gw.example.org"]),
-    ("ssh_wrapper", ["--tunnel-via", "bob@10.0.0.1"], ["-o", "ProxyCommand={client} -W %h:%p bob@10.0.0.1"]),
-    ("ssh_wrapper", ["--tunnel", "--tunnel-via=gw"], ["-o", "ProxyCommand={client} -W %h:%p gw"]),  # last wins
-    ("qlogin_wrapper", ["--tunnel", "--no-x11"], ["-o", "ProxyCommand={client} -W 127.0.0.1:%p %h", "-x"]),
+    ("ssh_wrapper", ["--tunnel"], ["-o", "ProxyCommand={client}{mux} -W 127.0.0.1:%p %h"]),
+    ("ssh_wrapper", ["--tunnel-via=gw.example.org"], ["-o", "ProxyCommand={client}{mux} -W %h:%p gw.example.org"]),
+    ("ssh_wrapper", ["--tunnel-via", "bob@10.0.0.1"], ["-o", "ProxyCommand={client}{mux} -W %h:%p bob@10.0.0.1"]),
+    ("ssh_wrapper", ["--tunnel", "--tunnel-via=gw"], ["-o", "ProxyCommand={client}{mux} -W %h:%p gw"]),  # last wins
+    ("qlogin_wrapper", ["--tunnel", "--no-x11"], ["-o", "ProxyCommand={client}{mux} -W 127.0.0.1:%p %h", "-x"]),
+    ("ssh_wrapper", ["--tunnel", "--tunnel-persist=0"], ["-o", "ProxyCommand={client} -W 127.0.0.1:%p %h"]),
+    ("ssh_wrapper", ["--tunnel-persist", "5", "--tunnel"], ["-o", "ProxyCommand={client}{mux5} -W 127.0.0.1:%p %h"]),
 ])
 def test_tunnel_runs_the_client_itself_as_proxy(name, options, words, recorder, tmp_path):
     """--tunnel: the client reaches PORT through HOST's sshd (or a gateway) with ssh -W, the
-    same client program as the session's, by absolute path."""
+    same client program as the session's, by absolute path; the tunnels share one connection."""
     argv = ["-p", "4711", "vm", "hostname"] if name == "ssh_wrapper" else ["vm", "4711"]
     proc, rec = recorded(name, recorder, tmp_path, *options, *argv)
     assert proc.returncode == 0, proc.stderr
-    words = [w.replace("{client}", recorder) for w in words]
+    words = [w.replace("{client}", recorder).replace("{mux5}", mux(5)).replace("{mux}", mux()) for w in words]
     tail = ["-p", "4711", "--", "vm"] + (["hostname"] if name == "ssh_wrapper" else [])
     assert rec["argv"][1:] == words + tail
 
@@ -118,6 +126,8 @@ def test_tunnel_runs_the_client_itself_as_proxy(name, options, words, recorder, 
     ("ssh_wrapper", ["--tunnel-via=a b@gw", "-p", "1", "vm"], errors.USAGE, "invalid user"),
     ("ssh_wrapper", ["--tunnel-via=gw%h", "-p", "1", "vm"], errors.USAGE, "ssh token"),
     ("ssh_wrapper", ["--tunnel=gw", "-p", "1", "vm"], errors.USAGE, "takes no value"),
+    ("ssh_wrapper", ["--tunnel", "--tunnel-persist=forever", "-p", "1", "vm"], errors.USAGE, "not a number"),
+    ("ssh_wrapper", ["--tunnel", "--tunnel-persist=3601", "-p", "1", "vm"], errors.USAGE, "0-3600"),
     ("telnet_adapter", ["--tunnel", "vm", "23"], errors.USAGE, "unknown option --tunnel"),
     ("ssh_wrapper", ["--bogus", "-p", "1", "vm"], errors.USAGE, "unknown option --bogus"),
     ("ssh_wrapper", ["--ssh-option"], errors.USAGE, "needs a value"),
@@ -200,3 +210,30 @@ def test_dry_run_quotes_for_the_detected_shell(shell):
     assert line.startswith("/usr/bin/ssh ")
     assert read_back(shell, line[len("/usr/bin/ssh "):]) == "".join(
         "[%s]" % w for w in [word, "-p", "22", "--", "vm", "x"]), (shell, line)
+
+
+def test_the_tunnel_socket_directory_is_private_or_not_used(tmp_path):
+    """The control socket lives where only its user can enter; a directory someone else made (or
+    a link, or one others may enter) means no sharing, never a socket in it."""
+    from sgewrap.methods import ssh
+    runtime = tmp_path / "run"
+    runtime.mkdir(mode=0o700)
+    assert ssh.control_dir({"XDG_RUNTIME_DIR": str(runtime)}) == str(runtime / "sgewrap")
+    assert oct(os.stat(runtime / "sgewrap").st_mode & 0o777) == "0o700"
+    runtime.chmod(0o755)                 # not private: the /tmp fallback instead
+    assert ssh.control_dir({"XDG_RUNTIME_DIR": str(runtime)}) == "/tmp/sgewrap-mux-%d" % os.getuid()
+    victim = 4242420                     # another uid: its /tmp directory planted by someone else (root here)
+    planted = "/tmp/sgewrap-mux-%d" % victim
+    os.makedirs(planted, mode=0o700, exist_ok=True)
+    try:
+        assert ssh.control_dir({}, uid=victim) is None
+        assert ssh.mux_options("60", {}) != ""  # ours still works
+    finally:
+        os.rmdir(planted)
+    link = "/tmp/sgewrap-mux-%d" % (victim + 1)
+    os.symlink(str(tmp_path), link)
+    try:
+        assert ssh.control_dir({}, uid=victim + 1) is None
+    finally:
+        os.unlink(link)
+    assert ssh.mux_options("0", {}) == ""

@@ -81,13 +81,19 @@ def client_options(given, defaults, method):
         else:
             chosen.pop(switch.group, None)
             chosen[switch.group] = [(switch, value)]
-    client, words = None, []
+    client, words, persist = None, [], None
     for pairs in chosen.values():
         for switch, value in pairs:
             if switch.flag == "--client":
                 client = value
+            elif switch.flag == "--tunnel-persist":
+                persist = value
             else:
                 words.extend(switch.render(value))
+    if any("{mux}" in w for w in words):
+        from .methods.ssh import PERSIST, mux_options
+        mux = mux_options(PERSIST if persist is None else persist, os.environ)
+        words = [w.replace("{mux}", mux) for w in words]
     return client, words
 
 

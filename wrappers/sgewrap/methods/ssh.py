@@ -8,10 +8,27 @@ to 127.0.0.1:PORT on HOST itself (the shepherd listens on every address), or
 through a gateway that connects to HOST:PORT.  The tunnel is a child of the
 session's ssh: it ends with it (ssh hangs up on it; a killed ssh closes its
 pipes), so nothing is left behind.
+
+The tunnels of one user to one host share one authenticated connection: the
+tunnel's ssh runs with ``ControlMaster=auto`` and ``ControlPersist`` (60 s, or
+``--tunnel-persist``), its control socket in a directory only that user can
+enter (``$XDG_RUNTIME_DIR/sgewrap`` or ``/tmp/sgewrap-mux-UID``; one that is
+not safely theirs means no sharing).  The first tunnel starts the shared
+connection, which stays in the background until it has served no session for
+that long; a socket whose connection is gone is replaced (OpenSSH connects
+directly when the socket refuses).  The session's own ssh stays direct, so
+exit codes and signals are its own.
 """
+import os
+
 from . import JOB_SSHD_NAME, Method, Switch
 from ..conventions import check_host
 from ..errors import USAGE, WrapperError
+
+#: seconds a tunnel's shared connection stays after its last session (--tunnel-persist, 0: none)
+PERSIST = 60
+MAX_PERSIST = 3600
+_PATH_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/._+-")
 
 _USER_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
 
@@ -30,6 +47,57 @@ def check_gateway(value):
     return value
 
 
+def check_persist(value):
+    if not (value.isdigit() and int(value) <= MAX_PERSIST):
+        raise WrapperError(USAGE, "--tunnel-persist: %r is not a number of seconds 0-%d" % (value, MAX_PERSIST))
+    return str(int(value))
+
+
+def control_dir(environ, uid=None):
+    """The caller's private directory for tunnel control sockets, made if missing; None when there is
+    none that is safely ours (then the tunnel is not shared).  ``$XDG_RUNTIME_DIR/sgewrap`` when
+    that is the caller's, else ``/tmp/sgewrap-mux-UID``; the directory must be a real directory
+    (no link) owned by the caller with no access for anyone else."""
+    uid = os.getuid() if uid is None else uid
+    runtime = environ.get("XDG_RUNTIME_DIR", "")
+    candidates = []
+    if runtime.startswith("/") and _owned_private(runtime, uid):
+        candidates.append(os.path.join(runtime, "sgewrap"))
+    candidates.append("/tmp/sgewrap-mux-%d" % uid)
+    for path in candidates:
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            pass
+        except OSError:
+            continue
+        if _owned_private(path, uid) and _PATH_CHARS.issuperset(path):
+            return path
+    return None
+
+
+def _owned_private(path, uid):
+    import stat
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    return stat.S_ISDIR(st.st_mode) and st.st_uid == uid and not st.st_mode & 0o077
+
+
+def mux_options(persist, environ):
+    """The tunnel ssh's options that make all tunnels of this user to one host share one
+    authenticated connection (OpenSSH ControlMaster), or "" (a plain tunnel: --tunnel-persist=0,
+    or no private directory for the socket).  In a ProxyCommand, ssh expands %-tokens: %%C
+    reaches the tunnel's ssh as %C (a hash of the connection: short, no user-chosen text)."""
+    if not int(persist):
+        return ""
+    directory = control_dir(environ)
+    if directory is None:
+        return ""
+    return " -o ControlMaster=auto -o ControlPath=%s/%%%%C -o ControlPersist=%s" % (directory, persist)
+
+
 METHOD = Method(
     "ssh",
     aliases=("slogin", JOB_SSHD_NAME, "rshdwrapper", "rshd-wrapper"),
@@ -43,10 +111,13 @@ METHOD = Method(
         Switch("--tty", ("-tt",), "force a pseudo-terminal (ssh -tt)"),
         Switch("--ssh-option", ("-o", "{}"), "pass -o OPT to ssh, e.g. GSSAPIDelegateCredentials=no "
                "(repeatable)", metavar="OPT", repeat=True),
-        Switch("--tunnel", ("-o", "ProxyCommand={client} -W 127.0.0.1:%p %h"),
+        Switch("--tunnel", ("-o", "ProxyCommand={client}{mux} -W 127.0.0.1:%p %h"),
                "reach PORT through HOST's own sshd (port 22): only ssh need pass the firewall", group="tunnel"),
-        Switch("--tunnel-via", ("-o", "ProxyCommand={client} -W %h:%p {}"),
+        Switch("--tunnel-via", ("-o", "ProxyCommand={client}{mux} -W %h:%p {}"),
                "reach HOST:PORT through the ssh gateway GW ([USER@]HOST)", metavar="GW", group="tunnel",
                check=check_gateway),
+        Switch("--tunnel-persist", (), "tunnels of one user to one host share one ssh connection, kept SECONDS "
+               "after its last session (default %d; 0: a connection per session)" % PERSIST, metavar="SECONDS",
+               check=check_persist),
     ),
 )
