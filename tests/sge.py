@@ -512,3 +512,14 @@ def wait_for_lines(path, pattern, count, timeout=120):
             return found
         time.sleep(0.2)
     raise AssertionError("%d of %d lines matching %r after %ds:\n%s" % (len(found), count, pattern, timeout, text))
+
+
+def proc_uid(pid):
+    """The real uid of process ``pid``."""
+    with open("/proc/%d/status" % pid) as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("Uid:"))
+
+
+def user_uid(user=TEST_USER):
+    import pwd
+    return pwd.getpwnam(user).pw_uid

@@ -26,6 +26,9 @@ class Method:
     accounted: bool         # remote processes carry the job's addgrpid
     password: bool = False  # the login asks for one (telnet)
     tunnel: bool = False    # ssh_wrapper --tunnel: through the exec host's sshd on port 22
+    #: --tunnel-persist: the tests keep the shared tunnel connection 3 s, so that "none is left once
+    #: it expires" is seen within a test's time
+    tunnel_persist: int = 3
     #: qlogin and qrsh without a command are typed plain: the qlogin/qrsh front that sgewrap config
     #: --apply puts in place adds -pty no for the wrapped methods (README, "Known Grid Engine bugs")
     login_options: tuple = ()
@@ -124,7 +127,7 @@ def method(request, cluster):
     from sgewrap import sgeconf
     m = request.param
     entries = sgeconf.entries(m.sgeconf, cluster, tight=m.tight, x11=False if m.sgeconf == "ssh" else None,
-                              tunnel=m.tunnel or None)
+                              tunnel=m.tunnel or None, tunnel_persist=m.tunnel_persist if m.tunnel else None)
     if m.tight:     # what `sgewrap config ssh --tight --apply` writes, before sge_conf names sge-sshd
         sge.job_stack(cluster)
     sge.apply(entries)

@@ -27,8 +27,30 @@ pytestmark = [pytest.mark.cluster, pytest.mark.slot("rsh")]
 PROXY = "-W\x00127.0.0.1:"
 
 
+def all_proxies():
+    """Every tunnel ssh: each session's own, and the shared connections (ControlPersist masters, whose
+    process title OpenSSH sets to ``ssh: SOCKET [mux]``)."""
+    return set(sge.processes_with(PROXY)) | _masters()
+
+
+def _masters():
+    """The shared tunnel connections: in the background, titled after their socket."""
+    return {p for p in sge.processes_with("[mux]") if b"/sgewrap-mux-" in sge.cmdline(p)
+            or b"/sgewrap/" in sge.cmdline(p)}
+
+
 def proxies():
-    return set(sge.processes_with(PROXY))
+    """The sessions' own tunnel processes: those a session's ssh runs as its ProxyCommand (the shared
+    connection, once in the background, has another parent)."""
+    return {p for p in all_proxies() if os.path.exists("/proc/%d" % p)
+            and b"ProxyCommand=" in sge.cmdline(_parent(p))}
+
+
+def _parent(pid):
+    try:
+        return sge.ppid(pid)
+    except OSError:
+        return 0
 
 
 def wait_until(condition, timeout, what):
@@ -39,10 +61,13 @@ def wait_until(condition, timeout, what):
 
 
 @pytest.fixture
-def no_tunnel_left():
-    """After the test, no --tunnel proxy is left running."""
+def no_tunnel_left(method):
+    """After the test, no session's tunnel is left, and the shared connection ends once it has served
+    no session for --tunnel-persist seconds (3 here): nothing of a tunnel stays for good."""
     yield
     wait_until(lambda: not proxies(), 10, "a tunnel process outlived its session: %r" % proxies())
+    wait_until(lambda: not all_proxies(), method.tunnel_persist + 15,
+               "a shared tunnel connection outlived its persistence: %r" % all_proxies())
 
 
 @pytest.mark.methods("ssh")
@@ -145,3 +170,18 @@ def test_no_tunnel_outlives_a_killed_session(method, how, no_tunnel_left):
         if client.poll() is None:
             client.kill()
         subprocess.run(["/usr/bin/qdel", name], env=sge.ENV, capture_output=True)
+
+
+@pytest.mark.methods("ssh-tunnel")
+def test_the_tunnels_of_one_user_share_one_connection_and_a_dead_one_is_replaced(method, no_tunnel_left):
+    for _ in range(4):
+        proc = sge.qrsh("hostname", queue=sge.FW_QUEUE, stdin=subprocess.DEVNULL, text=True)
+        assert (proc.returncode, proc.stdout.strip()) == (0, sge.NODE2), proc.stderr
+    masters = _masters()
+    assert len(masters) == 1, "four sessions, one shared connection: %r" % masters
+    master = masters.pop()
+    assert sge.proc_uid(master) == sge.user_uid(), "the connection is the user's own"
+    os.kill(master, signal.SIGKILL)         # its socket stays behind, refusing: ssh connects directly
+    proc = sge.qrsh("hostname", queue=sge.FW_QUEUE, stdin=subprocess.DEVNULL, text=True, timeout=60)
+    assert (proc.returncode, proc.stdout.strip()) == (0, sge.NODE2), proc.stderr
+    assert _masters() and master not in _masters(), "a new shared connection replaced the dead one"

@@ -57,7 +57,7 @@ PTY_NOTE = ("with Grid Engine 8.1.9, qlogin and qrsh without a command through a
 ABSENT_MARK = "# sgewrap: no local configuration existed; restoring deletes it"
 
 
-def entries(method, wrappers_dir, tight=False, x11=None, tunnel=None):
+def entries(method, wrappers_dir, tight=False, x11=None, tunnel=None, tunnel_persist=None):
     """The six slot -> value entries that make ``method`` work with the wrappers in ``wrappers_dir``.
 
     ``x11``: True adds ``--x11``, False ``--no-x11`` to qlogin_wrapper, None
@@ -66,7 +66,8 @@ def entries(method, wrappers_dir, tight=False, x11=None, tunnel=None):
     that its PAM service ``/etc/pam.d/sge-sshd`` ties each session to its job).
     ``tunnel`` (ssh only): True reaches the shepherd's port through the
     execution host's own sshd (``--tunnel``), a ``[USER@]HOST`` through that
-    gateway (``--tunnel-via=GW``): only ssh need pass a firewall.
+    gateway (``--tunnel-via=GW``): only ssh need pass a firewall.  ``tunnel_persist``: seconds
+    the tunnels' shared connection stays (``--tunnel-persist``; None: the wrapper's default).
     The legacy methods only cover their own slot; the others stay builtin.
     """
     if method not in METHODS:
@@ -91,6 +92,8 @@ def entries(method, wrappers_dir, tight=False, x11=None, tunnel=None):
     m = methods.get(method)      # the registry: which entry point serves which slot, which daemon
     daemon = posixpath.join(wrappers_dir, JOB_SSHD_NAME) + " -i" if tight and method == "ssh" else m.daemon
     via = "" if not tunnel else " --tunnel" if tunnel is True else " --tunnel-via=" + tunnel
+    if tunnel and tunnel_persist is not None:
+        via += " --tunnel-persist=%d" % int(tunnel_persist)
     for name, slots in m.entry_points():
         command = posixpath.join(wrappers_dir, name)
         if "qlogin" in slots and m.switch("--x11"):
