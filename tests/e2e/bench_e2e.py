@@ -42,7 +42,10 @@ def configurations(wrappers):
         "bare ssh + sge-sshd (tight)": dict(bare, rsh_daemon=os.path.join(wrappers, "sge-sshd") + " -i"),
         "ssh_wrapper + sshd -i": sgeconf.entries("ssh", wrappers, x11=False),
         "ssh_wrapper + sge-sshd (tight)": sgeconf.entries("ssh", wrappers, tight=True, x11=False),
-        "ssh_wrapper --tunnel + sge-sshd": sgeconf.entries("ssh", wrappers, tight=True, x11=False, tunnel=True),
+        "ssh_wrapper --tunnel (plain) + sge-sshd": sgeconf.entries("ssh", wrappers, tight=True, x11=False,
+                                                                   tunnel=True, tunnel_persist=0),
+        "ssh_wrapper --tunnel (shared) + sge-sshd": sgeconf.entries("ssh", wrappers, tight=True, x11=False,
+                                                                    tunnel=True),
     }
     if not os.access(PERL_ANCHOR, os.X_OK):
         del configs["bare ssh + Perl rshd-wrapper"]
