@@ -706,3 +706,11 @@ def test_node_access_adopt_apply_and_restore_the_pam_file(capsys, tmp_path):
     assert (code, err) == (0, "") and pam_file.read_text() == before
     code, out, err = sgewrap(capsys, "node-access", "--adopt", "--adopt-option=--rm", "--wrappers", str(wrappers))
     assert code == 2 and "not an option of node_access adopt" in err
+
+
+def test_config_tunnel_persist_reaches_every_command_and_needs_a_tunnel(capsys):
+    code, out, err = sgewrap(capsys, "config", "ssh", "--tunnel", "--tunnel-persist", "120", "--wrappers", W)
+    assert code == 0, err
+    assert sgeconf.parse(out.split("\n\n")[0]).get("rsh_command") == W + "/ssh_wrapper --tunnel --tunnel-persist=120"
+    code, out, err = sgewrap(capsys, "config", "ssh", "--tunnel-persist", "120", "--wrappers", W)
+    assert code != 0 and "--tunnel-persist goes with --tunnel" in err

@@ -76,6 +76,10 @@ class Config(Command, cli.Application):
                            "(port 22), for firewalled or NATed execution hosts")
     tunnel_via = cli.SwitchAttr("--tunnel-via", str, argname="GW", excludes=["--tunnel"],
                                 help="ssh only: reach it through the ssh gateway GW ([USER@]HOST) instead")
+    tunnel_persist = cli.SwitchAttr("--tunnel-persist", cli.Range(0, 3600), argname="SECONDS",
+                                    help="with --tunnel(-via): how long one user's shared tunnel connection to "
+                                         "a host stays after its last session (the wrapper's default: 60; 0: "
+                                         "a connection per session)")
     wrappers = cli.SwitchAttr("--wrappers", str, argname="DIR",
                               help="where the wrappers are installed (default: next to this sgewrap, "
                                    "else $SGE_ROOT/util/resources/wrappers)")
@@ -110,10 +114,13 @@ class Config(Command, cli.Application):
         x11 = True if self.x11 else False if self.no_x11 else None
         if x11 is not None and method != "ssh":
             raise AdminError("--x11/--no-x11 only apply to ssh (qlogin_wrapper)", UNREADABLE)
+        if self.tunnel_persist is not None and not (self.tunnel or self.tunnel_via):
+            raise AdminError("--tunnel-persist goes with --tunnel or --tunnel-via", UNREADABLE)
         wrappers = self.wrappers or (default_wrappers() if method != "builtin" else "/")
         try:
             values = sgeconf.entries(method, os.path.abspath(wrappers) if self.wrappers else wrappers,
-                                     tight=self.tight, x11=x11, tunnel=self.tunnel or self.tunnel_via)
+                                     tight=self.tight, x11=x11, tunnel=self.tunnel or self.tunnel_via,
+                                     tunnel_persist=self.tunnel_persist)
         except ValueError as err:
             raise AdminError(str(err), UNREADABLE)
         if not self.apply:
