@@ -324,10 +324,12 @@ def login(argv, password=False, command="echo $((6*7))-$(id -un)", expect=None, 
 
 
 FAN_OUT_MASTER = """#!/bin/sh
-# the master task of a tight parallel job: {tasks} qrsh -inherit to {target} at once
+# the master task of a tight parallel job: {tasks} qrsh -inherit at once, to {targets} in turn
+set -- {targets}
 pids=""
 for i in $(seq {tasks}); do
-    /usr/bin/qrsh -inherit -nostdin {target} {task} $i &
+    target=$(eval echo \\${{$(( (i - 1) % $# + 1 ))}})
+    /usr/bin/qrsh -inherit -nostdin $target {task} $i &
     pids="$pids $!"
 done
 fail=0
@@ -397,21 +399,23 @@ def delete(job, timeout=60):
 Task = collections.namedtuple("Task", "number host gid groups pid")
 
 
-def fan_out(tasks, target, *qrsh_options, queue=QUEUE):
+def fan_out(tasks, target, *qrsh_options, queue=QUEUE, timeout=300):
     """A parallel job (``qrsh QRSH_OPTIONS... MASTER``) whose master starts ``tasks`` ``qrsh -inherit
-    TARGET`` at once; (CompletedProcess, [Task(number, host, its addgrpid, its groups, its shell's PID)])."""
+    TARGET`` at once (TARGET: a host, or a tuple of hosts taken in turn); (CompletedProcess,
+    [Task(number, host, its addgrpid, its groups, its shell's PID)])."""
+    targets = " ".join(target) if isinstance(target, (tuple, list)) else target
     import re
     scratch = tempfile.mkdtemp(prefix="sgewrap-fan-out.")
     try:
         os.chmod(scratch, 0o755)
         master, task = os.path.join(scratch, "master.sh"), os.path.join(scratch, "task.sh")
         with open(master, "w") as f:
-            f.write(FAN_OUT_MASTER.format(tasks=tasks, target=target, task=task))
+            f.write(FAN_OUT_MASTER.format(tasks=tasks, targets=targets, task=task))
         with open(task, "w") as f:
             f.write(FAN_OUT_TASK)
         os.chmod(master, 0o755)
         os.chmod(task, 0o755)
-        proc = qrsh(*qrsh_options, master, queue=queue, stdin=subprocess.DEVNULL, text=True, timeout=300)
+        proc = qrsh(*qrsh_options, master, queue=queue, stdin=subprocess.DEVNULL, text=True, timeout=timeout)
     finally:
         subprocess.run(["rm", "-rf", scratch])
     found = re.findall(r"^task (\d+) on (\S+) gid=(\d+) groups=(\S+) pid=(\d+)$", proc.stdout, re.M)
@@ -523,3 +527,19 @@ def proc_uid(pid):
 def user_uid(user=TEST_USER):
     import pwd
     return pwd.getpwnam(user).pw_uid
+
+
+def wait_queues_up(*queues, timeout=60):
+    """Wait until no instance of ``queues`` is in unknown state (u): after an execd restart a queue
+    takes jobs again only once its execd has reported."""
+    deadline = time.monotonic() + timeout
+    while subprocess.run(["/usr/bin/qselect", "-q", ",".join(queues), "-qs", "u"], env=ENV,
+                         capture_output=True, text=True).stdout.strip():
+        if time.monotonic() > deadline:
+            raise RuntimeError("queue instances still in unknown state: %s" % ",".join(queues))
+        time.sleep(0.5)
+
+
+def setup_files():
+    """The names of the setup files in /run now."""
+    return {n for n in os.listdir("/run") if n.startswith("sge-qrsh-setup.")}
