@@ -714,3 +714,18 @@ def test_config_tunnel_persist_reaches_every_command_and_needs_a_tunnel(capsys):
     assert sgeconf.parse(out.split("\n\n")[0]).get("rsh_command") == W + "/ssh_wrapper --tunnel --tunnel-persist=120"
     code, out, err = sgewrap(capsys, "config", "ssh", "--tunnel-persist", "120", "--wrappers", W)
     assert code != 0 and "--tunnel-persist goes with --tunnel" in err
+
+
+@pytest.mark.parametrize("value,count", [("65400-65500", 101), ("20000-20100,20200", 102), ("100", 1),
+                                         ("x-1", None), ("", None)])
+def test_gid_count(value, count):
+    assert check.gid_count(value) == count
+
+
+def test_check_warns_when_gid_range_is_narrower_than_a_hosts_slots():
+    glob = sgeconf.parse("gid_range 65400-65500\n" + "".join("%s builtin\n" % k for k in sgeconf.SLOTS))
+    report = check.analyse(glob, {}, queues={"big.q": {"slots": "1,[node01=150]"}, "small.q": {"slots": "8"}})
+    found = [p.message for p in report.problems if p.slot == "gid_range"]
+    assert len(found) == 1 and "gives 101 group ids, but queue big.q has 150 slots" in found[0]
+    report = check.analyse(glob, {}, queues={"small.q": {"slots": "8"}})
+    assert not [p for p in report.problems if p.slot == "gid_range"]

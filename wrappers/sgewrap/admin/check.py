@@ -175,6 +175,18 @@ def analyse(glob, hosts, here=None, pam_file=pam.PAM_FILE, executable=None, queu
             report.add(ERROR, None, "queue " + name, "queue %s runs node_access as its epilog but not as its "
                        "prolog: users never get ssh access to their jobs' hosts" % name)
 
+    # --- enough job group ids for the tasks a host may run at once ----------------------------
+    most = max([(q, n) for q, values in (queues or {}).items() for n in _numbers(values.get("slots"))] or [(None, 0)],
+               key=lambda pair: pair[1])
+    for name, conf in [("global", glob)] + list(hosts.items()):
+        ids = gid_count(conf.get("gid_range"))
+        if ids is not None and most[0] is not None and ids < most[1]:
+            report.add(WARNING, name, "gid_range", "%s gid_range %s gives %d group ids, but queue %s has %d slots on "
+                       "a host: every job and every qrsh -inherit task running on a host takes one, so beyond %d "
+                       "at once tasks fail to start; widen it (the README's Scale section)"
+                       % ("global" if name == "global" else name + "'s", conf.get("gid_range"), ids, most[0],
+                          most[1], ids))
+
     # --- on this host -------------------------------------------------------------------
     if here is None:
         report.notes.append("executables, the PAM lines and sshd were not checked (no --this-host)")
@@ -235,6 +247,26 @@ def analyse(glob, hosts, here=None, pam_file=pam.PAM_FILE, executable=None, queu
     _check_job_stack(report, here, tight, [value(local, k) if local else glob.get(k) for k in tight],
                      pam_file, job_pam_file)
     return report
+
+
+def _numbers(value):
+    """The slot counts in a queue's ``slots`` value (``80`` or ``1,[vm=80],[@hg=4]``)."""
+    import re
+    return [int(n) for n in re.findall(r"(?:^|[,=])\s*(\d+)", value or "")]
+
+
+def gid_count(value):
+    """How many group ids a ``gid_range`` value (``m-n`` and ``m`` items, comma-separated) holds; None
+    if it cannot be read."""
+    if not value:
+        return None
+    total = 0
+    for item in value.replace(" ", "").split(","):
+        low, _, high = item.partition("-")
+        if not low.isdigit() or (high and not high.isdigit()):
+            return None
+        total += int(high or low) - int(low) + 1 if int(high or low) >= int(low) else 0
+    return total
 
 
 def _check_isolated(report, here, entries):
