@@ -104,13 +104,30 @@ def write_outputs(rows):
     except ImportError:
         print("(no matplotlib: pip install .[bench] for build/bench/bench.png)")
         return
+    curve = [r for r in rows if r[0].startswith("fan-out ")]
+    rows = [r for r in rows if not r[0].startswith("fan-out ")]
     parts = sorted({r[0] for r in rows}, key=[r[0] for r in rows].index)
-    fig, axes = plt.subplots(len(parts), 1, figsize=(9, 2.2 + 0.45 * len(rows)), squeeze=False)
-    for ax, part in zip(axes[:, 0], parts):
+    heights = [1.2 + 0.32 * len([r for r in rows if r[0] == p]) for p in parts] + ([4.5] if curve else [])
+    fig, axes = plt.subplots(len(heights), 1, figsize=(10, sum(heights) + 1), squeeze=False,
+                             gridspec_kw={"height_ratios": heights})
+    if curve:      # the curve a user wants to see: fan-out time against task count, one line per configuration
+        ax = axes[-1, 0]
+        counts = sorted({int(r[0].split()[1]) for r in curve})
+        for label in sorted({r[1] for r in curve}, key=[r[1] for r in curve].index):
+            ys = [next(r[2] for r in curve if r[1] == label and r[0] == "fan-out %d" % n) / 1000 for n in counts]
+            ax.plot(counts, ys, marker="o", label=label)
+        ax.set_xticks(counts)
+        ax.set_xlabel("qrsh -inherit tasks started at once (half on each of two hosts)")
+        ax.set_ylabel("seconds, first start to last exit")
+        ax.set_title("fan-out: time against task count (median)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="upper left")
+    for ax, part in zip(axes[:len(parts), 0], parts):
         mine = [r for r in rows if r[0] == part]
         ax.barh([r[1] for r in mine][::-1], [r[2] for r in mine][::-1], color="#4a7ab5")
         ax.set_title(part)
-        ax.set_xlabel("median MiB" if part.startswith(("session", "wrapper")) else "median ms")
+        ax.set_xlabel("median MiB per open session" if part.startswith(("session", "wrapper")) else "median ms")
+        ax.tick_params(axis="y", labelsize=8)
         for y, r in enumerate(mine[::-1]):
             ax.text(r[2], y, " %.1f" % r[2], va="center", fontsize=8)
     fig.tight_layout()
@@ -145,6 +162,11 @@ def main():
             print_table(mpi, "\nMPI job start, launch to first rank output, 2 x 8 ranks over vm and node3 "
                              "(ratio: vs the same MPI under builtin)", second="")
             e2e += mpi
+            from e2e.bench_e2e import fan_out_curve
+            fan = fan_out_curve()
+            print_table(fan, "\nfan-out over vm and node3: the master's first qrsh -inherit to the last task's exit "
+                             "(ratio: vs bare ssh)", second="vs Perl")
+            e2e += fan
     else:
         print("\n(end-to-end part needs root and the test cluster: sudo make bench)")
     write_outputs(rows + e2e)
@@ -152,4 +174,12 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:
+        sys.exit("bench: interrupted")
+    except SystemExit:
+        raise
+    except Exception as err:      # one line, never a traceback (the cause is in the message)
+        sys.exit("bench: error: %s: %s" % (type(err).__name__, str(err).strip().splitlines()[-1] if str(err).strip()
+                                           else "(no message)"))

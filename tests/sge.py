@@ -327,6 +327,7 @@ FAN_OUT_MASTER = """#!/bin/sh
 # the master task of a tight parallel job: {tasks} qrsh -inherit at once, to {targets} in turn
 set -- {targets}
 pids=""
+echo "fan-out start $(date +%s.%N)"
 for i in $(seq {tasks}); do
     target=$(eval echo \\${{$(( (i - 1) % $# + 1 ))}})
     /usr/bin/qrsh -inherit -nostdin $target {task} $i &
@@ -334,6 +335,7 @@ for i in $(seq {tasks}); do
 done
 fail=0
 for p in $pids; do wait $p || fail=$((fail + 1)); done
+echo "fan-out end $(date +%s.%N)"
 echo "master on $(hostname) failed=$fail"
 exit $fail
 """
@@ -543,3 +545,10 @@ def wait_queues_up(*queues, timeout=60):
 def setup_files():
     """The names of the setup files in /run now."""
     return {n for n in os.listdir("/run") if n.startswith("sge-qrsh-setup.")}
+
+
+def fan_out_seconds(stdout):
+    """From the master's first qrsh -inherit to the last task's exit, as the master measured it."""
+    import re
+    start = float(re.search(r"^fan-out start ([\d.]+)$", stdout, re.M).group(1))
+    return float(re.search(r"^fan-out end ([\d.]+)$", stdout, re.M).group(1)) - start

@@ -190,3 +190,78 @@ def mpi_start(rounds=None, wrappers=None):
         med = statistics.median(times[label])
         rows.append(("MPI start 2x8", label, med * 1000, med / base, None))
     return rows
+
+
+#: fan-out at scale: tasks over vm and node3, each configuration (README: Scale)
+FAN_OUT_COUNTS = (16, 64, 128)
+
+
+def fan_out_configurations(wrappers):
+    from sgewrap import sgeconf
+    bare = {"rsh_command": "/usr/bin/ssh", "rsh_daemon": "/usr/sbin/sshd -i"}
+    configs = {
+        "builtin": sgeconf.entries("builtin", wrappers),
+        "bare ssh + sshd -i": bare,
+        "bare ssh + Perl rshd-wrapper": dict(bare, rsh_daemon=PERL_ANCHOR),
+        "ssh_wrapper + rshdwrapper (tight)": dict(sgeconf.entries("ssh", wrappers, tight=True, x11=False),
+                                                  rsh_daemon=os.path.join(wrappers, "rshdwrapper")),
+        "ssh_wrapper + sge-sshd (tight)": sgeconf.entries("ssh", wrappers, tight=True, x11=False),
+        "--tunnel, plain": sgeconf.entries("ssh", wrappers, tight=True, x11=False, tunnel=True, tunnel_persist=0),
+        "--tunnel, shared": sgeconf.entries("ssh", wrappers, tight=True, x11=False, tunnel=True),
+    }
+    if not os.access(PERL_ANCHOR, os.X_OK):
+        del configs["bare ssh + Perl rshd-wrapper"]
+    return configs
+
+
+def fan_out_curve(rounds=None, wrappers=None, counts=FAN_OUT_COUNTS):
+    """Seconds from the master's first qrsh -inherit to the last task's exit (the master script
+    times itself), for each configuration and task count; rows ("fan-out N", label, ms, ratio to
+    bare ssh, ratio to the Perl anchor)."""
+    from sgewrap import pam
+    rounds = rounds or int(os.environ.get("BENCH_FANOUT_ROUNDS", "1"))
+    wrappers = wrappers or _test_install()
+    configs = fan_out_configurations(wrappers)
+    times = {(label, n): [] for label in configs for n in counts}
+    with host_lock():
+        saved = sge.show_global()
+        stack = pam.is_job_stack()
+        added = pam.add_line()            # the Perl anchor needs the module line in /etc/pam.d/sshd
+        sge.job_stack(wrappers)
+        try:
+            for r in range(rounds):
+                for label, entries in configs.items():
+                    print("  fan-out round %d/%d: %s" % (r + 1, rounds, label), file=sys.stderr)
+                    sge.apply(entries)
+                    for n in counts:
+                        sge.wait_queues_up(sge.QUEUE, sge.OPEN_QUEUE)
+                        _wait_no_job()
+                        proc, tasks = sge.fan_out(n, (sge.HOST, sge.NODE3), "-pe", sge.OPEN_PE, str(n + 1),
+                                                  "-masterq", "%s@%s" % (sge.QUEUE, sge.HOST),
+                                                  queue="%s,%s" % (sge.QUEUE, sge.OPEN_QUEUE), timeout=900)
+                        if proc.returncode != 0 or len(tasks) != n:
+                            raise RuntimeError("%s, %d tasks: %d ran, exit %d: %s" % (
+                                label, n, len(tasks), proc.returncode, proc.stderr.strip()[-300:]))
+                        times[(label, n)].append(sge.fan_out_seconds(proc.stdout))
+        finally:
+            sge.restore(saved)
+            if added:
+                pam.remove_line()
+            if not stack:
+                pam.remove_job_stack()
+    rows = []
+    for n in counts:
+        bare = statistics.median(times[("bare ssh + sshd -i", n)])
+        perl = statistics.median(times[("bare ssh + Perl rshd-wrapper", n)]) if PERL_ANCHOR and \
+            ("bare ssh + Perl rshd-wrapper", n) in times else None
+        for label in configs:
+            med = statistics.median(times[(label, n)])
+            rows.append(("fan-out %d" % n, label, med * 1000, med / bare, med / perl if perl else None))
+    return rows
+
+
+def _wait_no_job(timeout=60):
+    deadline = time.monotonic() + timeout
+    while subprocess.run(["/usr/bin/qstat", "-u", sge.TEST_USER], env=sge.ENV, capture_output=True,
+                         text=True).stdout.strip() and time.monotonic() < deadline:
+        time.sleep(0.5)
