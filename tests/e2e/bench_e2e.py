@@ -32,13 +32,21 @@ PERL_ANCHOR = "/usr/share/gridengine/util/resources/wrappers/rshd-wrapper"
 TASKS = 16
 
 
-def configurations(wrappers):
+def _anchors(wrappers):
+    """The configurations every comparison has: builtin, bare ssh + sshd -i, and bare ssh + the Perl
+    rshd-wrapper Grid Engine ships (when it is installed)."""
     from sgewrap import sgeconf
     bare = {"rsh_command": "/usr/bin/ssh", "rsh_daemon": "/usr/sbin/sshd -i"}
-    configs = {
-        "builtin": sgeconf.entries("builtin", wrappers),
-        "bare ssh + sshd -i": bare,
-        "bare ssh + Perl rshd-wrapper": dict(bare, rsh_daemon=PERL_ANCHOR),
+    configs = {"builtin": sgeconf.entries("builtin", wrappers), "bare ssh + sshd -i": bare}
+    if os.access(PERL_ANCHOR, os.X_OK):
+        configs["bare ssh + Perl rshd-wrapper"] = dict(bare, rsh_daemon=PERL_ANCHOR)
+    return configs, bare
+
+
+def configurations(wrappers):
+    from sgewrap import sgeconf
+    configs, bare = _anchors(wrappers)
+    configs.update({
         "bare ssh + sge-sshd (tight)": dict(bare, rsh_daemon=os.path.join(wrappers, "sge-sshd") + " -i"),
         "ssh_wrapper + sshd -i": sgeconf.entries("ssh", wrappers, x11=False),
         "ssh_wrapper + sge-sshd (tight)": sgeconf.entries("ssh", wrappers, tight=True, x11=False),
@@ -46,9 +54,7 @@ def configurations(wrappers):
                                                                    tunnel=True, tunnel_persist=0),
         "ssh_wrapper --tunnel (shared) + sge-sshd": sgeconf.entries("ssh", wrappers, tight=True, x11=False,
                                                                     tunnel=True),
-    }
-    if not os.access(PERL_ANCHOR, os.X_OK):
-        del configs["bare ssh + Perl rshd-wrapper"]
+    })
     return configs
 
 
@@ -198,19 +204,14 @@ FAN_OUT_COUNTS = (16, 64, 128)
 
 def fan_out_configurations(wrappers):
     from sgewrap import sgeconf
-    bare = {"rsh_command": "/usr/bin/ssh", "rsh_daemon": "/usr/sbin/sshd -i"}
-    configs = {
-        "builtin": sgeconf.entries("builtin", wrappers),
-        "bare ssh + sshd -i": bare,
-        "bare ssh + Perl rshd-wrapper": dict(bare, rsh_daemon=PERL_ANCHOR),
+    configs, _ = _anchors(wrappers)
+    configs.update({
         "ssh_wrapper + rshdwrapper (tight)": dict(sgeconf.entries("ssh", wrappers, tight=True, x11=False),
                                                   rsh_daemon=os.path.join(wrappers, "rshdwrapper")),
         "ssh_wrapper + sge-sshd (tight)": sgeconf.entries("ssh", wrappers, tight=True, x11=False),
         "--tunnel, plain": sgeconf.entries("ssh", wrappers, tight=True, x11=False, tunnel=True, tunnel_persist=0),
         "--tunnel, shared": sgeconf.entries("ssh", wrappers, tight=True, x11=False, tunnel=True),
-    }
-    if not os.access(PERL_ANCHOR, os.X_OK):
-        del configs["bare ssh + Perl rshd-wrapper"]
+    })
     return configs
 
 
@@ -252,8 +253,8 @@ def fan_out_curve(rounds=None, wrappers=None, counts=FAN_OUT_COUNTS):
     rows = []
     for n in counts:
         bare = statistics.median(times[("bare ssh + sshd -i", n)])
-        perl = statistics.median(times[("bare ssh + Perl rshd-wrapper", n)]) if PERL_ANCHOR and \
-            ("bare ssh + Perl rshd-wrapper", n) in times else None
+        perl = statistics.median(times[("bare ssh + Perl rshd-wrapper", n)]) \
+            if ("bare ssh + Perl rshd-wrapper", n) in times else None
         for label in configs:
             med = statistics.median(times[(label, n)])
             rows.append(("fan-out %d" % n, label, med * 1000, med / bare, med / perl if perl else None))

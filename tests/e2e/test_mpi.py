@@ -108,14 +108,20 @@ def test_qdel_of_a_running_mpi_job_leaves_nothing_on_either_host(method, cluster
         assert len(live) == ranks, "every rank carries a task's group: %r" % live
         for pid in live:      # ... the group of a task on the rank's own host
             assert {tasks[g] for g in sge.proc_groups(pid) if g in tasks} == {sge.host_of(pid)}, pid
-        sge.user_run(["/usr/bin/qdel", job], capture_output=True, check=True)
-        assert sge.delete(job), "job %s still known after qdel" % job
-        deadline = time.monotonic() + 30
-        while (sge.processes_in_groups(tasks) or sge.processes_of(sge.TEST_USER, JOB_PROCESSES)) \
-                and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert not sge.processes_in_groups(tasks), "processes of the deleted job still run"
-        assert not sge.processes_of(sge.TEST_USER, JOB_PROCESSES), "ranks, daemons or sshd left"
+        qdel_leaves_nothing(job, tasks)
+
+
+def qdel_leaves_nothing(job, tasks):
+    """qdel ``job`` (as its owner): then no process carries a group of its ``tasks`` and no rank,
+    MPI daemon, tool or sshd of the test user is left, on either host."""
+    sge.user_run(["/usr/bin/qdel", job], capture_output=True, check=True)
+    assert sge.delete(job), "job %s still known after qdel" % job
+    deadline = time.monotonic() + 30
+    while (sge.processes_in_groups(tasks) or sge.processes_of(sge.TEST_USER, JOB_PROCESSES)) \
+            and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not sge.processes_in_groups(tasks), "processes of the deleted job still run"
+    assert not sge.processes_of(sge.TEST_USER, JOB_PROCESSES), "ranks, daemons, tools or sshd left"
 
 
 #: what pdsh and GNU parallel run on each host: the task's group and this session's groups
@@ -149,11 +155,4 @@ def test_qdel_of_a_job_running_an_ssh_only_tool_leaves_nothing(method, cluster, 
                 break
             assert time.monotonic() < deadline, "no remote command in a task on each host: %r" % sleeps
             time.sleep(0.3)
-        sge.user_run(["/usr/bin/qdel", job], capture_output=True, check=True)
-        assert sge.delete(job), "job %s still known after qdel" % job
-        deadline = time.monotonic() + 30
-        while (sge.processes_in_groups(tasks) or sge.processes_of(sge.TEST_USER, JOB_PROCESSES)) \
-                and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert not sge.processes_in_groups(tasks), "processes of the deleted job still run"
-        assert not sge.processes_of(sge.TEST_USER, JOB_PROCESSES), "a remote command or sshd left"
+        qdel_leaves_nothing(job, tasks)
