@@ -47,7 +47,8 @@ def tree(monkeypatch, spool, tmp_path):
     monkeypatch.setattr(procs, "real_uid", lambda pid: 0)
     monkeypatch.setattr(procs, "shepherd_spool", lambda pid: state["shepherd_spool"] if pid == 400 else None)
     monkeypatch.setattr(procs, "link", lambda pid, name: "/usr/bin/bash")
-    monkeypatch.setattr(setupfile, "create", lambda pid, sp, d, log=None: state["created"].append((pid, sp, d)))
+    monkeypatch.setattr(setupfile, "create",
+                        lambda pid, sp, d, log=None, reap=None: state["created"].append((pid, sp, d, reap)))
     state["setup"] = str(setup)
     return state
 
@@ -60,7 +61,7 @@ def hook(tree, user="alice", kind="account", fail_open=False):
 
 def test_the_owner_is_admitted_and_tied(tree, spool):
     code, log = hook(tree)
-    assert code == 0 and tree["created"] == [(500, spool, tree["setup"])]
+    assert code == 0 and tree["created"] == [(500, spool, tree["setup"], 65499)]   # reaped at close
     assert "job 8.1: session of alice tied to the job (gid 65499, sshd 500)" in log.text()
 
 
@@ -102,7 +103,7 @@ def test_fail_open_admits_untied_and_says_so(tree):
 
 def test_close_session_removes_the_file_and_other_types_do_nothing(tree, monkeypatch):
     removed = []
-    monkeypatch.setattr(setupfile, "remove", lambda pid, d: removed.append(pid))
+    monkeypatch.setattr(setupfile, "remove", lambda pid, d: removed.append(pid))     # (None: nothing to reap)
     assert hook(tree, kind="close_session")[0] == 0 and removed == [500]
     assert hook(tree, kind="open_session")[0] == 0 and hook(tree, kind="")[0] == 0
     assert tree["created"] == []
@@ -125,3 +126,19 @@ def test_kill_group_kills_every_process_carrying_the_group_and_only_those():
         for p in (inside, outside):
             p.kill()
             p.wait()
+
+
+def test_kill_group_leaves_zombies_alone_and_does_not_spin_on_them():
+    """A zombie still shows its groups; it was found killed again and again for 20 rounds, 20 ms of
+    every session close (measured, the session's own ending sshd)."""
+    gid = 65498
+    zombie = subprocess.Popen(["/bin/true"], extra_groups=[gid])
+    deadline = time.monotonic() + 5
+    while procs.stat_of(zombie.pid) is not None and time.monotonic() < deadline:   # None: a zombie
+        time.sleep(0.01)
+    try:
+        start = time.monotonic()
+        assert procs.kill_group(gid) == []
+        assert time.monotonic() - start < 0.5
+    finally:
+        zombie.wait()

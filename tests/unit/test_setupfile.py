@@ -68,8 +68,8 @@ def test_a_file_names_the_spool_first_and_its_process_second(setup_dir, sleeper)
 
 def test_remove_only_the_named_process_own_file(setup_dir, sleeper):
     setupfile.create(sleeper.pid, "/spool/8.1", setup_dir)
-    assert setupfile.remove(os.getpid(), setup_dir) == ""
-    assert setupfile.remove(sleeper.pid, setup_dir) == "/spool/8.1"      # the spool it named
+    assert setupfile.remove(os.getpid(), setup_dir) is None
+    assert setupfile.remove(sleeper.pid, setup_dir)[0] == "/spool/8.1"      # the spool it named
     assert names(setup_dir) == []
 
 
@@ -245,3 +245,12 @@ def test_a_lock_held_too_long_fails_instead_of_waiting_forever(setup_dir, sleepe
     finally:
         if fd is not None:
             os.close(fd)
+
+
+def test_a_reap_line_is_read_back_and_the_module_line_stays_first(setup_dir, sleeper):
+    path = setupfile.create(sleeper.pid, "/spool/8.1/1.vm", setup_dir, reap=65432)
+    first, second, third = open(path).read().splitlines()
+    assert (first, third) == ("/spool/8.1/1.vm", "reap 65432")
+    assert setupfile.remove(sleeper.pid, setup_dir)[3] == 65432
+    setupfile.create(sleeper.pid, "/spool/9.1", setup_dir)           # an adopted login: no reap line
+    assert setupfile.remove(sleeper.pid, setup_dir)[3] is None

@@ -107,10 +107,13 @@ def alive_as(pid, start):
 
 
 def groups_of(pid):
-    """The supplementary group ids of process ``pid`` (an empty set if it is gone)."""
+    """The supplementary group ids of process ``pid`` (an empty set if it is gone or a zombie: a
+    zombie runs nothing and cannot be killed again)."""
     try:
         with open("/proc/%d/status" % pid, "rb") as f:
             for line in f:
+                if line.startswith(b"State:") and line.split()[1:2] == [b"Z"]:
+                    return set()
                 if line.startswith(b"Groups:"):
                     return {int(g) for g in line.split()[1:]}
     except (OSError, ValueError):
@@ -135,3 +138,4 @@ def kill_group(gid, sig=9, rounds=20):
             except OSError:
                 pass
     return sorted(signalled)
+

@@ -80,29 +80,28 @@ def account(environ, trust, setup_dir, log):
     if user != job.owner:
         raise Refused("user %r is not %s, the owner of job %s: refused" % (user[:64], job.owner, job.key))
     try:
-        setupfile.create(pid, job.spool, setup_dir, log)
+        setupfile.create(pid, job.spool, setup_dir, log, reap=job.gid)
     except (OSError, setupfile.SetupError) as err:
         raise Refused("cannot write the setup file: %s" % err)
     log("info", "job %s: session of %s tied to the job (gid %d, sshd %d)" % (job.key, user, job.gid, pid))
 
 
-def close(setup_dir, log, trust=None):
-    """The session of our parent (the monitor) ends: its setup file goes.  With ``trust`` (a job
-    sshd's session, which is a whole task of its job), every process still carrying the task's
-    group is killed: the task is over for Grid Engine, and what it left running would escape it."""
+def close(setup_dir, log):
+    """The session of our parent (the monitor) ends: its setup file goes, and if the file says so
+    (a job sshd's session, which is a whole task of its job: ``reap GID``), every process still
+    carrying the task's group is killed: the task is over for Grid Engine, and what it left running
+    would escape it.  The file is root's (0600, made under the root-only lock): nothing is read
+    again from the spool here, and an adopted login (no ``reap`` line) never kills its job."""
     pid = os.getppid()
     try:
-        spool = setupfile.remove(pid, setup_dir)
+        record = setupfile.remove(pid, setup_dir)
     except (OSError, setupfile.SetupError) as err:
         log("warning", "close: %s" % err)
         return
-    if trust is None or not spool:
+    if record is None or record[3] is None:
         return
-    try:
-        gid = jobspool.read_gid(spool, trust)
-    except jobspool.NoJob as why:
-        log("warning", "close: cannot read the task's group: %s" % why)
-        return
+    gid = record[3]
+    # (sshd's own session process carries the group too; by now it is a zombie, which is skipped)
     left = procs.kill_group(gid)
     if left:
         log("notice", "session of sshd %d closed: killed %d process(es) left in its task (gid %d): %s"
@@ -113,7 +112,7 @@ def run(environ, trust, setup_dir, fail_open, log):
     """The hook's exit code for pam_exec: 0 admits, 1 refuses."""
     kind = environ.get("PAM_TYPE", "")
     if kind == "close_session":
-        close(setup_dir, log, trust)
+        close(setup_dir, log)
         return OK
     if kind != "account":
         return OK

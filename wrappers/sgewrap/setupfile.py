@@ -92,7 +92,8 @@ class _Locked:
 
 
 def _read(path):
-    """(spool, pid, start) of a setup file; pid/start None when it has no sgewrap line; None if gone."""
+    """(spool, pid, start, reap) of a setup file; pid/start None when it has no sgewrap line, reap
+    the group id its session's close kills what is left of (None: none); None if gone."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
@@ -107,9 +108,11 @@ def _read(path):
         os.close(fd)
     lines = data.decode("utf-8", "replace").split("\n")
     words = lines[1].split() if len(lines) > 1 else []
+    reap = lines[2].split() if len(lines) > 2 else []
+    reap = int(reap[1]) if len(reap) == 2 and reap[0] == "reap" and reap[1].isdigit() else None
     if len(words) == 3 and words[0] == "sgewrap" and words[1].isdigit() and words[2].isdigit():
-        return lines[0], int(words[1]), int(words[2])
-    return lines[0], None, None
+        return lines[0], int(words[1]), int(words[2]), reap
+    return lines[0], None, None, None
 
 
 def _live(name, record):
@@ -149,22 +152,24 @@ def sweep(setup_dir=SETUP_DIR, log=None):
         return _sweep(setup_dir, log)
 
 
-def create(pid, spool, setup_dir=SETUP_DIR, log=None):
-    """Write the setup file of the running process ``pid`` naming ``spool``; its path."""
+def create(pid, spool, setup_dir=SETUP_DIR, log=None, reap=None):
+    """Write the setup file of the running process ``pid`` naming ``spool``; its path.  ``reap``: a
+    job group id whose processes the session's close kills (a third line, ``reap GID``: the module
+    reads only the first)."""
     if "\n" in spool or len(os.fsencode(spool)) > MAX_SPOOL_BYTES:
         raise SetupError("spool directory %r is longer than pam_sge-qrsh-setup reads or holds a newline" % spool)
     st = procs.stat_of(pid)
     if st is None:
         raise SetupError("process %d is gone" % pid)
     path = path_of(setup_dir, pid)
-    data = os.fsencode(spool) + b"\nsgewrap %d %d\n" % (pid, st.start)
+    data = os.fsencode(spool) + b"\nsgewrap %d %d\n" % (pid, st.start) + (b"reap %d\n" % reap if reap else b"")
     with _Locked(setup_dir):
         _sweep(setup_dir, log)
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         except FileExistsError:
             # live: this very process has a file already (a second hook call of one connection)
-            if _read(path) == (spool, pid, st.start):
+            if _read(path)[:3] == (spool, pid, st.start):
                 return path
             raise SetupError("%s exists and belongs to a live process" % path)
         except OSError as err:
@@ -183,14 +188,14 @@ def create(pid, spool, setup_dir=SETUP_DIR, log=None):
 
 
 def remove(pid, setup_dir=SETUP_DIR):
-    """Remove the setup file of ``pid`` if it is that running process's own; the spool directory
-    it named (true), or "" if there was none of its own."""
+    """Remove the setup file of ``pid`` if it is that running process's own; what it held, (spool,
+    pid, start, reap gid or None), or None if there was none of its own."""
     st = procs.stat_of(pid)
     path = path_of(setup_dir, pid)
     with _Locked(setup_dir):
         record = _read(path)
-        if record is None or st is None or record[1:] != (pid, st.start):
+        if record is None or st is None or record[1:3] != (pid, st.start):
             _sweep(setup_dir)
-            return ""
+            return None
         os.unlink(path)
-        return record[0] or path
+        return record
