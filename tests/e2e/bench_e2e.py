@@ -237,7 +237,7 @@ def fan_out_curve(rounds=None, wrappers=None, counts=FAN_OUT_COUNTS):
                     for n in counts:
                         sge.wait_queues_up(sge.QUEUE, sge.OPEN_QUEUE)
                         _wait_no_job()
-                        proc, tasks = sge.fan_out(n, (sge.HOST, sge.NODE3), "-pe", sge.OPEN_PE, str(n + 1),
+                        proc, tasks = sge.fan_out(n, (sge.HOST, sge.NODE3), "-pe", sge.OPEN_PE, str(n + 2),
                                                   "-masterq", "%s@%s" % (sge.QUEUE, sge.HOST),
                                                   queue="%s,%s" % (sge.QUEUE, sge.OPEN_QUEUE), timeout=900)
                         if proc.returncode != 0 or len(tasks) != n:

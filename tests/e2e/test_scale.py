@@ -25,7 +25,7 @@ def test_a_master_starts_many_tight_tasks_at_once_on_two_hosts(method, tasks):
     deadline = time.monotonic() + 60         # the slots of the jobs before this one are free
     while _job() and time.monotonic() < deadline:
         time.sleep(0.5)
-    proc, found = sge.fan_out(tasks, (sge.HOST, sge.NODE3), "-pe", sge.OPEN_PE, str(tasks + 1), "-masterq",
+    proc, found = sge.fan_out(tasks, (sge.HOST, sge.NODE3), "-pe", sge.OPEN_PE, str(tasks + 2), "-masterq",
                               "%s@%s" % (sge.QUEUE, sge.HOST), queue="%s,%s" % (sge.QUEUE, sge.OPEN_QUEUE),
                               timeout=600)
     assert proc.returncode == 0 and "master on %s failed=0" % sge.HOST in proc.stdout, \

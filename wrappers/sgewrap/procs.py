@@ -138,4 +138,3 @@ def kill_group(gid, sig=9, rounds=20):
             except OSError:
                 pass
     return sorted(signalled)
-
