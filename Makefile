@@ -65,7 +65,8 @@ man: $(VPY)
 # debhelper dh-python python3-all dpkg-dev fakeroot (make deb-deps), lintian to check it.
 DEB_VERSION = $(shell sed -n '1s/.*(\(.*\)).*/\1/p' wrappers/debian/changelog)
 DEB := build/deb/sgewrap_$(DEB_VERSION)_all.deb
-DEB_PACKAGES := debhelper dh-python python3-all dpkg-dev fakeroot lintian python3-plumbum python3-shellingham
+DEB_PACKAGES := debhelper dh-python python3-all dpkg-dev fakeroot lintian python3-plumbum python3-shellingham \
+	debootstrap
 
 deb-deps:
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(DEB_PACKAGES)
