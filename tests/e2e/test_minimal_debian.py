@@ -2,7 +2,7 @@
 debootstrap ``minbase`` root with empty apt lists and no ``make``.
 
 What runs there: the command's apt prelude and ``make deps`` (everything the demo and the tests
-install from apt), then the wrappers install and run from the tree.  The demo's cluster itself
+install from apt), then a wrapper from the tree.  The demo's cluster itself
 (daemons, network namespaces) runs on the CI machine, not in the chroot.
 """
 import os
@@ -60,9 +60,9 @@ def test_the_first_readme_command_works_from_a_minimal_debian_12():
         subprocess.run("tar -C %s -cf - --exclude=./.venv --exclude=./build --exclude=./.git . | tar -C %s -xf -"
                        % (REPO, tree), shell=True, check=True)
         prelude_and_deps = command[:-len(" demo")]           # the demo's cluster needs the machine
-        script = ("cd /root/sgewrap && export DEBIAN_FRONTEND=noninteractive && %s && "
-                  "cd wrappers && python3 -m sgewrap.install --programs-only /opt/sgewrap /usr/bin/python3 && "
-                  "/opt/sgewrap/ssh_wrapper --dry-run -p 4711 node01 hostname" % prelude_and_deps)
+        script = ("cd /root/sgewrap && export DEBIAN_FRONTEND=noninteractive && %s && cd wrappers && "
+                  "python3 -c 'import sys; sys.argv[1:] = sys.argv[1:]; from sgewrap.client import ssh_wrapper; "
+                  "ssh_wrapper()' --dry-run -p 4711 node01 hostname" % prelude_and_deps)
         proc = subprocess.run(["chroot", ROOT, "/bin/sh", "-c", script], capture_output=True, text=True,
                               timeout=1800, env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root"})
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
