@@ -15,6 +15,7 @@ on either side) and against the Perl ``rshd-wrapper`` Grid Engine ships
 (Debian: /usr/share/gridengine/util/resources/wrappers/rshd-wrapper) with the
 same bare ssh client, which is the anchor ``rshdwrapper`` must stay within 5% of.
 """
+import contextlib
 import os
 import statistics
 import subprocess
@@ -27,6 +28,28 @@ sys.path.insert(0, os.path.dirname(HERE))
 
 import sge  # noqa: E402
 from support import host_lock  # noqa: E402
+
+
+@contextlib.contextmanager
+def bench_host(wrappers, perl_anchor=False):
+    """The host as a comparison needs it, for a while (holding the host lock): the job sshds' PAM
+    service and, for the Perl anchor, its module line in /etc/pam.d/sshd; the global configuration
+    and both PAM files put back after."""
+    from sgewrap import pam
+    with host_lock():
+        saved = sge.show_global()
+        stack = pam.is_job_stack()
+        added = pam.add_line() if perl_anchor else False
+        sge.job_stack(wrappers)
+        try:
+            yield
+        finally:
+            sge.restore(saved)
+            if added:
+                pam.remove_line()
+            if not stack:
+                pam.remove_job_stack()
+
 
 PERL_ANCHOR = "/usr/share/gridengine/util/resources/wrappers/rshd-wrapper"
 TASKS = 16
@@ -97,13 +120,8 @@ def end_to_end(rounds=None, per_round=None, wrappers=None):
     qrsh = ["/usr/bin/qrsh", "-now", "yes", "-q", sge.QUEUE]
     latency = {label: [] for label in configs}
     fanout = {label: [] for label in configs}
-    from sgewrap import pam
-    with host_lock():
-        saved = sge.show_global()
-        stack = pam.is_job_stack()
-        added = pam.add_line()            # the Perl anchor needs the module line in /etc/pam.d/sshd
-        sge.job_stack(wrappers)           # the job sshds' own PAM service
-        try:
+    try:
+        with bench_host(wrappers, perl_anchor=True):
             for r in range(rounds):
                 for label, entries in configs.items():
                     print("  round %d/%d: %s" % (r + 1, rounds, label), file=sys.stderr)
@@ -111,13 +129,8 @@ def end_to_end(rounds=None, per_round=None, wrappers=None):
                     _timed(qrsh + ["true"])                      # warm-up, not counted
                     latency[label] += [_timed(qrsh + ["true"]) for _ in range(per_round)]
                     fanout[label].append(_timed(qrsh + ["-pe", sge.PE, str(TASKS + 1), master]))
-        finally:
-            sge.restore(saved)
-            if added:
-                pam.remove_line()
-            if not stack:
-                pam.remove_job_stack()
-            subprocess.run(["rm", "-rf", tmp])
+    finally:
+        subprocess.run(["rm", "-rf", tmp])
     rows = []
     bare = statistics.median(latency["bare ssh + sshd -i"])
     perl = statistics.median(latency.get("bare ssh + Perl rshd-wrapper", [0])) or None
@@ -148,7 +161,7 @@ def mpi_start(rounds=None, wrappers=None):
     """Launch to first rank output (ms) of a 2 x 8 rank MPI job per row; medians over ``rounds``,
     rows of one configuration alternating within a round.  Ratio: against the same MPI's builtin."""
     import mpijobs
-    from sgewrap import pam, sgeconf
+    from sgewrap import sgeconf
     rounds = rounds or int(os.environ.get("BENCH_MPI_ROUNDS", "3"))
     wrappers = wrappers or _test_install()
     subprocess.run([os.path.join(os.path.dirname(HERE), "cluster", "up")], check=True,
@@ -167,11 +180,8 @@ def mpi_start(rounds=None, wrappers=None):
     qrsh = ["/usr/bin/qrsh", "-now", "yes", "-q", "%s,%s" % (sge.QUEUE, sge.OPEN_QUEUE), "-masterq",
             "%s@%s" % (sge.QUEUE, sge.HOST), "-pe", sge.OPEN_PE, str(MPI_RANKS)]
     times = {label: [] for label, _, _ in MPI_ROWS}
-    with host_lock():
-        saved = sge.show_global()
-        stack = pam.is_job_stack()
-        sge.job_stack(wrappers)
-        try:
+    try:
+        with bench_host(wrappers, perl_anchor=False):
             for r in range(rounds):
                 for method in ("builtin", "ssh"):
                     print("  MPI round %d/%d: %s" % (r + 1, rounds, method), file=sys.stderr)
@@ -185,11 +195,8 @@ def mpi_start(rounds=None, wrappers=None):
                         if proc.returncode != 0 or "launcher=0" not in proc.stdout:
                             raise RuntimeError("%s failed: %s" % (label, (proc.stdout + proc.stderr)[-400:]))
                         times[label].append(mpijobs.start_time(proc.stdout))
-        finally:
-            sge.restore(saved)
-            if not stack:
-                pam.remove_job_stack()
-            subprocess.run(["rm", "-rf", tmp])
+    finally:
+        subprocess.run(["rm", "-rf", tmp])
     rows = []
     for label, _, launcher in MPI_ROWS:
         base = statistics.median(times[label.split(",")[0] + ", builtin"])
@@ -219,37 +226,25 @@ def fan_out_curve(rounds=None, wrappers=None, counts=FAN_OUT_COUNTS):
     """Seconds from the master's first qrsh -inherit to the last task's exit (the master script
     times itself), for each configuration and task count; rows ("fan-out N", label, ms, ratio to
     bare ssh, ratio to the Perl anchor)."""
-    from sgewrap import pam
     rounds = rounds or int(os.environ.get("BENCH_FANOUT_ROUNDS", "1"))
     wrappers = wrappers or _test_install()
     configs = fan_out_configurations(wrappers)
     times = {(label, n): [] for label in configs for n in counts}
-    with host_lock():
-        saved = sge.show_global()
-        stack = pam.is_job_stack()
-        added = pam.add_line()            # the Perl anchor needs the module line in /etc/pam.d/sshd
-        sge.job_stack(wrappers)
-        try:
-            for r in range(rounds):
-                for label, entries in configs.items():
-                    print("  fan-out round %d/%d: %s" % (r + 1, rounds, label), file=sys.stderr)
-                    sge.apply(entries)
-                    for n in counts:
-                        sge.wait_queues_up(sge.QUEUE, sge.OPEN_QUEUE)
-                        _wait_no_job()
-                        proc, tasks = sge.fan_out(n, (sge.HOST, sge.NODE3), "-pe", sge.OPEN_PE, str(n + 2),
-                                                  "-masterq", "%s@%s" % (sge.QUEUE, sge.HOST),
-                                                  queue="%s,%s" % (sge.QUEUE, sge.OPEN_QUEUE), timeout=900)
-                        if proc.returncode != 0 or len(tasks) != n:
-                            raise RuntimeError("%s, %d tasks: %d ran, exit %d: %s" % (
-                                label, n, len(tasks), proc.returncode, proc.stderr.strip()[-300:]))
-                        times[(label, n)].append(sge.fan_out_seconds(proc.stdout))
-        finally:
-            sge.restore(saved)
-            if added:
-                pam.remove_line()
-            if not stack:
-                pam.remove_job_stack()
+    with bench_host(wrappers, perl_anchor=True):
+        for r in range(rounds):
+            for label, entries in configs.items():
+                print("  fan-out round %d/%d: %s" % (r + 1, rounds, label), file=sys.stderr)
+                sge.apply(entries)
+                for n in counts:
+                    sge.wait_queues_up(sge.QUEUE, sge.OPEN_QUEUE)
+                    _wait_no_job()
+                    proc, tasks = sge.fan_out(n, (sge.HOST, sge.NODE3), "-pe", sge.OPEN_PE, str(n + 2),
+                                              "-masterq", "%s@%s" % (sge.QUEUE, sge.HOST),
+                                              queue="%s,%s" % (sge.QUEUE, sge.OPEN_QUEUE), timeout=900)
+                    if proc.returncode != 0 or len(tasks) != n:
+                        raise RuntimeError("%s, %d tasks: %d ran, exit %d: %s" % (
+                            label, n, len(tasks), proc.returncode, proc.stderr.strip()[-300:]))
+                    times[(label, n)].append(sge.fan_out_seconds(proc.stdout))
     rows = []
     for n in counts:
         bare = statistics.median(times[("bare ssh + sshd -i", n)])
