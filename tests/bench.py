@@ -114,8 +114,8 @@ def write_outputs(rows):
         ax = axes[-1, 0]
         counts = sorted({int(r[0].split()[1]) for r in curve})
         for label in sorted({r[1] for r in curve}, key=[r[1] for r in curve].index):
-            ys = [next(r[2] for r in curve if r[1] == label and r[0] == "fan-out %d" % n) / 1000 for n in counts]
-            ax.plot(counts, ys, marker="o", label=label)
+            points = [(n, r[2] / 1000) for n in counts for r in curve if r[1] == label and r[0] == "fan-out %d" % n]
+            ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=label)
         ax.set_xticks(counts)
         ax.set_xlabel("qrsh -inherit tasks started at once (half on each of two hosts)")
         ax.set_ylabel("seconds, first start to last exit")

@@ -230,6 +230,7 @@ def fan_out_curve(rounds=None, wrappers=None, counts=FAN_OUT_COUNTS):
     wrappers = wrappers or _test_install()
     configs = fan_out_configurations(wrappers)
     times = {(label, n): [] for label in configs for n in counts}
+    failed = []
     with bench_host(wrappers, perl_anchor=True):
         for r in range(rounds):
             for label, entries in configs.items():
@@ -241,18 +242,25 @@ def fan_out_curve(rounds=None, wrappers=None, counts=FAN_OUT_COUNTS):
                     proc, tasks = sge.fan_out(n, (sge.HOST, sge.NODE3), "-pe", sge.OPEN_PE, str(n + 2),
                                               "-masterq", "%s@%s" % (sge.QUEUE, sge.HOST),
                                               queue="%s,%s" % (sge.QUEUE, sge.OPEN_QUEUE), timeout=900)
-                    if proc.returncode != 0 or len(tasks) != n:
-                        raise RuntimeError("%s, %d tasks: %d ran, exit %d: %s" % (
-                            label, n, len(tasks), proc.returncode, proc.stderr.strip()[-300:]))
+                    if proc.returncode != 0 or len(tasks) != n:    # reported, not measured; the run goes on
+                        print("  fan-out %s, %d tasks: %d ran, exit %d: %s" % (
+                            label, n, len(tasks), proc.returncode, proc.stderr.strip()[-200:]), file=sys.stderr)
+                        failed.append((label, n))
+                        continue
                     times[(label, n)].append(sge.fan_out_seconds(proc.stdout))
     rows = []
+    median = lambda key: statistics.median(times[key]) if times.get(key) else None  # noqa: E731
     for n in counts:
-        bare = statistics.median(times[("bare ssh + sshd -i", n)])
-        perl = statistics.median(times[("bare ssh + Perl rshd-wrapper", n)]) \
-            if ("bare ssh + Perl rshd-wrapper", n) in times else None
+        bare, perl = median(("bare ssh + sshd -i", n)), median(("bare ssh + Perl rshd-wrapper", n))
         for label in configs:
-            med = statistics.median(times[(label, n)])
-            rows.append(("fan-out %d" % n, label, med * 1000, med / bare, med / perl if perl else None))
+            med = median((label, n))
+            if med is None:
+                continue           # every run of it failed (printed above)
+            rows.append(("fan-out %d" % n, label, med * 1000, med / bare if bare else None,
+                         med / perl if perl else None))
+    if failed:
+        print("  fan-out runs that failed (not in the figures): %s"
+              % ", ".join("%s x%d" % f for f in failed), file=sys.stderr)
     return rows
 
 
