@@ -43,8 +43,14 @@ def ring():
 
 
 def gid_range():
-    low, high = re.search(r"^gid_range\s+(\d+)-(\d+)", sge.show_global(), re.M).groups()
-    return range(int(low), int(high) + 1)
+    """Every job group id of the hosts: the global gid_range and the nodes' own (their local
+    configurations: they share this host's kernel)."""
+    ids = set()
+    for conf in [sge.show_global()] + [sge.qconf("-sconf", h, check=False) for h in (sge.NODE2, sge.NODE3)]:
+        found = re.search(r"^gid_range\s+(\d+)-(\d+)", conf, re.M)
+        if found:
+            ids.update(range(int(found.group(1)), int(found.group(2)) + 1))
+    return ids
 
 
 def cpu_by_host(job, timeout=90):
