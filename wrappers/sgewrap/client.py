@@ -72,7 +72,8 @@ def parse_options(method, argv):
 
 
 def client_options(given, defaults, method):
-    """The client words for the given switches, defaults first, last one of a group wins."""
+    """(--client, the client words for the given switches, --tunnel-persist): defaults first, the
+    last one of a group wins."""
     by_flag = {s.flag: s for s in switches_of(method)}
     chosen = {}   # group -> [(switch, value)], insertion-ordered
     for switch, value in [(by_flag[f], None) for f in defaults] + given:
@@ -90,11 +91,7 @@ def client_options(given, defaults, method):
                 persist = value
             else:
                 words.extend(switch.render(value))
-    if any("{mux}" in w for w in words):
-        from .methods.ssh import PERSIST, mux_options
-        mux = mux_options(PERSIST if persist is None else persist, os.environ)
-        words = [w.replace("{mux}", mux) for w in words]
-    return client, words
+    return client, words, persist
 
 
 def plan(name, argv, environ=os.environ):
@@ -105,7 +102,7 @@ def plan(name, argv, environ=os.environ):
     given, result.dry_run, result.help, rest = parse_options(method, argv)
     if result.help:
         return result
-    client, words = client_options(given, defaults, method)
+    client, words, persist = client_options(given, defaults, method)
     result.request = conventions.parse(slots, rest)
     if client is not None:
         if not os.path.isabs(client):
@@ -113,19 +110,19 @@ def plan(name, argv, environ=os.environ):
         result.program = locate.find_program((client,), environ)
     else:
         result.program = locate.find_program(method.clients, environ)
-    if any("{client}" in w for w in words):
-        words = [w.replace("{client}", _proxy_safe(result.program)) for w in words]
+    if any("{client}" in w for w in words):     # a tunnel: the ProxyCommand runs the client again
+        from .methods.ssh import PERSIST, mux_options
+        mux = mux_options(PERSIST if persist is None else persist, environ)
+        words = [w.replace("{client}", _proxy_safe(result.program)).replace("{mux}", mux) for w in words]
     result.argv = [result.program] + words + conventions.render(
         result.request.slot, method.name, result.request)
     return result
 
 
-_PROXY_PATH_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/._+-")
-
-
 def _proxy_safe(path):
     """``path`` if it can stand unquoted in an ssh ProxyCommand (run by the user's shell)."""
-    if not _PROXY_PATH_CHARS.issuperset(path):
+    from .methods.ssh import PROXY_PATH_CHARS
+    if not PROXY_PATH_CHARS.issuperset(path):
         raise WrapperError(USAGE, "the client path %r cannot go into a ProxyCommand (--tunnel): "
                                   "use one without spaces, quotes or %%" % path)
     return path

@@ -28,7 +28,8 @@ from ..errors import USAGE, WrapperError
 #: seconds a tunnel's shared connection stays after its last session (--tunnel-persist, 0: none)
 PERSIST = 60
 MAX_PERSIST = 3600
-_PATH_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/._+-")
+#: what a path may hold to stand unquoted in a ProxyCommand (the user's shell runs it)
+PROXY_PATH_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/._+-")
 
 _USER_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
 
@@ -71,7 +72,7 @@ def control_dir(environ, uid=None):
             pass
         except OSError:
             continue
-        if _owned_private(path, uid) and _PATH_CHARS.issuperset(path):
+        if _owned_private(path, uid) and PROXY_PATH_CHARS.issuperset(path):
             return path
     return None
 
