@@ -73,24 +73,26 @@ def destination(sge_root):
     return os.path.join(os.path.abspath(sge_root), "util", "resources", "wrappers")
 
 
-def _read_manifest(dest, kind_wanted=None):
-    """(scripts, displaced) recorded in ``dest``'s manifest; with ``kind_wanted``, that kind's names."""
-    path = os.path.join(dest, MANIFEST)
-    scripts, displaced, other = [], [], []
+def _read_manifest(dest):
+    """{kind: [name...]} recorded in ``dest``'s manifest: ``script`` (entry points and links, relative
+    to ``dest``), ``displaced`` (files kept as NAME.sgewrap-orig), ``man`` (pages, relative to SGE_ROOT)."""
+    found = {"script": [], "displaced": [], "man": []}
     try:
-        with open(path) as f:
+        with open(os.path.join(dest, MANIFEST)) as f:
             for line in f:
                 kind, _, name = line.rstrip("\n").partition(" ")
-                if kind_wanted:
-                    if kind == kind_wanted:
-                        other.append(name)
-                    continue
-                if kind == "man":
-                    continue
-                (displaced if kind == "displaced" else scripts).append(name)
+                found["displaced" if kind == "displaced" else "man" if kind == "man" else "script"].append(name)
     except FileNotFoundError:
         pass
-    return other if kind_wanted else (scripts, displaced)
+    return found
+
+
+def _prune(directory, top):
+    """Remove ``directory`` and its parents up to (not including) ``top`` while they are empty."""
+    while directory != top and directory.startswith(top + os.sep) and os.path.isdir(directory) \
+            and not os.listdir(directory):
+        os.rmdir(directory)
+        directory = os.path.dirname(directory)
 
 
 #: the rendered man pages of the source tree (make man), installed to SGE_ROOT/man/manN
@@ -233,7 +235,8 @@ def install(sge_root, python=DEFAULT_PYTHON, dry_run=False, with_deps=True, repo
     subprocess.run([venv_python, "-I", "-m", "compileall", "-q", site], check=True,
                    stdout=subprocess.DEVNULL)
     _harden(venv)
-    old_scripts, displaced = _read_manifest(dest)
+    old = _read_manifest(dest)
+    old_scripts, displaced = old["script"], old["displaced"]
     for name in names:
         path = os.path.join(dest, name)
         body = (shebang + script_body(name)).encode()
@@ -259,7 +262,7 @@ def install(sge_root, python=DEFAULT_PYTHON, dry_run=False, with_deps=True, repo
         report("installed %s -> %s" % (path, target))
         written.append(path)
     names = names + sorted(LINKS)
-    pages = _install_man(os.path.abspath(sge_root), _read_manifest(dest, "man"), report)
+    pages = _install_man(os.path.abspath(sge_root), old["man"], report)
     manifest = "".join("script %s\n" % n for n in names) + "".join("displaced %s\n" % n for n in displaced) \
         + "".join("man %s\n" % p for p in pages)
     _write_atomic(os.path.join(dest, MANIFEST), manifest.encode(), 0o644)
@@ -271,7 +274,8 @@ def install(sge_root, python=DEFAULT_PYTHON, dry_run=False, with_deps=True, repo
 def uninstall(sge_root, dry_run=False, report=print):
     """Remove exactly what install() put under ``sge_root``; put displaced files back."""
     dest = destination(sge_root)
-    scripts, displaced = _read_manifest(dest)
+    manifest = _read_manifest(dest)
+    scripts, displaced = manifest["script"], manifest["displaced"]
     if not scripts and not os.path.isdir(os.path.join(dest, VENV)):
         report("%s: nothing of sgewrap installed" % dest)
         return []
@@ -283,19 +287,18 @@ def uninstall(sge_root, dry_run=False, report=print):
             if not dry_run:
                 os.unlink(path)
             removed.append(path)
-        parent = os.path.dirname(path)
-        if not dry_run and parent != dest and os.path.isdir(parent) and not os.listdir(parent):
-            os.rmdir(parent)     # a directory of links (job-ssh) that install made
-    for rel in _read_manifest(dest, "man"):
-        path = os.path.join(os.path.abspath(sge_root), rel)
+        if not dry_run:
+            _prune(os.path.dirname(path), dest)     # a directory of links (job-ssh) that install made
+    root = os.path.abspath(sge_root)
+    for rel in manifest["man"]:
+        path = os.path.join(root, rel)
         if os.path.lexists(path):
             report(("would remove " if dry_run else "removed ") + path)
             if not dry_run:
                 os.unlink(path)
             removed.append(path)
-        for directory in (os.path.dirname(path), os.path.dirname(os.path.dirname(path))):
-            if not dry_run and os.path.isdir(directory) and not os.listdir(directory):
-                os.rmdir(directory)     # man/manN that only held our pages
+        if not dry_run:
+            _prune(os.path.dirname(path), root)     # man/manN that only held our pages
     for name in displaced:
         path = os.path.join(dest, name)
         if os.path.lexists(path + ORIG):
