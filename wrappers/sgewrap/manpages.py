@@ -124,8 +124,7 @@ def qrsh_ssh_page():
                     "forwarding, tunnels and jump hosts (**-L -R -D -W -w -J**, **-o** *\\*Forward*, "
                     "*ProxyCommand*, *ProxyJump*), control masters (**-M -S -O**, **-o** *Control\\**), "
                     "queries (**-Q**), **-f**, **-N**, no command, another user than the job's owner.")
-    fields = dict(qrsh_ssh="W/qrsh_ssh", job_ssh="W/job-ssh", hosts='"$hosts"', command="PROGRAM")
-    tools = [("**%s**" % tool, "%s (Debian: %s)" % (line.format(**fields), package))
+    tools = [("**%s**" % tool, "%s (Debian: %s)" % (qrshssh.setting(line, "W/qrsh_ssh"), package))
              for tool, package, line in qrshssh.TOOLS.values()]
     out += _section("TOOLS", "In a job script of a parallel environment (**W** is the directory of the "
                     "wrappers; ``hosts=%s``):" % qrshssh.HOSTS_WORD, _deflist(tools))

@@ -128,7 +128,8 @@ def kill_group(gid, sig=9, rounds=20):
     me = os.getpid()
     signalled = set()
     for _ in range(rounds):
-        found = [int(p) for p in os.listdir("/proc") if p.isdigit() and int(p) != me and gid in groups_of(int(p))]
+        found = [pid for pid in map(int, filter(str.isdigit, os.listdir("/proc")))
+                 if pid != me and gid in groups_of(pid)]
         if not found:
             break
         for pid in found:

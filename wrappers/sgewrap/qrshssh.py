@@ -27,7 +27,7 @@ import os
 import pwd
 import sys
 
-from .errors import BAD_HOST, EXEC_FAILED, NO_CLIENT, NO_JOB, USAGE, WrapperError
+from .errors import BAD_HOST, EXEC_FAILED, INTERNAL, NO_CLIENT, NO_JOB, USAGE, WrapperError
 
 NAME = "qrsh_ssh"
 FLAGS = set("1246AaCfGgKkMNnqsTtVvXxYy")
@@ -58,26 +58,28 @@ TOOLS = {
 EXIT_CODES = ((USAGE, "usage, another user, or what qrsh -inherit cannot honour (forwarding, control master)"),
               (BAD_HOST, "a host this job was not granted (PE_HOSTFILE)"),
               (NO_CLIENT, "qrsh not found (PATH, $SGE_ROOT/bin/ARCH)"),
-              (70, "internal error"),
+              (INTERNAL, "internal error"),
               (EXEC_FAILED, "qrsh could not be started"),
               (NO_JOB, "not inside a parallel job (JOB_ID, PE_HOSTFILE)"))
 #: the job's hosts, comma-separated, in a job script (for {hosts})
 HOSTS_WORD = "$(awk '{print $1}' \"$PE_HOSTFILE\" | paste -sd, -)"
 
 
+def setting(line, path, command="PROGRAM"):
+    """A TOOLS command line for this program installed at ``path`` (``job-ssh`` beside it)."""
+    from .methods import JOB_SSH_DIR
+    return line.format(qrsh_ssh=path, job_ssh=os.path.join(os.path.dirname(path), JOB_SSH_DIR),
+                       hosts='"$hosts"', command=command)
+
+
 def usage(path=None):
     """The --help text, with the tools' settings for this installation."""
-    import os.path
     here = path or os.path.join("$SGE_ROOT/util/resources/wrappers", NAME)
-    from .methods import JOB_SSH_DIR
-    job_ssh = os.path.join(os.path.dirname(here), JOB_SSH_DIR)
     lines = [__doc__.strip().split("\n\n")[0].replace("\n", " ").replace("``", ""), "",
              "usage: %s [ssh options] [user@]host [options] [--] command ..." % NAME,
              "       %s host [-l user] [-n] command ..." % NAME, "",
              "In a job script (hosts: %s):" % HOSTS_WORD]
-    for tool, _, line in TOOLS.values():
-        text = line.format(qrsh_ssh=here, job_ssh=job_ssh, hosts='"$hosts"', command="PROGRAM")
-        lines.append("  %-14s %s" % (tool, text))
+    lines += ["  %-14s %s" % (tool, setting(line, here)) for tool, _, line in TOOLS.values()]
     lines += ["", "Exit status: the remote command's, or"]
     lines += ["  %-3d %s" % (code, why) for code, why in EXIT_CODES]
     return "\n".join(lines) + "\n"
@@ -231,4 +233,4 @@ def main(argv=None):
         sys.exit(err.code)
     except Exception as err:  # never a traceback
         sys.stderr.write("%s: error: internal error: %s: %s\n" % (NAME, type(err).__name__, err))
-        sys.exit(70)
+        sys.exit(INTERNAL)
