@@ -520,12 +520,6 @@ def wait_for_lines(path, pattern, count, timeout=120):
     raise AssertionError("%d of %d lines matching %r after %ds:\n%s" % (len(found), count, pattern, timeout, text))
 
 
-def proc_uid(pid):
-    """The real uid of process ``pid``."""
-    with open("/proc/%d/status" % pid) as f:
-        return next(int(line.split()[1]) for line in f if line.startswith("Uid:"))
-
-
 def user_uid(user=TEST_USER):
     import pwd
     return pwd.getpwnam(user).pw_uid
@@ -543,8 +537,22 @@ def wait_queues_up(*queues, timeout=60):
 
 
 def setup_files():
-    """The names of the setup files in /run now."""
-    return {n for n in os.listdir("/run") if n.startswith("sge-qrsh-setup.")}
+    """The names of the setup files now."""
+    from sgewrap import setupfile
+    return {n for n in os.listdir(setupfile.SETUP_DIR) if n.startswith(setupfile.PREFIX)}
+
+
+def user_jobs(user=TEST_USER):
+    """``qstat -u USER``: empty when the user has no job (any more)."""
+    return subprocess.run(["/usr/bin/qstat", "-u", user], env=ENV, capture_output=True, text=True).stdout.strip()
+
+
+def wait_no_user_jobs(user=TEST_USER, timeout=60):
+    """Wait until ``user`` has no job (the slots of the jobs before are free); what is left."""
+    deadline = time.monotonic() + timeout
+    while user_jobs(user) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return user_jobs(user)
 
 
 def fan_out_seconds(stdout):

@@ -238,7 +238,7 @@ def fan_out_curve(rounds=None, wrappers=None, counts=FAN_OUT_COUNTS):
                 sge.apply(entries)
                 for n in counts:
                     sge.wait_queues_up(sge.QUEUE, sge.OPEN_QUEUE)
-                    _wait_no_job()
+                    sge.wait_no_user_jobs()
                     proc, tasks = sge.fan_out(n, (sge.HOST, sge.NODE3), "-pe", sge.OPEN_PE, str(n + 2),
                                               "-masterq", "%s@%s" % (sge.QUEUE, sge.HOST),
                                               queue="%s,%s" % (sge.QUEUE, sge.OPEN_QUEUE), timeout=900)
@@ -262,10 +262,3 @@ def fan_out_curve(rounds=None, wrappers=None, counts=FAN_OUT_COUNTS):
         print("  fan-out runs that failed (not in the figures): %s"
               % ", ".join("%s x%d" % f for f in failed), file=sys.stderr)
     return rows
-
-
-def _wait_no_job(timeout=60):
-    deadline = time.monotonic() + timeout
-    while subprocess.run(["/usr/bin/qstat", "-u", sge.TEST_USER], env=sge.ENV, capture_output=True,
-                         text=True).stdout.strip() and time.monotonic() < deadline:
-        time.sleep(0.5)

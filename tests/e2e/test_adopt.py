@@ -17,7 +17,7 @@ import time
 import pytest
 
 import sge
-from sgewrap import pam, setupfile
+from sgewrap import pam
 
 USERS = (sge.TEST_USER, "sgeother", "sgethird", "sgefourth")
 SSH = ["/usr/bin/ssh", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o",
@@ -77,10 +77,6 @@ def gid_of(job, task="1", host=sge.HOST):
         return f.read().strip()
 
 
-def setup_files():
-    return {n for n in os.listdir(setupfile.SETUP_DIR) if n.startswith(setupfile.PREFIX)}
-
-
 def wait_for(predicate, timeout=30):
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -97,13 +93,13 @@ def test_without_a_job_the_login_is_refused_with_a_reason(adopt):
 
 
 def test_with_a_job_the_login_carries_its_group_and_environment_and_leaves_no_file(adopt):
-    before = setup_files()
+    before = sge.setup_files()
     with running_job(sge.TEST_USER) as job:
         proc = ssh(sge.TEST_USER, "id -G; echo JOB=$JOB_ID")
         assert proc.returncode == 0, proc.stderr
         assert gid_of(job) in proc.stdout.split("\n")[0].split()
         assert "JOB=%s" % job in proc.stdout
-    assert wait_for(lambda: setup_files() <= before), setup_files() - before
+    assert wait_for(lambda: sge.setup_files() <= before), sge.setup_files() - before
 
 
 def test_qdel_kills_what_the_login_started_even_double_forked_and_setsid(adopt):

@@ -20,6 +20,7 @@ import time
 import pytest
 
 import sge
+from sgewrap import procs
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slot("rsh")]
 
@@ -180,7 +181,7 @@ def test_the_tunnels_of_one_user_share_one_connection_and_a_dead_one_is_replaced
     masters = _masters()
     assert len(masters) == 1, "four sessions, one shared connection: %r" % masters
     master = masters.pop()
-    assert sge.proc_uid(master) == sge.user_uid(), "the connection is the user's own"
+    assert procs.real_uid(master) == sge.user_uid(), "the connection is the user's own"
     os.kill(master, signal.SIGKILL)         # its socket stays behind, refusing: ssh connects directly
     proc = sge.qrsh("hostname", queue=sge.FW_QUEUE, stdin=subprocess.DEVNULL, text=True, timeout=60)
     assert (proc.returncode, proc.stdout.strip()) == (0, sge.NODE2), proc.stderr

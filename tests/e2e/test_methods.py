@@ -110,7 +110,7 @@ def test_parallel_job_fans_out_16_qrsh_inherit(method):
 @pytest.mark.accounted
 def test_qdel_leaves_nothing_behind(method):
     token = str(random.randrange(10 ** 6, 10 ** 7))          # a unique `sleep` argument
-    setup_files_before = _setup_files()
+    setup_files_before = sge.setup_files()
     name = "qdel%s" % token
     client = subprocess.Popen(["/usr/sbin/runuser", "-u", sge.TEST_USER, "--", "/usr/bin/qrsh", "-now", "yes",
                                "-q", sge.QUEUE, "-N", name, "sleep", token], env=sge.user_env(),
@@ -121,7 +121,7 @@ def test_qdel_leaves_nothing_behind(method):
             assert time.monotonic() < deadline, "remote sleep never started"
             assert client.poll() is None, "qrsh ended early"
             time.sleep(0.1)
-        setup_files_during = _setup_files() - setup_files_before
+        setup_files_during = sge.setup_files() - setup_files_before
         sge.user_run(["/usr/bin/qdel", name], capture_output=True, check=True)
         client.wait(60)
         assert sge.job_gone(name)
@@ -134,10 +134,10 @@ def test_qdel_leaves_nothing_behind(method):
             assert setup_files_during, "node_access session wrote the setup file while the session ran"
         # qdel SIGKILLs the job sshd: no session close removes its file; it is stale at once (its process
         # is gone) and the next session on the host sweeps it
-        left = _setup_files() & setup_files_during
+        left = sge.setup_files() & setup_files_during
         assert not [n for n in left if setupfile._live(n, setupfile._read("/run/" + n) or ("", None, None))]
         assert qrsh("true", stdin=subprocess.DEVNULL).returncode == 0
-        assert not (_setup_files() & setup_files_during), "setup file left over after the next session"
+        assert not (sge.setup_files() & setup_files_during), "setup file left over after the next session"
     finally:
         for pid in sge.processes_with(token):
             try:
@@ -211,10 +211,6 @@ def test_qlogin_is_tied_to_its_job_above_pid_150000(method):
 
 
 # --- helpers -------------------------------------------------------------------------------
-
-def _setup_files():
-    return {n for n in os.listdir("/run") if n.startswith("sge-qrsh-setup.")}
-
 
 QRSH_SSH_MASTER = """#!/bin/sh
 # a tool that only knows ssh, inside a parallel job: its "ssh" is qrsh_ssh

@@ -8,7 +8,6 @@ README.rst (Scale) and ``sgewrap check``: a gid_range with an id for every task 
 at once, and enough slots.
 """
 import collections
-import subprocess
 import time
 
 import pytest
@@ -22,9 +21,7 @@ pytestmark = [pytest.mark.cluster, pytest.mark.slot("rsh"), pytest.mark.methods(
 def test_a_master_starts_many_tight_tasks_at_once_on_two_hosts(method, tasks):
     setup_before = sge.setup_files()
     sge.wait_queues_up(sge.QUEUE, sge.OPEN_QUEUE)
-    deadline = time.monotonic() + 60         # the slots of the jobs before this one are free
-    while _job() and time.monotonic() < deadline:
-        time.sleep(0.5)
+    sge.wait_no_user_jobs()                  # the slots of the jobs before this one are free
     proc, found = sge.fan_out(tasks, (sge.HOST, sge.NODE3), "-pe", sge.OPEN_PE, str(tasks + 2), "-masterq",
                               "%s@%s" % (sge.QUEUE, sge.HOST), queue="%s,%s" % (sge.QUEUE, sge.OPEN_QUEUE),
                               timeout=600)
@@ -41,17 +38,12 @@ def test_a_master_starts_many_tight_tasks_at_once_on_two_hosts(method, tasks):
     assert min(t.pid for t in found) > 150000
     # nothing left once the job's sessions have closed: setup files, processes, the job
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and (sge.setup_files() - setup_before or _left() or _job()):
+    while time.monotonic() < deadline and (sge.setup_files() - setup_before or _left() or sge.user_jobs()):
         time.sleep(0.5)
     assert not sge.setup_files() - setup_before, "setup files left"
     assert not _left(), _left()
-    assert not _job(), _job()
+    assert not sge.user_jobs(), sge.user_jobs()
 
 
 def _left():
     return sge.processes_of(sge.TEST_USER, ("sshd", "sge-sshd", "task.sh", "qrsh", "ssh", "sleep"))
-
-
-def _job():
-    return subprocess.run(["/usr/bin/qstat", "-u", sge.TEST_USER], env=sge.ENV, capture_output=True,
-                          text=True).stdout.strip()
