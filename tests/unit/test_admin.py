@@ -188,6 +188,49 @@ def test_a_job_stack_that_would_let_sessions_escape_is_an_error(tmp_path, change
     assert any(why in str(p) for p in report.errors), [str(p) for p in report.problems]
 
 
+#: what sgewrap 0.2 wrote: a program run at close_session, as root, with the PAM environment
+JOB_STACK_0_2_CLOSE = "session  optional  pam_exec.so quiet type=close_session %s/node_access session\n" % W
+
+
+def test_a_job_stack_of_0_2_is_an_error_with_the_migration(tmp_path):
+    """Root-hooks issue, step 1: 0.2's close_session line runs node_access as root with the job's
+    environment in the PAM environment (qrsh -v LD_PRELOAD=...)."""
+    assert not pam.session_hooks(pam.job_stack(W).splitlines())
+    path = job_stack(tmp_path, pam.job_stack(W).replace("@include common-password\n",
+                                                        JOB_STACK_0_2_CLOSE + "@include common-password\n"))
+    glob = sgeconf.with_entries(load("builtin")[0], sgeconf.entries("ssh", W, tight=True))
+    report = check.analyse(glob, {}, here="n1", pam_file=os.devnull, executable=lambda p: True, job_pam_file=path)
+    assert [p.message.split(" but ")[1] for p in report.errors] == [
+        "%s was written by sgewrap 0.2: it runs node_access as root at session close with the job's environment "
+        "in the PAM environment (qrsh -v LD_PRELOAD=... gives the job's owner root); re-run 'sgewrap config ssh "
+        "--tight --apply' (README: Security advisory)" % path]
+    assert pam.write_job_stack(W, path) and check.analyse(
+        glob, {}, here="n1", pam_file=os.devnull, executable=lambda p: True, job_pam_file=path).consistent
+
+
+def test_an_adopt_block_of_0_2_is_an_error_and_apply_replaces_it(capsys, tmp_path):
+    wrappers = tmp_path / "w"
+    wrappers.mkdir()
+    (wrappers / "node_access").write_text("#!/usr/bin/python3 -I\n")
+    pam_file = tmp_path / "sshd"
+    pam_file.write_text("@include common-auth\n")
+    pam.add_adopt(str(wrappers), path=str(pam_file))
+    assert "close_session" not in pam_file.read_text()
+    old = pam_file.read_text().replace(pam.ADOPT_END, "session optional pam_exec.so quiet type=close_session "
+                                       "%s/node_access adopt\n%s" % (wrappers, pam.ADOPT_END))
+    pam_file.write_text(old)
+    glob = load("builtin")[0]
+    report = check.analyse(glob, {}, here="n1", pam_file=str(pam_file), executable=lambda p: True)
+    assert [p.message for p in report.errors] == [
+        "n1: %s: the adopt block was written by sgewrap 0.2: it runs node_access as root at session close with "
+        "the user's PAM environment (~/.pam_environment: LD_PRELOAD... gives every user it admits root); re-run "
+        "'sgewrap node-access --adopt --apply' (README: Security advisory)" % pam_file]
+    code, out, err = sgewrap(capsys, "node-access", "--adopt", "--apply", "--wrappers", str(wrappers),
+                             "--pam-file", str(pam_file), "--backup-dir", str(tmp_path / "b"))
+    assert (code, err) == (0, "") and "close_session" not in pam_file.read_text()
+    assert check.analyse(glob, {}, here="n1", pam_file=str(pam_file), executable=lambda p: True).consistent
+
+
 def test_the_old_module_line_in_sshd_is_flagged_with_the_migration(tmp_path):
     pam_file = tmp_path / "sshd"
     pam_file.write_text("auth required pam_sge-qrsh-setup.so\n@include common-auth\n")

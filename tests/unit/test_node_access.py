@@ -202,6 +202,52 @@ def test_hostile_environment_changes_nothing(active, state_dir, tmp_path):
     assert users(state_dir) == ["ivan"]
 
 
+EXECVE = """
+import ctypes, json, sys
+env = [e.encode() for e in json.loads(sys.argv[1])] + [None]
+argv = [a.encode() for a in sys.argv[2:]] + [None]
+libc = ctypes.CDLL(None, use_errno=True)
+libc.execve(argv[0], (ctypes.c_char_p * len(argv))(*argv), (ctypes.c_char_p * len(env))(*env))
+sys.exit(99)
+"""
+
+
+def run_raw(environ, *argv):
+    """node_access started with exactly ``environ`` (a list of NAME=value, a name may come twice,
+    as pam_exec passes it when the PAM environment holds one of its items)."""
+    import json
+    return subprocess.run([sys.executable, "-I", "-c", EXECVE, json.dumps(environ), sys.executable, "-I", SCRIPT,
+                           *argv], capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize("environ, code", [
+    (["PAM_TYPE=open_session", "PAM_USER=alice"], 0),                           # pam_exec's own: nothing to do
+    (["PAM_TYPE=account", "PAM_USER=alice", "PAM_TYPE=open_session"], 1),        # a forged PAM_TYPE first
+    (["PAM_USER=bob", "PAM_TYPE=open_session", "PAM_USER=alice"], 1),            # a forged PAM_USER first
+])
+def test_pam_items_given_twice_are_refused(environ, code, state_dir):
+    """Finding 2 of the root-hooks issue: pam_exec appends PAM_TYPE/PAM_USER after the PAM
+    environment, where ~/.pam_environment can have put its own; CPython's os.environ keeps the first."""
+    for command in ("session", "adopt"):
+        assert run_raw(environ, "--dir=" + state_dir, command).returncode == code
+
+
+def test_pam_exec_environ_takes_pam_exec_items_last_and_the_rest_first():
+    from sgewrap import rootside
+    environ, twice = rootside.pam_exec_environ([
+        ("PAM_TYPE", "account"), ("LANG", "C"), ("PAM_RHOST", "evil"), ("LANG", "de"),
+        ("PAM_RHOST", "10.0.0.1"), ("PAM_USER", "alice"), ("PAM_TYPE", "close_session")])
+    assert environ == {"PAM_TYPE": "close_session", "LANG": "C", "PAM_RHOST": "10.0.0.1", "PAM_USER": "alice"}
+    assert twice == ["PAM_TYPE"]
+
+
+def test_exec_environ_keeps_every_entry_in_order(tmp_path):
+    from sgewrap import rootside
+    raw = tmp_path / "environ"
+    raw.write_bytes(b"A=1\0B=x=y\0A=2\0junk\0=empty\0")
+    assert rootside.exec_environ(str(raw)) == [("A", "1"), ("B", "x=y"), ("A", "2")]
+
+
 # --- the files ------------------------------------------------------------------------------
 
 

@@ -49,6 +49,8 @@ def tree(monkeypatch, spool, tmp_path):
     monkeypatch.setattr(procs, "link", lambda pid, name: "/usr/bin/bash")
     monkeypatch.setattr(setupfile, "create",
                         lambda pid, sp, d, log=None, reap=None: state["created"].append((pid, sp, d, reap)))
+    state["watched"] = []
+    monkeypatch.setattr(session, "watch", lambda pid, start, d, log: state["watched"].append((pid, start)))
     state["setup"] = str(setup)
     return state
 
@@ -61,7 +63,8 @@ def hook(tree, user="alice", kind="account", fail_open=False):
 
 def test_the_owner_is_admitted_and_tied(tree, spool):
     code, log = hook(tree)
-    assert code == 0 and tree["created"] == [(500, spool, tree["setup"], 65499)]   # reaped at close
+    assert code == 0 and tree["created"] == [(500, spool, tree["setup"], 65499)]   # reaped at its end
+    assert tree["watched"] == [(500, 42)]                                         # by a watcher of sshd 500
     assert "job 8.1: session of alice tied to the job (gid 65499, sshd 500)" in log.text()
 
 
@@ -96,17 +99,74 @@ def test_a_setup_file_that_cannot_be_written_refuses(tree, monkeypatch):
 
 
 def test_fail_open_admits_untied_and_says_so(tree):
-    code, log = hook(tree, user="mallory", fail_open=True)
+    tree["shepherd_spool"] = None
+    code, log = hook(tree, fail_open=True)
     assert code == 0 and tree["created"] == []
     assert ("warning", ) == log.lines[-1][:1] and "NOT tied to a job (--fail-open)" in log.text()
 
 
-def test_close_session_removes_the_file_and_other_types_do_nothing(tree, monkeypatch):
-    removed = []
-    monkeypatch.setattr(setupfile, "remove", lambda pid, d: removed.append(pid))     # (None: nothing to reap)
-    assert hook(tree, kind="close_session")[0] == 0 and removed == [500]
-    assert hook(tree, kind="open_session")[0] == 0 and hook(tree, kind="")[0] == 0
-    assert tree["created"] == []
+def test_fail_open_never_admits_another_user(tree):
+    """Finding 5 of the root-hooks issue: --fail-open turned the owner check into "admit untied"."""
+    code, log = hook(tree, user="mallory", fail_open=True)
+    assert code == 1 and tree["created"] == []
+    assert "session of mallory refused: user 'mallory' is not alice" in log.text()
+
+
+def test_a_watcher_that_cannot_start_refuses_and_leaves_no_file(tree, monkeypatch):
+    def fail(*a):
+        raise OSError(11, "Resource temporarily unavailable")
+    ended = []
+    monkeypatch.setattr(session, "watch", fail)
+    monkeypatch.setattr(session, "ended", lambda pid, start, d, log: ended.append((pid, start)))
+    code, log = hook(tree)
+    assert code == 1 and ended == [(500, 42)] and "cannot watch sshd 500" in log.text()
+
+
+@pytest.mark.parametrize("kind", ["close_session", "open_session", "auth", ""])
+def test_other_pam_types_do_nothing(tree, monkeypatch, kind):
+    """0.2 stacks ran the hook at close_session: it does nothing now (the watcher ends the session)."""
+    monkeypatch.setattr(setupfile, "release", lambda *a: pytest.fail("released at %s" % kind))
+    assert hook(tree, kind=kind)[0] == 0
+    assert tree["created"] == [] and tree["watched"] == []
+
+
+def test_the_watcher_ends_the_session_when_its_sshd_exits(tmp_path):
+    """session.watch for real: a root process stands in for sshd's monitor, one carrying the task's
+    group in a session of its own for what the task left running.  When the monitor exits, the
+    watcher (a double fork of this process, without our groups) removes the setup file and kills
+    what carries the group; until then nothing happens."""
+    from support import need_root
+    need_root()
+    setup = tmp_path / "run"
+    setup.mkdir(mode=0o755)
+    gid = 65497
+    monitor = subprocess.Popen(["/bin/sleep", "300"])
+    left = subprocess.Popen(["/usr/bin/setsid", "/bin/sleep", "300"], extra_groups=[gid])
+    try:
+        start = procs.stat_of(monitor.pid).start
+        path = setupfile.create(monitor.pid, "/spool/8.1", str(setup), reap=gid)
+        session.watch(monitor.pid, start, str(setup), Log())
+        time.sleep(0.3)
+        assert os.path.exists(path) and left.poll() is None
+        monitor.kill()
+        monitor.wait()
+        deadline = time.monotonic() + 10
+        while (os.path.exists(path) or left.poll() is None) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert not os.path.exists(path) and left.poll() == -9
+    finally:
+        for p in (monitor, left):
+            p.kill()
+            p.wait()
+
+
+def test_the_watcher_is_not_started_for_a_gone_monitor(tmp_path):
+    from support import need_root
+    need_root()
+    gone = subprocess.Popen(["/bin/true"])
+    gone.wait()
+    with pytest.raises(OSError):
+        session.watch(gone.pid, 1, str(tmp_path), Log())
 
 
 def test_kill_group_kills_every_process_carrying_the_group_and_only_those():

@@ -66,10 +66,14 @@ def test_a_file_names_the_spool_first_and_its_process_second(setup_dir, sleeper)
     assert second == "sgewrap %d %d" % (sleeper.pid, procs.stat_of(sleeper.pid).start)
 
 
-def test_remove_only_the_named_process_own_file(setup_dir, sleeper):
+def test_release_only_the_named_process_own_file_alive_or_gone(setup_dir, sleeper):
+    start = procs.stat_of(sleeper.pid).start
     setupfile.create(sleeper.pid, "/spool/8.1", setup_dir)
-    assert setupfile.remove(os.getpid(), setup_dir) is None
-    assert setupfile.remove(sleeper.pid, setup_dir)[0] == "/spool/8.1"      # the spool it named
+    assert setupfile.release(os.getpid(), start, setup_dir) is None
+    assert setupfile.release(sleeper.pid, start + 1, setup_dir) is None     # a reused PID: not its file
+    sleeper.kill()
+    sleeper.wait()
+    assert setupfile.release(sleeper.pid, start, setup_dir)[0] == "/spool/8.1"      # the spool it named
     assert names(setup_dir) == []
 
 
@@ -251,6 +255,7 @@ def test_a_reap_line_is_read_back_and_the_module_line_stays_first(setup_dir, sle
     path = setupfile.create(sleeper.pid, "/spool/8.1/1.vm", setup_dir, reap=65432)
     first, second, third = open(path).read().splitlines()
     assert (first, third) == ("/spool/8.1/1.vm", "reap 65432")
-    assert setupfile.remove(sleeper.pid, setup_dir)[3] == 65432
+    start = procs.stat_of(sleeper.pid).start
+    assert setupfile.release(sleeper.pid, start, setup_dir)[3] == 65432
     setupfile.create(sleeper.pid, "/spool/9.1", setup_dir)           # an adopted login: no reap line
-    assert setupfile.remove(sleeper.pid, setup_dir)[3] is None
+    assert setupfile.release(sleeper.pid, start, setup_dir)[3] is None

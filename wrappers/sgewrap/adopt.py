@@ -6,7 +6,6 @@ Grid Engine's pam_slurm_adopt.  In the PAM service of the site's sshd
     auth     required  pam_sge-qrsh-setup.so
     account  [success=1 default=ignore] pam_succeed_if.so quiet uid < 1000
     account  required  pam_exec.so quiet stdout /W/node_access adopt [OPTIONS]
-    session  optional  pam_exec.so quiet type=close_session /W/node_access adopt
 
 The plan, for ``PAM_TYPE=account`` (pam_exec runs it as root, a child of the
 connection's privileged sshd process, the *monitor*; nothing is read from the
@@ -39,8 +38,13 @@ user's environment):
 
 ``--warn-only`` refuses nobody: it ties where it can and logs what it would
 have refused.  A refusal prints one line for the user (pam_exec ``stdout``)
-and logs it.  ``close_session`` removes the monitor's setup file; files of
-killed sshds are swept by the next hook on the host.
+and logs it.  The monitor's setup file is removed when the monitor exits, by
+a watcher forked from this hook (:func:`sgewrap.session.watch`; it never
+kills anything of an adopted login: the login dies with its job).  There is
+no ``close_session`` line: in the site's stack the PAM environment then holds
+the user's ``~/.pam_environment`` (``pam_env user_readenv=1``), and a root
+program started with it is the user's (``LD_PRELOAD``); a ``close_session``
+call (a block written by 0.2) does nothing.
 """
 import os
 import stat
@@ -234,7 +238,7 @@ def account(environ, opts, trust, log):
         log("info", "adopt: %s admitted untied (%s)" % (user, why))
         return OK
     try:
-        monitor, _ = session.monitor()
+        monitor, monitor_stat = session.monitor()
     except session.Refused:
         return _refuse(user, "the process above the hook is not sshd's root process", log, opts)
     verdict = decide(user, opts, trust)
@@ -246,6 +250,11 @@ def account(environ, opts, trust, log):
     job = verdict.job
     try:
         setupfile.create(monitor, job.spool, opts.setup_dir, log)
+        try:
+            session.watch(monitor, monitor_stat.start, opts.setup_dir, log)
+        except OSError:
+            session.ended(monitor, monitor_stat.start, opts.setup_dir, log)
+            raise
     except (OSError, setupfile.SetupError) as err:
         if opts.action_adopt_failure == "allow":
             log("warning", "adopt: %s admitted untied: job %s chosen, but %s" % (user, job.key, err))
@@ -288,10 +297,6 @@ def explain(user, opts, trust):
 
 
 def run(environ, opts, trust, log):
-    kind = environ.get("PAM_TYPE", "")
-    if kind == "close_session":
-        session.close(opts.setup_dir, log)
-        return OK
-    if kind != "account":
+    if environ.get("PAM_TYPE", "") != "account":
         return OK
     return account(environ, opts, trust, log)

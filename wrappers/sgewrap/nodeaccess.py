@@ -311,6 +311,8 @@ def adopt(opts, log, trust, environ):
     return hook.run(environ, hook.Options(opts.values), trust, log)
 
 
+#: the commands pam_exec runs (the others are a queue's prolog and epilog, and the administrator's)
+HOOKS = ("session", "adopt")
 COMMAND = {"prolog": prolog, "epilog": epilog, "repair": repair, "list": show, "session": session,
            "adopt": adopt}
 
@@ -333,9 +335,15 @@ class Options:
 
 
 def run(argv, log, environ=None, script=None):
-    """Everything node_access does; the exit code (0 but for bad usage and a refused session)."""
-    environ = os.environ if environ is None else environ
+    """Everything node_access does; the exit code (0 but for bad usage and a refused session).
+    ``environ``: a mapping, or (name, value) pairs as the process got them (default: this
+    process's own, /proc/self/environ)."""
     opts = Options(*parse_args(argv))
+    if environ is None:
+        environ = rootside.exec_environ()
+    twice = []
+    if not hasattr(environ, "get"):
+        environ, twice = rootside.pam_exec_environ(environ)
     log.facility = opts.facility
     if opts.help:
         try:
@@ -343,6 +351,10 @@ def run(argv, log, environ=None, script=None):
         except OSError:
             pass
         return 0
+    if twice and opts.command in HOOKS:
+        log("err", "%s: refused: %s given twice: the PAM environment (a user's ~/.pam_environment, a job's "
+                   "environment) tries to pass for pam_exec's own" % (opts.command, " and ".join(twice)))
+        return 1
     sge_root = opts.sge_root or jobspool.sge_root_from(script if script is not None else sys.argv[0])
     trust = jobspool.Trust(sge_root, opts.admin_users, log)
     try:

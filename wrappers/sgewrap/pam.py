@@ -112,13 +112,13 @@ def job_stack(wrappers_dir):
         "# /etc/pam.d/sshd, which this does not touch.  Written by \"sgewrap config ssh --tight --apply\",",
         "# removed by \"sgewrap config --restore\".  Left out on purpose: pam_systemd (it would move",
         "# job processes into a user slice), pam_limits (Grid Engine sets the job's limits), node-access",
-        "# rules (node_access session admits the job's owner only, on every host of a parallel job).",
+        "# rules (node_access session admits the job's owner only, on every host of a parallel job), and",
+        "# any program run at close_session (it would run as root with the job's environment).",
         "auth     required  " + MODULE,
         "@include common-auth",
         "account  required  pam_exec.so quiet %s session" % hook,
         "@include common-account",
         "@include common-session-noninteractive",
-        "session  optional  pam_exec.so quiet type=close_session %s session" % hook,
         "@include common-password",
         ""))
 
@@ -173,7 +173,24 @@ def job_stack_problems(path=JOB_PAM_FILE, pam_dir=None):
     for module, why in JOB_STACK_FORBIDDEN.items():
         if any(_module_of(ln) == module for ln in lines):
             problems.append("%s reaches %s: %s" % (path, module, why))
+    if session_hooks(lines):
+        problems.append("%s was written by sgewrap 0.2: it runs node_access as root at session close with the "
+                        "job's environment in the PAM environment (qrsh -v LD_PRELOAD=... gives the job's owner "
+                        "root); re-run 'sgewrap config ssh --tight --apply' (README: Security advisory)" % path)
     return problems
+
+
+def session_hooks(lines):
+    """The active session rules that run node_access (sgewrap 0.2 wrote them; 0.2.1 writes none).
+
+    ``pam_exec`` starts its program with the PAM environment, which holds what
+    the user or the job set once the session is open (``pam_env
+    user_readenv=1`` reads ``~/.pam_environment``; ``pam_sge-qrsh-setup``
+    loads the job's ``environment``): the dynamic loader of a root program
+    started there honours the user's ``LD_PRELOAD``, ``LD_AUDIT``... before
+    any Python runs."""
+    return [ln for ln in lines if _type_of(ln) == "session" and _module_of(ln) == "pam_exec.so"
+            and any(os.path.basename(w) == "node_access" for w in ln.split("#", 1)[0].split())]
 
 
 def _type_of(line):
@@ -275,7 +292,6 @@ def adopt_lines(wrappers_dir, options=(), min_uid=1000):
             PAM_LINE,
             "account [success=1 default=ignore] pam_succeed_if.so quiet uid < %d" % min_uid,
             "account required pam_exec.so quiet stdout %s %sadopt" % (hook, "".join(o + " " for o in options)),
-            "session optional pam_exec.so quiet type=close_session %s adopt" % hook,
             ADOPT_END]
 
 
@@ -357,4 +373,9 @@ def adopt_problems(path=PAM_FILE):
         program = next((w for w in words if w.startswith("/")), None)
         if program and not os.path.isfile(program):
             problems.append("%s runs %s, which is missing: every login from uid 1000 up is refused" % (path, program))
+    if session_hooks(block):
+        problems.append("%s: the adopt block was written by sgewrap 0.2: it runs node_access as root at session "
+                        "close with the user's PAM environment (~/.pam_environment: LD_PRELOAD... gives every "
+                        "user it admits root); re-run 'sgewrap node-access --adopt --apply' (README: Security "
+                        "advisory)" % path)
     return problems

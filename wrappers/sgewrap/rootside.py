@@ -12,7 +12,9 @@ the job's output files, sshd's PAM conversation).  So, once, here:
   following a symlink (``lstat``: a link could be swapped after the check);
 - :func:`write_atomic`: a file replaced whole (temporary file created with
   ``O_EXCL|O_NOFOLLOW``, fsync, rename), so a reader sees the old or the new
-  content, never a part.
+  content, never a part;
+- :func:`pam_exec_environ`: the environment of a ``pam_exec`` hook with
+  pam_exec's own items told from the PAM environment's.
 
 Stdlib only; imports nothing it does not need.
 """
@@ -82,6 +84,45 @@ def main(name, run, argv=None):
             pass
         code = INTERNAL
     sys.exit(code)
+
+
+#: what pam_exec appends to the PAM environment for its program (pam_exec.c), in this order
+PAM_EXEC_ITEMS = ("PAM_RHOST", "PAM_RUSER", "PAM_SERVICE", "PAM_TTY", "PAM_USER", "PAM_TYPE")
+#: the items a hook decides by
+PAM_DECIDING = ("PAM_TYPE", "PAM_USER")
+
+
+def exec_environ(path="/proc/self/environ"):
+    """The environment this process was started with: (name, value) pairs in their order, a name
+    given twice kept twice (``os.environ`` keeps only the first)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    pairs = []
+    for entry in data.split(b"\0"):
+        name, eq, value = entry.partition(b"=")
+        if eq and name:
+            pairs.append((os.fsdecode(name), os.fsdecode(value)))
+    return pairs
+
+
+def pam_exec_environ(pairs):
+    """(environ, twice) for a hook that ``pam_exec`` started.
+
+    pam_exec passes the PAM environment first and appends its own items after
+    it, so what the user put into the PAM environment (``~/.pam_environment``
+    through ``pam_env user_readenv=1``, the job's ``environment`` through
+    pam_sge-qrsh-setup) comes first: each of :data:`PAM_EXEC_ITEMS` is taken
+    from its last occurrence.  ``twice``: the items of :data:`PAM_DECIDING`
+    given more than once -- someone tried to pass for pam_exec, and the hook
+    refuses."""
+    environ, seen, twice = {}, set(), []
+    for name, value in pairs:
+        if name in seen and name in PAM_DECIDING and name not in twice:
+            twice.append(name)
+        seen.add(name)
+        if name in PAM_EXEC_ITEMS or name not in environ:
+            environ[name] = value
+    return environ, twice
 
 
 def parse(argv, flags=(), valued=(), repeat=(), paths=(), anywhere=False):

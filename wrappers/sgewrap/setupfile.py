@@ -23,13 +23,15 @@ mode 0600: only root can open it, so no user can hold it):
   ``rshd-wrapper`` writes those) is live while its PID runs as root.
 - ``create`` sweeps every file that is not live, then creates its own with
   ``O_CREAT|O_EXCL|O_NOFOLLOW`` (a stale file of a reused PID was just swept).
-- ``remove`` removes a file only if it still belongs to the process named.
+- ``release`` removes a file only if it belongs to the process named (PID
+  and start time): its session's watcher calls it once that process has
+  exited (:func:`sgewrap.session.watch`).
 - Nothing waits on anything a user can touch: the directory must belong to
   root and be writable by nobody else, and the lock is taken with a bounded
   wait (its holders are this code, for microseconds).
 
-A file outlives its session only when sshd is killed (SIGKILL, ``qdel``);
-then it is not live and the next session on the host sweeps it.  Stdlib only.
+A file outlives its session only when its watcher is killed too; then it is
+not live and the next session on the host sweeps it.  Stdlib only.
 """
 import errno
 import fcntl
@@ -187,15 +189,14 @@ def create(pid, spool, setup_dir=SETUP_DIR, log=None, reap=None):
     return path
 
 
-def remove(pid, setup_dir=SETUP_DIR):
-    """Remove the setup file of ``pid`` if it is that running process's own; what it held, (spool,
-    pid, start, reap gid or None), or None if there was none of its own."""
-    st = procs.stat_of(pid)
+def release(pid, start, setup_dir=SETUP_DIR):
+    """Remove the setup file of the process ``pid`` that started at ``start`` (clock ticks), running
+    or not (the watcher of a session calls this once its monitor has exited); what it held, (spool,
+    pid, start, reap gid or None), or None if there was no file of that very process."""
     path = path_of(setup_dir, pid)
     with _Locked(setup_dir):
         record = _read(path)
-        if record is None or st is None or record[1:3] != (pid, st.start):
-            _sweep(setup_dir)
+        if record is None or record[1:3] != (pid, start):
             return None
         os.unlink(path)
         return record
