@@ -7,5 +7,5 @@ calling-convention table (:mod:`sgewrap.conventions`), the startup methods
 """
 from .errors import WrapperError
 
-__version__ = "0.2.0"
+__version__ = "0.2.1"
 __all__ = ["WrapperError", "__version__"]
