@@ -193,17 +193,17 @@ JOB_STACK_0_2_CLOSE = "session  optional  pam_exec.so quiet type=close_session %
 
 
 def test_a_job_stack_of_0_2_is_an_error_with_the_migration(tmp_path):
-    """Root-hooks issue, step 1: 0.2's close_session line runs node_access as root with the job's
-    environment in the PAM environment (qrsh -v LD_PRELOAD=...)."""
+    """Root-hooks issue, step 1: 0.2's close_session line runs node_access as root with the session's
+    PAM environment."""
     assert not pam.session_hooks(pam.job_stack(W).splitlines())
     path = job_stack(tmp_path, pam.job_stack(W).replace("@include common-password\n",
                                                         JOB_STACK_0_2_CLOSE + "@include common-password\n"))
     glob = sgeconf.with_entries(load("builtin")[0], sgeconf.entries("ssh", W, tight=True))
     report = check.analyse(glob, {}, here="n1", pam_file=os.devnull, executable=lambda p: True, job_pam_file=path)
     assert [p.message.split(" but ")[1] for p in report.errors] == [
-        "%s was written by sgewrap 0.2: it runs node_access as root at session close with the job's environment "
-        "in the PAM environment (qrsh -v LD_PRELOAD=... gives the job's owner root); re-run 'sgewrap config ssh "
-        "--tight --apply' (README: Security advisory)" % path]
+        "%s was written by sgewrap 0.2: it runs node_access as root at session close with the session's PAM "
+        "environment (whatever a module puts there from the user's files reaches a root program's loader); "
+        "re-run 'sgewrap config ssh --tight --apply' (README: Security advisory)" % path]
     assert pam.write_job_stack(W, path) and check.analyse(
         glob, {}, here="n1", pam_file=os.devnull, executable=lambda p: True, job_pam_file=path).consistent
 

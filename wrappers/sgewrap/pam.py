@@ -175,8 +175,9 @@ def job_stack_problems(path=JOB_PAM_FILE, pam_dir=None):
             problems.append("%s reaches %s: %s" % (path, module, why))
     if session_hooks(lines):
         problems.append("%s was written by sgewrap 0.2: it runs node_access as root at session close with the "
-                        "job's environment in the PAM environment (qrsh -v LD_PRELOAD=... gives the job's owner "
-                        "root); re-run 'sgewrap config ssh --tight --apply' (README: Security advisory)" % path)
+                        "session's PAM environment (whatever a module puts there from the user's files reaches "
+                        "a root program's loader); re-run 'sgewrap config ssh --tight --apply' (README: Security "
+                        "advisory)" % path)
     return problems
 
 
@@ -184,11 +185,10 @@ def session_hooks(lines):
     """The active session rules that run node_access (sgewrap 0.2 wrote them; 0.2.1 writes none).
 
     ``pam_exec`` starts its program with the PAM environment, which holds what
-    the user or the job set once the session is open (``pam_env
-    user_readenv=1`` reads ``~/.pam_environment``; ``pam_sge-qrsh-setup``
-    loads the job's ``environment``): the dynamic loader of a root program
-    started there honours the user's ``LD_PRELOAD``, ``LD_AUDIT``... before
-    any Python runs."""
+    the user set once the session is open (``pam_env user_readenv=1`` reads
+    ``~/.pam_environment``): the dynamic loader of a root program started
+    there honours the user's ``LD_PRELOAD``, ``LD_AUDIT``... before any
+    Python runs."""
     return [ln for ln in lines if _type_of(ln) == "session" and _module_of(ln) == "pam_exec.so"
             and any(os.path.basename(w) == "node_access" for w in ln.split("#", 1)[0].split())]
 

@@ -38,13 +38,16 @@ untied instead (logged) -- except for step 3: a user who is not the job's
 owner is refused whatever the options say.
 
 Why a watcher and no ``close_session`` line: pam_exec starts its program
-with the PAM environment, and once the session is open that holds the job's
-``environment`` (pam_sge-qrsh-setup loads it: ``qrsh -v LD_PRELOAD=...``)
-and, in the site's stack, the user's ``~/.pam_environment``.  A root program
+with the PAM environment, and once the session is open that holds whatever
+the session's modules put there from the user's files (in the site's stack,
+``pam_env user_readenv=1`` reads ``~/.pam_environment``).  A root program
 started then is the user's: the dynamic loader honours ``LD_PRELOAD`` before
-any Python runs.  At ``account`` time the PAM environment holds neither, and
-the watcher is a fork of this already running process: nothing is loaded
-again.  A ``close_session`` call (a stack written by 0.2) does nothing.
+any Python runs.  (The job's own ``environment`` is loaded by
+pam_sge-qrsh-setup in the session's process only, measured: it never reached
+0.2's close hook.)  At ``account`` time the PAM environment holds nothing of
+the user's yet, and the watcher is a fork of this already running process:
+nothing is loaded again.  A ``close_session`` call (a stack written by 0.2)
+does nothing.
 """
 import os
 
