@@ -218,3 +218,41 @@ def test_tight_and_daemon_programs():
     assert sgeconf.is_tight(W + "/rshdwrapper") and sgeconf.is_tight("/x/rshd-wrapper")
     assert not sgeconf.is_tight("/usr/sbin/sshd -i") and not sgeconf.is_tight("builtin")
     assert sgeconf.is_daemon_program("/usr/sbin/sshd -i") and not sgeconf.is_daemon_program("/usr/bin/ssh")
+
+
+# --- the job sshd on OpenSSH 9.8 and later -----------------------------------------------------
+
+JOB_SSHD = W + "/sge-sshd"
+
+
+@pytest.mark.parametrize("value,service", [
+    (JOB_SSHD + " -i", None), (JOB_SSHD + " -i -o PamServiceName=sge-sshd", "sge-sshd"),
+    (JOB_SSHD + " -i -oPamServiceName=sge-sshd", "sge-sshd"), (JOB_SSHD + " -io pamservicename=sge-sshd", "sge-sshd"),
+    (JOB_SSHD + " -o PamServiceName=sshd -o PamServiceName=sge-sshd", "sshd"),      # sshd keeps the first
+    (JOB_SSHD + " -f -oPamServiceName=x -i", None),                                # -f's argument, a file name
+    (JOB_SSHD + " -i -o LogLevel=ERROR", None), ("builtin", None), (None, None),
+])
+def test_pam_service(value, service):
+    assert sgeconf.pam_service(value) == service
+
+
+def test_the_guard_selects_the_job_service_first_and_only_for_the_job_sshd():
+    assert sgeconf.job_service_guard(JOB_SSHD + " -i") == JOB_SSHD + " -o PamServiceName=sge-sshd -i"
+    assert sgeconf.job_service_guard(JOB_SSHD + " -i -o PamServiceName=sshd") == \
+        JOB_SSHD + " -o PamServiceName=sge-sshd -i -o PamServiceName=sshd"
+    for done in (JOB_SSHD + " -o PamServiceName=sge-sshd -i", "/usr/sbin/sshd -i", W + "/rshdwrapper", "builtin"):
+        assert sgeconf.job_service_guard(done) is None, done
+    guards = sgeconf.guard_entries(sgeconf.entries("ssh", W, tight=True))
+    assert guards == dict.fromkeys(("qlogin_daemon", "rlogin_daemon", "rsh_daemon"),
+                                   JOB_SSHD + " -o PamServiceName=sge-sshd -i")
+    assert all(sgeconf.classify(v) == "ssh" and sgeconf.needs_job_stack(v) for v in guards.values())
+    assert sgeconf.guard_entries(sgeconf.entries("ssh", W)) == {}
+
+
+def test_without_entries_keeps_every_other_line():
+    text = "#node01:\ngid_range                    20000-20100\nrsh_daemon                   /x -i\n" \
+           "reporting_params             a=1 \\\n                             b=2\nqlogin_daemon                /x\n\n"
+    config = sgeconf.without_entries(sgeconf.parse(text), ["rsh_daemon", "qlogin_daemon"])
+    assert sgeconf.render(config) == "#node01:\ngid_range                    20000-20100\n" \
+                                     "reporting_params             a=1 \\\n                             b=2\n\n"
+    assert config.name == "node01"

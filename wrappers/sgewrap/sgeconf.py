@@ -243,6 +243,11 @@ def with_entries(config, values):
     return Config(config.name, out)
 
 
+def without_entries(config, keys):
+    """A copy of ``config`` without the entries of ``keys``; every other line kept exactly."""
+    return Config(config.name, [line for line in config.lines if line.key is None or line.key not in keys])
+
+
 def absent(name):
     """The saved stand-in of a local configuration ``name`` that does not exist."""
     return parse("#%s:\n%s\n" % (name, ABSENT_MARK))
@@ -385,3 +390,57 @@ def needs_job_stack(value):
 def is_daemon_program(value):
     p = program(value)
     return p is not None and posixpath.basename(p) in DAEMON_NAMES
+
+
+# --- the job sshd on OpenSSH 9.8 and later ---------------------------------------------------
+
+#: sshd's options that take an argument (its getopt string)
+_SSHD_ARGUMENT_OPTIONS = "CEbcfghkopu"
+
+
+def pam_service(value):
+    """The PAM service a daemon value names with ``-o PamServiceName=...`` (the first one: sshd keeps
+    the first value it is given for an option), or None."""
+    ws = words(value)[1:]
+    i = 0
+    while i < len(ws):
+        word = ws[i]
+        i += 1
+        if word == "--":
+            break
+        if not word.startswith("-") or word == "-":
+            continue
+        for j in range(1, len(word)):
+            if word[j] not in _SSHD_ARGUMENT_OPTIONS:
+                continue
+            argument = word[j + 1:]
+            if not argument and i < len(ws):
+                argument, i = ws[i], i + 1
+            key, sep, service = argument.partition("=")
+            if word[j] == "o" and sep and key.lower() == methods.PAM_SERVICE_OPTION.lower():
+                return service
+            break
+    return None
+
+
+def is_job_sshd(value):
+    """True for a daemon value that runs the job sshd itself (``WRAPPERS/sge-sshd ...``)."""
+    p = program(value)
+    return p is not None and posixpath.basename(p) == JOB_SSHD_NAME
+
+
+def job_service_guard(value):
+    """What a job sshd ``value`` must be on a host whose sshd takes its PAM service from
+    ``PamServiceName`` (OpenSSH 9.8 and later): ``value`` with ``-o PamServiceName=sge-sshd`` right
+    after the program (the first value wins).  None when ``value`` is no job sshd or selects the
+    job service already."""
+    if not is_job_sshd(value) or pam_service(value) == JOB_SSHD_NAME:
+        return None
+    first, sep, rest = value.strip().partition(" ")
+    return " ".join([first] + methods.job_pam_service_options()) + sep + rest
+
+
+def guard_entries(values):
+    """{daemon key: guarded value} of the entries of ``values`` that need :func:`job_service_guard`."""
+    guards = {key: job_service_guard(values[key]) for key in SLOTS if key.endswith("_daemon") and key in values}
+    return {key: value for key, value in guards.items() if value}

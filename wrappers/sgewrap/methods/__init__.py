@@ -5,6 +5,7 @@ client and daemon it uses and which wrapper switches it understands.  The
 list of methods and of installed entry points is data that the wrappers, the
 admin command and the tests all read.
 """
+import os
 
 
 class Switch:
@@ -108,11 +109,27 @@ DAEMONS = {
 #: Installed as a symbolic link beside the wrappers; sge_conf gets "WRAPPERS/sge-sshd -i".
 JOB_SSHD_NAME = "sge-sshd"
 JOB_PAM_FILE = "/etc/pam.d/" + JOB_SSHD_NAME
+#: OpenSSH 9.8 and later: ``sshd -i`` execs this program, and the PAM service is no longer the program's
+#: name but the ``PamServiceName`` option's (default ``sshd``).  Where it exists, the job sshd needs
+#: ``-o PamServiceName=sge-sshd``; OpenSSH 9.2 refuses that option ("Bad configuration option", exit 1).
+SSHD_SESSION = "/usr/lib/openssh/sshd-session"
+PAM_SERVICE_OPTION = "PamServiceName"
 #: A directory holding ``ssh`` -> qrsh_ssh: first on PATH inside a parallel job, every tool that
 #: runs ``ssh`` by name (pdsh -R ssh, Dask, Ray, older MPIs) starts its remote commands as tasks.
 JOB_SSH_DIR = "job-ssh"
 #: symbolic links installed beside the entry points: name (relative to the wrappers) -> target
 LINKS = {JOB_SSHD_NAME: "/usr/sbin/sshd", JOB_SSH_DIR + "/ssh": "../qrsh_ssh"}
+
+
+def sshd_uses_pam_service_name(root="/"):
+    """True where this host's sshd (OpenSSH 9.8 and later: ``SSHD_SESSION`` exists under ``root``) takes
+    its PAM service from ``PamServiceName``, not from the name it was started under."""
+    return os.path.exists(os.path.join(root, SSHD_SESSION.lstrip("/")))
+
+
+def job_pam_service_options():
+    """The sshd words that select the job PAM service where :func:`sshd_uses_pam_service_name`."""
+    return ["-o", "%s=%s" % (PAM_SERVICE_OPTION, JOB_SSHD_NAME)]
 
 
 def get(name):
