@@ -13,7 +13,7 @@ import sys
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from sgewrap import daemonlog, errors, locate, rshd
+from sgewrap import daemonlog, errors, locate, methods, rshd, sgeconf
 from support import WRAPPERS_SRC, need_root
 
 SCRIPT = os.path.join(WRAPPERS_SRC, "rshdwrapper")
@@ -154,6 +154,56 @@ def test_sshd_without_a_safe_job_pam_service_is_refused(tmp_path, problem):
     with pytest.raises(errors.WrapperError) as e:
         rshd.job_argv0("/usr/sbin/sshd", str(path))
     assert e.value.code == errors.NO_JOB and "sgewrap config ssh --tight --apply" in str(e.value)
+
+
+# --- OpenSSH 9.8 and later: the PAM service is PamServiceName's, not the program's name ---------
+
+
+@pytest.fixture
+def fake_sshd(tmp_path):
+    path = tmp_path / "sbin" / "sshd"
+    path.parent.mkdir()
+    path.write_text("#!/bin/true\n")
+    path.chmod(0o755)
+    return str(path)
+
+
+def sshd_tree(tmp_path, release):
+    """A fake root whose sshd is OpenSSH ``release``: 9.8 and later have sshd-session."""
+    root = tmp_path / ("root-" + release)
+    session = root / methods.SSHD_SESSION.lstrip("/")
+    session.parent.mkdir(parents=True, exist_ok=True)
+    if release != "9.2":
+        session.write_text("")
+    return str(root)
+
+
+@pytest.mark.parametrize("release,options", [("9.2", []), ("9.8", ["-o", "PamServiceName=sge-sshd"]),
+                                             ("10.0", ["-o", "PamServiceName=sge-sshd"])])
+def test_sshd_selects_the_job_pam_service_only_where_it_takes_it_from_pam_service_name(
+        tmp_path, job_pam, fake_sshd, release, options):
+    """9.8+ ignore the name sge-sshd (sessions would run under "sshd", untied); 9.2 refuses the option."""
+    need_root()    # the PAM file must be root's
+    calls = []
+    code = rshd.run([fake_sshd, "-i", "-o", "LogLevel=ERROR"], Log(), environ={}, script="/nonexistent/rshdwrapper",
+                    pam_file=job_pam, execve=lambda *a: calls.append(a), root=sshd_tree(tmp_path, release))
+    assert code == 0 and [c[:2] for c in calls] == [
+        (fake_sshd, ["sge-sshd"] + options + ["-i", "-o", "LogLevel=ERROR"])]
+    assert rshd.daemon_argv(["/usr/sbin/in.rshd", "-l"], str(tmp_path / "absent"),
+                            sshd_tree(tmp_path, release)) == ["/usr/sbin/in.rshd", "-l"]   # not sshd: as it is
+
+
+def test_the_option_comes_first_so_a_daemon_argument_cannot_choose_another_service(tmp_path, job_pam, fake_sshd):
+    need_root()
+    argv = rshd.daemon_argv([fake_sshd, "-i", "-o", "PamServiceName=sshd"], job_pam, sshd_tree(tmp_path, "10.0"))
+    assert argv[:3] == ["sge-sshd", "-o", "PamServiceName=" + methods.JOB_SSHD_NAME]
+    assert sgeconf.pam_service(" ".join(["/x"] + argv[1:])) == methods.JOB_SSHD_NAME    # sshd keeps the first
+
+
+def test_without_the_job_pam_service_refused_on_openssh_98_too(tmp_path, fake_sshd):
+    with pytest.raises(errors.WrapperError) as e:
+        rshd.daemon_argv([fake_sshd, "-i"], str(tmp_path / "absent"), sshd_tree(tmp_path, "10.0"))
+    assert e.value.code == errors.NO_JOB
 
 
 # --- the daemon's environment ---------------------------------------------------------------

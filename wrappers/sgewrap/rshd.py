@@ -8,7 +8,9 @@ legacy daemons (or an sshd that needs options)::
 
 For ssh with tight integration ``sgewrap config ssh --tight`` pastes
 ``WRAPPERS/sge-sshd -i`` instead: sshd itself, started under the name
-``sge-sshd`` (a symbolic link), which is all this wrapper would do for it.
+``sge-sshd`` (a symbolic link), which is all this wrapper would do for it
+(on OpenSSH 9.8 and later ``--apply`` adds ``-o PamServiceName=sge-sshd``
+in that host's local configuration).
 
 The shepherd runs it as root, once per session, with the client's TCP
 connection on fds 0, 1 and 2, the job's environment, the job's spool
@@ -17,9 +19,12 @@ directory as cwd (remote-startup.md, section 2).  The plan:
 1. read the options and resolve the daemon (absolute path, or a short name);
 2. sshd: run it under the name ``sge-sshd``, so that OpenSSH up to 9.7 uses
    the PAM service ``/etc/pam.d/sge-sshd``, whose ``node_access session``
-   hook ties the session to its job (groups, environment, owner only); if
-   that service does not exist, refuse (exit 72: the session would escape
-   its job);
+   hook ties the session to its job (groups, environment, owner only); on
+   OpenSSH 9.8 and later (``/usr/lib/openssh/sshd-session`` exists), which
+   takes the service from ``PamServiceName`` instead of the name, also with
+   ``-o PamServiceName=sge-sshd`` before the daemon's own arguments (9.2
+   refuses that option, so it is added only there); if that service does
+   not exist, refuse (exit 72: the session would escape its job);
 3. replace itself with the daemon (``execve``, same PID: nothing of the
    wrapper stays resident), in a sanitized environment.
 
@@ -72,7 +77,7 @@ import stat
 
 from . import jobspool, locate, rootside
 from .errors import EXEC_FAILED, NO_CLIENT, NO_JOB, USAGE, WrapperError
-from .methods import DAEMONS, JOB_SSHD_NAME, JOB_PAM_FILE
+from .methods import DAEMONS, JOB_SSHD_NAME, JOB_PAM_FILE, job_pam_service_options, sshd_uses_pam_service_name
 
 NAME = "rshdwrapper"
 DEFAULT_DAEMON = ("/usr/sbin/sshd", "-i")
@@ -130,6 +135,16 @@ def job_argv0(program, pam_file=JOB_PAM_FILE):
     return JOB_SSHD_NAME
 
 
+def daemon_argv(daemon, pam_file=JOB_PAM_FILE, root="/"):
+    """The daemon's argv: sshd as ``sge-sshd``, and where sshd takes its PAM service from
+    ``PamServiceName`` (OpenSSH 9.8 and later, under ``root``) with that option selecting the job's
+    service first (sshd keeps the first value it is given); other daemons as they are."""
+    argv0 = job_argv0(daemon[0], pam_file)
+    if argv0 == JOB_SSHD_NAME and sshd_uses_pam_service_name(root):
+        return [argv0] + job_pam_service_options() + list(daemon[1:])
+    return [argv0] + list(daemon[1:])
+
+
 def daemon_environment(environ):
     """The job's environment without anything that steers a root process; fixed PATH."""
     env = {}
@@ -142,8 +157,9 @@ def daemon_environment(environ):
     return env
 
 
-def run(argv, log, environ=None, script=None, pam_file=JOB_PAM_FILE, execve=os.execve):
-    """Everything rshdwrapper does short of the exec; returns an exit code if it cannot exec."""
+def run(argv, log, environ=None, script=None, pam_file=JOB_PAM_FILE, execve=os.execve, root="/"):
+    """Everything rshdwrapper does short of the exec; returns an exit code if it cannot exec.
+    ``root``: where to look for this host's sshd (tests point it at a fake tree)."""
     environ = os.environ if environ is None else environ
     opts, daemon_words = rootside.parse(argv, flags=FLAGS, valued=VALUED, repeat=REPEAT,
                                         paths=("--sge-root", "--setup-dir"))
@@ -160,9 +176,9 @@ def run(argv, log, environ=None, script=None, pam_file=JOB_PAM_FILE, execve=os.e
     import sys
     sge_root = opts.get("--sge-root") or jobspool.sge_root_from(script if script is not None else sys.argv[0])
     daemon = resolve_daemon(daemon_words, sge_root)
-    argv0 = job_argv0(daemon[0], pam_file)
+    words = daemon_argv(daemon, pam_file, root)
     try:
-        execve(daemon[0], [argv0] + daemon[1:], daemon_environment(environ))
+        execve(daemon[0], words, daemon_environment(environ))
     except OSError as err:
         log("err", "cannot start %s: %s" % (daemon[0], err.strerror or err))
         return EXEC_FAILED
