@@ -13,13 +13,38 @@ import sys
 
 import pytest
 
-from sgewrap import admin, pam, sgeconf
-from sgewrap.admin import check
+from sgewrap import admin, methods, pam, sgeconf
+from sgewrap.admin import check, config
 
 DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "sgeconf")
 W = "/opt/sge/util/resources/wrappers"
 WRAPPERS_SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
                             "wrappers")
+
+
+def this_hosts_sshd(monkeypatch, root):
+    """Where ``sgewrap`` looks at this host's sshd (the default root of the one detecting function)."""
+    monkeypatch.setattr(methods.sshd_uses_pam_service_name, "__defaults__", (root,))
+
+
+@pytest.fixture(autouse=True)
+def openssh_92(tmp_path, monkeypatch):
+    """This host's sshd is OpenSSH 9.2 (no sshd-session) for every test here, whatever the machine's is;
+    the fake tree's root."""
+    root = str(tmp_path / "openssh-9.2")
+    this_hosts_sshd(monkeypatch, root)
+    return root
+
+
+@pytest.fixture
+def openssh_98(tmp_path, monkeypatch):
+    """This host's sshd is OpenSSH 9.8 or later: sshd-session exists (in a fake tree); the tree's root."""
+    root = tmp_path / "openssh-9.8"
+    session = root / methods.SSHD_SESSION.lstrip("/")
+    session.parent.mkdir(parents=True)
+    session.write_text("")
+    this_hosts_sshd(monkeypatch, str(root))
+    return str(root)
 
 
 def sgewrap(capsys, *argv):
@@ -493,6 +518,178 @@ def test_global_apply_warns_about_overriding_local_configurations(fake_qconf, ca
     code, out, _ = sgewrap(capsys, "config", "ssh", "--wrappers", W, "--apply", "--backup-dir", str(tmp_path))
     assert code == 0
     assert "warning: the local configuration of node01 overrides rsh_daemon" in out
+
+
+# --- OpenSSH 9.8 and later: the job sshd selects its PAM service (-o PamServiceName) ----------------
+
+GUARDED_DAEMONS = ("qlogin_daemon", "rlogin_daemon", "rsh_daemon")
+
+
+def tight_setup(tmp_path, monkeypatch, host):
+    """Wrappers with an isolated hook, a directory for the job stack, this host called ``host``: the
+    arguments of ``config ssh --tight``."""
+    wrappers = tmp_path / "wrappers"
+    wrappers.mkdir()
+    (wrappers / "node_access").write_text("#!/usr/bin/python3 -I\n")
+    (tmp_path / "pam.d").mkdir()
+    monkeypatch.setattr(config, "this_host", lambda: host)
+    return str(wrappers), ["config", "ssh", "--tight", "--wrappers", str(wrappers), "--backup-dir",
+                           str(tmp_path / "b"), "--job-pam-file", str(tmp_path / "pam.d" / "sge-sshd")]
+
+
+def stored(store, name):
+    return sgeconf.parse((store / name).read_text(), name)
+
+
+def backups(tmp_path, name):
+    return sorted(p for p in (tmp_path / "b").iterdir() if p.name.startswith("sge_conf.%s." % name))
+
+
+def test_tight_apply_on_openssh_98_puts_the_option_into_this_hosts_local_configuration(
+        fake_qconf, capsys, tmp_path, monkeypatch, openssh_98):
+    (fake_qconf / "node01").write_text("#node01:\nexecd_spool_dir              /var/spool/sge/node01\n"
+                                       "gid_range                    20000-20100\nmailer                       "
+                                       "/usr/bin/mail\n\n")
+    global_before, local_before = (fake_qconf / "global").read_text(), (fake_qconf / "node01").read_text()
+    W, args = tight_setup(tmp_path, monkeypatch, "node01.example.org")     # the local configuration's short name
+    code, out, err = sgewrap(capsys, *args, "--apply")
+    assert (code, err) == (0, "")
+    guarded = W + "/sge-sshd -o PamServiceName=sge-sshd -i"
+    assert stored(fake_qconf, "node01").as_dict() == dict(
+        {"execd_spool_dir": "/var/spool/sge/node01", "gid_range": "20000-20100", "mailer": "/usr/bin/mail"},
+        **dict.fromkeys(GUARDED_DAEMONS, guarded))
+    glob = stored(fake_qconf, "global")      # the global entries serve OpenSSH 9.2 hosts: without the option
+    assert {k: glob.get(k) for k in sgeconf.SLOTS} == sgeconf.entries("ssh", W, tight=True)
+    assert "this host's sshd is OpenSSH 9.8 or later (/usr/lib/openssh/sshd-session exists)" in out
+    assert "node01 rsh_daemon      " + guarded in out and "warning" not in out
+    log = [line.split()[0] + " " + os.path.basename(line.split()[1]) for line in qconf_log(fake_qconf)
+           if line.startswith(("-Mconf", "-Aconf"))]
+    assert log == ["-Mconf node01", "-Mconf global"]          # this host never runs the new value unguarded
+    assert [p.read_text() for p in backups(tmp_path, "node01")] == [local_before]
+    # in force here: consistent; again: nothing changes
+    from sgewrap.admin.common import read_dir
+    report = check.analyse(*read_dir(str(fake_qconf)), here="node01.example.org", pam_file=os.devnull,
+                           executable=lambda p: True, job_pam_file=args[-1], sshd_root=openssh_98)
+    assert report.consistent, [str(p) for p in report.errors]
+    code, out, err = sgewrap(capsys, *args, "--apply")
+    assert code == 0 and out.count("nothing changed") == 2 and len(list((tmp_path / "b").iterdir())) == 2
+    # restoring the global configuration takes out exactly those entries
+    code, out, err = sgewrap(capsys, "config", "--restore", str(backups(tmp_path, "global")[0]), "--job-pam-file",
+                             args[-1])
+    assert (code, err) == (0, "")
+    assert (fake_qconf / "global").read_text() == global_before
+    assert (fake_qconf / "node01").read_text() == local_before
+    assert "local configuration of node01 (written by --tight --apply for its OpenSSH 9.8+ sshd, guarding the " \
+           "global value): took out qlogin_daemon, rlogin_daemon, rsh_daemon\n" in out
+
+
+def test_tight_apply_on_openssh_98_without_a_local_configuration(
+        fake_qconf, capsys, tmp_path, monkeypatch, openssh_98):
+    W, args = tight_setup(tmp_path, monkeypatch, "node07")
+    code, out, err = sgewrap(capsys, *args, "--apply")
+    assert (code, err) == (0, "")
+    assert stored(fake_qconf, "node07").as_dict() == dict.fromkeys(GUARDED_DAEMONS,
+                                                                   W + "/sge-sshd -o PamServiceName=sge-sshd -i")
+    assert any(line.startswith("-Aconf ") for line in qconf_log(fake_qconf))
+    code, out, err = sgewrap(capsys, "config", "--restore", str(backups(tmp_path, "global")[0]), "--job-pam-file",
+                             args[-1])
+    assert (code, err) == (0, "") and not (fake_qconf / "node07").exists()
+    assert "-dconf node07" in qconf_log(fake_qconf) and "deleted the local configuration of node07" in out
+
+
+def test_tight_apply_on_openssh_92_writes_no_local_entries(fake_qconf, capsys, tmp_path, monkeypatch):
+    local_before = (fake_qconf / "node01").read_text()
+    W, args = tight_setup(tmp_path, monkeypatch, "node01")
+    code, out, err = sgewrap(capsys, *args, "--apply")
+    assert (code, err) == (0, "")
+    assert (fake_qconf / "node01").read_text() == local_before and "PamServiceName" not in out
+    assert "PamServiceName" not in (fake_qconf / "global").read_text()
+    assert backups(tmp_path, "node01") == []
+
+
+def test_tight_apply_to_this_hosts_local_configuration_on_openssh_98(
+        fake_qconf, capsys, tmp_path, monkeypatch, openssh_98):
+    global_before = (fake_qconf / "global").read_text()
+    W, args = tight_setup(tmp_path, monkeypatch, "node01")
+    code, out, err = sgewrap(capsys, *args, "--apply", "--host", "node01")
+    assert (code, err) == (0, "")
+    values = sgeconf.entries("ssh", W, tight=True)
+    values.update(dict.fromkeys(GUARDED_DAEMONS, W + "/sge-sshd -o PamServiceName=sge-sshd -i"))
+    local = stored(fake_qconf, "node01")
+    assert {k: local.get(k) for k in sgeconf.SLOTS} == values
+    assert (fake_qconf / "global").read_text() == global_before and len(list((tmp_path / "b").iterdir())) == 1
+    # another host's sshd is not looked at from here: say so, write no option
+    code, out, err = sgewrap(capsys, *args, "--apply", "--host", "node02")
+    assert (code, err) == (0, "")
+    assert "note: node02's sshd was not looked at: if it is OpenSSH 9.8 or later, run sgewrap config ssh --tight " \
+           "--apply on node02 itself" in out
+    assert "PamServiceName" not in (fake_qconf / "node02").read_text()
+
+
+def test_restore_makes_the_local_entries_follow_the_global_value_on_every_host(fake_qconf, capsys, tmp_path):
+    """A local entry that is the global job sshd value plus the option goes when the global value is no job
+    sshd any more, guards the new one when it still is; other local entries stay as they are."""
+    def put(name, values):
+        conf = sgeconf.with_entries(sgeconf.parse((fake_qconf / name).read_text(), name), values)
+        (fake_qconf / name).write_text(sgeconf.render(conf))
+        return (fake_qconf / name).read_text()
+    one, two = sgeconf.entries("ssh", "/w1", tight=True), sgeconf.entries("ssh", "/w2", tight=True)
+    builtin = (fake_qconf / "global").read_text()
+    saved_two = tmp_path / "sge_conf.global.two"
+    saved_two.write_text(put("global", two))
+    saved_builtin = tmp_path / "sge_conf.global.builtin"
+    saved_builtin.write_text(builtin)
+    put("global", one)
+    (fake_qconf / "node02").write_text("#node02:\ngid_range 20000-20100\n")
+    (fake_qconf / "node03").write_text("#node03:\nrsh_daemon /usr/sbin/in.rshd\n")
+    put("node01", sgeconf.guard_entries(one))
+    put("node02", {"rsh_daemon": sgeconf.job_service_guard(one["rsh_daemon"])})
+    node03 = (fake_qconf / "node03").read_text()
+    code, out, err = sgewrap(capsys, "config", "--restore", str(saved_two), "--no-front", "--job-pam-file",
+                             str(tmp_path / "stack"))
+    assert (code, err) == (0, "")
+    assert stored(fake_qconf, "node01").as_dict() == dict(
+        {"execd_spool_dir": "/var/spool/sge/node01", "mailer": "/usr/bin/mail"}, **sgeconf.guard_entries(two))
+    assert stored(fake_qconf, "node02").as_dict() == {"gid_range": "20000-20100",
+                                                      "rsh_daemon": "/w2/sge-sshd -o PamServiceName=sge-sshd -i"}
+    assert (fake_qconf / "node03").read_text() == node03
+    code, out, err = sgewrap(capsys, "config", "--restore", str(saved_builtin), "--no-front", "--job-pam-file",
+                             str(tmp_path / "stack"))
+    assert (code, err) == (0, "")
+    assert stored(fake_qconf, "node01").as_dict() == {"execd_spool_dir": "/var/spool/sge/node01",
+                                                      "mailer": "/usr/bin/mail"}
+    assert stored(fake_qconf, "node02").as_dict() == {"gid_range": "20000-20100"}
+    assert (fake_qconf / "node03").read_text() == node03
+
+
+def test_check_on_openssh_98_wants_the_job_sshd_to_select_its_pam_service(tmp_path, openssh_92, openssh_98):
+    glob = sgeconf.with_entries(load("builtin")[0], sgeconf.entries("ssh", W, tight=True))
+    args = dict(pam_file=os.devnull, executable=lambda p: True, job_pam_file=job_stack(tmp_path))
+    report = check.analyse(glob, {}, here="n1", sshd_root=openssh_98, **args)
+    assert [str(p) for p in report.errors] == [
+        "error: n1: qlogin_daemon, rlogin_daemon, rsh_daemon run the job sshd without -o PamServiceName=sge-sshd, "
+        "but this host's sshd is OpenSSH 9.8 or later (/usr/lib/openssh/sshd-session): it ignores the name sge-sshd "
+        "and runs the sessions under its own PamServiceName (default sshd), untied from their jobs and open to any "
+        "user at the port; fix: sgewrap config ssh --tight --apply on n1"]
+    # the local entries --apply writes there; another host's local entries do not count here
+    guards = "".join(sgeconf.format_line(k, v) for k, v in sgeconf.guard_entries(glob.as_dict()).items())
+    assert check.analyse(glob, {"n1": sgeconf.parse("#n1:\n" + guards)}, here="n1", sshd_root=openssh_98,
+                         **args).consistent
+    report = check.analyse(glob, {"n2": sgeconf.parse("#n2:\n" + guards)}, here="n1", sshd_root=openssh_98, **args)
+    assert [p.slot for p in report.errors] == ["qlogin_daemon"]
+    # OpenSSH 9.2 here: nothing to say; rshdwrapper (it adds the option itself): nothing to say
+    assert check.analyse(glob, {}, here="n1", sshd_root=openssh_92, **args).consistent
+    glob = sgeconf.with_entries(glob, dict.fromkeys(GUARDED_DAEMONS, W + "/rshdwrapper"))
+    assert check.analyse(glob, {}, here="n1", sshd_root=openssh_98, **args).consistent
+
+
+def test_config_and_selftest_on_openssh_98_show_what_apply_writes_here(capsys, openssh_98):
+    code, out, err = sgewrap(capsys, "config", "ssh", "--tight", "--wrappers", W)
+    assert (code, err) == (0, "")
+    assert "this host's sshd is OpenSSH 9.8 or later" in out
+    assert "rsh_daemon                   %s/sge-sshd -o PamServiceName=sge-sshd -i\n" % W in out
+    from sgewrap.admin import selftest
+    assert {c.daemon for c in selftest.cases_for("ssh", W, True)} == {W + "/sge-sshd -o PamServiceName=sge-sshd -i"}
 
 
 # --- config (printing), explain, usage ----------------------------------------------------------------

@@ -13,7 +13,7 @@ import shutil
 
 from plumbum import cli
 
-from .. import pam, sgeconf
+from .. import methods, pam, sgeconf
 from . import access
 from . import common
 from .common import OK, FAILED, AdminError, Command, config_of, read_dir, read_live, run, table, this_host
@@ -69,7 +69,7 @@ class Report:
 
 
 def analyse(glob, hosts, here=None, pam_file=pam.PAM_FILE, executable=None, queues=None, sshd_settings=None,
-            job_pam_file=pam.JOB_PAM_FILE, front_state=None):
+            job_pam_file=pam.JOB_PAM_FILE, front_state=None, sshd_root="/"):
     """The Report for a global configuration and the local ones (``{host: Config}``).
 
     ``here``: this host's name, for what can only be checked on this host
@@ -77,6 +77,7 @@ def analyse(glob, hosts, here=None, pam_file=pam.PAM_FILE, executable=None, queu
     ``{queue: {attribute: value}}`` (prolog/epilog), None if not read.
     ``sshd_settings``: a callable giving this host's ``sshd -T`` as a dict.
     ``front_state``: {name: installed} of this host's qlogin/qrsh front, None if not known.
+    ``sshd_root``: where this host's sshd is looked at (tests point it at a fake tree).
     """
     executable = executable or (lambda path: os.path.isfile(path) and os.access(path, os.X_OK))
     report = Report()
@@ -229,6 +230,7 @@ def analyse(glob, hosts, here=None, pam_file=pam.PAM_FILE, executable=None, queu
         elif shutil.which(first) is None:
             report.add(WARNING, here, key, "%s: %s %r is not an absolute path and not found in this PATH" % (
                 here, key, first))
+    _check_pam_service_name(report, here, [(k, value(local, k) if local else glob.get(k)) for k in tight], sshd_root)
     root_run = [(key, value(local, key) if local else glob.get(key)) for key in sgeconf.SLOTS
                 if key.endswith("_daemon")]
     root_run += [("queue %s %s" % (q, w), values.get(w)) for q, values in sorted((queues or {}).items())
@@ -331,6 +333,19 @@ def _check_tunnel_end(report, here, keys, sshd_settings):
                    % (here, ", ".join(keys), settings.get("maxstartups"), start))
 
 
+def _check_pam_service_name(report, here, daemons, root):
+    """On OpenSSH 9.8 and later a job sshd value in force here must select the job PAM service itself."""
+    bare = [key for key, v in daemons if sgeconf.job_service_guard(v)]
+    if bare and methods.sshd_uses_pam_service_name(root):
+        option = methods.PAM_SERVICE_OPTION
+        report.add(ERROR, here, bare[0], "%s: %s run%s the job sshd without -o %s=%s, but this host's sshd is "
+                   "OpenSSH 9.8 or later (%s): it ignores the name %s and runs the sessions under its own %s "
+                   "(default sshd), untied from their jobs and open to any user at the port; fix: sgewrap config "
+                   "ssh --tight --apply on %s" % (here, ", ".join(bare), "s" if len(bare) == 1 else "", option,
+                                                  methods.JOB_SSHD_NAME, methods.SSHD_SESSION, methods.JOB_SSHD_NAME,
+                                                  option, here))
+
+
 def front_here():
     """This host's qlogin/qrsh front state, or None without a Grid Engine client here."""
     from . import fronts
@@ -392,7 +407,8 @@ class Check(Command, cli.Application):
     outputs with --from.  For each slot the command in effect on a client host
     must speak the protocol of the daemon in effect on an execution host.
     Also flags $SGE_ROOT/$ARC left in a value, daemons that are not absolute
-    or not executable here, tight integration without the PAM line here,
+    or not executable here, tight integration without the PAM line here (or,
+    where this host's sshd is OpenSSH 9.8 or later, without -o PamServiceName),
     --tunnel with an sshd here that does not forward or takes few connections
     at once, node_access as prolog without epilog (or the reverse) and PAM
     rules here without a queue that runs it, and unencrypted methods

@@ -12,9 +12,9 @@ import time
 
 from plumbum import cli
 
-from .. import pam, sgeconf
+from .. import methods, pam, sgeconf
 from . import fronts
-from .common import UNREADABLE, AdminError, Command, default_wrappers, qconf_list, qconf_show, \
+from .common import UNREADABLE, AdminError, Command, config_of, default_wrappers, qconf_list, qconf_show, \
     require_isolated_hook, run, same_host, this_host
 
 DEFAULT_BACKUP_DIR = "/var/backups/sgewrap"
@@ -68,7 +68,9 @@ class Config(Command, cli.Application):
     """
 
     tight = cli.Flag("--tight", help="ssh only: tight integration (the job sshd sge-sshd and its own PAM service "
-                                     "/etc/pam.d/sge-sshd)")
+                                     "/etc/pam.d/sge-sshd; where this host's sshd is OpenSSH 9.8 or later, --apply "
+                                     "also puts its *_daemon entries with -o PamServiceName=sge-sshd into this "
+                                     "host's local configuration)")
     x11 = cli.Flag("--x11", help="qlogin_wrapper --x11 (forward X11)", excludes=["--no-x11"])
     no_x11 = cli.Flag("--no-x11", help="qlogin_wrapper --no-x11", excludes=["--x11"])
     tunnel = cli.Flag("--tunnel", excludes=["--tunnel-via"],
@@ -90,7 +92,8 @@ class Config(Command, cli.Application):
     backup_dir = cli.SwitchAttr("--backup-dir", str, argname="DIR", default=DEFAULT_BACKUP_DIR,
                                 help="where --apply saves the previous configuration")
     restore = cli.SwitchAttr("--restore", str, argname="FILE",
-                             help="put back a configuration --apply saved (its first line names it)")
+                             help="put back a configuration --apply saved (its first line names it); the local "
+                                  "entries --tight --apply added for OpenSSH 9.8 or later follow the global ones")
     job_pam_file = cli.SwitchAttr("--job-pam-file", str, argname="PATH", default=pam.JOB_PAM_FILE,
                                   help="the job sshds' PAM service that --tight --apply writes (and --restore "
                                        "removes); the site's /etc/pam.d/sshd is never touched")
@@ -101,8 +104,10 @@ class Config(Command, cli.Application):
         if self.restore:
             if method:
                 raise AdminError("--restore FILE takes no METHOD", UNREADABLE)
+            before = sgeconf.parse(qconf_show("global", code=1), "global")
             restore(self.restore)
             glob = sgeconf.parse(qconf_show("global", code=1), "global")
+            follow_guards(before, glob)
             if not self.no_front:
                 fronts.apply_here(sgeconf.wraps_logins(glob.as_dict()))
             return restore_job_stack(self.job_pam_file, glob)
@@ -129,12 +134,25 @@ class Config(Command, cli.Application):
                 print("\n# and on every execution host, %s (the job sshds' own PAM service; "
                       "/etc/pam.d/sshd stays as it is):\n%s" % (self.job_pam_file, pam.job_stack(
                           os.path.dirname(sgeconf.program(values["rsh_daemon"])))), end="")
+                if methods.sshd_uses_pam_service_name():
+                    print("\n# %s; --apply puts there:\n%s" % (GUARD_NOTE, "".join(
+                        sgeconf.format_line(k, v) for k, v in sgeconf.guard_entries(values).items())), end="")
             if sgeconf.wraps_logins(values):
                 print("\n# note: " + sgeconf.PTY_NOTE)
             return 0
         here = not self.host or same_host(self.host, this_host())
         if self.tight and here:
             ensure_job_stack(os.path.dirname(sgeconf.program(values["rsh_daemon"])), self.job_pam_file)
+        if self.tight and here and methods.sshd_uses_pam_service_name():
+            print(GUARD_NOTE)
+            if self.host:     # this host's own local configuration: the guarded values go in at once
+                values = dict(values, **sgeconf.guard_entries(values))
+            else:             # first: this host never runs the new global value unguarded
+                apply(sgeconf.guard_entries(values), config_of(this_host(), qconf_list(code=1)) or this_host(),
+                      self.backup_dir)
+        elif self.tight and not here:
+            print("note: %s's sshd was not looked at: if it is OpenSSH 9.8 or later, run sgewrap config ssh --tight "
+                  "--apply on %s itself" % (self.host, self.host))
         apply(values, self.host, self.backup_dir)
         if here and not self.no_front:
             fronts.apply_here(sgeconf.wraps_logins(values))
@@ -142,7 +160,9 @@ class Config(Command, cli.Application):
 
 
 def apply(values, host, backup_dir):
+    """Set ``values`` (the six entries, or some of them) in the global configuration or ``host``'s."""
     name = host or "global"
+    keys = [k for k in sgeconf.SLOTS if k in values]
     if host:
         exists = local_exists(host)
         old_text = qconf_show(host, code=1) if exists else None
@@ -150,32 +170,79 @@ def apply(values, host, backup_dir):
         exists, old_text = True, qconf_show("global", code=1)
     old = sgeconf.parse(old_text, name) if old_text is not None else sgeconf.parse("", name)
     new = sgeconf.with_entries(old, values)
-    if exists and all(old.get(k) == values[k] for k in sgeconf.SLOTS):
-        print("%s configuration: the six entries already have these values; nothing changed" % name)
+    if exists and all(old.get(k) == values[k] for k in keys):
+        print("%s configuration: %s already ha%s these values; nothing changed" % (
+            name, "the six entries" if len(keys) == len(sgeconf.SLOTS) else ", ".join(keys),
+            "s" if len(keys) == 1 else "ve"))
         return None
     backup = save_backup(backup_dir, "sge_conf." + name,
                          old_text if old_text is not None else sgeconf.render(sgeconf.absent(name)))
     print("saved the previous %s configuration to %s" % (name, backup))
     qconf_put(name, sgeconf.render(new), new=not exists)
     now = sgeconf.parse(qconf_show(name, code=1), name)
-    wrong = [k for k in sgeconf.SLOTS if now.get(k) != values[k]]
+    wrong = [k for k in keys if now.get(k) != values[k]]
     if wrong:
         raise AdminError("qconf accepted the change but %s of %s shows %s; undo with: sgewrap config --restore %s"
                          % (name, "configuration", ", ".join("%s=%r" % (k, now.get(k)) for k in wrong), backup))
-    for key in sgeconf.SLOTS:
+    for key in keys:
         print("%s %-15s %s" % (name, key, values[key]))
     if not host:
         for other in qconf_list(code=1):
             local = sgeconf.parse(qconf_show(other, code=1), other)
-            overriding = [k for k in sgeconf.SLOTS if k in local and local.get(k) != values[k]]
+            overriding = [k for k in keys if k in local
+                          and local.get(k) not in (values[k], sgeconf.job_service_guard(values[k]))]
             if overriding:
                 print("warning: the local configuration of %s overrides %s (sgewrap check tells whether it matters)"
                       % (other, ", ".join(overriding)))
     print("execution daemons use changed *_daemon entries after 15-90 s; undo with: sgewrap config --restore %s"
           % backup)
-    if sgeconf.wraps_logins(values):
+    if len(keys) == len(sgeconf.SLOTS) and sgeconf.wraps_logins(values):
         print("note: " + sgeconf.PTY_NOTE)
     return backup
+
+
+#: what ``--tight --apply`` says on a host whose sshd takes its PAM service from PamServiceName
+GUARD_NOTE = ("this host's sshd is OpenSSH 9.8 or later (%s exists): it takes its PAM service from %s, not "
+              "from the name %s, so this host's job sshd entries get -o %s=%s in its local configuration "
+              "(OpenSSH 9.2 refuses that option: the global entries go without it)"
+              % (methods.SSHD_SESSION, methods.PAM_SERVICE_OPTION, methods.JOB_SSHD_NAME,
+                 methods.PAM_SERVICE_OPTION, methods.JOB_SSHD_NAME))
+
+
+def follow_guards(before, after):
+    """After a restore: the local entries ``--tight --apply`` wrote on OpenSSH 9.8+ hosts (a global job
+    sshd value with ``-o PamServiceName=...``, :func:`sgeconf.job_service_guard`) follow the global value
+    they guarded from ``before`` to ``after``: they go where it is no job sshd any more (a local
+    configuration left with no entry goes too), and guard the new one where it still is."""
+    changed = {k: sgeconf.job_service_guard(after.get(k)) for k in sgeconf.SLOTS
+               if k.endswith("_daemon") and sgeconf.job_service_guard(before.get(k))
+               and before.get(k) != after.get(k)}
+    if not changed:
+        return
+    for host in qconf_list(code=1):
+        local = sgeconf.parse(qconf_show(host, code=1), host)
+        mine = {k: v for k, v in changed.items() if local.get(k) == sgeconf.job_service_guard(before.get(k))}
+        if not mine:
+            continue
+        new = sgeconf.without_entries(sgeconf.with_entries(local, {k: v for k, v in mine.items() if v}),
+                                      [k for k, v in mine.items() if not v])
+        if not new.keys():
+            run(sgeconf.delete_argv(host))
+            if local_exists(host):
+                raise AdminError("the local configuration of %s is still there after '%s'" % (
+                    host, " ".join(sgeconf.delete_argv(host))))
+            print("deleted the local configuration of %s: it held only %s, written by --tight --apply for its "
+                  "OpenSSH 9.8+ sshd" % (host, ", ".join(mine)))
+            continue
+        qconf_put(host, sgeconf.render(new), new=False)
+        now = sgeconf.parse(qconf_show(host, code=1), host)
+        if any(now.get(k) != new.get(k) or (k in now) != (k in new) for k in mine):
+            raise AdminError("qconf accepted the change but the local configuration of %s shows %s" % (
+                host, ", ".join("%s=%r" % (k, now.get(k)) for k in mine)))
+        gone, moved = [k for k, v in mine.items() if not v], [k for k, v in mine.items() if v]
+        print("local configuration of %s (written by --tight --apply for its OpenSSH 9.8+ sshd, guarding the "
+              "global value): %s" % (host, "; ".join((["took out %s" % ", ".join(gone)] if gone else [])
+                                                     + ["%s now %s" % (k, mine[k]) for k in moved])))
 
 
 def ensure_job_stack(wrappers_dir, path):

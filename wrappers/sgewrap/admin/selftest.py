@@ -35,7 +35,7 @@ import time
 
 from plumbum import cli
 
-from .. import pam, sgeconf
+from .. import methods, pam, sgeconf
 from ..shepherd import Shepherd, as_user
 from .common import FAILED, OK, UNREADABLE, AdminError, Command, config_of, default_wrappers, effective, \
     qconf_list, qconf_show, table, this_host
@@ -64,6 +64,8 @@ class Case:
 
 def cases_for(method, wrappers, tight):
     values = sgeconf.entries(method, wrappers, tight=tight, x11=False if method == "ssh" else None)
+    if methods.sshd_uses_pam_service_name():   # what --tight --apply puts into this host's local configuration
+        values.update(sgeconf.guard_entries(values))
     return [Case(method, slot, values[cmd], values[dmn]) for slot, cmd, dmn in sgeconf.PAIRS
             if values[cmd] != "builtin"]
 
