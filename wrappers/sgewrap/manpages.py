@@ -212,8 +212,13 @@ def overview_page():
                     "**%s**, written by that command: **pam_sge-qrsh-setup** and the **node_access session** "
                     "hook, which admits only the job's owner, ties the session to its task (the task's "
                     "additional group id and environment, at any PID) and, when the session closes, kills what "
-                    "the task left running.  The site's **/etc/pam.d/sshd** is not touched."
-                    % (methods.JOB_SSHD_NAME, methods.JOB_PAM_FILE))
+                    "the task left running.  The site's **/etc/pam.d/sshd** is not touched.  OpenSSH 9.8 and "
+                    "later (where **%s** exists) take the PAM service from **%s**, not from the name; on such a "
+                    "host that command also puts the daemon entries with ``-o %s=%s`` into the host's local "
+                    "configuration (OpenSSH 9.2 refuses the option), **rshdwrapper** adds it itself there, and "
+                    "**sgewrap check** reports a job sshd in force there without it."
+                    % (methods.JOB_SSHD_NAME, methods.JOB_PAM_FILE, methods.SSHD_SESSION, methods.PAM_SERVICE_OPTION,
+                       methods.PAM_SERVICE_OPTION, methods.JOB_SSHD_NAME))
     out += _section("THE TUNNEL", "Where a firewall lets only ssh reach the execution hosts, "
                     "**sgewrap config ssh --tunnel** adds **--tunnel** to the client wrappers: ssh reaches the "
                     "shepherd's port through the execution host's own sshd (port 22), or through a gateway "
