@@ -79,6 +79,14 @@ class Log:
             if own_handler:
                 signal.signal(signal.SIGALRM, previous if previous is not None else signal.SIG_DFL)
 
+    def detached(self):
+        """The process closed its fds (a forked watcher): connect to syslog anew, write no terminal."""
+        if self._open:
+            import syslog
+            syslog.closelog()
+            self._open = False
+        self.to_tty = False
+
     def __call__(self, priority, message):
         message = clean(message, 900)
         try:

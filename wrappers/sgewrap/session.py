@@ -134,7 +134,7 @@ def watch(pid, start, setup_dir, log):
     It is a fork of this hook (double fork: pam_exec waits for its child only), in a session of its
     own and with no supplementary groups (the shepherd's process-group kill and Grid Engine's group
     kill pass it by; it never kills itself), with fds 0-2 on /dev/null (pam_exec reads the hook's
-    stdout until EOF) and / as its directory.  It waits on a pidfd of the monitor, opened before the
+    stdout until EOF), no other fd but the pidfd, and / as its directory.  It waits on a pidfd of the monitor, opened before the
     fork and checked against ``start`` (the PID cannot have been reused in between)."""
     import select
     try:
@@ -160,8 +160,13 @@ def watch(pid, start, setup_dir, log):
         null = os.open(os.devnull, os.O_RDWR)
         for fd in (0, 1, 2):
             os.dup2(null, fd)
-        if null > 2:
-            os.close(null)
+        for fd in map(int, os.listdir("/proc/self/fd")):     # (pam_exec leaves none; a test runner would)
+            if fd > 2 and fd != pidfd:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        log.detached()
         if pidfd is not None:
             poller = select.poll()
             poller.register(pidfd, select.POLLIN)
