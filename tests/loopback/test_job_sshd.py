@@ -199,19 +199,50 @@ def test_32_concurrent_sessions_each_carry_their_own_group(job_sshd, tmp_path):
     assert wait_for(lambda: not [n for n in setup_files() if n.rsplit(".", 1)[1] in monitors])
 
 
-def test_a_sigkilled_sshd_leaves_a_file_the_next_session_sweeps(job_sshd, spool, tmp_path):
-    with Shepherd(job_sshd, env=job_env(spool), cwd=spool) as sh:
-        client = user_popen(ssh_command(sh.port, "echo up; sleep 60"), stdout=subprocess.PIPE, text=True)
-        assert client.stdout.readline() == "up\n"
-        killed = sh.daemon_pid
-        os.kill(killed, signal.SIGKILL)          # qdel: no session close, no hook
-        client.kill()
-        client.wait(60)
-    orphan = setupfile.path_of(setupfile.SETUP_DIR, killed)
-    assert os.path.exists(orphan)
-    with Shepherd(job_sshd, env=job_env(spool), cwd=spool) as sh:
-        assert ssh(sh.port, "true").returncode == 0
-    assert not os.path.exists(orphan)
+def watchers_of(monitor):
+    """The PIDs of the session watchers (``node_access session`` forked, reparented, in a session of
+    their own) holding a pidfd of ``monitor``."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmdline = open("/proc/%s/cmdline" % pid, "rb").read().split(b"\0")
+            if b"session" not in cmdline or not any(w.endswith(b"/node_access") for w in cmdline):
+                continue
+            fds = os.listdir("/proc/%s/fd" % pid)
+            infos = [open("/proc/%s/fdinfo/%s" % (pid, fd)).read() for fd in fds]
+        except OSError:
+            continue
+        if any("Pid:\t%d\n" % monitor in info for info in infos):
+            found.append(int(pid))
+    return found
+
+
+def test_a_sigkilled_sshd_leaves_no_file_and_a_killed_watcher_one_the_next_session_sweeps(job_sshd, spool):
+    """qdel SIGKILLs the job sshd: no PAM close runs, the session's watcher removes its file anyway.
+    With the watcher killed too (by an administrator, the OOM killer), the next session sweeps it."""
+    for kill_watcher in (False, True):
+        with Shepherd(job_sshd, env=job_env(spool), cwd=spool) as sh:
+            client = user_popen(ssh_command(sh.port, "echo up; sleep 60"), stdout=subprocess.PIPE, text=True)
+            assert client.stdout.readline() == "up\n"
+            killed = sh.daemon_pid
+            watchers = watchers_of(killed)
+            assert len(watchers) == 1
+            if kill_watcher:
+                os.kill(watchers[0], signal.SIGKILL)
+                assert wait_for(lambda: not os.path.exists("/proc/%d/cmdline" % watchers[0]) or
+                                not open("/proc/%d/cmdline" % watchers[0], "rb").read())
+            os.kill(killed, signal.SIGKILL)          # qdel: no session close, no hook
+            client.kill()
+            client.wait(60)
+        orphan = setupfile.path_of(setupfile.SETUP_DIR, killed)
+        if not kill_watcher:
+            assert wait_for(lambda: not os.path.exists(orphan))
+            continue
+        time.sleep(1)
+        assert os.path.exists(orphan)
+        with Shepherd(job_sshd, env=job_env(spool), cwd=spool) as sh:
+            assert ssh(sh.port, "true").returncode == 0
+        assert not os.path.exists(orphan)
 
 
 # --- the second user attacks ----------------------------------------------------------------------
