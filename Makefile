@@ -21,11 +21,11 @@ help:
 
 install:
 	@test -n "$(SGE_ROOT)" || { echo "make install: set SGE_ROOT=DIR" >&2; exit 64; }
-	cd wrappers && $(PYTHON) -m sgewrap.install "$(abspath $(SGE_ROOT))" "$(PYTHON)"
+	cd wrappers && $(PYTHON) -m sgewrap.admin.installer "$(abspath $(SGE_ROOT))" "$(PYTHON)"
 
 uninstall:
 	@test -n "$(SGE_ROOT)" || { echo "make uninstall: set SGE_ROOT=DIR" >&2; exit 64; }
-	cd wrappers && $(PYTHON) -m sgewrap.install --uninstall "$(abspath $(SGE_ROOT))"
+	cd wrappers && $(PYTHON) -m sgewrap.admin.installer --uninstall "$(abspath $(SGE_ROOT))"
 
 deps:
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(APT_PACKAGES) $(DEB_PACKAGES)
@@ -58,7 +58,7 @@ demo: $(VPY)
 	$(VPY) -m tests.demo
 
 man: $(VPY)
-	cd wrappers && ../$(VPY) -m sgewrap.manpages man
+	cd wrappers && ../$(VPY) -m sgewrap.admin.manpages man
 
 # The Debian package, from this tree with Debian's own tooling (debhelper, dh-python); the packaging
 # is in wrappers/debian, put in place in a copy of the tree under build/deb.  Needs: apt-get install

@@ -62,7 +62,7 @@ def main():
     backup = re.search(r"--restore (\S+)", applied.stdout)
 
     say("execd picks up *_daemon changes after 15-90 s; the demo restarts it and proves the change")
-    from sgewrap import sgeconf
+    from sgewrap.admin import sgeconf
     entries = sgeconf.entries("ssh", WRAPPERS, tight=True, x11=False)
     sge.restart_execd()
     print("exec side uses rsh_daemon %s after %.1f s" % (entries["rsh_daemon"], sge.probe(entries)))

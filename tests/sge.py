@@ -1,6 +1,6 @@
 """Driving the real one-host Grid Engine from tests and the benchmark (as root).
 
-The values applied come from :mod:`sgewrap.sgeconf` (the same code behind
+The values applied come from :mod:`sgewrap.admin.sgeconf` (the same code behind
 ``sgewrap config``), so the end-to-end tests prove the configuration the
 administrator is told to paste.
 
@@ -22,8 +22,8 @@ import subprocess
 import tempfile
 import time
 
-from sgewrap import sgeconf
-from sgewrap.shepherd import as_user
+from sgewrap.admin import sgeconf
+from sgewrap.admin.shepherd import as_user
 
 SGE_ROOT = "/var/lib/gridengine"
 SGE_CELL = "default"
@@ -171,7 +171,7 @@ def apply(entries):
 
 def job_stack(wrappers):
     """/etc/pam.d/sge-sshd for ``wrappers`` (the job sshds' PAM service, as sgewrap config writes it)."""
-    from sgewrap import pam
+    from sgewrap.admin import pam
     if os.path.exists(pam.JOB_PAM_FILE) and not pam.is_job_stack():
         os.unlink(pam.JOB_PAM_FILE)
     pam.write_job_stack(wrappers)
@@ -538,7 +538,7 @@ def wait_queues_up(*queues, timeout=60):
 
 def setup_files():
     """The names of the setup files now."""
-    from sgewrap import setupfile
+    from sgewrap.rootside import setupfile
     return {n for n in os.listdir(setupfile.SETUP_DIR) if n.startswith(setupfile.PREFIX)}
 
 

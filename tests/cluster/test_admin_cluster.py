@@ -12,7 +12,7 @@ import tempfile
 
 import pytest
 
-from sgewrap import pam, sgeconf
+from sgewrap.admin import pam, sgeconf
 from support import TEST_USER, host_lock
 
 pytestmark = pytest.mark.cluster

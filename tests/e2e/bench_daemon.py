@@ -1,6 +1,6 @@
 """make bench, part 3: what the daemon side costs per session (root, real sshd and PAM, no Grid Engine).
 
-A stand-in shepherd (sgewrap.shepherd: bind, accept one connection, start
+A stand-in shepherd (sgewrap.admin.shepherd: bind, accept one connection, start
 the daemon with the connection on fds 0-2 and a job spool directory as cwd)
 serves each daemon configuration in turn, alternating, for:
 
@@ -78,7 +78,7 @@ def rollup(pid):
 
 
 def _banner(argv, env, cwd):
-    from sgewrap.shepherd import Shepherd
+    from sgewrap.admin.shepherd import Shepherd
     with Shepherd(argv, env=env, cwd=cwd) as sh:
         start = time.perf_counter()
         with socket.create_connection(("127.0.0.1", sh.port), timeout=30) as s:
@@ -95,7 +95,7 @@ def _banner(argv, env, cwd):
 
 
 def _memory(argv, env, cwd):
-    from sgewrap.shepherd import Shepherd, as_user  # noqa: F401
+    from sgewrap.admin.shepherd import Shepherd, as_user  # noqa: F401
     import pwd
     pw = pwd.getpwnam(TEST_USER)
     with Shepherd(argv, env=env, cwd=cwd) as sh:
@@ -119,8 +119,8 @@ def _memory(argv, env, cwd):
 
 def daemon_side(rounds=None, wrappers=None):
     """Rows (part, label, value, ratio to Perl, ratio to bare sshd) for the bench table."""
-    from sgewrap import pam
-    from sgewrap.shepherd import make_spool
+    from sgewrap.admin import pam
+    from sgewrap.admin.shepherd import make_spool
     rounds = rounds or int(os.environ.get("BENCH_DAEMON_ROUNDS", "40"))
     configs = configurations(wrappers)
     tmp = tempfile.mkdtemp(prefix="sgewrap-bench-daemon.")
@@ -171,7 +171,7 @@ def adopt_cost(wrappers, rounds=None):
     running job, so the adopted login joins it): rows (part, label, ms, ratio to plain, None)."""
     import re
     import sge
-    from sgewrap import pam
+    from sgewrap.admin import pam
     rounds = rounds or int(os.environ.get("BENCH_ADOPT_ROUNDS", "20"))
     login = ["/usr/sbin/runuser", "-u", TEST_USER, "--"] + SSH + [sge.HOST, "true"]
     times = {"plain ssh login": [], "ssh login + node_access adopt": []}

@@ -35,7 +35,7 @@ def bench_host(wrappers, perl_anchor=False):
     """The host as a comparison needs it, for a while (holding the host lock): the job sshds' PAM
     service and, for the Perl anchor, its module line in /etc/pam.d/sshd; the global configuration
     and both PAM files put back after."""
-    from sgewrap import pam
+    from sgewrap.admin import pam
     with host_lock():
         saved = sge.show_global()
         stack = pam.is_job_stack()
@@ -58,7 +58,7 @@ TASKS = 16
 def _anchors(wrappers):
     """The configurations every comparison has: builtin, bare ssh + sshd -i, and bare ssh + the Perl
     rshd-wrapper Grid Engine ships (when it is installed)."""
-    from sgewrap import sgeconf
+    from sgewrap.admin import sgeconf
     bare = {"rsh_command": "/usr/bin/ssh", "rsh_daemon": "/usr/sbin/sshd -i"}
     configs = {"builtin": sgeconf.entries("builtin", wrappers), "bare ssh + sshd -i": bare}
     if os.access(PERL_ANCHOR, os.X_OK):
@@ -67,7 +67,7 @@ def _anchors(wrappers):
 
 
 def configurations(wrappers):
-    from sgewrap import sgeconf
+    from sgewrap.admin import sgeconf
     configs, bare = _anchors(wrappers)
     configs.update({
         "bare ssh + sge-sshd (tight)": dict(bare, rsh_daemon=os.path.join(wrappers, "sge-sshd") + " -i"),
@@ -161,7 +161,7 @@ def mpi_start(rounds=None, wrappers=None):
     """Launch to first rank output (ms) of a 2 x 8 rank MPI job per row; medians over ``rounds``,
     rows of one configuration alternating within a round.  Ratio: against the same MPI's builtin."""
     import mpijobs
-    from sgewrap import sgeconf
+    from sgewrap.admin import sgeconf
     rounds = rounds or int(os.environ.get("BENCH_MPI_ROUNDS", "3"))
     wrappers = wrappers or _test_install()
     subprocess.run([os.path.join(os.path.dirname(HERE), "cluster", "up")], check=True,
@@ -210,7 +210,7 @@ FAN_OUT_COUNTS = (16, 64, 128)
 
 
 def fan_out_configurations(wrappers):
-    from sgewrap import sgeconf
+    from sgewrap.admin import sgeconf
     configs, _ = _anchors(wrappers)
     configs.update({
         "ssh_wrapper + rshdwrapper (tight)": dict(sgeconf.entries("ssh", wrappers, tight=True, x11=False),

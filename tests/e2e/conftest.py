@@ -95,7 +95,7 @@ def cluster(host_ready, installed):
     configuration wait.
     """
     need(sge.qconf("-sql").split().count(sge.QUEUE) == 1, "test queue missing", "run tests/cluster/up")
-    from sgewrap import pam
+    from sgewrap.admin import pam
     with host_lock():
         sge.clean_queue()
         saved = sge.show_global()
@@ -123,8 +123,8 @@ def no_queue_left_in_error(request):
 
 @pytest.fixture(scope="session")
 def method(request, cluster):
-    """Apply the method's six sge_conf entries (from sgewrap.sgeconf) and wait for the exec side."""
-    from sgewrap import sgeconf
+    """Apply the method's six sge_conf entries (from sgewrap.admin.sgeconf) and wait for the exec side."""
+    from sgewrap.admin import sgeconf
     m = request.param
     entries = sgeconf.entries(m.sgeconf, cluster, tight=m.tight, x11=False if m.sgeconf == "ssh" else None,
                               tunnel=m.tunnel or None, tunnel_persist=m.tunnel_persist if m.tunnel else None)

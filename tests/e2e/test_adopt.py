@@ -17,7 +17,7 @@ import time
 import pytest
 
 import sge
-from sgewrap import pam
+from sgewrap.admin import pam
 
 USERS = (sge.TEST_USER, "sgeother", "sgethird", "sgefourth")
 SSH = ["/usr/bin/ssh", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o",

@@ -20,7 +20,7 @@ import time
 import pytest
 
 import sge
-from sgewrap import procs
+from sgewrap.rootside import procs
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slot("rsh")]
 

@@ -212,7 +212,7 @@ def x_session(client, display, queue):
 @pytest.mark.parametrize("client", ["qlogin", "qrsh"])
 def test_an_x_client_in_the_session_draws_on_the_users_display(method, cluster, x_display, client):
     """qlogin_wrapper --x11 / ssh_wrapper --x11: sshd's DISPLAY (localhost:N) wins over the job's."""
-    from sgewrap import sgeconf
+    from sgewrap.admin import sgeconf
     entries = sgeconf.entries("ssh", cluster, tight=True, x11=True, tunnel=method.tunnel or None)
     entries["rlogin_command"] += " --x11"
     with sge.commands(entries):

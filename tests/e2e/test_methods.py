@@ -15,7 +15,7 @@ import time
 import pytest
 
 import sge
-from sgewrap import setupfile
+from sgewrap.rootside import setupfile
 
 pytestmark = [pytest.mark.cluster]
 

@@ -15,7 +15,7 @@ import subprocess
 import pytest
 
 import sge
-from sgewrap import sgeconf
+from sgewrap.admin import sgeconf
 from support import REPO
 
 pytestmark = [pytest.mark.cluster]

@@ -25,7 +25,8 @@ import time
 import pytest
 
 import sge
-from sgewrap import pam, procs
+from sgewrap.admin import pam
+from sgewrap.rootside import procs
 from test_adopt import SSH, adopt_block, running_job, ssh, wait_for
 
 pytestmark = [pytest.mark.cluster]

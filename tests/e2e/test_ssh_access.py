@@ -14,7 +14,8 @@ import time
 import pytest
 
 import sge
-from sgewrap import nodeaccess, pam
+from sgewrap.rootside import nodeaccess
+from sgewrap.admin import pam
 
 pytestmark = [pytest.mark.cluster]
 STATE = nodeaccess.DEFAULT_DIR

@@ -13,7 +13,7 @@ import socket
 import pytest
 
 from ptydrive import PtySession
-from sgewrap.shepherd import Shepherd, as_user
+from sgewrap.admin.shepherd import Shepherd, as_user
 from support import TEST_USER, need
 
 HOST = socket.gethostname()

@@ -1,7 +1,7 @@
 """The job sshd (``sge-sshd -i``) with its own PAM service, the real pam_sge-qrsh-setup and the real
 ``node_access session`` hook, behind a stand-in shepherd on loopback; a second real user attacks.
 
-The stand-in (sgewrap.shepherd) is a root process whose executable is called
+The stand-in (sgewrap.admin.shepherd) is a root process whose executable is called
 sge_shepherd, working in a fake job spool directory: to the hook it is a
 shepherd.  The client is plain ssh as the test user (the job's owner) or as
 the second user, each with a key of their own.  PIDs are above 150000 here
@@ -19,8 +19,9 @@ import time
 
 import pytest
 
-from sgewrap import pam, setupfile
-from sgewrap.shepherd import Shepherd, as_user, make_spool
+from sgewrap.admin import pam
+from sgewrap.rootside import setupfile
+from sgewrap.admin.shepherd import Shepherd, as_user, make_spool
 from support import TEST_USER, host_lock
 
 pytestmark = pytest.mark.root

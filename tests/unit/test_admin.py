@@ -13,7 +13,8 @@ import sys
 
 import pytest
 
-from sgewrap import admin, methods, pam, sgeconf
+from sgewrap import admin, methods
+from sgewrap.admin import pam, sgeconf
 from sgewrap.admin import check, config
 
 DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "sgeconf")
@@ -279,7 +280,7 @@ def test_the_old_module_line_in_sshd_is_flagged_with_the_migration(tmp_path):
 def test_a_root_run_python_script_must_be_isolated(tmp_path, shebang, why):
     """pip's console scripts lack -I: run as the shepherd's daemon they import the job owner's PYTHONPATH."""
     script = tmp_path / "rshdwrapper"
-    script.write_text(shebang + "from sgewrap.rshd import main\nmain()\n")
+    script.write_text(shebang + "from sgewrap.rootside.rshd import main\nmain()\n")
     glob = sgeconf.with_entries(load("builtin")[0], {"rsh_daemon": str(script) + " rshd", "rsh_command":
                                                      W + "/rsh_adapter"})
     report = check.analyse(glob, {}, here="n1", pam_file=os.devnull, executable=lambda p: True)
@@ -311,7 +312,7 @@ FAKE_QCONF = r'''#!%(python)s -I
 """A stand-in qconf keeping configurations as files in $FAKE_QCONF_STORE, shown like qconf shows them."""
 import os, sys
 sys.path.insert(0, %(src)r)
-from sgewrap import sgeconf
+from sgewrap.admin import sgeconf
 store = os.environ["FAKE_QCONF_STORE"]
 args = sys.argv[1:]
 with open(os.path.join(store, ".log"), "a") as log:

@@ -7,7 +7,7 @@ import sys
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from sgewrap import front
+from sgewrap.admin import front
 
 RECORDER = "#!%s -I\nimport os, sys\nsys.stdout.buffer.write(b'\\0'.join(map(os.fsencode, sys.argv[1:])))\n" \
     % sys.executable

@@ -1,11 +1,11 @@
-"""sgewrap.jobspool: what root may believe about a job, read from its spool directory."""
+"""sgewrap.rootside.jobspool: what root may believe about a job, read from its spool directory."""
 import os
 import pwd
 import stat
 
 import pytest
 
-from sgewrap import jobspool
+from sgewrap.rootside import jobspool
 from support import need_root
 
 

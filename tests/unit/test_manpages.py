@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-from sgewrap import manpages, methods
+from sgewrap.admin import manpages
+from sgewrap import methods
 from sgewrap.errors import EXIT_CODES, NO_JOB
 from support import WRAPPERS_SRC
 

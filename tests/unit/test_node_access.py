@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from sgewrap import jobspool, nodeaccess
+from sgewrap.rootside import jobspool, nodeaccess
 from support import WRAPPERS_SRC, need_root
 
 SCRIPT = os.path.join(WRAPPERS_SRC, "node_access")
@@ -233,7 +233,7 @@ def test_pam_items_given_twice_are_refused(environ, code, state_dir):
 
 
 def test_pam_exec_environ_takes_pam_exec_items_last_and_the_rest_first():
-    from sgewrap import rootside
+    from sgewrap.rootside import frame as rootside
     environ, twice = rootside.pam_exec_environ([
         ("PAM_TYPE", "account"), ("LANG", "C"), ("PAM_RHOST", "evil"), ("LANG", "de"),
         ("PAM_RHOST", "10.0.0.1"), ("PAM_USER", "alice"), ("PAM_TYPE", "close_session")])
@@ -242,7 +242,7 @@ def test_pam_exec_environ_takes_pam_exec_items_last_and_the_rest_first():
 
 
 def test_exec_environ_keeps_every_entry_in_order(tmp_path):
-    from sgewrap import rootside
+    from sgewrap.rootside import frame as rootside
     raw = tmp_path / "environ"
     raw.write_bytes(b"A=1\0B=x=y\0A=2\0junk\0=empty\0")
     assert rootside.exec_environ(str(raw)) == [("A", "1"), ("B", "x=y"), ("A", "2")]
@@ -307,7 +307,7 @@ def shepherds(tmp_path):
             argv = ["/usr/sbin/runuser", "-u", user, "--"] + argv
         procs.append(subprocess.Popen(argv, cwd=spool))
         import time
-        from sgewrap import procs as kernel
+        from sgewrap.rootside import procs as kernel
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             if spool in kernel.shepherds().values() or user:
@@ -340,7 +340,7 @@ def test_repair_rebuilds_from_the_jobs_running_here(active, state_dir, shepherds
 
 def test_a_process_named_sge_shepherd_is_not_a_shepherd(tmp_path):
     """comm is the user's to choose; only the real uid and the root-owned executable count."""
-    from sgewrap import procs as kernel
+    from sgewrap.rootside import procs as kernel
     named = tmp_path / "sge_shepherd"
     shutil.copy("/bin/sleep", named)
     os.chmod(named, 0o755)

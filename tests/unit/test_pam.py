@@ -1,10 +1,10 @@
-"""sgewrap.pam: find, add and remove the pam_sge-qrsh-setup line, on temporary files."""
+"""sgewrap.admin.pam: find, add and remove the pam_sge-qrsh-setup line, on temporary files."""
 import os
 import stat
 
 import pytest
 
-from sgewrap import pam
+from sgewrap.admin import pam
 
 DEBIAN_SSHD = """# PAM configuration for the Secure Shell service
 

@@ -1,4 +1,4 @@
-"""sgewrap.rshd (rshdwrapper): options, daemon lookup, argv[0] of a job sshd, environment, whole runs.
+"""sgewrap.rootside.rshd (rshdwrapper): options, daemon lookup, argv[0] of a job sshd, environment, whole runs.
 
 rshdwrapper replaces itself with the daemon (nothing stays resident): a whole
 run is the source script as a subprocess exec'ing a recording stand-in daemon.
@@ -13,7 +13,9 @@ import sys
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from sgewrap import daemonlog, errors, locate, methods, rshd, sgeconf
+from sgewrap.rootside import daemonlog, rshd
+from sgewrap import errors, locate, methods
+from sgewrap.admin import sgeconf
 from support import WRAPPERS_SRC, need_root
 
 SCRIPT = os.path.join(WRAPPERS_SRC, "rshdwrapper")
@@ -32,7 +34,7 @@ class Log:
 
 
 def parse(argv):
-    return rshd.rootside.parse(argv, flags=rshd.FLAGS, valued=rshd.VALUED, repeat=rshd.REPEAT,
+    return rshd.frame.parse(argv, flags=rshd.FLAGS, valued=rshd.VALUED, repeat=rshd.REPEAT,
                                paths=("--sge-root", "--setup-dir"))
 
 
@@ -323,7 +325,7 @@ def test_not_isolated_a_root_entry_re_executes_itself_isolated(monkeypatch, tmp_
     """A root entry started by a non-isolated interpreter execs itself again with -I, logging nothing
     first (a log call could import a module from the caller's PYTHONPATH)."""
     import types
-    from sgewrap import rootside
+    from sgewrap.rootside import frame as rootside
     script = tmp_path / "rshdwrapper"
     script.write_text("")
     calls, logged = [], []
@@ -350,7 +352,7 @@ def test_not_isolated_a_root_entry_re_executes_itself_isolated(monkeypatch, tmp_
 
 def test_hot_path_imports_little():
     code = ("import sys; sys.argv = ['rshdwrapper', '--help']\n"
-            "import sgewrap.rshd\n"
+            "import sgewrap.rootside.rshd\n"
             "print(','.join(sorted(sys.modules)))")
     p = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True, timeout=30)
     mods = set(p.stdout.strip().split(","))

@@ -1,4 +1,4 @@
-"""node_access session (sgewrap.session): the job sshd's PAM hook, every way it refuses.
+"""node_access session (sgewrap.rootside.session): the job sshd's PAM hook, every way it refuses.
 
 The process tree is stood in for (procs.* monkeypatched): the parent is a
 monitor whose parent is a shepherd working in a fake spool directory.  The
@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from sgewrap import jobspool, procs, session, setupfile
+from sgewrap.rootside import jobspool, procs, session, setupfile
 
 
 class Log:

@@ -1,4 +1,4 @@
-"""sgewrap.setupfile: the pam_sge-qrsh-setup files, and what another user can do to them (nothing).
+"""sgewrap.rootside.setupfile: the pam_sge-qrsh-setup files, and what another user can do to them (nothing).
 
 As root (the files are root's and their liveness is "this very process runs as
 root"); the attacker is the unprivileged user ``nobody``, run through runuser.
@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from sgewrap import procs, setupfile
+from sgewrap.rootside import procs, setupfile
 from support import need_root
 
 pytestmark = pytest.mark.root

@@ -1,11 +1,11 @@
-"""sgewrap.sgeconf: the six entries, qconf -sconf text round trips, classify."""
+"""sgewrap.admin.sgeconf: the six entries, qconf -sconf text round trips, classify."""
 import glob
 import os
 
 import pytest
 from hypothesis import given, strategies as st
 
-from sgewrap import sgeconf
+from sgewrap.admin import sgeconf
 
 DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "sgeconf")
 W = "/opt/sge/util/resources/wrappers"

@@ -12,7 +12,7 @@ import tempfile
 
 from plumbum import cli
 
-from .. import pam, sgeconf
+from . import pam, sgeconf
 from .common import UNREADABLE, AdminError, Command, default_wrappers, run
 from .config import save_backup
 
@@ -138,7 +138,7 @@ class NodeAccess(Command, cli.Application):
 
 
 def why(user, options):
-    from .. import adopt as hook, jobspool, nodeaccess
+    from ..rootside import adopt as hook, jobspool, nodeaccess
     from .fronts import sge_root_here
     values, _ = nodeaccess.parse_args(list(options) + ["adopt"])
     trust = jobspool.Trust(sge_root_here(), values.get("--admin-user", []))
@@ -160,7 +160,7 @@ def restore_pam(path, text, pam_file):
 
 def adopt(app):
     """Print or --apply node_access adopt in this host's sshd PAM file (saved first)."""
-    from .. import adopt as hook
+    from ..rootside import adopt as hook
     from .common import require_isolated_hook
     wrappers = os.path.abspath(app.wrappers) if app.wrappers else default_wrappers()
     options = list(app.adopt_option or [])

@@ -13,7 +13,8 @@ import shutil
 
 from plumbum import cli
 
-from .. import methods, pam, sgeconf
+from .. import methods
+from . import pam, sgeconf
 from . import access
 from . import common
 from .common import OK, FAILED, AdminError, Command, config_of, read_dir, read_live, run, table, this_host

@@ -5,7 +5,7 @@ import sys
 
 from plumbum.cli import SwitchError
 
-from .. import sgeconf
+from . import sgeconf
 
 OK = 0
 FAILED = 1          #: the job failed: check found problems, a selftest failed, a command failed

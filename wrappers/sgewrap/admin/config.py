@@ -12,7 +12,8 @@ import time
 
 from plumbum import cli
 
-from .. import methods, pam, sgeconf
+from .. import methods
+from . import pam, sgeconf
 from . import fronts
 from .common import UNREADABLE, AdminError, Command, config_of, default_wrappers, qconf_list, qconf_show, \
     require_isolated_hook, run, same_host, this_host

@@ -14,8 +14,9 @@ import os
 
 from plumbum import cli
 
-from .. import front, locate
-from ..rootside import write_atomic
+from .. import locate
+from . import front
+from ..rootside.frame import write_atomic
 from .common import UNREADABLE, AdminError, Command, run
 
 ORIG = ".sgewrap-orig"
@@ -99,7 +100,7 @@ def remove(directory, report=print):
 def sge_root_here(value=None):
     """--sge-root, else $SGE_ROOT, else the root this sgewrap is installed below."""
     import sys
-    from ..jobspool import sge_root_from
+    from ..rootside.jobspool import sge_root_from
     value = value or os.environ.get("SGE_ROOT", "") or sge_root_from(os.path.abspath(sys.argv[0] or "")) or ""
     if not value or not os.path.isabs(value):
         raise AdminError("give --sge-root DIR (or set SGE_ROOT)", UNREADABLE)

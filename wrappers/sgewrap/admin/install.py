@@ -1,10 +1,10 @@
-"""``sgewrap install`` / ``sgewrap uninstall``: :mod:`sgewrap.install`, the code behind ``make install`` too."""
+"""``sgewrap install`` / ``sgewrap uninstall``: :mod:`sgewrap.admin.installer`, the code behind ``make install`` too."""
 import os
 import subprocess
 
 from plumbum import cli
 
-from .. import install as implementation
+from . import installer as implementation
 from .common import AdminError, Command
 
 

@@ -1,7 +1,7 @@
 """``sgewrap selftest``: prove each remote-startup method works on this host, without a job.
 
 For each slot to test it does what the shepherd and qrsh do (remote-startup.md,
-sections 1 and 2), through :class:`sgewrap.shepherd.Shepherd`:
+sections 1 and 2), through :class:`sgewrap.admin.shepherd.Shepherd`:
 
 - a scratch job spool directory (root-owned, like execd's) holding
   ``addgrpid`` (an unused group id), ``environment`` and a probe script;
@@ -35,8 +35,9 @@ import time
 
 from plumbum import cli
 
-from .. import methods, pam, sgeconf
-from ..shepherd import Shepherd, as_user
+from .. import methods
+from . import pam, sgeconf
+from .shepherd import Shepherd, as_user
 from .common import FAILED, OK, UNREADABLE, AdminError, Command, config_of, default_wrappers, effective, \
     qconf_list, qconf_show, table, this_host
 

@@ -90,7 +90,7 @@ NAMES = ("ssh", "telnet", "rsh", "rlogin")
 
 #: entry points that run as root (the shepherd's daemon, the queue's prolog/epilog, a PAM hook):
 #: their interpreter must be isolated (python -I) whatever installed them.  name -> module with main()
-ROOT_ENTRY_POINTS = {"rshdwrapper": "sgewrap.rshd", "node_access": "sgewrap.nodeaccess"}
+ROOT_ENTRY_POINTS = {"rshdwrapper": "sgewrap.rootside.rshd", "node_access": "sgewrap.rootside.nodeaccess"}
 
 #: programs users run inside their jobs (not a sge_conf slot): name -> module with main()
 USER_PROGRAMS = {"qrsh_ssh": "sgewrap.qrshssh"}

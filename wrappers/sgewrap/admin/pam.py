@@ -17,7 +17,7 @@ import os
 import re
 import tempfile
 
-from .methods import JOB_PAM_FILE, JOB_SSHD_NAME
+from ..methods import JOB_PAM_FILE, JOB_SSHD_NAME
 
 PAM_FILE = "/etc/pam.d/sshd"
 MODULE = "pam_sge-qrsh-setup.so"
@@ -142,7 +142,7 @@ def write_job_stack(wrappers_dir, path=JOB_PAM_FILE):
         return False
     if old is not None and not old.startswith(JOB_STACK_MARK):
         raise OSError("%s exists and was not written by sgewrap: not replaced" % path)
-    from .rootside import write_atomic
+    from ..rootside.frame import write_atomic
     write_atomic(path, text.encode(), 0o644)
     return True
 

@@ -10,7 +10,7 @@ cwd.  The client side is then run with the exact words SGE would append.
 The stand-in is a process of its own whose executable is called
 ``sge_shepherd`` (a root-owned copy of the system's Python, made once in
 :data:`STAND_IN_DIR`): ``node_access session`` recognises a shepherd by its
-real uid and executable (:mod:`sgewrap.procs`), and only root can make such
+real uid and executable (:mod:`sgewrap.rootside.procs`), and only root can make such
 a process, so the job sshd's PAM hook treats it as the real one.
 """
 import json

@@ -12,15 +12,15 @@ by docutils' manpage writer.
 
 The rendered pages are kept in ``wrappers/man`` (installing needs no
 docutils); ``tests/unit/test_manpages.py`` regenerates them and fails when a
-page is stale.  ``make man`` (``python3 -m sgewrap.manpages wrappers/man``)
+page is stale.  ``make man`` (``python3 -m sgewrap.admin.manpages wrappers/man``)
 writes them.
 """
 import os
 import subprocess
 import sys
 
-from . import __version__, conventions, methods, qrshssh
-from .errors import EXIT_CODES, NO_JOB
+from .. import __version__, conventions, methods, qrshssh
+from ..errors import EXIT_CODES, NO_JOB
 
 MANUAL = "sgewrap %s" % __version__
 GE_PAGES = "remote_startup(5), sge_conf(5), qrsh(1), qlogin(1), sge_pe(5), pam_sge-qrsh-setup(8)"
@@ -64,7 +64,7 @@ def _see_also(*names):
 
 def help_of(argv):
     """A program's --help text, run as installed-from-here (``argv`` after the interpreter)."""
-    env = dict(os.environ, COLUMNS=COLUMNS, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = dict(os.environ, COLUMNS=COLUMNS, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
     env.pop("PYTHONSAFEPATH", None)
     proc = subprocess.run([sys.executable] + argv, env=env, capture_output=True, text=True, timeout=60)
     return proc.stdout
@@ -73,7 +73,7 @@ def help_of(argv):
 # --- section 1: the client wrappers --------------------------------------------------------------------
 
 def client_page(name):
-    from .client import OWN_OPTIONS, switches_of
+    from ..client import OWN_OPTIONS, switches_of
     method_name, slots, defaults = methods.ENTRY_POINTS[name]
     method = methods.get(method_name)
     parameters = ", ".join(conventions.SLOT_PARAMETER[s][0] for s in slots)
@@ -137,7 +137,7 @@ def qrsh_ssh_page():
 # --- section 8 -----------------------------------------------------------------------------------------
 
 def rshd_page():
-    from . import rshd
+    from ..rootside import rshd
     out = _header("rshdwrapper", 8, "the daemon side of Grid Engine's remote startup, for legacy daemons")
     out += _section("SYNOPSIS", "**rshdwrapper** [*OPTIONS*] [*DAEMON* [*ARGS*...]]")
     out += _section("DESCRIPTION", "For tight integration with ssh, **sgewrap config ssh --tight** names the job "
@@ -152,7 +152,7 @@ def rshd_page():
 
 
 def node_access_page():
-    from . import nodeaccess
+    from ..rootside import nodeaccess
     out = _header("node_access", 8, "who may come into a Grid Engine execution host, and into which job")
     out += _section("SYNOPSIS", "**node_access** [*OPTIONS*] **prolog**\\|\\ **epilog**\\|\\ **repair**\\|\\ "
                     "**list**\\|\\ **session**", "**node_access** [*OPTIONS*] **adopt**")
@@ -165,7 +165,7 @@ def node_access_page():
 
 
 def sgewrap_page():
-    from .admin import Sgewrap
+    from . import Sgewrap
     subcommands = sorted(a[len("_subcommand_"):] for a in dir(Sgewrap) if a.startswith("_subcommand_"))
     out = _header("sgewrap", 8, "install, configure, check and test Grid Engine's remote-startup wrappers")
     out += _section("SYNOPSIS", "**sgewrap** *COMMAND* [*OPTIONS*]", "**sgewrap** **--help**\\|\\ **--version**")
@@ -272,7 +272,7 @@ def main(argv=None):
         sys.stdout.write(pages()[argv[1]])
         return 0
     if len(argv) != 1:
-        sys.stderr.write("usage: python3 -m sgewrap.manpages DIR | --rst PAGE\n")
+        sys.stderr.write("usage: python3 -m sgewrap.admin.manpages DIR | --rst PAGE\n")
         return 64
     os.makedirs(argv[0], exist_ok=True)
     for name, rst in pages().items():

@@ -5,10 +5,10 @@ caller's environment):
 
 - ``node_access session``: the ``pam_exec`` hook of the job sshds' own PAM
   service (``/etc/pam.d/sge-sshd``): admits only the job's owner and ties
-  the session to the job (sgewrap.session says how);
+  the session to the job (sgewrap.rootside.session says how);
 - ``node_access adopt``: the ``pam_exec`` hook of the site's sshd that lets a
   user in only where a job of theirs runs and makes the login part of that
-  job (sgewrap.adopt says how);
+  job (sgewrap.rootside.adopt says how);
 - ``node_access prolog|epilog|repair|list``: the queue's prolog and epilog
   that keep sshd's list of users with a job on the host (below).
 
@@ -53,7 +53,7 @@ directories in execd's ``active_jobs`` (``--active-jobs=DIR``, repeatable;
 default Debian's /var/spool/gridengine/execd/HOST/active_jobs; and wherever
 recorded jobs live) that a running shepherd works in, less those whose
 epilog already ran; a shepherd is recognised by its real uid and executable,
-never by its process name (sgewrap.procs).  ``list`` shows the state.
+never by its process name (sgewrap.rootside.procs).  ``list`` shows the state.
 
 Exit status of ``session``: 0 admits the session, 1 refuses it (pam_exec
 fails the account stack).  Of the others: 0, also when the list could not be
@@ -70,9 +70,9 @@ import os
 import stat
 import sys
 
-from . import jobspool, rootside
-from .errors import USAGE, WrapperError
-from .rootside import UnsafeError as AccessError
+from . import frame, jobspool
+from ..errors import USAGE, WrapperError
+from .frame import UnsafeError as AccessError
 
 NAME = "node_access"
 DEFAULT_DIR = "/run/sgewrap"
@@ -91,7 +91,7 @@ PATHS = ("--dir", "--sge-root", "--setup-dir", "--active-jobs")
 
 def parse_args(argv):
     """({option: value}, command)."""
-    opts, rest = rootside.parse(argv, flags=FLAGS, valued=VALUED, repeat=REPEAT, paths=PATHS, anywhere=True)
+    opts, rest = frame.parse(argv, flags=FLAGS, valued=VALUED, repeat=REPEAT, paths=PATHS, anywhere=True)
     if "--help" in opts:
         return opts, None
     for flag, allowed in CHOICES.items():
@@ -142,7 +142,7 @@ class State:
         self._lock = None
 
     def __enter__(self):
-        rootside.private_dir(self.dir, create=True)
+        frame.private_dir(self.dir, create=True)
         self._lock = os.open(os.path.join(self.dir, LOCK),
                              os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         fcntl.flock(self._lock, fcntl.LOCK_EX)
@@ -197,9 +197,9 @@ class State:
         return sorted({e.user for e in self.entries.values() if e.state == "run"})
 
     def _write(self):
-        rootside.write_atomic(os.path.join(self.dir, JOBS),
+        frame.write_atomic(os.path.join(self.dir, JOBS),
                               "".join(e.line() for e in self.entries.values()).encode())
-        rootside.write_atomic(os.path.join(self.dir, USERS), "".join(u + "\n" for u in self.users()).encode())
+        frame.write_atomic(os.path.join(self.dir, USERS), "".join(u + "\n" for u in self.users()).encode())
 
 
 # --- the job -------------------------------------------------------------------------------
@@ -340,10 +340,10 @@ def run(argv, log, environ=None, script=None):
     process's own, /proc/self/environ)."""
     opts = Options(*parse_args(argv))
     if environ is None:
-        environ = rootside.exec_environ()
+        environ = frame.exec_environ()
     twice = []
     if not hasattr(environ, "get"):
-        environ, twice = rootside.pam_exec_environ(environ)
+        environ, twice = frame.pam_exec_environ(environ)
     log.facility = opts.facility
     if opts.help:
         try:
@@ -369,4 +369,4 @@ def run(argv, log, environ=None, script=None):
 
 def main(argv=None):
     """Entry point of node_access: isolated, never a traceback, one exit."""
-    rootside.main(NAME, run, argv)
+    frame.main(NAME, run, argv)

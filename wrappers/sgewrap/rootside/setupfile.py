@@ -25,7 +25,7 @@ mode 0600: only root can open it, so no user can hold it):
   ``O_CREAT|O_EXCL|O_NOFOLLOW`` (a stale file of a reused PID was just swept).
 - ``release`` removes a file only if it belongs to the process named (PID
   and start time): its session's watcher calls it once that process has
-  exited (:func:`sgewrap.session.watch`).
+  exited (:func:`sgewrap.rootside.session.watch`).
 - Nothing waits on anything a user can touch: the directory must belong to
   root and be writable by nobody else, and the lock is taken with a bounded
   wait (its holders are this code, for microseconds).
@@ -38,7 +38,7 @@ import fcntl
 import os
 import time
 
-from . import procs, rootside
+from . import frame, procs
 
 SETUP_DIR = "/var/run"
 PREFIX = "sge-qrsh-setup."
@@ -65,8 +65,8 @@ class _Locked:
 
     def __enter__(self):
         try:
-            rootside.private_dir(self.dir, follow=True)
-        except rootside.UnsafeError as err:
+            frame.private_dir(self.dir, follow=True)
+        except frame.UnsafeError as err:
             raise SetupError(str(err))
         try:
             self.fd = os.open(os.path.join(self.dir, LOCK),
@@ -180,7 +180,7 @@ def create(pid, spool, setup_dir=SETUP_DIR, log=None, reap=None):
             os.fchmod(fd, 0o600)
             if os.geteuid() == 0:
                 os.fchown(fd, 0, 0)
-            rootside.write_all(fd, data)
+            frame.write_all(fd, data)
         except BaseException:
             os.unlink(path)
             raise

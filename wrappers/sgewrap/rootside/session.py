@@ -12,14 +12,14 @@ The plan, for ``PAM_TYPE=account`` (pam_exec runs us as root, as a child of
 sshd's privileged per-connection process, the *monitor*):
 
 1. the connection: our parent is the monitor M (its PID and start time);
-2. the job: M's parent must be a shepherd (:mod:`sgewrap.procs`: real uid
+2. the job: M's parent must be a shepherd (:mod:`sgewrap.rootside.procs`: real uid
    0, executable ``sge_shepherd`` owned by root), whose working directory is
-   the task's spool directory, trusted only as :mod:`sgewrap.jobspool` says;
+   the task's spool directory, trusted only as :mod:`sgewrap.rootside.jobspool` says;
 3. the user: ``PAM_USER`` (set by PAM from the authenticated user, not by
    the client) must be the job's owner (``job_owner`` of the spool's
    ``config``): another user who reaches the shepherd's port is refused;
 4. the tie: ``sge-qrsh-setup.M`` names the spool directory
-   (:mod:`sgewrap.setupfile`); the module then adds the job's group and
+   (:mod:`sgewrap.rootside.setupfile`); the module then adds the job's group and
    environment in the session's own process, found through ``getppid()``;
 5. the end: a watcher (:func:`watch`), forked from this hook, waits for M
    to exit; then the file of M is removed and every process still carrying

@@ -14,7 +14,7 @@ user's environment):
 1. the user: ``PAM_USER``; below ``--ignore-below-uid`` (1000) or in an
    ``--admin-group``: admitted, not tied;
 2. the jobs: every running shepherd (real uid and executable,
-   :mod:`sgewrap.procs`) working in this host's execd ``active_jobs``
+   :mod:`sgewrap.rootside.procs`) working in this host's execd ``active_jobs``
    (``--active-jobs=DIR``, default Debian's
    /var/spool/gridengine/execd/HOST/active_jobs) whose task's trusted spool
    names the user as owner: job tasks and the tasks of parallel jobs alike
@@ -39,7 +39,7 @@ user's environment):
 ``--warn-only`` refuses nobody: it ties where it can and logs what it would
 have refused.  A refusal prints one line for the user (pam_exec ``stdout``)
 and logs it.  The monitor's setup file is removed when the monitor exits, by
-a watcher forked from this hook (:func:`sgewrap.session.watch`; it never
+a watcher forked from this hook (:func:`sgewrap.rootside.session.watch`; it never
 kills anything of an adopted login: the login dies with its job).  There is
 no ``close_session`` line: in the site's stack the PAM environment then holds
 the user's ``~/.pam_environment`` (``pam_env user_readenv=1``), and a root
@@ -149,7 +149,7 @@ def waiting_slots(user, trust, active_jobs):
 def job_owner(job_id, sge_root):
     """The owner of job ``job_id`` as qmaster knows it (``qstat -j``), or None."""
     import subprocess
-    from . import locate
+    from .. import locate
     if not sge_root:
         return None
     cells = jobspool.bootstrap_files(sge_root)

@@ -27,8 +27,8 @@ import os
 import posixpath
 import shlex
 
-from . import methods
-from .methods import JOB_SSHD_NAME
+from .. import methods
+from ..methods import JOB_SSHD_NAME
 
 SLOTS = ("qlogin_command", "qlogin_daemon", "rlogin_command", "rlogin_daemon", "rsh_command", "rsh_daemon")
 METHODS = ("builtin", "ssh", "telnet", "rsh", "rlogin")
@@ -77,8 +77,8 @@ def entries(method, wrappers_dir, tight=False, x11=None, tunnel=None, tunnel_per
     if tunnel and method != "ssh":
         raise ValueError("a tunnel is only possible with ssh (ssh -W through port 22), not %s" % method)
     if tunnel and tunnel is not True:
-        from .errors import WrapperError
-        from .methods.ssh import check_gateway
+        from ..errors import WrapperError
+        from ..methods.ssh import check_gateway
         try:
             check_gateway(tunnel)
         except WrapperError as err:

@@ -25,9 +25,9 @@ import subprocess
 import sys
 import tempfile
 
-from .methods import LINKS   # symbolic links beside the entry points
+from ..methods import LINKS   # symbolic links beside the entry points
 
-SRC = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))   # .../wrappers
+SRC = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))   # .../wrappers
 PACKAGE = os.path.join(SRC, "sgewrap")
 VENV = "sgewrap.venv"
 MANIFEST = "sgewrap.manifest"
@@ -47,14 +47,14 @@ GENERATED = {"sgewrap": "sgewrap.admin"}
 
 def entry_point_names():
     """The drop-in scripts: the registry's client wrappers and root programs, and GENERATED."""
-    from .methods import ENTRY_POINTS, ROOT_ENTRY_POINTS, USER_PROGRAMS
+    from ..methods import ENTRY_POINTS, ROOT_ENTRY_POINTS, USER_PROGRAMS
     return sorted(list(ENTRY_POINTS) + list(ROOT_ENTRY_POINTS) + list(USER_PROGRAMS) + list(GENERATED))
 
 
 def script_body(name):
     """The text of entry point ``name`` after its shebang line: wrappers/NAME in a source tree, else made
     from the registry (a pip-installed sgewrap has no wrappers/ directory)."""
-    from .methods import ROOT_ENTRY_POINTS, USER_PROGRAMS
+    from ..methods import ROOT_ENTRY_POINTS, USER_PROGRAMS
     if name in GENERATED:
         return '"""%s: the administrator\'s command; --help says more."""\nfrom %s import main\n\nmain()\n' % (
             name, GENERATED[name])
@@ -315,19 +315,19 @@ def uninstall(sge_root, dry_run=False, report=print):
 
 
 def main(argv=None):
-    """``python3 -m sgewrap.install [--uninstall] [--dry-run] [--no-deps] SGE_ROOT [PYTHON]``."""
+    """``python3 -m sgewrap.admin.installer [--uninstall] [--dry-run] [--no-deps] SGE_ROOT [PYTHON]``."""
     args = list(sys.argv[1:] if argv is None else argv)
     flags = {a for a in args if a.startswith("--")}
     rest = [a for a in args if not a.startswith("--")]
-    if "--programs-only" in flags:        # python3 -m sgewrap.install --programs-only DEST PYTHON
+    if "--programs-only" in flags:        # python3 -m sgewrap.admin.installer --programs-only DEST PYTHON
         if len(rest) != 2 or not os.path.isabs(rest[1]):
-            sys.stderr.write("usage: python3 -m sgewrap.install --programs-only DEST /ABSOLUTE/PYTHON\n")
+            sys.stderr.write("usage: python3 -m sgewrap.admin.installer --programs-only DEST /ABSOLUTE/PYTHON\n")
             return 64
         write_programs(rest[0], rest[1], report=lambda *a: None)
         return 0
     unknown = flags - {"--uninstall", "--dry-run", "--no-deps"}
     if unknown or not 1 <= len(rest) <= 2:
-        sys.stderr.write("usage: python3 -m sgewrap.install [--uninstall] [--dry-run] [--no-deps] SGE_ROOT [PYTHON]\n")
+        sys.stderr.write("usage: python3 -m sgewrap.admin.installer [--uninstall] [--dry-run] [--no-deps] SGE_ROOT [PYTHON]\n")
         return 64
     try:
         if "--uninstall" in flags:

@@ -75,9 +75,10 @@ Exit codes: the daemon's (it replaces the wrapper), or the wrapper's own:
 import os
 import stat
 
-from . import jobspool, locate, rootside
-from .errors import EXEC_FAILED, NO_CLIENT, NO_JOB, USAGE, WrapperError
-from .methods import DAEMONS, JOB_SSHD_NAME, JOB_PAM_FILE, job_pam_service_options, sshd_uses_pam_service_name
+from . import frame, jobspool
+from .. import locate
+from ..errors import EXEC_FAILED, NO_CLIENT, NO_JOB, USAGE, WrapperError
+from ..methods import DAEMONS, JOB_SSHD_NAME, JOB_PAM_FILE, job_pam_service_options, sshd_uses_pam_service_name
 
 NAME = "rshdwrapper"
 DEFAULT_DAEMON = ("/usr/sbin/sshd", "-i")
@@ -161,7 +162,7 @@ def run(argv, log, environ=None, script=None, pam_file=JOB_PAM_FILE, execve=os.e
     """Everything rshdwrapper does short of the exec; returns an exit code if it cannot exec.
     ``root``: where to look for this host's sshd (tests point it at a fake tree)."""
     environ = os.environ if environ is None else environ
-    opts, daemon_words = rootside.parse(argv, flags=FLAGS, valued=VALUED, repeat=REPEAT,
+    opts, daemon_words = frame.parse(argv, flags=FLAGS, valued=VALUED, repeat=REPEAT,
                                         paths=("--sge-root", "--setup-dir"))
     log.facility = opts.get("--facility", "authpriv")
     if "--help" in opts:
@@ -187,4 +188,4 @@ def run(argv, log, environ=None, script=None, pam_file=JOB_PAM_FILE, execve=os.e
 
 def main(argv=None):
     """Entry point of rshdwrapper: becomes the daemon, or exits; never writes to fds 1/2 (but --help)."""
-    rootside.main(NAME, run, argv)
+    frame.main(NAME, run, argv)
