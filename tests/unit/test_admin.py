@@ -13,7 +13,8 @@ import sys
 
 import pytest
 
-from sgewrap import admin, methods
+from sgewrap import methods
+from sgewrap.admin import cli
 from sgewrap.admin import pam, sgeconf
 from sgewrap.admin import check, config
 
@@ -51,7 +52,7 @@ def openssh_98(tmp_path, monkeypatch):
 def sgewrap(capsys, *argv):
     """(exit status, stdout, stderr) of ``sgewrap ARGV...``."""
     with pytest.raises(SystemExit) as exit_:
-        admin.main(list(argv))
+        cli.main(list(argv))
     out = capsys.readouterr()
     return exit_.value.code, out.out, out.err
 

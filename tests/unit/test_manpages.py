@@ -60,7 +60,7 @@ def test_groff_and_man_render_each_page_without_a_warning(name):
 
 def _help(name, *args):
     env = {"PYTHONPATH": WRAPPERS_SRC, "COLUMNS": manpages.COLUMNS, "PATH": "/usr/bin:/bin"}
-    argv = [sys.executable, "-c", "from sgewrap.admin import main; main()"] if name == "sgewrap" \
+    argv = [sys.executable, "-c", "from sgewrap.admin.cli import main; main()"] if name == "sgewrap" \
         else [sys.executable, os.path.join(WRAPPERS_SRC, name)]
     proc = subprocess.run(argv + list(args) + ["--help"], env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr

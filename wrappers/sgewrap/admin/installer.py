@@ -42,7 +42,7 @@ class InstallError(Exception):
 
 #: scripts made at install time because their name is taken by the package
 #: directory in the source tree (wrappers/sgewrap/): name -> module with main()
-GENERATED = {"sgewrap": "sgewrap.admin"}
+GENERATED = {"sgewrap": "sgewrap.admin.cli"}
 
 
 def entry_point_names():

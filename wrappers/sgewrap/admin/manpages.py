@@ -26,7 +26,7 @@ MANUAL = "sgewrap %s" % __version__
 GE_PAGES = "remote_startup(5), sge_conf(5), qrsh(1), qlogin(1), sge_pe(5), pam_sge-qrsh-setup(8)"
 #: help texts are rendered at this width (plumbum wraps to the terminal)
 COLUMNS = "100"
-ADMIN = ["-c", "from sgewrap.admin import main; main()"]
+ADMIN = ["-c", "from sgewrap.admin.cli import main; main()"]
 
 
 def _header(name, section, purpose):
@@ -165,7 +165,7 @@ def node_access_page():
 
 
 def sgewrap_page():
-    from . import Sgewrap
+    from .cli import Sgewrap
     subcommands = sorted(a[len("_subcommand_"):] for a in dir(Sgewrap) if a.startswith("_subcommand_"))
     out = _header("sgewrap", 8, "install, configure, check and test Grid Engine's remote-startup wrappers")
     out += _section("SYNOPSIS", "**sgewrap** *COMMAND* [*OPTIONS*]", "**sgewrap** **--help**\\|\\ **--version**")
