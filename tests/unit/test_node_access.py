@@ -418,3 +418,17 @@ def test_storm_of_concurrent_prologs_and_epilogs(active, state_dir):
     left = sorted(line.split()[1] for line in open(os.path.join(state_dir, nodeaccess.JOBS))
                   if line.startswith("run "))
     assert left == sorted("%d.1" % (100 + n) for n in staying)
+
+
+def test_one_option_table_gives_parsing_defaults_and_help():
+    values, command = nodeaccess.parse_args(["adopt"])
+    assert command == "adopt"
+    assert (values.ignore_below_uid, values.action_no_jobs, values.action_adopt_failure, values.warn_only,
+            values.admin_group, values.facility, values.dir) == (1000, "deny", "deny", False, [], "authpriv",
+                                                                 nodeaccess.DEFAULT_DIR)
+    values, _ = nodeaccess.parse_args(["--ignore-below-uid=500", "--admin-group=wheel", "--admin-group=hpc", "adopt"])
+    assert (values.ignore_below_uid, values.admin_group) == (500, ["wheel", "hpc"])
+    text = nodeaccess.usage()
+    for option in nodeaccess.TABLE.options:
+        assert option.usage() in text
+    assert "default 1000 [adopt]" in " ".join(text.split())

@@ -34,8 +34,9 @@ class Log:
 
 
 def parse(argv):
-    return rshd.frame.parse(argv, flags=rshd.FLAGS, valued=rshd.VALUED, repeat=rshd.REPEAT,
-                               paths=("--sge-root", "--setup-dir"))
+    """({flag: value} the command line gave, the daemon's words)."""
+    values, words = rshd.TABLE.parse(argv)
+    return values.given, words
 
 
 def test_defaults_and_daemon_words():
@@ -43,11 +44,14 @@ def test_defaults_and_daemon_words():
     opts, words = parse(["--facility", "daemon", "--sge-root=/opt/sge", "/usr/sbin/sshd", "-i", "-o", "LogLevel=ERROR"])
     assert opts == {"--facility": "daemon", "--sge-root": "/opt/sge"}
     assert words == ["/usr/sbin/sshd", "-i", "-o", "LogLevel=ERROR"]
+    values, _ = rshd.TABLE.parse([])
+    assert (values.facility, values.sge_root, values.help) == ("authpriv", None, False)
 
 
 def test_options_of_version_0_1_are_accepted():
     opts, words = parse(["--setup-dir=/tmp/x", "--require-job", "--admin-user", "sgeadmin", "--admin-user=o", "rshd"])
     assert opts["--admin-user"] == ["sgeadmin", "o"] and words == ["rshd"]
+    assert "--setup-dir" not in rshd.usage()          # accepted, no longer offered
 
 
 def test_double_dash_ends_options():

@@ -53,25 +53,6 @@ from . import jobspool, procs, session, setupfile
 
 OK, REFUSE = 0, 1
 CHOICE_FILE = ".sge_adopt_job"
-#: the options of ``node_access adopt`` (sgewrap node-access --adopt-option takes these)
-OPTIONS = ("--warn-only", "--action-no-jobs", "--action-adopt-failure", "--ignore-below-uid", "--admin-group",
-           "--active-jobs")
-
-
-class Options:
-    """Every option of the hook, with its default, in one place (pam_slurm_adopt's set, and ours)."""
-
-    __slots__ = ("action_no_jobs", "action_adopt_failure", "warn_only", "ignore_below_uid", "admin_groups",
-                 "setup_dir", "active_jobs")
-
-    def __init__(self, values):
-        self.action_no_jobs = values.get("--action-no-jobs", "deny")
-        self.action_adopt_failure = values.get("--action-adopt-failure", "deny")
-        self.warn_only = "--warn-only" in values
-        self.ignore_below_uid = int(values.get("--ignore-below-uid", "1000"))
-        self.admin_groups = values.get("--admin-group", [])
-        self.setup_dir = values.get("--setup-dir", setupfile.SETUP_DIR)
-        self.active_jobs = jobspool.active_jobs_dirs(values.get("--active-jobs", ()))
 
 
 class Decision(Exception):
@@ -92,7 +73,7 @@ def exempt(user, opts):
         return None
     if pw.pw_uid < opts.ignore_below_uid:
         return "uid %d is below %d" % (pw.pw_uid, opts.ignore_below_uid)
-    for name in opts.admin_groups:
+    for name in opts.admin_group:
         try:
             group = grp.getgrnam(name)
         except KeyError:
@@ -214,9 +195,10 @@ class Verdict:
 
 def decide(user, opts, trust):
     """The Verdict on a login of a user not :func:`exempt` on this host now (steps 2, 3, 5 of the plan)."""
-    tasks = running_tasks(user, trust, opts.active_jobs)
+    active_jobs = jobspool.active_jobs_dirs(opts.active_jobs)
+    tasks = running_tasks(user, trust, active_jobs)
     if not tasks:
-        waiting = waiting_slots(user, trust, opts.active_jobs)
+        waiting = waiting_slots(user, trust, active_jobs)
         if waiting:
             return Verdict(allowed=opts.action_adopt_failure == "allow", why="your parallel job %s has slots "
                            "here but no task started yet: nothing to join" % waiting[0])

@@ -19,6 +19,7 @@ except ImportError:            # pragma: no cover -- not CPython
 
 LOG_TIMEOUT = 1.0
 FACILITIES = ("authpriv", "auth", "daemon", "user") + tuple("local%d" % i for i in range(8))
+DEFAULT_FACILITY = FACILITIES[0]
 
 _guarding = []     #: the Log whose send the current alarm guards (0 or 1 element)
 
@@ -44,7 +45,7 @@ def _on_alarm(signum, frame):
 class Log:
     """``log(priority, message)``: syslog as ``ident``; never fails, never hangs."""
 
-    def __init__(self, ident, facility="authpriv"):
+    def __init__(self, ident, facility=DEFAULT_FACILITY):
         self.ident = ident
         self.facility = facility
         self._open = False

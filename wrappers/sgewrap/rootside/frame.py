@@ -7,7 +7,7 @@ the job's output files, sshd's PAM conversation).  So, once, here:
 - :func:`main`: the one preamble and the one exit: an isolated interpreter
   or nothing (:func:`require_isolated`), nothing ever written to fds 1/2,
   every failure logged and turned into an exit code, never a traceback;
-- :func:`parse`: the options-first command line, one loop for both;
+- (the options: :mod:`sgewrap.rootside.options`, a table per program);
 - :func:`private_dir`: a directory only root may change, checked without
   following a symlink (``lstat``: a link could be swapped after the check);
 - :func:`write_atomic`: a file replaced whole (temporary file created with
@@ -123,56 +123,6 @@ def pam_exec_environ(pairs):
         if name in PAM_EXEC_ITEMS or name not in environ:
             environ[name] = value
     return environ, twice
-
-
-def parse(argv, flags=(), valued=(), repeat=(), paths=(), anywhere=False):
-    """Options first: ({option: value}, the remaining words).
-
-    ``flags`` take no value (True when given); ``valued`` need ``--opt=VALUE``
-    (or ``--opt VALUE``; the shepherd splits daemon strings on spaces, so the
-    first form is the one to document); ``repeat`` collects a list; ``paths``
-    must be absolute; ``--facility`` is checked here for every program.
-    Words are options until the first that does not start with ``--``
-    (or ``--``), unless ``anywhere``: then options and words may mix.
-    """
-    opts, rest, i = {}, [], 0
-    while i < len(argv):
-        word = argv[i]
-        i += 1
-        if word == "--":
-            rest += argv[i:]
-            break
-        if not word.startswith("--"):
-            rest.append(word)
-            if anywhere:
-                continue
-            rest += argv[i:]
-            break
-        flag, eq, value = word.partition("=")
-        if flag in flags:
-            if eq:
-                raise WrapperError(USAGE, "option %s takes no value" % flag)
-            opts[flag] = True
-            continue
-        if flag not in valued and flag not in repeat:
-            raise WrapperError(USAGE, "unknown option %s (see --help)" % daemonlog.clean(flag, 60))
-        if not eq:
-            if i >= len(argv):
-                raise WrapperError(USAGE, "option %s needs a value" % flag)
-            value = argv[i]
-            i += 1
-        if not value:
-            raise WrapperError(USAGE, "option %s needs a value" % flag)
-        if flag in paths and not os.path.isabs(value):
-            raise WrapperError(USAGE, "%s needs an absolute path, got %r" % (flag, daemonlog.clean(value, 80)))
-        if flag == "--facility" and value not in daemonlog.FACILITIES:
-            raise WrapperError(USAGE, "--facility must be one of %s, got %r" % (
-                ", ".join(daemonlog.FACILITIES), daemonlog.clean(value, 40)))
-        if flag in repeat:
-            opts.setdefault(flag, []).append(value)
-        else:
-            opts[flag] = value
-    return opts, rest
 
 
 def private_dir(path, create=False, follow=False):

@@ -70,9 +70,11 @@ import os
 import stat
 import sys
 
-from . import frame, jobspool
+from . import frame, jobspool, options
 from ..errors import USAGE, WrapperError
 from .frame import UnsafeError as AccessError
+from .options import Option
+from .setupfile import SETUP_DIR
 
 NAME = "node_access"
 DEFAULT_DIR = "/run/sgewrap"
@@ -80,36 +82,51 @@ USERS = "node-access.users"
 JOBS = "node-access.jobs"
 LOCK = "node-access.lock"
 COMMANDS = ("prolog", "epilog", "repair", "list", "session", "adopt")
+#: the commands pam_exec runs (the others are a queue's prolog and epilog, and the administrator's)
+HOOKS = ("session", "adopt")
 
-FLAGS = ("--help", "--fail-open", "--warn-only")
-VALUED = ("--dir", "--facility", "--sge-root", "--setup-dir", "--action-no-jobs", "--action-adopt-failure",
-          "--ignore-below-uid")
-REPEAT = ("--admin-user", "--active-jobs", "--admin-group")
-CHOICES = {"--action-no-jobs": ("deny", "allow"), "--action-adopt-failure": ("deny", "allow")}
-PATHS = ("--dir", "--sge-root", "--setup-dir", "--active-jobs")
+#: every option of node_access, its default and help: the parser, --help (and so the man page),
+#: sgewrap node-access --adopt-option and the PAM lines sgewrap writes read this
+TABLE = options.Table(NAME, (
+    options.HELP,
+    Option("--dir", "the access list's directory", metavar="DIR", default=DEFAULT_DIR, path=True,
+           commands=("prolog", "epilog", "repair", "list")),
+    options.FACILITY,
+    options.SGE_ROOT,
+    options.ADMIN_USER,
+    Option("--active-jobs", "execd's active_jobs directory of this host (default: Debian's "
+           "/var/spool/gridengine/execd/HOST/active_jobs)", metavar="DIR", path=True, repeat=True,
+           commands=("repair", "adopt")),
+    Option("--setup-dir", "pam_sge-qrsh-setup's directory", metavar="DIR", default=SETUP_DIR, path=True,
+           commands=HOOKS),
+    Option("--fail-open", "a session that cannot be tied to its job is admitted untied (another user who "
+           "reaches the port is refused all the same)", commands=("session",)),
+    Option("--action-no-jobs", "a login of a user without a job here", metavar="ACTION", choices=("deny", "allow"),
+           default="deny", commands=("adopt",)),
+    Option("--action-adopt-failure", "a login whose job cannot be joined (or has no task here yet)",
+           metavar="ACTION", choices=("deny", "allow"), default="deny", commands=("adopt",)),
+    Option("--warn-only", "refuse nobody: tie where possible, log what would have been refused",
+           commands=("adopt",)),
+    Option("--ignore-below-uid", "users below this uid are admitted untied", metavar="N", number=True,
+           default=options.MIN_UID, commands=("adopt",)),
+    Option("--admin-group", "its members are admitted untied", metavar="GROUP", repeat=True, commands=("adopt",)),
+), commands=COMMANDS, anywhere=True)
 
 
 def parse_args(argv):
-    """({option: value}, command)."""
-    opts, rest = frame.parse(argv, flags=FLAGS, valued=VALUED, repeat=REPEAT, paths=PATHS, anywhere=True)
-    if "--help" in opts:
-        return opts, None
-    for flag, allowed in CHOICES.items():
-        if flag in opts and opts[flag] not in allowed:
-            raise WrapperError(USAGE, "%s must be %s, got %r" % (flag, " or ".join(allowed), opts[flag][:20]))
-    if not opts.get("--ignore-below-uid", "0").isdigit():
-        raise WrapperError(USAGE, "--ignore-below-uid needs a number")
+    """(Values, command); ``values.help``: nothing else was checked."""
+    values, rest = TABLE.parse(argv)
+    if values.help:
+        return values, None
     if len(rest) != 1 or rest[0] not in COMMANDS:
         raise WrapperError(USAGE, "expected one of %s, got %s" % (
             ", ".join(COMMANDS), " ".join(repr(w) for w in rest) or "nothing"))
-    return opts, rest[0]
+    return values, rest[0]
 
 
 def usage():
-    return "usage: node_access [--dir=DIR] [--facility=F] [--sge-root=DIR] [--admin-user=NAME] " \
-           "[--active-jobs=DIR] [--setup-dir=DIR] [--fail-open] prolog|epilog|repair|list|session\n" \
-           "       node_access [--action-no-jobs=deny|allow] [--action-adopt-failure=deny|allow] [--warn-only] " \
-           "[--ignore-below-uid=N] [--admin-group=G] adopt\n\n" + (__doc__ or "")
+    return "usage: node_access [OPTIONS] %s\n\nOptions (a command in brackets: only it reads the option):\n" \
+        % "|".join(COMMANDS) + TABLE.help() + "\n" + (__doc__ or "")
 
 
 # --- the state ------------------------------------------------------------------------------
@@ -308,37 +325,18 @@ def session(opts, log, trust, environ):
 
 def adopt(opts, log, trust, environ):
     from . import adopt as hook
-    return hook.run(environ, hook.Options(opts.values), trust, log)
+    return hook.run(environ, opts, trust, log)
 
 
-#: the commands pam_exec runs (the others are a queue's prolog and epilog, and the administrator's)
-HOOKS = ("session", "adopt")
 COMMAND = {"prolog": prolog, "epilog": epilog, "repair": repair, "list": show, "session": session,
            "adopt": adopt}
-
-
-class Options:
-    """The parsed command line, with defaults."""
-
-    def __init__(self, values, command):
-        from .setupfile import SETUP_DIR
-        self.command = command
-        self.dir = values.get("--dir", DEFAULT_DIR)
-        self.facility = values.get("--facility", "authpriv")
-        self.sge_root = values.get("--sge-root")
-        self.admin_users = values.get("--admin-user", [])
-        self.active_jobs = values.get("--active-jobs", [])
-        self.setup_dir = values.get("--setup-dir", SETUP_DIR)
-        self.fail_open = "--fail-open" in values
-        self.help = "--help" in values
-        self.values = values
 
 
 def run(argv, log, environ=None, script=None):
     """Everything node_access does; the exit code (0 but for bad usage and a refused session).
     ``environ``: a mapping, or (name, value) pairs as the process got them (default: this
     process's own, /proc/self/environ)."""
-    opts = Options(*parse_args(argv))
+    opts, command = parse_args(argv)
     if environ is None:
         environ = frame.exec_environ()
     twice = []
@@ -351,19 +349,19 @@ def run(argv, log, environ=None, script=None):
         except OSError:
             pass
         return 0
-    if twice and opts.command in HOOKS:
+    if twice and command in HOOKS:
         log("err", "%s: refused: %s given twice: the PAM environment (a user's ~/.pam_environment, a job's "
-                   "environment) tries to pass for pam_exec's own" % (opts.command, " and ".join(twice)))
+                   "environment) tries to pass for pam_exec's own" % (command, " and ".join(twice)))
         return 1
     sge_root = opts.sge_root or jobspool.sge_root_from(script if script is not None else sys.argv[0])
-    trust = jobspool.Trust(sge_root, opts.admin_users, log)
+    trust = jobspool.Trust(sge_root, opts.admin_user, log)
     try:
-        return COMMAND[opts.command](opts, log, trust, environ) or 0
+        return COMMAND[command](opts, log, trust, environ) or 0
     except jobspool.NoJob as why:
-        log("err", "%s: no usable job context, access list unchanged: %s" % (opts.command, why))
+        log("err", "%s: no usable job context, access list unchanged: %s" % (command, why))
     except (AccessError, OSError) as err:
         detail = err.strerror if isinstance(err, OSError) and err.strerror else err
-        log("err", "%s: cannot update the access list in %s: %s" % (opts.command, opts.dir, detail))
+        log("err", "%s: cannot update the access list in %s: %s" % (command, opts.dir, detail))
     return 0
 
 

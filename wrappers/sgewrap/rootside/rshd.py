@@ -44,16 +44,8 @@ connection).  Errors go to syslog (ident ``rshdwrapper``, facility
 terminal (an administrator trying it by hand).  ``--help`` prints to stdout,
 unless stdout is a socket (then it is refused like a bad option).
 
-Usage: ``rshdwrapper [OPTIONS] [DAEMON [ARGS...]]`` (options first; ``--opt=VALUE``
-is the form that survives the shepherd's splitting on spaces):
-
-  --facility=NAME     syslog facility: authpriv (default), auth, daemon,
-                      user, local0 ... local7
-  --sge-root=DIR      SGE_ROOT for the short names, instead of the one derived
-                      from the script's path
-  --help              this text
-  --                  ends the options
-
+Options come first (``--opt=VALUE`` is the form that survives the
+shepherd's splitting on spaces; ``--`` ends them); ``--help`` lists them.
 ``--setup-dir``, ``--require-job`` and ``--admin-user`` of version 0.1 are
 accepted and ignored: the ``node_access session`` hook writes the setup file
 now, and always refuses a session it cannot tie to its job.
@@ -75,7 +67,7 @@ Exit codes: the daemon's (it replaces the wrapper), or the wrapper's own:
 import os
 import stat
 
-from . import frame, jobspool
+from . import frame, jobspool, options
 from .. import locate
 from ..errors import EXEC_FAILED, NO_CLIENT, NO_JOB, USAGE, WrapperError
 from ..methods import DAEMONS, JOB_SSHD_NAME, JOB_PAM_FILE, job_pam_service_options, sshd_uses_pam_service_name
@@ -88,15 +80,24 @@ SAFE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 KEEP_NAMES = frozenset(("JOB_ID", "JOB_NAME", "QUEUE", "HOSTNAME", "NHOSTS", "NSLOTS", "NQUEUES", "PE",
                         "PE_HOSTFILE", "REQUEST", "RESTARTED", "ENVIRONMENT", "ARC"))
 LOCALE_NAMES = frozenset(("LANG", "LANGUAGE", "TZ"))
-FLAGS = ("--help", "--require-job")
-VALUED = ("--facility", "--sge-root", "--setup-dir")
-REPEAT = ("--admin-user",)
+#: rshdwrapper's options (the parser and --help read this)
+TABLE = options.Table(NAME, (
+    options.HELP,
+    options.FACILITY,
+    options.Option("--sge-root", "SGE_ROOT for the short names, instead of the one derived from the program's "
+                   "path", metavar="DIR", path=True),
+    options.Option("--setup-dir", "(0.1; ignored)", metavar="DIR", path=True, shown=False),
+    options.Option("--require-job", "(0.1; ignored)", shown=False),
+    options.Option("--admin-user", "(0.1; ignored)", metavar="NAME", repeat=True, shown=False),
+))
 
 
 def usage():
-    if not __doc__:    # python -OO
-        return "usage: rshdwrapper [OPTIONS] [DAEMON [ARGS...]]\n"
-    return "usage: " + __doc__.split("Usage: ", 1)[1].replace("``", "")
+    text = "usage: rshdwrapper [OPTIONS] [DAEMON [ARGS...]]\n\nOptions:\n" + \
+        TABLE.help(extra=[("--", "ends the options")])
+    if __doc__:    # (python -OO)
+        text += "\n" + __doc__.split("DAEMON: ", 1)[1].replace("``", "").join(("DAEMON: ", ""))
+    return text
 
 
 def resolve_daemon(words, sge_root):
@@ -162,10 +163,9 @@ def run(argv, log, environ=None, script=None, pam_file=JOB_PAM_FILE, execve=os.e
     """Everything rshdwrapper does short of the exec; returns an exit code if it cannot exec.
     ``root``: where to look for this host's sshd (tests point it at a fake tree)."""
     environ = os.environ if environ is None else environ
-    opts, daemon_words = frame.parse(argv, flags=FLAGS, valued=VALUED, repeat=REPEAT,
-                                        paths=("--sge-root", "--setup-dir"))
-    log.facility = opts.get("--facility", "authpriv")
-    if "--help" in opts:
+    opts, daemon_words = TABLE.parse(argv)
+    log.facility = opts.facility
+    if opts.help:
         try:
             if stat.S_ISSOCK(os.fstat(1).st_mode):
                 log("err", "--help refused: stdout is a socket (the client's connection); run it by hand")
@@ -175,7 +175,7 @@ def run(argv, log, environ=None, script=None, pam_file=JOB_PAM_FILE, execve=os.e
             pass
         return 0
     import sys
-    sge_root = opts.get("--sge-root") or jobspool.sge_root_from(script if script is not None else sys.argv[0])
+    sge_root = opts.sge_root or jobspool.sge_root_from(script if script is not None else sys.argv[0])
     daemon = resolve_daemon(daemon_words, sge_root)
     words = daemon_argv(daemon, pam_file, root)
     try:
