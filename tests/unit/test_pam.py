@@ -199,3 +199,15 @@ def test_a_commented_node_access_rule_is_not_active(pamfile):
     pamfile.write_text("# account required pam_listfile.so item=user file=/run/sgewrap/node-access.users\n"
                        + DEBIAN_SSHD)
     assert not pam.has_node_access(str(pamfile))
+
+
+def test_the_adopt_block_skips_the_hook_below_the_hooks_own_uid_bound(tmp_path):
+    """One bound, from node_access's option table: the pam_succeed_if line and --ignore-below-uid."""
+    from sgewrap.rootside.nodeaccess import TABLE
+    default = TABLE.by_flag["--ignore-below-uid"].default
+    assert default == 1000 and "uid < %d" % default in "\n".join(pam.adopt_lines(str(tmp_path)))
+    lines = pam.adopt_lines(str(tmp_path), ["--ignore-below-uid=500", "--warn-only"])
+    assert "account [success=1 default=ignore] pam_succeed_if.so quiet uid < 500" in lines
+    assert lines[3].endswith("node_access --ignore-below-uid=500 --warn-only adopt")
+    with pytest.raises(ValueError, match="--ignore-below-uid needs a number"):
+        pam.adopt_lines(str(tmp_path), ["--ignore-below-uid=x"])

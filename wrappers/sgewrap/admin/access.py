@@ -14,7 +14,7 @@ from plumbum import cli
 
 from . import pam, sgeconf
 from .common import UNREADABLE, AdminError, Command, default_wrappers, run
-from .config import save_backup
+from .config import DEFAULT_BACKUP_DIR, save_backup
 
 PROGRAM = "node_access"
 
@@ -80,7 +80,7 @@ class NodeAccess(Command, cli.Application):
     replace = cli.Flag("--replace", requires=["--apply"],
                        help="with --apply: replace a queue's prolog/epilog other than NONE")
     restore = cli.SwitchAttr("--restore", str, argname="FILE", help="give a queue the configuration --apply saved")
-    backup_dir = cli.SwitchAttr("--backup-dir", str, argname="DIR", default="/var/backups/sgewrap",
+    backup_dir = cli.SwitchAttr("--backup-dir", str, argname="DIR", default=DEFAULT_BACKUP_DIR,
                                 help="where --apply saves each queue's previous configuration")
     pam_file = cli.SwitchAttr("--pam-file", str, argname="PATH", default=pam.PAM_FILE,
                               help="sshd's PAM file on this host")
@@ -141,8 +141,8 @@ def why(user, options):
     from ..rootside import adopt as hook, jobspool, nodeaccess
     from .fronts import sge_root_here
     values, _ = nodeaccess.parse_args(list(options) + ["adopt"])
-    trust = jobspool.Trust(sge_root_here(), values.get("--admin-user", []))
-    print("\n".join(hook.explain(user, hook.Options(values), trust)))
+    trust = jobspool.Trust(sge_root_here(), values.admin_user)
+    print("\n".join(hook.explain(user, values, trust)))
     return 0
 
 
@@ -160,12 +160,12 @@ def restore_pam(path, text, pam_file):
 
 def adopt(app):
     """Print or --apply node_access adopt in this host's sshd PAM file (saved first)."""
-    from ..rootside import adopt as hook
+    from ..rootside.nodeaccess import TABLE
     from .common import require_isolated_hook
     wrappers = os.path.abspath(app.wrappers) if app.wrappers else default_wrappers()
     options = list(app.adopt_option or [])
     for option in options:
-        if not option.startswith("--") or option.split("=")[0] not in hook.OPTIONS:
+        if not option.startswith("--") or option.split("=")[0] not in TABLE.names("adopt") or option == "--help":
             raise AdminError("not an option of node_access adopt: %r" % option, UNREADABLE)
     try:
         lines = pam.adopt_lines(wrappers, options)

@@ -18,6 +18,7 @@ import re
 import tempfile
 
 from ..methods import JOB_PAM_FILE, JOB_SSHD_NAME
+from ..rootside.options import MIN_UID
 
 PAM_FILE = "/etc/pam.d/sshd"
 MODULE = "pam_sge-qrsh-setup.so"
@@ -224,7 +225,7 @@ NODE_ACCESS_MARK = "# sgewrap node_access: ssh only for users with a job on this
 NODE_ACCESS_USERS = "/run/sgewrap/node-access.users"
 
 
-def node_access_lines(users_file=NODE_ACCESS_USERS, min_uid=1000):
+def node_access_lines(users_file=NODE_ACCESS_USERS, min_uid=MIN_UID):
     """The account rules: users below ``min_uid`` pass, everyone else must be in ``users_file``."""
     return [NODE_ACCESS_MARK,
             "account [success=1 default=ignore] pam_succeed_if.so quiet uid < %d" % min_uid,
@@ -243,7 +244,7 @@ def has_node_access(path=PAM_FILE):
     return any(_is_node_access_rule(line) for line in _read(path).splitlines())
 
 
-def add_node_access(path=PAM_FILE, users_file=NODE_ACCESS_USERS, min_uid=1000):
+def add_node_access(path=PAM_FILE, users_file=NODE_ACCESS_USERS, min_uid=MIN_UID):
     """Put the node-access rules before the first account rule (or @include common-account); True if changed."""
     text = _read(path)
     lines = text.splitlines(True)
@@ -283,14 +284,21 @@ ADOPT_MARK = "# sgewrap adopt: an ssh login joins the user's job on this host (n
 ADOPT_END = "# sgewrap adopt: end"
 
 
-def adopt_lines(wrappers_dir, options=(), min_uid=1000):
-    """The adopt block: the module (for setcred), the hook in the account and session stacks."""
+def adopt_lines(wrappers_dir, options=()):
+    """The adopt block: the module (for setcred), the hook in the account stack.  Users below the
+    hook's ``--ignore-below-uid`` skip it (the same bound in the pam_succeed_if line)."""
+    from ..errors import WrapperError
+    from ..rootside.nodeaccess import TABLE
     hook = os.path.join(wrappers_dir, "node_access")
     if any(c.isspace() for c in hook) or any(c.isspace() for c in options):
         raise ValueError("white space in %r or the options: pam_exec cannot run it" % hook)
+    try:
+        values, _ = TABLE.parse(list(options))
+    except WrapperError as err:
+        raise ValueError("node_access adopt %s: %s" % (" ".join(options), err))
     return [ADOPT_MARK,
             PAM_LINE,
-            "account [success=1 default=ignore] pam_succeed_if.so quiet uid < %d" % min_uid,
+            "account [success=1 default=ignore] pam_succeed_if.so quiet uid < %d" % values.ignore_below_uid,
             "account required pam_exec.so quiet stdout %s %sadopt" % (hook, "".join(o + " " for o in options)),
             ADOPT_END]
 
