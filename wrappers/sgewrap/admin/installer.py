@@ -327,7 +327,8 @@ def main(argv=None):
         return 0
     unknown = flags - {"--uninstall", "--dry-run", "--no-deps"}
     if unknown or not 1 <= len(rest) <= 2:
-        sys.stderr.write("usage: python3 -m sgewrap.admin.installer [--uninstall] [--dry-run] [--no-deps] SGE_ROOT [PYTHON]\n")
+        sys.stderr.write("usage: python3 -m sgewrap.admin.installer [--uninstall] [--dry-run] [--no-deps] "
+                         "SGE_ROOT [PYTHON]\n")
         return 64
     try:
         if "--uninstall" in flags:

@@ -64,7 +64,8 @@ def _see_also(*names):
 
 def help_of(argv):
     """A program's --help text, run as installed-from-here (``argv`` after the interpreter)."""
-    env = dict(os.environ, COLUMNS=COLUMNS, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+    wrappers = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = dict(os.environ, COLUMNS=COLUMNS, PYTHONPATH=wrappers)
     env.pop("PYTHONSAFEPATH", None)
     proc = subprocess.run([sys.executable] + argv, env=env, capture_output=True, text=True, timeout=60)
     return proc.stdout

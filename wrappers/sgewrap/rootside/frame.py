@@ -23,7 +23,7 @@ import stat
 import sys
 
 from . import daemonlog
-from ..errors import INTERNAL, USAGE, WrapperError
+from ..errors import INTERNAL, WrapperError
 
 
 class UnsafeError(Exception):

@@ -214,8 +214,7 @@ class State:
         return sorted({e.user for e in self.entries.values() if e.state == "run"})
 
     def _write(self):
-        frame.write_atomic(os.path.join(self.dir, JOBS),
-                              "".join(e.line() for e in self.entries.values()).encode())
+        frame.write_atomic(os.path.join(self.dir, JOBS), "".join(e.line() for e in self.entries.values()).encode())
         frame.write_atomic(os.path.join(self.dir, USERS), "".join(u + "\n" for u in self.users()).encode())
 
 

@@ -134,8 +134,9 @@ def watch(pid, start, setup_dir, log):
     It is a fork of this hook (double fork: pam_exec waits for its child only), in a session of its
     own and with no supplementary groups (the shepherd's process-group kill and Grid Engine's group
     kill pass it by; it never kills itself), with fds 0-2 on /dev/null (pam_exec reads the hook's
-    stdout until EOF), no other fd but the pidfd, and / as its directory.  It waits on a pidfd of the monitor, opened before the
-    fork and checked against ``start`` (the PID cannot have been reused in between)."""
+    stdout until EOF), no other fd but the pidfd, and / as its directory.  It waits on a pidfd of
+    the monitor, opened before the fork and checked against ``start`` (the PID cannot have been
+    reused in between)."""
     import select
     try:
         pidfd = os.pidfd_open(pid)
