@@ -780,7 +780,7 @@ def test_explain_exits_like_the_wrapper(capsys, argv, code):
 
 def test_explain_needs_a_wrapper(capsys):
     code, out, err = sgewrap(capsys, "explain", "--", "rshdwrapper")
-    assert code == 64 and "rshdwrapper is not a client wrapper" in err
+    assert code == 2 and "rshdwrapper is not a client wrapper" in err
 
 
 def test_install_dry_run_reports_each_file(capsys, tmp_path):

@@ -8,7 +8,7 @@ import os
 import sys
 
 from . import conventions, locate, methods
-from .errors import EXEC_FAILED, EXIT_CODES, INTERNAL, NO_JOB, USAGE, WrapperError
+from .errors import EXEC_FAILED, EXIT_CODES, NO_JOB, USAGE, WrapperError, run_cli
 
 
 class Plan:
@@ -175,26 +175,23 @@ def unblock_signals():
 def main(name, argv=None):
     """Entry point of client wrapper ``name``: never returns."""
     argv = sys.argv[1:] if argv is None else argv
-    try:
+
+    def body():
         result = plan(name, argv)
         if result.help:
             sys.stdout.write(usage(name))
-            sys.exit(0)
+            return 0
         if result.dry_run:
             from .quoting import for_user_shell
             sys.stdout.write(for_user_shell(result.argv) + "\n")
-            sys.exit(0)
+            return 0
         unblock_signals()
         try:
             os.execv(result.program, result.argv)
         except OSError as err:
             raise WrapperError(EXEC_FAILED, "cannot run %s: %s" % (result.program, err.strerror or err))
-    except WrapperError as err:
-        sys.stderr.write("%s: error: %s\n" % (name, err))
-        sys.exit(err.code)
-    except Exception as err:  # never a traceback on an administrator's terminal
-        sys.stderr.write("%s: error: internal error: %s: %s\n" % (name, type(err).__name__, err))
-        sys.exit(INTERNAL)
+
+    run_cli(name, body)
 
 
 # console_scripts of ``pip install .`` (the drop-in scripts call main(NAME) themselves)

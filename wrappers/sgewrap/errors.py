@@ -28,6 +28,23 @@ EXIT_CODES = (
 )
 
 
+def run_cli(name, body):
+    """The user programs' one error policy: ``body()`` execs, or returns an exit code; a
+    :class:`WrapperError` becomes the line ``NAME: error: MESSAGE`` on stderr and its code, any
+    other exception ``NAME: error: internal error: ...`` and :data:`INTERNAL` -- never a
+    traceback.  Never returns."""
+    import sys
+    try:
+        code = body()
+    except WrapperError as err:
+        sys.stderr.write("%s: error: %s\n" % (name, err))
+        code = err.code
+    except Exception as err:  # never a traceback on a user's or an administrator's terminal
+        sys.stderr.write("%s: error: internal error: %s: %s\n" % (name, type(err).__name__, err))
+        code = INTERNAL
+    sys.exit(code or 0)
+
+
 class WrapperError(Exception):
     """A wrapper cannot do its job; ``code`` is the exit status to use."""
 

@@ -27,7 +27,7 @@ import os
 import pwd
 import sys
 
-from .errors import BAD_HOST, EXEC_FAILED, INTERNAL, NO_CLIENT, NO_JOB, USAGE, WrapperError
+from .errors import BAD_HOST, EXEC_FAILED, INTERNAL, NO_CLIENT, NO_JOB, USAGE, WrapperError, run_cli
 
 NAME = "qrsh_ssh"
 FLAGS = set("1246AaCfGgKkMNnqsTtVvXxYy")
@@ -219,7 +219,8 @@ def main(argv=None):
     if argv[:1] == ["--help"]:
         sys.stdout.write(usage(os.path.abspath(sys.argv[0]) if os.path.isabs(sys.argv[0]) else None))
         return
-    try:
+
+    def body():
         me = pwd.getpwuid(os.getuid()).pw_name
         command, verbose = plan(argv, os.environ, me)
         if verbose:
@@ -228,9 +229,5 @@ def main(argv=None):
             os.execv(command[0], command)
         except OSError as err:
             raise WrapperError(EXEC_FAILED, "cannot run %s: %s" % (command[0], err.strerror or err))
-    except WrapperError as err:
-        sys.stderr.write("%s: error: %s\n" % (NAME, err))
-        sys.exit(err.code)
-    except Exception as err:  # never a traceback
-        sys.stderr.write("%s: error: internal error: %s: %s\n" % (NAME, type(err).__name__, err))
-        sys.exit(INTERNAL)
+
+    run_cli(NAME, body)

@@ -6,11 +6,11 @@ import sys
 from plumbum.cli import SwitchError
 
 from . import sgeconf
+from ..errors import INTERNAL  # noqa: F401 -- the admin command's code for a bug, as every program's
 
 OK = 0
 FAILED = 1          #: the job failed: check found problems, a selftest failed, a command failed
 UNREADABLE = 2      #: a configuration could not be read; a usage error
-INTERNAL = 70       #: a bug (never a traceback)
 INTERRUPTED = 130
 
 

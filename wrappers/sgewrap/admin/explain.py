@@ -8,8 +8,8 @@ import os
 from plumbum import cli
 
 from .. import client, conventions, methods, quoting
-from ..errors import USAGE, WrapperError
-from .common import AdminError, Command
+from ..errors import WrapperError
+from .common import UNREADABLE, AdminError, Command
 
 
 def option_lines(method, given, defaults):
@@ -48,11 +48,11 @@ def explain(argv, shell=None, environ=os.environ, out=print):
     """Print the explanation of ``argv`` (argv[0]: the wrapper); the wrapper's exit code."""
     if not argv:
         raise AdminError("give the wrapper and its arguments after --, e.g. "
-                         "sgewrap explain -- ssh_wrapper -p 4711 node01 hostname", USAGE)
+                         "sgewrap explain -- ssh_wrapper -p 4711 node01 hostname", UNREADABLE)
     name = os.path.basename(argv[0])
     if name not in methods.ENTRY_POINTS:
         raise AdminError("%s is not a client wrapper: expected one of %s" % (
-            name, ", ".join(sorted(methods.ENTRY_POINTS))), USAGE)
+            name, ", ".join(sorted(methods.ENTRY_POINTS))), UNREADABLE)
     method_name, slots, defaults = methods.ENTRY_POINTS[name]
     method = methods.get(method_name)
     out("wrapper     %s: method %s (%s)" % (name, method.name, method.summary))
