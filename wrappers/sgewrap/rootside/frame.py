@@ -26,7 +26,12 @@ from . import daemonlog
 from ..errors import INTERNAL, WrapperError
 
 
-class UnsafeError(Exception):
+class Cannot(Exception):
+    """The root side cannot do what it was asked, for a reason it states (every such exception is
+    one): the program logs the message and exits with its documented code, or refuses."""
+
+
+class UnsafeError(Cannot):
     """A directory or file is not what root may rely on; the message says why."""
 
 

@@ -17,12 +17,14 @@ Debian's packaged ``/var/lib/gridengine``.  Stdlib only.
 import os
 import stat
 
+from .frame import Cannot
+
 #: SGE_ROOT of the distribution packages (Debian, Ubuntu), used when the script is not
 #: installed below an SGE_ROOT (e.g. a scratch install) and no --sge-root is given
 FALLBACK_SGE_ROOTS = ("/var/lib/gridengine",)
 
 
-class NoJob(Exception):
+class NoJob(Cannot):
     """No usable job context; the message says why."""
 
 

@@ -52,11 +52,12 @@ does nothing.
 import os
 
 from . import jobspool, procs, setupfile
+from .frame import Cannot
 
 OK, REFUSE = 0, 1
 
 
-class Refused(Exception):
+class Refused(Cannot):
     """The session cannot be tied to its job; the message says why."""
 
 

@@ -48,7 +48,7 @@ MAX_SPOOL_BYTES = 1024 - len("/environment") - 1
 LOCK_WAIT = 5.0
 
 
-class SetupError(Exception):
+class SetupError(frame.Cannot):
     """A setup file cannot be written or the directory is unsafe; the message says why."""
 
 
