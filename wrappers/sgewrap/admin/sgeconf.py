@@ -37,7 +37,7 @@ PAIRS = (("qlogin", "qlogin_command", "qlogin_daemon"),
          ("rlogin", "rlogin_command", "rlogin_daemon"),
          ("rsh", "rsh_command", "rsh_daemon"))
 #: unencrypted methods: check warns about them
-CLEARTEXT = ("telnet", "rsh", "rlogin")
+CLEARTEXT = tuple(name for name in methods.NAMES if methods.get(name).cleartext)
 
 SSHD = methods.get("ssh").daemon
 
@@ -310,9 +310,7 @@ _KIND_OF = {name: kind for kind, names in _KINDS.items() for name in names}
 #: daemon-side wrappers that run another daemon: the kind is that daemon's (default sshd)
 _DAEMON_WRAPPERS = ("rshdwrapper", "rshd-wrapper")
 #: programs that serve a connection (as opposed to clients)
-DAEMON_NAMES = frozenset(("sshd", JOB_SSHD_NAME, "rshdwrapper", "rshd-wrapper", "telnetd", "in.telnetd",
-                          "telnetd.netkit",
-                          "inetutils-telnetd", "rshd", "in.rshd", "rlogind", "in.rlogind"))
+DAEMON_NAMES = frozenset(n for kind in methods.NAMES for n in methods.get(kind).daemon_names())
 #: tight-integration daemons: the job sshd (needs its PAM service), the daemon wrappers
 TIGHT_NAMES = frozenset(_DAEMON_WRAPPERS + (JOB_SSHD_NAME,))
 #: what SGE runs for an unset/"none" command: utilbin rsh, rlogin, or telnet

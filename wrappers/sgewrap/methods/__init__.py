@@ -38,15 +38,23 @@ class Switch:
 class Method:
     """One way to start a remote session: its client, daemon and switches."""
 
-    def __init__(self, name, clients, daemon, switches=(), summary="", aliases=()):
+    def __init__(self, name, clients, daemon, daemon_short, daemon_candidates, switches=(), summary="",
+                 client_aliases=(), daemon_aliases=(), cleartext=False):
         self.name = name
         self.clients = tuple(clients)     #: candidates, first executable wins
         self.daemon = daemon              #: the daemon value it pairs with
+        #: ``rshdwrapper DAEMON``: the daemon's short name and its candidates, first executable wins
+        #: (``utilbin:NAME`` = ``$SGE_ROOT/utilbin/$ARC/NAME``)
+        self.daemon_short = daemon_short
+        self.daemon_candidates = tuple(daemon_candidates)
         self.switches = tuple(switches)   #: method-specific wrapper options
         self.summary = summary
-        #: other names of this method's programs in sge_conf values (other distributions' clients
-        #: and daemons, other wrappers); its clients', daemon's and entry points' names count already
-        self.aliases = tuple(aliases)
+        #: other names of this method's clients and daemons in sge_conf values (other distributions',
+        #: other wrappers); the candidates' and entry points' names count already
+        self.client_aliases = tuple(client_aliases)
+        self.daemon_aliases = tuple(daemon_aliases)
+        #: sessions (and passwords) cross the network unencrypted: check warns
+        self.cleartext = cleartext
 
     def switch(self, flag):
         """The Switch ``flag`` of this method (or a common one), or None."""
@@ -61,12 +69,17 @@ class Method:
         return tuple(slot for slot in ("qlogin", "rlogin", "rsh")
                      if any(slot in slots for _, slots in self.entry_points()))
 
+    def daemon_names(self):
+        """Every program name that says a ``*_daemon`` value uses this method."""
+        found = [self.daemon.split()[0].rsplit("/", 1)[-1], self.daemon_short]
+        found += [c.split(":")[-1].rsplit("/", 1)[-1] for c in self.daemon_candidates]
+        return tuple(dict.fromkeys(found + list(self.daemon_aliases)))
+
     def names(self):
         """Every program name that says a sge_conf value uses this method."""
         found = [c.split(":")[-1].rsplit("/", 1)[-1] for c in self.clients]
-        found.append(self.daemon.split()[0].rsplit("/", 1)[-1])
         found += [name for name, _ in self.entry_points()]
-        return tuple(dict.fromkeys(found + list(self.aliases)))
+        return tuple(dict.fromkeys(found + list(self.client_aliases) + list(self.daemon_names())))
 
 
 #: switches every client wrapper understands, besides the method's own
@@ -88,21 +101,43 @@ ENTRY_POINTS = {
 
 NAMES = ("ssh", "telnet", "rsh", "rlogin")
 
-#: entry points that run as root (the shepherd's daemon, the queue's prolog/epilog, a PAM hook):
-#: their interpreter must be isolated (python -I) whatever installed them.  name -> module with main()
-ROOT_ENTRY_POINTS = {"rshdwrapper": "sgewrap.rootside.rshd", "node_access": "sgewrap.rootside.nodeaccess"}
+
+class Program:
+    """An installed program: the module whose ``main`` it runs, who runs it (``user``, ``root``:
+    the shepherd's daemon, a queue's prolog/epilog or a PAM hook, whose interpreter must be isolated
+    whatever installed it; ``admin``), its man page section and what it is."""
+
+    __slots__ = ("module", "runs_as", "section", "summary")
+
+    def __init__(self, module, runs_as, section, summary):
+        self.module, self.runs_as, self.section, self.summary = module, runs_as, section, summary
+
+
+#: every installed program: setup.cfg, the installer, the Debian package (through the installer),
+#: the man pages and the entry shims in wrappers/ follow this (tests/unit/test_entry_points.py)
+PROGRAMS = dict(
+    {name: Program("sgewrap.client", "user", 1, "paste into %s" % ", ".join(s + "_command" for s in slots))
+     for name, (_, slots, _) in ENTRY_POINTS.items()},
+    qrsh_ssh=Program("sgewrap.qrshssh", "user", 1, "inside a parallel job, an ssh-compatible front for qrsh "
+                                                   "-inherit"),
+    rshdwrapper=Program("sgewrap.rootside.rshd", "root", 8, "paste into *_daemon: a daemon started with nothing "
+                                                            "of the job owner's in its way"),
+    node_access=Program("sgewrap.rootside.nodeaccess", "root", 8, "the PAM hooks of job sshds and adopt, the "
+                                                                  "queue's prolog and epilog"),
+    sgewrap=Program("sgewrap.admin.cli", "admin", 8, "install, configure, check and test the wrappers"),
+)
+
+#: entry points that run as root: name -> module with main()
+ROOT_ENTRY_POINTS = {name: p.module for name, p in PROGRAMS.items() if p.runs_as == "root"}
 
 #: programs users run inside their jobs (not a sge_conf slot): name -> module with main()
-USER_PROGRAMS = {"qrsh_ssh": "sgewrap.qrshssh"}
+USER_PROGRAMS = {name: p.module for name, p in PROGRAMS.items() if p.runs_as == "user" and name not in ENTRY_POINTS}
 
-#: daemon short names (rshdwrapper DAEMON) -> candidates, first executable wins
-#: (utilbin:NAME = $SGE_ROOT/utilbin/$ARC/NAME)
-DAEMONS = {
-    "sshd": ("/usr/sbin/sshd",),
-    "rshd": ("utilbin:rshd", "/usr/sbin/in.rshd"),
-    "rlogind": ("utilbin:rlogind", "/usr/sbin/in.rlogind"),
-    "telnetd": ("utilbin:telnetd", "/usr/sbin/telnetd"),
-}
+
+def daemons():
+    """{daemon short name (``rshdwrapper DAEMON``): its candidates}, from every method."""
+    return {m.daemon_short: m.daemon_candidates for m in map(get, NAMES)}
+
 
 #: The job sshd: the real sshd started under this name, so that OpenSSH (up to 9.7, which names
 #: its PAM service after its program) uses the PAM service of that name, not the site's "sshd".

@@ -3,8 +3,11 @@ from . import Method
 
 METHOD = Method(
     "rlogin",
-    aliases=("netkit-rlogin", "rlogind"),
+    client_aliases=("netkit-rlogin",),
     clients=("utilbin:rlogin", "/usr/bin/rsh-redone-rlogin"),
     daemon="/usr/sbin/in.rlogind",
+    daemon_short="rlogind",
+    daemon_candidates=("utilbin:rlogind", "/usr/sbin/in.rlogind"),
+    cleartext=True,
     summary="unencrypted, host-based trust (hosts.equiv/.rhosts); qrsh without a command",
 )

@@ -101,9 +101,12 @@ def mux_options(persist, environ):
 
 METHOD = Method(
     "ssh",
-    aliases=("slogin", JOB_SSHD_NAME, "rshdwrapper", "rshd-wrapper"),
+    client_aliases=("slogin",),
     clients=("/usr/bin/ssh", "/usr/local/bin/ssh"),
     daemon="/usr/sbin/sshd -i",
+    daemon_short="sshd",
+    daemon_candidates=("/usr/sbin/sshd",),
+    daemon_aliases=(JOB_SSHD_NAME, "rshdwrapper", "rshd-wrapper"),
     summary="encrypted; the daemon side may add tight integration (sge-sshd + its PAM service)",
     switches=(
         Switch("--x11", ("-X",), "forward X11 (ssh -X); qlogin_wrapper's default, as the shipped one",

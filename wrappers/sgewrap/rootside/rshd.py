@@ -70,7 +70,7 @@ import stat
 from . import frame, jobspool, options
 from .. import locate
 from ..errors import EXEC_FAILED, NO_CLIENT, NO_JOB, USAGE, WrapperError
-from ..methods import DAEMONS, JOB_SSHD_NAME, JOB_PAM_FILE, job_pam_service_options, sshd_uses_pam_service_name
+from ..methods import JOB_SSHD_NAME, JOB_PAM_FILE, daemons, job_pam_service_options, sshd_uses_pam_service_name
 
 NAME = "rshdwrapper"
 DEFAULT_DAEMON = ("/usr/sbin/sshd", "-i")
@@ -104,9 +104,10 @@ def resolve_daemon(words, sge_root):
     """The daemon's argv with an absolute, executable program first."""
     words = list(words) or list(DEFAULT_DAEMON)
     first = words[0]
-    if first in DAEMONS:
+    known = daemons()
+    if first in known:
         environ = {"SGE_ROOT": sge_root} if sge_root else {}
-        program = locate.find_program(DAEMONS[first], environ, what="daemon")
+        program = locate.find_program(known[first], environ, what="daemon")
     elif os.path.isabs(first):
         if not locate.is_program(first):
             raise WrapperError(NO_CLIENT, "daemon %s is %s" % (
@@ -114,7 +115,7 @@ def resolve_daemon(words, sge_root):
         program = first
     else:
         raise WrapperError(USAGE, "daemon %r is neither an absolute path nor one of %s"
-                           % (first, ", ".join(sorted(DAEMONS))))
+                           % (first, ", ".join(sorted(known))))
     return [program] + words[1:]
 
 
