@@ -237,3 +237,26 @@ def test_the_tunnel_socket_directory_is_private_or_not_used(tmp_path):
     finally:
         os.unlink(link)
     assert ssh.mux_options("0", {}) == ""
+
+
+def test_every_program_of_the_registry_is_installed_paged_and_shimmed_as_it_says():
+    """methods.PROGRAMS is the one table of programs: setup.cfg's console scripts (pip installs what
+    users and administrators run, never a root program: pip cannot write "#!PYTHON -I"), the
+    installer's list (make install, sgewrap install, the Debian package), the man pages and the
+    two-line shims in wrappers/ follow it."""
+    import configparser
+    from sgewrap.admin import installer
+    cfg = configparser.ConfigParser()
+    cfg.read(os.path.join(os.path.dirname(WRAPPERS_SRC), "setup.cfg"))
+    scripts = dict(line.replace(" ", "").split("=") for line in
+                   cfg["options.entry_points"]["console_scripts"].strip().splitlines())
+    expected = {name: "sgewrap.client:" + name if name in methods.ENTRY_POINTS else p.module + ":main"
+                for name, p in methods.PROGRAMS.items() if p.runs_as != "root"}
+    assert scripts == expected
+    assert installer.entry_point_names() == sorted(methods.PROGRAMS)
+    man = os.path.join(WRAPPERS_SRC, "man")
+    for name, p in methods.PROGRAMS.items():
+        assert os.path.exists(os.path.join(man, "%s.%d" % (name, p.section))), name
+        shim = installer.script_body(name)
+        assert "from %s import main" % p.module in shim, name
+        assert p.runs_as in ("user", "root", "admin") and p.summary

@@ -25,7 +25,7 @@ import subprocess
 import sys
 import tempfile
 
-from ..methods import LINKS   # symbolic links beside the entry points
+from ..methods import LINKS, PROGRAMS   # symbolic links beside the entry points; the programs
 
 SRC = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))   # .../wrappers
 PACKAGE = os.path.join(SRC, "sgewrap")
@@ -42,13 +42,12 @@ class InstallError(Exception):
 
 #: scripts made at install time because their name is taken by the package
 #: directory in the source tree (wrappers/sgewrap/): name -> module with main()
-GENERATED = {"sgewrap": "sgewrap.admin.cli"}
+GENERATED = {name: p.module for name, p in PROGRAMS.items() if p.runs_as == "admin"}
 
 
 def entry_point_names():
-    """The drop-in scripts: the registry's client wrappers and root programs, and GENERATED."""
-    from ..methods import ENTRY_POINTS, ROOT_ENTRY_POINTS, USER_PROGRAMS
-    return sorted(list(ENTRY_POINTS) + list(ROOT_ENTRY_POINTS) + list(USER_PROGRAMS) + list(GENERATED))
+    """The drop-in scripts: every program of the registry."""
+    return sorted(PROGRAMS)
 
 
 def script_body(name):

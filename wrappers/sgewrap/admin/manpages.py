@@ -247,12 +247,12 @@ def overview_page():
 
 
 def pages():
-    """{file name: reStructuredText} of every page."""
-    found = {"%s.1" % n: client_page(n) for n in sorted(methods.ENTRY_POINTS)}
-    found["qrsh_ssh.1"] = qrsh_ssh_page()
-    found["rshdwrapper.8"] = rshd_page()
-    found["node_access.8"] = node_access_page()
-    found["sgewrap.8"] = sgewrap_page()
+    """{file name: reStructuredText} of every page: one per program of the registry, in its section,
+    and the overview."""
+    own = {"qrsh_ssh": qrsh_ssh_page, "rshdwrapper": rshd_page, "node_access": node_access_page,
+           "sgewrap": sgewrap_page}
+    found = {"%s.%d" % (name, p.section): own[name]() if name in own else client_page(name)
+             for name, p in sorted(methods.PROGRAMS.items())}
     found["sgewrap-wrappers.5"] = overview_page()
     return found
 
