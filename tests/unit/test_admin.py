@@ -235,13 +235,19 @@ def test_a_job_stack_of_0_2_is_an_error_with_the_migration(tmp_path):
         glob, {}, here="n1", pam_file=os.devnull, executable=lambda p: True, job_pam_file=path).consistent
 
 
-def test_an_adopt_block_of_0_2_is_an_error_and_apply_replaces_it(capsys, tmp_path):
+def adopted(tmp_path):
+    """(wrappers with an isolated node_access, a PAM file holding the adopt block)."""
     wrappers = tmp_path / "w"
     wrappers.mkdir()
     (wrappers / "node_access").write_text("#!/usr/bin/python3 -I\n")
     pam_file = tmp_path / "sshd"
     pam_file.write_text("@include common-auth\n")
     pam.add_adopt(str(wrappers), path=str(pam_file))
+    return wrappers, pam_file
+
+
+def test_an_adopt_block_of_0_2_is_an_error_and_apply_replaces_it(capsys, tmp_path):
+    wrappers, pam_file = adopted(tmp_path)
     assert "close_session" not in pam_file.read_text()
     old = pam_file.read_text().replace(pam.ADOPT_END, "session optional pam_exec.so quiet type=close_session "
                                        "%s/node_access adopt\n%s" % (wrappers, pam.ADOPT_END))
@@ -912,12 +918,7 @@ def test_check_says_when_sshd_cannot_be_asked():
 
 
 def test_check_explains_adopt_and_flags_a_half_configured_block(tmp_path):
-    wrappers = tmp_path / "w"
-    wrappers.mkdir()
-    (wrappers / "node_access").write_text("#!/usr/bin/python3 -I\n")
-    pam_file = tmp_path / "sshd"
-    pam_file.write_text("@include common-auth\n")
-    pam.add_adopt(str(wrappers), path=str(pam_file))
+    wrappers, pam_file = adopted(tmp_path)
     glob = load("builtin")[0]
     report = check.analyse(glob, {}, here="n1", pam_file=str(pam_file), executable=lambda p: True)
     assert report.consistent and any("node_access adopt in" in n for n in report.notes)
