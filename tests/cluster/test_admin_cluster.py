@@ -12,6 +12,7 @@ import tempfile
 
 import pytest
 
+from sgewrap import conventions
 from sgewrap.admin import pam, sgeconf
 from support import TEST_USER, host_lock
 
@@ -176,7 +177,7 @@ def test_selftest_passes(sgewrap, saved_configuration, args):
     assert result.returncode == 0, result.stdout + result.stderr
     rows = [line.split() for line in result.stdout.splitlines()[2:]]
     assert len(rows) == 3
-    for slot, row in zip(("qlogin", "rlogin", "rsh"), rows):
+    for slot, row in zip(conventions.SLOT, rows):
         assert slot in row and "pass" in row, row
     assert "selftest [3/3]" in result.stderr             # progress while it runs
     if "--tight" in args:

@@ -14,6 +14,7 @@ import subprocess
 import pytest
 
 import sge
+from sgewrap import conventions
 from support import host_lock, need
 
 
@@ -51,7 +52,7 @@ class Method:
         return next((entry[1:] for entry in self.known_broken if entry[0] == test), None)
 
 
-ALL = ("qlogin", "rlogin", "rsh")
+ALL = tuple(conventions.SLOT)
 # Measured on SGE 8.1.9 (Debian 12): builtin's qrsh mostly deadlocks once stdin carries more
 # than about 64 KiB (65536 bytes through `qrsh cat` passed, 70000 hung; 10 MiB hung in 6 of 8
 # runs, `qrsh sha256sum` of 1 MB too).  Grid Engine's own bug, the baseline this project beats.

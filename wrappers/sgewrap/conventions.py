@@ -22,28 +22,47 @@ unless ``--`` ended them.
 """
 from .errors import BAD_HOST, BAD_PORT, CONVENTION, WrapperError
 
-# slot       what SGE appends             what each client wants
-TABLE = {
-    "qlogin": ("HOST PORT", {
+
+class Slot:
+    """One slot of sge_conf: its ``NAME_command`` and ``NAME_daemon`` parameters, who calls it, what
+    SGE appends to the command, what each client wants instead, and the kind SGE runs when the
+    parameter is unset or ``none`` (``$SGE_ROOT/utilbin/$ARC/rsh``, ``rlogin``, or ``telnet``)."""
+
+    __slots__ = ("name", "caller", "appends", "wants", "default_kind")
+
+    def __init__(self, name, caller, appends, wants, default_kind):
+        self.name, self.caller, self.appends, self.wants, self.default_kind = \
+            name, caller, appends, wants, default_kind
+
+    @property
+    def command(self):
+        return self.name + "_command"
+
+    @property
+    def daemon(self):
+        return self.name + "_daemon"
+
+
+#: the slots, in sge_conf's order
+SLOTS = (
+    Slot("qlogin", "qlogin", "HOST PORT", {
         "ssh": "-p PORT -- HOST",
         "telnet": "HOST PORT",
-    }),
-    "rlogin": ("-p PORT HOST", {
+    }, "telnet"),
+    Slot("rlogin", "qrsh without a command", "-p PORT HOST", {
         "ssh": "-p PORT -- HOST",
         "rlogin": "-p PORT HOST",
-    }),
-    "rsh": ("[-n] -p PORT HOST CMD...", {
+    }, "rlogin"),
+    Slot("rsh", "qrsh CMD and qrsh -inherit", "[-n] -p PORT HOST CMD...", {
         "ssh": "[-n] -p PORT -- HOST CMD...",
         "rsh": "[-n] -p PORT HOST CMD...",
-    }),
-}
-
-#: the sge_conf parameter each slot is pasted into, and who calls it
-SLOT_PARAMETER = {
-    "qlogin": ("qlogin_command", "qlogin"),
-    "rlogin": ("rlogin_command", "qrsh without a command"),
-    "rsh": ("rsh_command", "qrsh CMD and qrsh -inherit"),
-}
+    }, "rsh"),
+)
+SLOT = {s.name: s for s in SLOTS}
+#: slot -> (what SGE appends, {client: what it wants})
+TABLE = {s.name: (s.appends, s.wants) for s in SLOTS}
+#: slot -> (the sge_conf parameter it is pasted into, who calls it)
+SLOT_PARAMETER = {s.name: (s.command, s.caller) for s in SLOTS}
 
 _HOST_CHARS = frozenset(
     "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_:%")

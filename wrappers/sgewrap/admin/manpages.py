@@ -196,7 +196,7 @@ def overview_page():
                     "remote process still accounted and killed by Grid Engine.  What remote_startup(5) says, and "
                     "what it leaves out, in one page.")
     rows = []
-    for slot in ("qlogin", "rlogin", "rsh"):
+    for slot in conventions.SLOT:
         parameter, caller = conventions.SLOT_PARAMETER[slot]
         for name, (method_name, slots, _) in sorted(methods.ENTRY_POINTS.items()):
             if slot in slots:

@@ -27,15 +27,14 @@ import os
 import posixpath
 import shlex
 
-from .. import methods
+from .. import conventions, methods
 from ..methods import JOB_SSHD_NAME
 
-SLOTS = ("qlogin_command", "qlogin_daemon", "rlogin_command", "rlogin_daemon", "rsh_command", "rsh_daemon")
-METHODS = ("builtin", "ssh", "telnet", "rsh", "rlogin")
+#: the six parameters, in sge_conf's order
+SLOTS = tuple(key for slot in conventions.SLOTS for key in (slot.command, slot.daemon))
+METHODS = ("builtin",) + methods.NAMES
 #: the three slot pairs: (name, command key, daemon key)
-PAIRS = (("qlogin", "qlogin_command", "qlogin_daemon"),
-         ("rlogin", "rlogin_command", "rlogin_daemon"),
-         ("rsh", "rsh_command", "rsh_daemon"))
+PAIRS = tuple((slot.name, slot.command, slot.daemon) for slot in conventions.SLOTS)
 #: unencrypted methods: check warns about them
 CLEARTEXT = tuple(name for name in methods.NAMES if methods.get(name).cleartext)
 
@@ -314,7 +313,7 @@ DAEMON_NAMES = frozenset(n for kind in methods.NAMES for n in methods.get(kind).
 #: tight-integration daemons: the job sshd (needs its PAM service), the daemon wrappers
 TIGHT_NAMES = frozenset(_DAEMON_WRAPPERS + (JOB_SSHD_NAME,))
 #: what SGE runs for an unset/"none" command: utilbin rsh, rlogin, or telnet
-DEFAULT_KIND = {"qlogin": "telnet", "rlogin": "rlogin", "rsh": "rsh"}
+DEFAULT_KIND = {slot.name: slot.default_kind for slot in conventions.SLOTS}
 
 
 def words(value):

@@ -66,7 +66,8 @@ class Method:
 
     def slots(self):
         """The slots (qlogin, rlogin, rsh) this method serves through its entry points."""
-        return tuple(slot for slot in ("qlogin", "rlogin", "rsh")
+        from ..conventions import SLOT
+        return tuple(slot for slot in SLOT
                      if any(slot in slots for _, slots in self.entry_points()))
 
     def daemon_names(self):
