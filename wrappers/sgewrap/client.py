@@ -72,8 +72,8 @@ def parse_options(method, argv):
 
 
 def client_options(given, defaults, method):
-    """(--client, the client words for the given switches, --tunnel-persist): defaults first, the
-    last one of a group wins."""
+    """(--client, the client words for the given switches, {flag: value} of the switches that add no
+    words but settings for the method's ``finish``): defaults first, the last one of a group wins."""
     by_flag = {s.flag: s for s in switches_of(method)}
     chosen = {}   # group -> [(switch, value)], insertion-ordered
     for switch, value in [(by_flag[f], None) for f in defaults] + given:
@@ -82,16 +82,16 @@ def client_options(given, defaults, method):
         else:
             chosen.pop(switch.group, None)
             chosen[switch.group] = [(switch, value)]
-    client, words, persist = None, [], None
+    client, words, settings = None, [], {}
     for pairs in chosen.values():
         for switch, value in pairs:
             if switch.flag == "--client":
                 client = value
-            elif switch.flag == "--tunnel-persist":
-                persist = value
+            elif not switch.words and value is not None:
+                settings[switch.flag] = value
             else:
                 words.extend(switch.render(value))
-    return client, words, persist
+    return client, words, settings
 
 
 def plan(name, argv, environ=os.environ):
@@ -102,7 +102,7 @@ def plan(name, argv, environ=os.environ):
     given, result.dry_run, result.help, rest = parse_options(method, argv)
     if result.help:
         return result
-    client, words, persist = client_options(given, defaults, method)
+    client, words, settings = client_options(given, defaults, method)
     result.request = conventions.parse(slots, rest)
     if client is not None:
         if not os.path.isabs(client):
@@ -110,22 +110,11 @@ def plan(name, argv, environ=os.environ):
         result.program = locate.find_program((client,), environ)
     else:
         result.program = locate.find_program(method.clients, environ)
-    if any("{client}" in w for w in words):     # a tunnel: the ProxyCommand runs the client again
-        from .methods.ssh import PERSIST, mux_options
-        mux = mux_options(PERSIST if persist is None else persist, environ)
-        words = [w.replace("{client}", _proxy_safe(result.program)).replace("{mux}", mux) for w in words]
+    if method.finish is not None:
+        words = method.finish(words, result.program, settings, environ)
     result.argv = [result.program] + words + conventions.render(
         result.request.slot, method.name, result.request)
     return result
-
-
-def _proxy_safe(path):
-    """``path`` if it can stand unquoted in an ssh ProxyCommand (run by the user's shell)."""
-    from .methods.ssh import PROXY_PATH_CHARS
-    if not PROXY_PATH_CHARS.issuperset(path):
-        raise WrapperError(USAGE, "the client path %r cannot go into a ProxyCommand (--tunnel): "
-                                  "use one without spaces, quotes or %%" % path)
-    return path
 
 
 #: the options every wrapper has besides its method's switches (--help and the man pages list them)

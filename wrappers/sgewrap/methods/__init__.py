@@ -39,7 +39,7 @@ class Method:
     """One way to start a remote session: its client, daemon and switches."""
 
     def __init__(self, name, clients, daemon, daemon_short, daemon_candidates, switches=(), summary="",
-                 client_aliases=(), daemon_aliases=(), cleartext=False):
+                 client_aliases=(), daemon_aliases=(), cleartext=False, finish=None):
         self.name = name
         self.clients = tuple(clients)     #: candidates, first executable wins
         self.daemon = daemon              #: the daemon value it pairs with
@@ -55,6 +55,10 @@ class Method:
         self.daemon_aliases = tuple(daemon_aliases)
         #: sessions (and passwords) cross the network unencrypted: check warns
         self.cleartext = cleartext
+        #: ``finish(words, client, settings, environ)``: the client words made final once the client
+        #: program is known (ssh's tunnel runs the client again in its ProxyCommand); ``settings``:
+        #: {flag: value} of the switches that add no words themselves
+        self.finish = finish
 
     def switch(self, flag):
         """The Switch ``flag`` of this method (or a common one), or None."""

@@ -99,6 +99,23 @@ def mux_options(persist, environ):
     return " -o ControlMaster=auto -o ControlPath=%s/%%%%C -o ControlPersist=%s" % (directory, persist)
 
 
+def proxy_safe(path):
+    """``path`` if it can stand unquoted in an ssh ProxyCommand (run by the user's shell)."""
+    if not PROXY_PATH_CHARS.issuperset(path):
+        raise WrapperError(USAGE, "the client path %r cannot go into a ProxyCommand (--tunnel): "
+                                  "use one without spaces, quotes or %%" % path)
+    return path
+
+
+def finish(words, client, settings, environ):
+    """A tunnel's ProxyCommand runs the client again ({client}), sharing one connection per user and
+    host unless --tunnel-persist=0 ({mux})."""
+    if not any("{client}" in w for w in words):
+        return words
+    mux = mux_options(settings.get("--tunnel-persist", PERSIST), environ)
+    return [w.replace("{client}", proxy_safe(client)).replace("{mux}", mux) for w in words]
+
+
 METHOD = Method(
     "ssh",
     client_aliases=("slogin",),
@@ -107,6 +124,7 @@ METHOD = Method(
     daemon_short="sshd",
     daemon_candidates=("/usr/sbin/sshd",),
     daemon_aliases=(JOB_SSHD_NAME, "rshdwrapper", "rshd-wrapper"),
+    finish=finish,
     summary="encrypted; the daemon side may add tight integration (sge-sshd + its PAM service)",
     switches=(
         Switch("--x11", ("-X",), "forward X11 (ssh -X); qlogin_wrapper's default, as the shipped one",
