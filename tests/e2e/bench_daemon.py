@@ -29,7 +29,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
 import sge  # noqa: E402
-from support import TEST_USER, host_lock  # noqa: E402
+from lib import TEST_USER, host_lock  # noqa: E402
 
 PERL_ANCHOR = "/usr/share/gridengine/util/resources/wrappers/rshd-wrapper"
 WRAPPER_NAMES = ("perl", "rshd-wrapper", "python3", "rshdwrapper")

@@ -27,7 +27,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
 import sge  # noqa: E402
-from support import host_lock  # noqa: E402
+from lib import host_lock  # noqa: E402
 
 
 @contextlib.contextmanager

@@ -14,7 +14,7 @@ import subprocess
 import pytest
 
 import sge
-from support import host_lock, need
+from lib import host_lock, need
 
 
 @dataclasses.dataclass(frozen=True)

@@ -15,8 +15,8 @@ import subprocess
 import pytest
 
 import sge
+from lib import REPO
 from sgewrap.admin import sgeconf
-from support import REPO
 
 pytestmark = [pytest.mark.cluster]
 

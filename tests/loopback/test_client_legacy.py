@@ -12,9 +12,9 @@ import socket
 
 import pytest
 
+from lib import TEST_USER, need
 from ptydrive import PtySession
 from sgewrap.admin.shepherd import Shepherd, as_user
-from support import TEST_USER, need
 
 HOST = socket.gethostname()
 PASSWORD_FILE = "/run/sgewrap-cluster/password"

@@ -10,9 +10,9 @@ import socket
 
 import pytest
 
+from lib import TEST_USER
 from ptydrive import PtySession
 from sgewrap.admin.shepherd import Shepherd, as_user
-from support import TEST_USER
 
 HOST = socket.gethostname()
 # keep the tests independent of the user's known_hosts: each session is a new port

@@ -19,10 +19,10 @@ import time
 
 import pytest
 
+from lib import TEST_USER, host_lock
 from sgewrap.admin import pam
 from sgewrap.rootside import setupfile
 from sgewrap.admin.shepherd import Shepherd, as_user, make_spool
-from support import TEST_USER, host_lock
 
 pytestmark = pytest.mark.root
 

@@ -5,8 +5,8 @@ import stat
 
 import pytest
 
+from lib import need_root
 from sgewrap.rootside import jobspool
-from support import need_root
 
 
 @pytest.fixture

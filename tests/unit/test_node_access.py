@@ -18,8 +18,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from lib import WRAPPERS_SRC, need_root
 from sgewrap.rootside import jobspool, nodeaccess
-from support import WRAPPERS_SRC, need_root
 
 SCRIPT = os.path.join(WRAPPERS_SRC, "node_access")
 

@@ -138,7 +138,7 @@ def test_the_watcher_ends_the_session_when_its_sshd_exits(tmp_path):
     group in a session of its own for what the task left running.  When the monitor exits, the
     watcher (a double fork of this process, without our groups) removes the setup file and kills
     what carries the group; until then nothing happens."""
-    from support import need_root
+    from lib import need_root
     need_root()
     setup = tmp_path / "run"
     setup.mkdir(mode=0o755)
@@ -164,7 +164,7 @@ def test_the_watcher_ends_the_session_when_its_sshd_exits(tmp_path):
 
 
 def test_the_watcher_is_not_started_for_a_gone_monitor(tmp_path):
-    from support import need_root
+    from lib import need_root
     need_root()
     gone = subprocess.Popen(["/bin/true"])
     gone.wait()

@@ -12,8 +12,8 @@ import time
 
 import pytest
 
+from lib import need_root
 from sgewrap.rootside import procs, setupfile
-from support import need_root
 
 pytestmark = pytest.mark.root
 ATTACKER = "nobody"

@@ -11,7 +11,7 @@ import pwd
 
 import pytest
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WRAPPERS_SRC = os.path.join(REPO, "wrappers")
 CLUSTER_UP = os.path.join(REPO, "tests", "cluster", "up")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
