@@ -28,8 +28,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
-import sge  # noqa: E402
-from lib import TEST_USER, host_lock  # noqa: E402
+from lib import TEST_USER, host_lock, sge  # noqa: E402
 
 PERL_ANCHOR = "/usr/share/gridengine/util/resources/wrappers/rshd-wrapper"
 WRAPPER_NAMES = ("perl", "rshd-wrapper", "python3", "rshdwrapper")
@@ -170,7 +169,6 @@ def adopt_cost(wrappers, rounds=None):
     """An ssh login to this host's port-22 sshd with and without node_access adopt (the user has a
     running job, so the adopted login joins it): rows (part, label, ms, ratio to plain, None)."""
     import re
-    import sge
     from sgewrap.admin import pam
     rounds = rounds or int(os.environ.get("BENCH_ADOPT_ROUNDS", "20"))
     login = ["/usr/sbin/runuser", "-u", TEST_USER, "--"] + SSH + [sge.HOST, "true"]

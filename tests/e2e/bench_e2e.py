@@ -26,8 +26,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
-import sge  # noqa: E402
-from lib import host_lock  # noqa: E402
+from lib import host_lock, sge  # noqa: E402
 
 
 @contextlib.contextmanager
@@ -145,7 +144,7 @@ def end_to_end(rounds=None, per_round=None, wrappers=None):
     return rows
 
 
-#: MPI start time: (row label, sge_conf of `sgewrap config`, launcher id of tests/mpijobs.LAUNCHERS)
+#: MPI start time: (row label, sge_conf of `sgewrap config`, launcher id of tests/lib/mpijobs.LAUNCHERS)
 MPI_RANKS = 16            # 2 x 8: open.pe's $round_robin over vm and node3
 MPI_ROWS = (
     ("Open MPI, builtin", "builtin", "openmpi"),
@@ -160,7 +159,7 @@ MPI_ROWS = (
 def mpi_start(rounds=None, wrappers=None):
     """Launch to first rank output (ms) of a 2 x 8 rank MPI job per row; medians over ``rounds``,
     rows of one configuration alternating within a round.  Ratio: against the same MPI's builtin."""
-    import mpijobs
+    from lib import mpijobs
     from sgewrap.admin import sgeconf
     rounds = rounds or int(os.environ.get("BENCH_MPI_ROUNDS", "3"))
     wrappers = wrappers or _test_install()

@@ -13,8 +13,7 @@ import subprocess
 
 import pytest
 
-import sge
-from lib import host_lock, need
+from lib import host_lock, need, sge
 
 
 @dataclasses.dataclass(frozen=True)

@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-import sge
+from lib import sge
 from sgewrap.admin import pam
 
 USERS = (sge.TEST_USER, "sgeother", "sgethird", "sgefourth")

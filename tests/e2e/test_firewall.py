@@ -19,7 +19,7 @@ import time
 
 import pytest
 
-import sge
+from lib import sge
 from sgewrap.rootside import procs
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slot("rsh")]

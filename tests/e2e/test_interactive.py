@@ -16,8 +16,8 @@ import time
 
 import pytest
 
-import sge
-from ptydrive import Tmux
+from lib import sge
+from lib.ptydrive import Tmux
 
 SHELLS = {"bash": ("/bin/bash", "$?"), "zsh": ("/usr/bin/zsh", "$?"), "tcsh": ("/usr/bin/tcsh", "$status")}
 SESSIONS = 10

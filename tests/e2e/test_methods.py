@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-import sge
+from lib import sge
 from sgewrap.rootside import setupfile
 
 pytestmark = [pytest.mark.cluster]

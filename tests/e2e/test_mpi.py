@@ -18,9 +18,8 @@ import time
 
 import pytest
 
-import mpijobs
-import sge
-from mpijobs import LAUNCHERS, ranks_of, script
+from lib import mpijobs, sge
+from lib.mpijobs import LAUNCHERS, ranks_of, script
 from sgewrap import qrshssh
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slot("rsh"), pytest.mark.methods("ssh-tight")]

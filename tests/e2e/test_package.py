@@ -14,8 +14,7 @@ import subprocess
 
 import pytest
 
-import sge
-from lib import REPO
+from lib import REPO, sge
 from sgewrap.admin import sgeconf
 
 pytestmark = [pytest.mark.cluster]

@@ -24,7 +24,7 @@ import time
 
 import pytest
 
-import sge
+from lib import sge
 from sgewrap.admin import pam
 from sgewrap.rootside import procs
 from test_adopt import SSH, adopt_block, running_job, ssh, wait_for

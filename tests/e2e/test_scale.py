@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-import sge
+from lib import sge
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slot("rsh"), pytest.mark.methods("ssh-tight")]
 

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-import sge
+from lib import sge
 from sgewrap.rootside import nodeaccess
 from sgewrap.admin import pam
 

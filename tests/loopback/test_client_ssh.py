@@ -11,7 +11,7 @@ import socket
 import pytest
 
 from lib import TEST_USER
-from ptydrive import PtySession
+from lib.ptydrive import PtySession
 from sgewrap.admin.shepherd import Shepherd, as_user
 
 HOST = socket.gethostname()

@@ -25,6 +25,8 @@ import time
 from sgewrap.admin import sgeconf
 from sgewrap.admin.shepherd import as_user
 
+from . import CLUSTER_UP
+
 SGE_ROOT = "/var/lib/gridengine"
 SGE_CELL = "default"
 HOST = socket.gethostname()
@@ -86,7 +88,6 @@ OPEN_QUEUE = "open.q"        #: its queue
 OPEN_PE = "open.pe"          #: $round_robin over test.q and open.q: a job with ranks on vm and node3
 EXEC_HOSTS = (HOST, NODE2, NODE3)
 SPOOL = "/var/spool/gridengine/execd"
-CLUSTER_UP = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cluster", "up")
 
 
 def _netns(pid):
@@ -300,7 +301,7 @@ def login(argv, password=False, command="echo $((6*7))-$(id -un)", expect=None, 
     shell prompt (typing user and password first if asked), type ``command``, wait for
     ``expect`` (default: what the default command prints), exit; the client's exit code
     (``capture``: everything the session showed, once it exited 0).  ``env``: more variables."""
-    from ptydrive import PtySession
+    from .ptydrive import PtySession
     session = PtySession(["/usr/sbin/runuser", "-u", TEST_USER, "--"] + list(argv),
                          env=dict(user_env(), **(env or {})))
     try:
