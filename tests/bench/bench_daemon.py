@@ -28,7 +28,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
-from lib import TEST_USER, host_lock, sge  # noqa: E402
+from lib import TEST_USER, host_lock, sge, wait_until  # noqa: E402
 
 PERL_ANCHOR = "/usr/share/gridengine/util/resources/wrappers/rshd-wrapper"
 WRAPPER_NAMES = ("perl", "rshd-wrapper", "python3", "rshdwrapper")
@@ -180,12 +180,9 @@ def adopt_cost(wrappers, rounds=None):
                            capture_output=True, text=True, timeout=60)
         job = out.stdout.strip()
         try:
-            deadline = time.monotonic() + 90
-            while not re.search(r"^\s*%s\s.*\sr\s" % job, subprocess.run(
-                    ["/usr/bin/qstat", "-u", "*"], env=sge.ENV, capture_output=True, text=True).stdout, re.M):
-                if time.monotonic() > deadline:
-                    raise RuntimeError("bench: the job for the adopt figures never ran")
-                time.sleep(0.3)
+            if not wait_until(lambda: re.search(r"^\s*%s\s.*\sr\s" % job, subprocess.run(
+                    ["/usr/bin/qstat", "-u", "*"], env=sge.ENV, capture_output=True, text=True).stdout, re.M), 90, 0.3):
+                raise RuntimeError("bench: the job for the adopt figures never ran")
             for _ in range(rounds):
                 for label in times:
                     with open(pam.PAM_FILE, "wb") as f:

@@ -24,10 +24,10 @@ import time
 
 import pytest
 
-from lib import sge
+from lib import sge, wait_until
 from sgewrap.admin import pam
 from sgewrap.rootside import procs
-from test_adopt import SSH, adopt_block, running_job, ssh, wait_for
+from test_adopt import SSH, adopt_block, running_job, ssh
 
 pytestmark = [pytest.mark.cluster]
 
@@ -218,7 +218,7 @@ def test_adopt_no_root_hook_loads_a_library_named_in_the_users_pam_environment(
         # the attack's premise: admitted, tied, and pam_env put the variable into the session
         assert proc.returncode == 0 and "JOB=\n" not in proc.stdout, proc.stdout + proc.stderr
         assert "VALUE=%s" % evil_library in proc.stdout, proc.stdout
-        wait_for(lambda: os.listdir(marker_dir), timeout=SETTLE)
+        wait_until(lambda: os.listdir(marker_dir), SETTLE)
     assert not os.listdir(marker_dir), "root loaded the attacker's library:\n" + markers(marker_dir)
 
 
@@ -235,7 +235,7 @@ def test_adopt_no_root_hook_hangs_on_a_tz_naming_a_fifo(cluster, attackers_jobs_
             assert proc.returncode == 0 and "JOB=\n" not in proc.stdout, proc.stdout + proc.stderr
             assert "TZ=%s" % fifo in proc.stdout, proc.stdout
             time.sleep(2)           # the logout's hooks start
-            wait_for(lambda: not root_hooks_with(fifo), timeout=SETTLE)
+            wait_until(lambda: not root_hooks_with(fifo), SETTLE)
             left = root_hooks_with(fifo)
     finally:
         release(fifo)
@@ -251,7 +251,7 @@ def release(fifo):
             os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
         except OSError:
             pass
-        if wait_for(lambda: not root_hooks_with(fifo), timeout=3):
+        if wait_until(lambda: not root_hooks_with(fifo), 3):
             return
     for pid in root_hooks_with(fifo):
         try:
@@ -274,7 +274,7 @@ def test_adopt_a_planted_pam_type_and_pam_user_run_no_account_step_for_another_u
             proc = ssh(ATTACKER, "echo JOB=$JOB_ID; echo SPOOF=$PAM_TYPE/$PAM_USER")
             assert proc.returncode == 0 and "JOB=\n" not in proc.stdout, proc.stdout + proc.stderr
             assert "SPOOF=account/%s" % sge.TEST_USER in proc.stdout, proc.stdout     # pam_env took them
-            wait_for(lambda: sge.TEST_USER in auth_log_since(mark), timeout=SETTLE)
+            wait_until(lambda: sge.TEST_USER in auth_log_since(mark), SETTLE)
             time.sleep(1)
             forged = [line for line in auth_log_since(mark).splitlines()
                       if "node_access" in line and sge.TEST_USER in line]
@@ -317,7 +317,7 @@ def test_tight_no_root_hook_loads_a_library_named_in_the_jobs_environment(method
                     user=ATTACKER, stdin=subprocess.DEVNULL, text=True, timeout=90)
     # the attack's premise: the variable reached the attacker's session through the job sshd
     assert proc.returncode == 0 and "VALUE=%s" % evil_library in proc.stdout, proc.stdout + proc.stderr
-    wait_for(lambda: os.listdir(marker_dir), timeout=SETTLE)
+    wait_until(lambda: os.listdir(marker_dir), SETTLE)
     assert not os.listdir(marker_dir), "root loaded the attacker's library:\n" + markers(marker_dir)
 
 
@@ -363,8 +363,8 @@ def listening_ports(pid):
 def shepherd_port(job, timeout=60):
     """The port the shepherd of ``job`` (task 1, this host) waits on for the qrsh client."""
     spool = "%s/%s/active_jobs/%s.1" % (sge.SPOOL, sge.HOST, job)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def port():
         for pid, where in procs.shepherds().items():
             if os.path.realpath(where) == os.path.realpath(spool):
                 try:
@@ -373,8 +373,11 @@ def shepherd_port(job, timeout=60):
                     ports = []
                 if ports:
                     return ports[0]
-        time.sleep(0.1)
-    raise AssertionError("the shepherd of job %s never listened" % job)
+        return None
+    found = wait_until(port, timeout)
+    if not found:
+        raise AssertionError("the shepherd of job %s never listened" % job)
+    return found
 
 
 @pytest.mark.slot("rsh")
@@ -391,7 +394,7 @@ def test_fail_open_never_admits_another_user_who_reaches_the_owners_shepherd_por
                                  stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         job = None
         try:
-            assert wait_for(lambda: sge.user_jobs(), timeout=30), "the owner's qrsh job never appeared"
+            assert wait_until(lambda: sge.user_jobs(), 30), "the owner's qrsh job never appeared"
             job = sge.user_jobs().splitlines()[-1].split()[0]
             os.killpg(owner.pid, signal.SIGSTOP)     # the owner's client: too slow, this time
             subprocess.run(["/usr/bin/qrls", job], env=sge.ENV, capture_output=True, check=True)

@@ -1,4 +1,8 @@
-"""Shared test helpers: paths, the test user, and CI-aware prerequisites.
+"""The test library: paths, the test user, CI-aware prerequisites, the host lock, waiting.
+
+The bigger helpers are its modules: :mod:`lib.sge` (the one-host Grid Engine,
+its jobs and the processes they leave), :mod:`lib.mpijobs` (parallel jobs),
+:mod:`lib.ptydrive` (a program in a pty or in tmux).
 
 Outside CI a missing prerequisite (not root, no Grid Engine...) skips the test
 with a message saying how to run it; with ``CI=true`` it fails instead, so CI
@@ -8,6 +12,7 @@ import contextlib
 import fcntl
 import os
 import pwd
+import time
 
 import pytest
 
@@ -75,3 +80,14 @@ def host_lock():
         if _held["depth"] == 0:
             os.close(_held["fd"])
             _held["fd"] = None
+
+
+def wait_until(predicate, timeout, interval=0.1):
+    """Call ``predicate()`` every ``interval`` seconds until it returns something true, and return
+    that; once ``timeout`` seconds have passed, its last (false) value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() >= deadline:
+            return value
+        time.sleep(interval)

@@ -25,7 +25,7 @@ import time
 from sgewrap.admin import sgeconf
 from sgewrap.admin.shepherd import as_user
 
-from . import CLUSTER_UP
+from . import CLUSTER_UP, wait_until
 
 SGE_ROOT = "/var/lib/gridengine"
 SGE_CELL = "default"
@@ -127,15 +127,10 @@ def restart_execd(timeout=30):
     ours = mine is None or (os.path.exists(record) and open(record).read().strip() == str(mine))
     for pid in old.values():
         os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while any(os.path.exists("/proc/%d" % pid) for pid in old.values()) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: not any(os.path.exists("/proc/%d" % pid) for pid in old.values()), timeout, 0.05)
     subprocess.run(["/etc/init.d/gridengine-exec", "start"], env=ENV, capture_output=True)
-    deadline = time.monotonic() + timeout
-    while _execd_pid() in (None, mine):
-        if time.monotonic() > deadline:
-            raise RuntimeError("sge_execd did not start again (still %r)" % _execd_pid())
-        time.sleep(0.05)
+    if not wait_until(lambda: _execd_pid() not in (None, mine), timeout, 0.05):
+        raise RuntimeError("sge_execd did not start again (still %r)" % _execd_pid())
     if ours:  # tests/cluster/down stops what up started: keep its record true
         with open(record, "w") as f:
             f.write("%d\n" % _execd_pid())
@@ -150,16 +145,16 @@ def probe(entries, timeout=90):
     want = "rsh_daemon=%s" % entries["rsh_daemon"]
     start = time.monotonic()
     last = None
-    while time.monotonic() - start < timeout:
-        proc = user_run(["/usr/bin/qrsh", "-now", "yes", "-q", QUEUE, "grep", "^rsh_daemon=",
+
+    def uses_it():
+        nonlocal last
+        last = user_run(["/usr/bin/qrsh", "-now", "yes", "-q", QUEUE, "grep", "^rsh_daemon=",
                          "$SGE_JOB_SPOOL_DIR/config"], capture_output=True, text=True, timeout=75,
                         stdin=subprocess.DEVNULL)
-        last = proc
-        if proc.returncode == 0 and want in proc.stdout.splitlines():
-            return time.monotonic() - start
-        time.sleep(0.5)
-    raise RuntimeError("exec side does not use %r after %ds: %r / %r" % (
-        want, timeout, last and last.stdout, last and last.stderr))
+        return last.returncode == 0 and want in last.stdout.splitlines()
+    if wait_until(uses_it, timeout, 0.5):
+        return time.monotonic() - start
+    raise RuntimeError("exec side does not use %r after %ds: %r / %r" % (want, timeout, last.stdout, last.stderr))
 
 
 def apply(entries):
@@ -227,24 +222,18 @@ def clear_queue_errors():
 def clean_queue(timeout=60):
     """No job of the test user left, the test queue out of error state (a killed job puts it there)."""
     subprocess.run(["/usr/bin/qdel", "-u", TEST_USER], env=ENV, capture_output=True)
-    deadline = time.monotonic() + timeout
-    while subprocess.run(["/usr/bin/qstat", "-u", TEST_USER], env=ENV, capture_output=True,
-                         text=True).stdout.strip():
-        if time.monotonic() > deadline:
-            raise RuntimeError("jobs of %s still there after qdel" % TEST_USER)
-        time.sleep(0.2)
+    if not wait_until(lambda: not user_jobs(), timeout, 0.2):
+        raise RuntimeError("jobs of %s still there after qdel" % TEST_USER)
     clear_queue_errors()
 
 
 def job_gone(name, timeout=60):
-    """Wait until no job named ``name`` is known to qstat."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        out = subprocess.run(["/usr/bin/qstat", "-u", "*"], env=ENV, capture_output=True, text=True).stdout
-        if name[:10] not in out:
-            return True
-        time.sleep(0.2)
-    return False
+    """Wait until no job named ``name`` is known to qstat; False if one still is."""
+
+    def gone():
+        return name[:10] not in subprocess.run(["/usr/bin/qstat", "-u", "*"], env=ENV, capture_output=True,
+                                               text=True).stdout
+    return wait_until(gone, timeout, 0.2)
 
 
 def comm(pid):
@@ -373,12 +362,10 @@ def running_fan_out(target, command, *qsub_options, timeout=90):
     job = out.stdout.strip()
     try:
         tasks = "/var/spool/gridengine/execd/%s/active_jobs/%s.1" % (target, job)
-        deadline = time.monotonic() + timeout
-        while not (os.path.isdir(tasks) and [d for d in os.listdir(tasks)
-                                             if os.path.exists(os.path.join(tasks, d, "pid"))]):
-            if time.monotonic() > deadline:
-                raise RuntimeError("no task of job %s started on %s" % (job, target))
-            time.sleep(0.3)
+        if not wait_until(lambda: os.path.isdir(tasks) and [d for d in os.listdir(tasks)
+                                                            if os.path.exists(os.path.join(tasks, d, "pid"))],
+                          timeout, 0.3):
+            raise RuntimeError("no task of job %s started on %s" % (job, target))
         yield job
     finally:
         delete(job)
@@ -390,13 +377,11 @@ def delete(job, timeout=60):
     import re
     subprocess.run(["/usr/bin/qdel", job], env=ENV, capture_output=True)
     traces = ["%s/%s/active_jobs/%s.1" % (SPOOL, h, job) for h in EXEC_HOSTS]
-    deadline = time.monotonic() + timeout
-    while any(os.path.exists(t) for t in traces) or re.search(r"^\s*%s\s" % job, subprocess.run(
-            ["/usr/bin/qstat", "-u", "*"], env=ENV, capture_output=True, text=True).stdout, re.M):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.1)
-    return True
+
+    def gone():
+        return not (any(os.path.exists(t) for t in traces) or re.search(r"^\s*%s\s" % job, subprocess.run(
+            ["/usr/bin/qstat", "-u", "*"], env=ENV, capture_output=True, text=True).stdout, re.M))
+    return wait_until(gone, timeout)
 
 
 Task = collections.namedtuple("Task", "number host gid groups pid")
@@ -506,18 +491,18 @@ def batch_job(script, *qsub_options):
 def wait_for_lines(path, pattern, count, timeout=120):
     """The lines of file ``path`` matching ``pattern`` once there are ``count`` of them."""
     import re
-    deadline = time.monotonic() + timeout
-    found, text = [], ""
-    while time.monotonic() < deadline:
+
+    def lines():
         try:
             with open(path) as f:
                 text = f.read()
         except OSError:
             text = ""
-        found = re.findall(pattern, text, re.M)
-        if len(found) >= count:
-            return found
-        time.sleep(0.2)
+        return text, re.findall(pattern, text, re.M)
+    wait_until(lambda: len(lines()[1]) >= count, timeout, 0.2)
+    text, found = lines()
+    if len(found) >= count:
+        return found
     raise AssertionError("%d of %d lines matching %r after %ds:\n%s" % (len(found), count, pattern, timeout, text))
 
 
@@ -529,12 +514,9 @@ def user_uid(user=TEST_USER):
 def wait_queues_up(*queues, timeout=60):
     """Wait until no instance of ``queues`` is in unknown state (u): after an execd restart a queue
     takes jobs again only once its execd has reported."""
-    deadline = time.monotonic() + timeout
-    while subprocess.run(["/usr/bin/qselect", "-q", ",".join(queues), "-qs", "u"], env=ENV,
-                         capture_output=True, text=True).stdout.strip():
-        if time.monotonic() > deadline:
-            raise RuntimeError("queue instances still in unknown state: %s" % ",".join(queues))
-        time.sleep(0.5)
+    if not wait_until(lambda: not subprocess.run(["/usr/bin/qselect", "-q", ",".join(queues), "-qs", "u"], env=ENV,
+                                                 capture_output=True, text=True).stdout.strip(), timeout, 0.5):
+        raise RuntimeError("queue instances still in unknown state: %s" % ",".join(queues))
 
 
 def setup_files():
@@ -550,9 +532,7 @@ def user_jobs(user=TEST_USER):
 
 def wait_no_user_jobs(user=TEST_USER, timeout=60):
     """Wait until ``user`` has no job (the slots of the jobs before are free); what is left."""
-    deadline = time.monotonic() + timeout
-    while user_jobs(user) and time.monotonic() < deadline:
-        time.sleep(0.5)
+    wait_until(lambda: not user_jobs(user), timeout, 0.5)
     return user_jobs(user)
 
 

@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from lib import WRAPPERS_SRC, need_root
+from lib import WRAPPERS_SRC, need_root, wait_until
 from sgewrap.rootside import jobspool, nodeaccess
 
 SCRIPT = os.path.join(WRAPPERS_SRC, "node_access")
@@ -308,11 +308,7 @@ def shepherds(tmp_path):
         procs.append(subprocess.Popen(argv, cwd=spool))
         import time
         from sgewrap.rootside import procs as kernel
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if spool in kernel.shepherds().values() or user:
-                break
-            time.sleep(0.01)
+        wait_until(lambda: user or spool in kernel.shepherds().values(), 10, 0.01)
         time.sleep(0.1 if user else 0)
         return procs[-1].pid
     yield start

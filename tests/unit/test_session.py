@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from lib import wait_until
 from sgewrap.rootside import jobspool, procs, session, setupfile
 
 
@@ -153,9 +154,7 @@ def test_the_watcher_ends_the_session_when_its_sshd_exits(tmp_path):
         assert os.path.exists(path) and left.poll() is None
         monitor.kill()
         monitor.wait()
-        deadline = time.monotonic() + 10
-        while (os.path.exists(path) or left.poll() is None) and time.monotonic() < deadline:
-            time.sleep(0.02)
+        wait_until(lambda: not os.path.exists(path) and left.poll() is not None, 10, 0.02)
         assert not os.path.exists(path) and left.poll() == -9
     finally:
         for p in (monitor, left):
@@ -179,9 +178,7 @@ def test_kill_group_kills_every_process_carrying_the_group_and_only_those():
     inside = subprocess.Popen(["/usr/bin/setsid", "/bin/sleep", "300"], extra_groups=[gid])
     outside = subprocess.Popen(["/bin/sleep", "300"])
     try:
-        deadline = time.monotonic() + 5
-        while gid not in procs.groups_of(inside.pid) and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_until(lambda: gid in procs.groups_of(inside.pid), 5, 0.01)
         assert procs.kill_group(gid) == [inside.pid]
         assert inside.wait(5) == -9
         assert outside.poll() is None
@@ -196,9 +193,7 @@ def test_kill_group_leaves_zombies_alone_and_does_not_spin_on_them():
     every session close (measured, the session's own ending sshd)."""
     gid = 65498
     zombie = subprocess.Popen(["/bin/true"], extra_groups=[gid])
-    deadline = time.monotonic() + 5
-    while procs.stat_of(zombie.pid) is not None and time.monotonic() < deadline:   # None: a zombie
-        time.sleep(0.01)
+    wait_until(lambda: procs.stat_of(zombie.pid) is None, 5, 0.01)       # None: a zombie
     try:
         start = time.monotonic()
         assert procs.kill_group(gid) == []
