@@ -28,7 +28,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
-from lib import TEST_USER, host_lock, sge, wait_until  # noqa: E402
+from lib import TEST_USER, host_lock, make_spool, sge, wait_until  # noqa: E402
 
 PERL_ANCHOR = "/usr/share/gridengine/util/resources/wrappers/rshd-wrapper"
 WRAPPER_NAMES = ("perl", "rshd-wrapper", "python3", "rshdwrapper")
@@ -119,7 +119,6 @@ def _memory(argv, env, cwd):
 def daemon_side(rounds=None, wrappers=None):
     """Rows (part, label, value, ratio to Perl, ratio to bare sshd) for the bench table."""
     from sgewrap.admin import pam
-    from sgewrap.admin.shepherd import make_spool
     rounds = rounds or int(os.environ.get("BENCH_DAEMON_ROUNDS", "40"))
     configs = configurations(wrappers)
     tmp = tempfile.mkdtemp(prefix="sgewrap-bench-daemon.")

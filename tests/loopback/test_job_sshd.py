@@ -19,10 +19,10 @@ import time
 
 import pytest
 
-from lib import TEST_USER, host_lock, wait_until
+from lib import TEST_USER, host_lock, make_spool, wait_until
 from sgewrap.admin import pam
 from sgewrap.rootside import setupfile
-from sgewrap.admin.shepherd import Shepherd, as_user, make_spool
+from sgewrap.admin.shepherd import Shepherd, as_user
 
 pytestmark = pytest.mark.root
 
