@@ -93,17 +93,24 @@ def wait_until(predicate, timeout, interval=0.1):
         time.sleep(interval)
 
 
-def make_spool(base, gid, owner, job_id=4711, environment="FOO_FROM_JOB=hello\n", admin_uid=0):
-    """A job spool directory ``BASE/active_jobs/JOB.1`` as execd writes it (root's or ``admin_uid``'s,
-    0755/0644): ``addgrpid``, ``environment``, ``config`` naming ``owner``; its path."""
-    d = os.path.join(str(base), "active_jobs", "%d.1" % job_id)
+def make_spool(base, gid, owner, job_id=4711, task=1, environment="FOO_FROM_JOB=hello\n", admin_uid=None):
+    """A fake job spool directory ``BASE/active_jobs/JOB_ID.TASK`` as execd writes it; its path.
+
+    ``addgrpid`` holds ``gid``, ``environment`` the text given (each left out if None), ``config``
+    names ``owner``, the job and the task.  BASE and the directories below it are 0755, the files
+    0644, and all of them belong to ``admin_uid`` if given (Grid Engine's admin user, or a user to
+    stand for an attacker), else to whoever runs the test.
+    """
+    d = os.path.join(str(base), "active_jobs", "%d.%d" % (job_id, task))
     os.makedirs(d, mode=0o755)
-    files = {"addgrpid": "%d\n" % gid, "environment": environment,
-             "config": "job_owner=%s\njob_id=%d\nja_task_id=1\n" % (owner, job_id)}
+    files = {"addgrpid": None if gid is None else "%d\n" % gid, "environment": environment,
+             "config": "job_owner=%s\njob_id=%d\nja_task_id=%d\n" % (owner, job_id, task)}
+    files = {name: text for name, text in files.items() if text is not None}
     for name, text in files.items():
         with open(os.path.join(d, name), "w") as f:
             f.write(text)
     for p in [d, os.path.dirname(d), str(base)] + [os.path.join(d, n) for n in files]:
         os.chmod(p, 0o755 if os.path.isdir(p) else 0o644)
-        os.chown(p, admin_uid, -1)
+        if admin_uid is not None:
+            os.chown(p, admin_uid, -1)
     return d

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from lib import wait_until
+from lib import make_spool, wait_until
 from sgewrap.rootside import jobspool, procs, session, setupfile
 
 
@@ -30,14 +30,7 @@ class Log:
 
 @pytest.fixture
 def spool(tmp_path):
-    d = tmp_path / "active_jobs" / "8.1"
-    d.mkdir(parents=True)
-    for name, text in (("addgrpid", "65499\n"), ("environment", "A=1\n"), ("config", "job_owner=alice\njob_id=8\n")):
-        (d / name).write_text(text)
-        (d / name).chmod(0o644)
-    for p in (d, d.parent):
-        p.chmod(0o755)
-    return str(d)
+    return make_spool(tmp_path, 65499, "alice", job_id=8)
 
 
 @pytest.fixture
