@@ -47,10 +47,8 @@ def proxies():
 
 
 def _parent(pid):
-    try:
-        return sge.ppid(pid)
-    except OSError:
-        return 0
+    st = procs.stat_of(pid)
+    return st.ppid if st else 0
 
 
 @pytest.fixture
@@ -148,7 +146,7 @@ def test_no_tunnel_outlives_a_killed_session(method, how, no_tunnel_left):
         if how == "qdel":
             sge.user_run(["/usr/bin/qdel", name], capture_output=True, check=True)
         else:
-            ssh = sge.ppid(proxy)      # the session's ssh runs its ProxyCommand (exec'd by a shell)
+            ssh = procs.stat_of(proxy).ppid      # the session's ssh runs its ProxyCommand (exec'd by a shell)
             assert b"ProxyCommand=" in sge.cmdline(ssh), sge.cmdline(ssh)
             os.kill(ssh, signal.SIGKILL)
         assert wait_until(lambda: not os.path.exists("/proc/%d" % proxy), 15), \

@@ -168,14 +168,14 @@ def root_hooks_with(text):
     """{PID: what it is} of the root processes running node_access whose environment holds ``text``."""
     found = {}
     for pid in sge.processes_with("node_access"):
+        st = procs.stat_of(pid)
         try:
             with open("/proc/%d/environ" % pid, "rb") as f:
                 environ = f.read()
-            parent = sge.ppid(pid)
         except OSError:
             continue
-        if procs.real_uid(pid) == 0 and text.encode() in environ:
-            found[pid] = "%s (parent %d: %s)" % (command(pid), parent, command(parent))
+        if st is not None and procs.real_uid(pid) == 0 and text.encode() in environ:
+            found[pid] = "%s (parent %d: %s)" % (command(pid), st.ppid, command(st.ppid))
     return found
 
 

@@ -24,6 +24,7 @@ import time
 
 from sgewrap.admin import sgeconf
 from sgewrap.admin.shepherd import as_user
+from sgewrap.rootside import procs
 
 from . import CLUSTER_UP, wait_until
 
@@ -91,10 +92,8 @@ SPOOL = "/var/spool/gridengine/execd"
 
 
 def _netns(pid):
-    try:
-        return os.readlink("/proc/%s/ns/net" % pid)
-    except OSError:
-        return None
+    """The network namespace process ``pid`` runs in (None if it is gone)."""
+    return procs.link(pid, "ns/net")
 
 
 def _execd_pids():
@@ -115,14 +114,14 @@ def _execd_pids():
 
 def _execd_pid():
     """This host's sge_execd (not node2's)."""
-    return _execd_pids().get(_netns("self"))
+    return _execd_pids().get(_netns(os.getpid()))
 
 
 def restart_execd(timeout=30):
     """Stop both execution daemons (jobs keep running) and start them again: they read the
     configuration anew.  node2's comes back through tests/cluster/up."""
     old = _execd_pids()
-    mine = old.get(_netns("self"))
+    mine = old.get(_netns(os.getpid()))
     record = os.path.join(STATE, "sge_execd.pid")
     ours = mine is None or (os.path.exists(record) and open(record).read().strip() == str(mine))
     for pid in old.values():
@@ -252,11 +251,6 @@ def cmdline(pid):
             return f.read()
     except OSError:
         return b""
-
-
-def ppid(pid):
-    with open("/proc/%d/stat" % pid) as f:
-        return int(f.read().rsplit(")", 1)[1].split()[1])
 
 
 def processes_with(word):
@@ -426,7 +420,8 @@ def task_gids(job):
 
 
 def proc_groups(pid):
-    """The supplementary groups of process ``pid`` (empty if it is gone)."""
+    """The supplementary groups of process ``pid`` (empty if it is gone).  Not procs.groups_of, which
+    gives a zombie none: what a test says is left of a job counts zombies too."""
     try:
         with open("/proc/%d/status" % pid) as f:
             for line in f:

@@ -21,7 +21,7 @@ import pytest
 
 from lib import TEST_USER, host_lock, make_spool, wait_until
 from sgewrap.admin import pam
-from sgewrap.rootside import setupfile
+from sgewrap.rootside import procs, setupfile
 from sgewrap.admin.shepherd import Shepherd, as_user
 
 pytestmark = pytest.mark.root
@@ -221,8 +221,7 @@ def test_a_sigkilled_sshd_leaves_no_file_and_a_killed_watcher_one_the_next_sessi
             assert len(watchers) == 1
             if kill_watcher:
                 os.kill(watchers[0], signal.SIGKILL)
-                assert wait_until(lambda: not os.path.exists("/proc/%d/cmdline" % watchers[0]) or
-                                  not open("/proc/%d/cmdline" % watchers[0], "rb").read(), 10, 0.02)
+                assert wait_until(lambda: procs.stat_of(watchers[0]) is None, 10, 0.02)     # gone, or a zombie
             os.kill(killed, signal.SIGKILL)          # qdel: no session close, no hook
             client.kill()
             client.wait(60)
