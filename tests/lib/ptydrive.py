@@ -1,10 +1,11 @@
 """Drive an interactive program through a real pseudo-terminal (qlogin, qrsh without a command)."""
 import os
 import pty
+import pwd
 import select
 import time
 
-from . import wait_until
+from . import TEST_USER, wait_until
 
 
 class PtySession:
@@ -65,6 +66,16 @@ class PtySession:
             os.waitpid(self.pid, 0)
         except OSError:
             pass
+
+
+def user_pty(argv, env=None):
+    """``argv`` run as the test user (runuser, no shell) in a :class:`PtySession`; ``env``: its
+    environment (by default a login's, without Grid Engine's variables)."""
+    if env is None:
+        pw = pwd.getpwnam(TEST_USER)
+        env = {"HOME": pw.pw_dir, "USER": TEST_USER, "LOGNAME": TEST_USER, "PATH": "/usr/bin:/bin",
+               "TERM": "xterm", "LANG": "C.UTF-8"}
+    return PtySession(["/usr/sbin/runuser", "-u", TEST_USER, "--"] + list(argv), env=env)
 
 
 class Tmux:

@@ -284,9 +284,8 @@ def login(argv, password=False, command="echo $((6*7))-$(id -un)", expect=None, 
     shell prompt (typing user and password first if asked), type ``command``, wait for
     ``expect`` (default: what the default command prints), exit; the client's exit code
     (``capture``: everything the session showed, once it exited 0).  ``env``: more variables."""
-    from .ptydrive import PtySession
-    session = PtySession(["/usr/sbin/runuser", "-u", TEST_USER, "--"] + list(argv),
-                         env=dict(user_env(), **(env or {})))
+    from .ptydrive import user_pty
+    session = user_pty(argv, env=dict(user_env(), **(env or {})))
     try:
         if password:
             session.expect("login:", timeout=timeout)
