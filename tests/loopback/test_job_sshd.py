@@ -20,6 +20,7 @@ import time
 import pytest
 
 from lib import TEST_USER, host_lock, make_spool, wait_until
+from lib.sge import setup_files
 from sgewrap.admin import pam
 from sgewrap.rootside import procs, setupfile
 from sgewrap.admin.shepherd import Shepherd, as_user
@@ -90,10 +91,6 @@ def user_popen(argv, user=TEST_USER, **kw):
     pw = pwd.getpwnam(user)
     env = {"HOME": pw.pw_dir, "USER": user, "LOGNAME": user, "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
     return subprocess.Popen(["/usr/sbin/runuser", "-u", user, "--"] + list(argv), env=env, **kw)
-
-
-def setup_files():
-    return sorted(n for n in os.listdir(setupfile.SETUP_DIR) if n.startswith(setupfile.PREFIX))
 
 
 def auth_log_since(offset):
