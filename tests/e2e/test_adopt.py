@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from lib import sge, wait_until
+from lib import auth_log_since, auth_log_size, sge, wait_until
 from sgewrap.admin import pam
 
 USERS = (sge.TEST_USER, "sgeother", "sgethird", "sgefourth")
@@ -134,13 +134,11 @@ def test_the_newest_job_by_default_the_named_one_when_named_and_never_someone_el
 
 def test_warn_only_admits_everyone_and_logs_what_it_would_have_done(cluster):
     with adopt_block(cluster, "--warn-only"):
-        with open("/var/log/auth.log", "rb") as f:
-            f.seek(0, 2)
-            mark = f.tell()
+        mark = auth_log_size()
         proc = ssh(sge.TEST_USER, "echo INSIDE")
         assert proc.returncode == 0 and "INSIDE" in proc.stdout, proc.stderr
-        assert wait_until(lambda: b"adopt (--warn-only): would refuse %s: no job of yours runs on this host"
-                          % sge.TEST_USER.encode() in open("/var/log/auth.log", "rb").read()[mark:], 30)
+        assert wait_until(lambda: "adopt (--warn-only): would refuse %s: no job of yours runs on this host"
+                          % sge.TEST_USER in auth_log_since(mark), 30)
 
 
 def test_twenty_concurrent_logins_of_four_users_each_join_their_own_job(adopt):

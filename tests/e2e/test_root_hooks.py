@@ -24,7 +24,7 @@ import time
 
 import pytest
 
-from lib import sge, wait_until
+from lib import auth_log_since, auth_log_size, sge, wait_until
 from sgewrap.admin import pam
 from sgewrap.rootside import procs
 from test_adopt import SSH, adopt_block, running_job, ssh
@@ -32,7 +32,6 @@ from test_adopt import SSH, adopt_block, running_job, ssh
 pytestmark = [pytest.mark.cluster]
 
 ATTACKER = "sgeother"
-AUTH_LOG = "/var/log/auth.log"
 #: seconds given to a root hook at logout to show itself (a marker, a hung process, a log line):
 #: the hooks of a login take well under one second
 SETTLE = 5
@@ -152,16 +151,6 @@ def pam_environment(user, text):
             os.unlink(path)
         else:
             sge.user_run(["/bin/sh", "-c", 'cat > "$1"', "sh", path], user=user, input=before, check=True)
-
-
-def auth_log_size():
-    return os.path.getsize(AUTH_LOG)
-
-
-def auth_log_since(mark):
-    with open(AUTH_LOG, "rb") as f:
-        f.seek(mark)
-        return f.read().decode("utf-8", "replace")
 
 
 def root_hooks_with(text):

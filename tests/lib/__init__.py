@@ -82,6 +82,22 @@ def host_lock():
             _held["fd"] = None
 
 
+#: where sshd, PAM and the root hooks log (rsyslog on the test machine)
+AUTH_LOG = "/var/log/auth.log"
+
+
+def auth_log_size():
+    """Where the auth log ends now: a mark for :func:`auth_log_since`."""
+    return os.path.getsize(AUTH_LOG)
+
+
+def auth_log_since(mark):
+    """What was logged to the auth log after ``mark``."""
+    with open(AUTH_LOG, "rb") as f:
+        f.seek(mark)
+        return f.read().decode("utf-8", "replace")
+
+
 def wait_until(predicate, timeout, interval=0.1):
     """Call ``predicate()`` every ``interval`` seconds until it returns something true, and return
     that; once ``timeout`` seconds have passed, its last (false) value."""

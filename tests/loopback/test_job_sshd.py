@@ -19,7 +19,7 @@ import time
 
 import pytest
 
-from lib import TEST_USER, host_lock, make_spool, wait_until
+from lib import TEST_USER, auth_log_since, auth_log_size, host_lock, make_spool, wait_until
 from lib.sge import setup_files
 from sgewrap.admin import pam
 from sgewrap.rootside import procs, setupfile
@@ -31,7 +31,6 @@ OTHER_USER = "sgeother"
 HOST = socket.gethostname()
 SSH = ["/usr/bin/ssh", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
        "-o", "LogLevel=ERROR", "-o", "BatchMode=yes"]
-AUTH_LOG = "/var/log/auth.log"
 
 
 def unused_gids(n, start=64000):
@@ -91,22 +90,6 @@ def user_popen(argv, user=TEST_USER, **kw):
     pw = pwd.getpwnam(user)
     env = {"HOME": pw.pw_dir, "USER": user, "LOGNAME": user, "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
     return subprocess.Popen(["/usr/sbin/runuser", "-u", user, "--"] + list(argv), env=env, **kw)
-
-
-def auth_log_since(offset):
-    try:
-        with open(AUTH_LOG, "rb") as f:
-            f.seek(offset)
-            return f.read().decode("utf-8", "replace")
-    except OSError:
-        return ""
-
-
-def auth_log_size():
-    try:
-        return os.path.getsize(AUTH_LOG)
-    except OSError:
-        return 0
 
 
 # --- tied to the job, at any PID ------------------------------------------------------------------
