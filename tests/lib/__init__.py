@@ -18,7 +18,12 @@ import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WRAPPERS_SRC = os.path.join(REPO, "wrappers")
+DATA = os.path.join(REPO, "tests", "data")
 CLUSTER_UP = os.path.join(REPO, "tests", "cluster", "up")
+#: what tests/cluster/up keeps about the test machine: daemons' PIDs, the test user's password, the host lock
+CLUSTER_STATE = "/run/sgewrap-cluster"
+#: the test user's password (set by tests/cluster/up; telnet's login asks for it)
+PASSWORD_FILE = os.path.join(CLUSTER_STATE, "password")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 #: the unprivileged user the real-part tests run clients as (made by tests/cluster/up)
@@ -49,7 +54,7 @@ def test_user():
 
 #: held (flock) by every test that changes host-wide state: the Grid Engine
 #: configuration, /etc/pam.d/sshd.  Concurrent test runs on one machine queue up.
-HOST_LOCK = "/run/sgewrap-cluster/lock"
+HOST_LOCK = os.path.join(CLUSTER_STATE, "lock")
 
 
 _held = {"fd": None, "depth": 0}

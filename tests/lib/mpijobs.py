@@ -9,9 +9,9 @@ import subprocess
 from sgewrap import qrshssh
 from sgewrap.methods import JOB_SSH_DIR
 
-from . import REPO
+from . import DATA
 
-RING_C = os.path.join(REPO, "tests", "data", "ring.c")
+RING_C = os.path.join(DATA, "ring.c")
 MPICC = {"openmpi": "mpicc.openmpi", "mpich": "mpicc.mpich"}
 
 

@@ -26,15 +26,13 @@ from sgewrap.admin import sgeconf
 from sgewrap.admin.shepherd import as_user
 from sgewrap.rootside import procs
 
-from . import CLUSTER_UP, wait_until
+from . import CLUSTER_STATE, CLUSTER_UP, PASSWORD_FILE, TEST_USER, wait_until
 
 SGE_ROOT = "/var/lib/gridengine"
 SGE_CELL = "default"
 HOST = socket.gethostname()
 QUEUE = "test.q"
 PE = "test.pe"
-STATE = "/run/sgewrap-cluster"
-TEST_USER = "sgetest"
 ENV = {"SGE_ROOT": SGE_ROOT, "SGE_CELL": SGE_CELL, "PATH": "/usr/bin:/bin:/usr/sbin:/sbin"}
 
 
@@ -122,7 +120,7 @@ def restart_execd(timeout=30):
     configuration anew.  node2's comes back through tests/cluster/up."""
     old = _execd_pids()
     mine = old.get(_netns(os.getpid()))
-    record = os.path.join(STATE, "sge_execd.pid")
+    record = os.path.join(CLUSTER_STATE, "sge_execd.pid")
     ours = mine is None or (os.path.exists(record) and open(record).read().strip() == str(mine))
     for pid in old.values():
         os.kill(pid, signal.SIGTERM)
@@ -273,9 +271,6 @@ def qrsh(*words, queue=QUEUE, **kwargs):
     kwargs.setdefault("capture_output", True)
     kwargs.setdefault("timeout", 120)
     return user_run(["/usr/bin/qrsh", "-now", "yes", "-q", queue] + list(words), **kwargs)
-
-
-PASSWORD_FILE = os.path.join(STATE, "password")   #: the test user's (tests/cluster/up), for telnet
 
 
 def login(argv, password=False, command="echo $((6*7))-$(id -un)", expect=None, timeout=90, capture=False,

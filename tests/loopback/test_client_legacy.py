@@ -12,12 +12,11 @@ import socket
 
 import pytest
 
-from lib import TEST_USER, need
+from lib import PASSWORD_FILE, TEST_USER, need
 from lib.ptydrive import user_pty
 from sgewrap.admin.shepherd import Shepherd, as_user
 
 HOST = socket.gethostname()
-PASSWORD_FILE = "/run/sgewrap-cluster/password"
 JOB_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "JOB_ID": "4711"}
 
 pytestmark = pytest.mark.root
