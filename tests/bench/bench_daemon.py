@@ -28,12 +28,10 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
-from lib import TEST_USER, host_lock, make_spool, sge, wait_until  # noqa: E402
+from lib import SSH, TEST_USER, host_lock, make_spool, sge, wait_until  # noqa: E402
 
 PERL_ANCHOR = "/usr/share/gridengine/util/resources/wrappers/rshd-wrapper"
 WRAPPER_NAMES = ("perl", "rshd-wrapper", "python3", "rshdwrapper")
-SSH = ["/usr/bin/ssh", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o",
-       "LogLevel=ERROR", "-o", "BatchMode=yes"]
 
 
 def configurations(wrappers):
@@ -167,7 +165,6 @@ def daemon_side(rounds=None, wrappers=None):
 def adopt_cost(wrappers, rounds=None):
     """An ssh login to this host's port-22 sshd with and without node_access adopt (the user has a
     running job, so the adopted login joins it): rows (part, label, ms, ratio to plain, None)."""
-    import re
     from sgewrap.admin import pam
     rounds = rounds or int(os.environ.get("BENCH_ADOPT_ROUNDS", "20"))
     login = ["/usr/sbin/runuser", "-u", TEST_USER, "--"] + SSH + [sge.HOST, "true"]
@@ -179,8 +176,7 @@ def adopt_cost(wrappers, rounds=None):
                            capture_output=True, text=True, timeout=60)
         job = out.stdout.strip()
         try:
-            if not wait_until(lambda: re.search(r"^\s*%s\s.*\sr\s" % job, subprocess.run(
-                    ["/usr/bin/qstat", "-u", "*"], env=sge.ENV, capture_output=True, text=True).stdout, re.M), 90, 0.3):
+            if not wait_until(lambda: sge.running(job), 90, 0.3):
                 raise RuntimeError("bench: the job for the adopt figures never ran")
             for _ in range(rounds):
                 for label in times:

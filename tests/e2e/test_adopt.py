@@ -62,10 +62,7 @@ def running_job(user, seconds=120, queue=sge.QUEUE, extra=()):
 
 
 def wait_running(job, timeout=90):
-    def qstat():
-        return subprocess.run(["/usr/bin/qstat", "-u", "*"], env=sge.ENV, capture_output=True, text=True).stdout
-    assert wait_until(lambda: re.search(r"^\s*%s\s.*\sr\s" % job, qstat(), re.M), timeout, 0.3), \
-        "job %s never ran: %s" % (job, qstat())
+    assert wait_until(lambda: sge.running(job), timeout, 0.3), "job %s never ran: %s" % (job, sge.qstat_all())
     time.sleep(0.5)         # the shepherd starts its task
 
 

@@ -29,6 +29,10 @@ IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 #: the unprivileged user the real-part tests run clients as (made by tests/cluster/up)
 TEST_USER = "sgetest"
 
+#: ssh to an sshd behind a stand-in shepherd: a new port each time, so no host key is kept or asked about
+SSH = ["/usr/bin/ssh", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+       "-o", "LogLevel=ERROR", "-o", "BatchMode=yes"]
+
 
 def need(ok, why, how="run the tests as root: sudo make test"):
     """Skip (or, under CI=true, fail) the calling test unless ``ok``."""

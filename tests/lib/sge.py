@@ -224,13 +224,20 @@ def clean_queue(timeout=60):
     clear_queue_errors()
 
 
+def qstat_all():
+    """``qstat -u *``: every user's jobs."""
+    return subprocess.run(["/usr/bin/qstat", "-u", "*"], env=ENV, capture_output=True, text=True).stdout
+
+
+def running(job):
+    """A match if qstat shows job ``job`` (its number) running (state r), else None."""
+    import re
+    return re.search(r"^\s*%s\s.*\sr\s" % job, qstat_all(), re.M)
+
+
 def job_gone(name, timeout=60):
     """Wait until no job named ``name`` is known to qstat; False if one still is."""
-
-    def gone():
-        return name[:10] not in subprocess.run(["/usr/bin/qstat", "-u", "*"], env=ENV, capture_output=True,
-                                               text=True).stdout
-    return wait_until(gone, timeout, 0.2)
+    return wait_until(lambda: name[:10] not in qstat_all(), timeout, 0.2)
 
 
 def comm(pid):
@@ -365,11 +372,8 @@ def delete(job, timeout=60):
     import re
     subprocess.run(["/usr/bin/qdel", job], env=ENV, capture_output=True)
     traces = ["%s/%s/active_jobs/%s.1" % (SPOOL, h, job) for h in EXEC_HOSTS]
-
-    def gone():
-        return not (any(os.path.exists(t) for t in traces) or re.search(r"^\s*%s\s" % job, subprocess.run(
-            ["/usr/bin/qstat", "-u", "*"], env=ENV, capture_output=True, text=True).stdout, re.M))
-    return wait_until(gone, timeout)
+    return wait_until(lambda: not (any(os.path.exists(t) for t in traces)
+                                   or re.search(r"^\s*%s\s" % job, qstat_all(), re.M)), timeout)
 
 
 Task = collections.namedtuple("Task", "number host gid groups pid")

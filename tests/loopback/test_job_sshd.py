@@ -19,7 +19,7 @@ import time
 
 import pytest
 
-from lib import TEST_USER, auth_log_since, auth_log_size, host_lock, make_spool, wait_until
+from lib import SSH, TEST_USER, auth_log_since, auth_log_size, host_lock, make_spool, wait_until
 from lib.sge import setup_files
 from sgewrap.admin import pam
 from sgewrap.rootside import procs, setupfile
@@ -29,8 +29,6 @@ pytestmark = pytest.mark.root
 
 OTHER_USER = "sgeother"
 HOST = socket.gethostname()
-SSH = ["/usr/bin/ssh", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-       "-o", "LogLevel=ERROR", "-o", "BatchMode=yes"]
 
 
 def unused_gids(n, start=64000):
