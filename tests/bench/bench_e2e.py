@@ -26,7 +26,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
-from lib import host_lock, sge  # noqa: E402
+from lib import CLUSTER_UP, REPO, host_lock, sge  # noqa: E402
 
 
 @contextlib.contextmanager
@@ -101,16 +101,14 @@ def _timed(argv):
 
 def _test_install(root="/opt/sgewrap-test"):
     """The wrappers installed as the tests install them (root-owned, readable by the test user)."""
-    subprocess.run(["make", "-s", "-C", os.path.dirname(os.path.dirname(HERE)), "install",
-                    "SGE_ROOT=" + root], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(["make", "-s", "-C", REPO, "install", "SGE_ROOT=" + root], check=True, stdout=subprocess.DEVNULL)
     return os.path.join(root, "util", "resources", "wrappers")
 
 
 def end_to_end(rounds=None, per_round=None, wrappers=None):
     rounds = rounds or int(os.environ.get("BENCH_E2E_ROUNDS", "3"))
     per_round = per_round or int(os.environ.get("BENCH_E2E_RUNS", "10"))
-    subprocess.run([os.path.join(os.path.dirname(HERE), "cluster", "up")], check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run([CLUSTER_UP], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wrappers = wrappers or _test_install()
     configs = configurations(wrappers)
     tmp = tempfile.mkdtemp(prefix="sgewrap-bench-e2e.")
@@ -163,8 +161,7 @@ def mpi_start(rounds=None, wrappers=None):
     from sgewrap.admin import sgeconf
     rounds = rounds or int(os.environ.get("BENCH_MPI_ROUNDS", "3"))
     wrappers = wrappers or _test_install()
-    subprocess.run([os.path.join(os.path.dirname(HERE), "cluster", "up")], check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run([CLUSTER_UP], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     tmp = tempfile.mkdtemp(prefix="sgewrap-bench-mpi.")
     os.chmod(tmp, 0o755)
     ring = mpijobs.compile_ring(tmp)
