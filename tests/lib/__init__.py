@@ -11,7 +11,6 @@ can never go green by skipping the real-part tests.
 import contextlib
 import fcntl
 import os
-import pwd
 import time
 
 import pytest
@@ -46,14 +45,6 @@ def need(ok, why, how="run the tests as root: sudo make test"):
 
 def need_root():
     need(os.geteuid() == 0, "needs root")
-
-
-def test_user():
-    """The pwd entry of the test user; requires tests/cluster/up to have run."""
-    try:
-        return pwd.getpwnam(TEST_USER)
-    except KeyError:
-        need(False, f"test user {TEST_USER!r} missing", "run tests/cluster/up as root")
 
 
 #: held (flock) by every test that changes host-wide state: the Grid Engine
