@@ -50,7 +50,7 @@ cluster-down:
 	tests/cluster/down
 
 bench: $(VPY)
-	$(VPY) tests/bench.py
+	$(VPY) tests/bench/bench.py
 
 demo: $(VPY)
 	tests/cluster/up

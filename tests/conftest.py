@@ -14,7 +14,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from support import CLUSTER_UP, IN_CI, REPO, need, need_root  # noqa: E402
+from lib import CLUSTER_UP, IN_CI, REPO, need, need_root  # noqa: E402
 
 INSTALL_ROOT = "/opt/sgewrap-test"   # root-owned, world-readable: other users run from it
 

@@ -24,7 +24,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import sge  # noqa: E402
+from lib import sge  # noqa: E402
 
 WRAPPERS = os.path.join(sge.SGE_ROOT, "util", "resources", "wrappers")
 SGEWRAP = os.path.join(WRAPPERS, "sgewrap")

@@ -1,7 +1,7 @@
 """The installed ``sgewrap`` against the real one-host Grid Engine (as root).
 
 Every change to the Grid Engine configuration or /etc/pam.d/sshd happens
-under ``support.host_lock()`` and is undone even when a test fails.  The
+under ``lib.host_lock()`` and is undone even when a test fails.  The
 ``*_daemon`` entries reach execd only after 15-90 s; no job runs here, so
 nothing waits for that (tests/e2e runs jobs through the applied values).
 """
@@ -12,9 +12,9 @@ import tempfile
 
 import pytest
 
+from lib import TEST_USER, host_lock
 from sgewrap import conventions
 from sgewrap.admin import pam, sgeconf
-from support import TEST_USER, host_lock
 
 pytestmark = pytest.mark.cluster
 

@@ -13,9 +13,8 @@ import subprocess
 
 import pytest
 
-import sge
+from lib import host_lock, need, sge
 from sgewrap import conventions
-from support import host_lock, need
 
 
 @dataclasses.dataclass(frozen=True)

@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-import sge
+from lib import auth_log_since, auth_log_size, sge, wait_until
 from sgewrap.admin import pam
 
 USERS = (sge.TEST_USER, "sgeother", "sgethird", "sgefourth")
@@ -62,28 +62,13 @@ def running_job(user, seconds=120, queue=sge.QUEUE, extra=()):
 
 
 def wait_running(job, timeout=90):
-    deadline = time.monotonic() + timeout
-    while True:
-        out = subprocess.run(["/usr/bin/qstat", "-u", "*"], env=sge.ENV, capture_output=True, text=True).stdout
-        if re.search(r"^\s*%s\s.*\sr\s" % job, out, re.M):
-            time.sleep(0.5)         # the shepherd starts its task
-            return
-        assert time.monotonic() < deadline, "job %s never ran: %s" % (job, out)
-        time.sleep(0.3)
+    assert wait_until(lambda: sge.running(job), timeout, 0.3), "job %s never ran: %s" % (job, sge.qstat_all())
+    time.sleep(0.5)         # the shepherd starts its task
 
 
 def gid_of(job, task="1", host=sge.HOST):
     with open("/var/spool/gridengine/execd/%s/active_jobs/%s.%s/addgrpid" % (host, job, task)) as f:
         return f.read().strip()
-
-
-def wait_for(predicate, timeout=30):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.1)
-    return True
 
 
 def test_without_a_job_the_login_is_refused_with_a_reason(adopt):
@@ -99,7 +84,7 @@ def test_with_a_job_the_login_carries_its_group_and_environment_and_leaves_no_fi
         assert proc.returncode == 0, proc.stderr
         assert gid_of(job) in proc.stdout.split("\n")[0].split()
         assert "JOB=%s" % job in proc.stdout
-    assert wait_for(lambda: sge.setup_files() <= before), sge.setup_files() - before
+    assert wait_until(lambda: sge.setup_files() <= before, 30), sge.setup_files() - before
 
 
 def test_qdel_kills_what_the_login_started_even_double_forked_and_setsid(adopt):
@@ -107,22 +92,22 @@ def test_qdel_kills_what_the_login_started_even_double_forked_and_setsid(adopt):
     with running_job(sge.TEST_USER) as job:
         proc = ssh(sge.TEST_USER, "setsid sh -c 'sleep %s & exit' </dev/null >/dev/null 2>&1; echo started" % token)
         assert proc.returncode == 0 and "started" in proc.stdout, proc.stderr
-        assert wait_for(lambda: [p for p in sge.processes_with(token) if sge.comm(p) == "sleep"])
+        assert wait_until(lambda: [p for p in sge.processes_with(token) if sge.comm(p) == "sleep"], 30)
         subprocess.run(["/usr/bin/qdel", job], env=sge.ENV, capture_output=True, check=True)
-        assert wait_for(lambda: not sge.processes_with(token), timeout=60), "the escaped sleep survived qdel"
+        assert wait_until(lambda: not sge.processes_with(token), 60), "the escaped sleep survived qdel"
 
 
 def test_the_logins_cpu_is_accounted_to_the_job(adopt):
     with running_job(sge.TEST_USER, seconds=15) as job:
         proc = ssh(sge.TEST_USER, "timeout 4 sh -c 'while :; do :; done'; echo burnt")
         assert proc.returncode == 0 and "burnt" in proc.stdout, proc.stderr
-    deadline = time.monotonic() + 120        # the job ends, qmaster flushes accounting every 15 s
-    while True:
+    acct = ""
+
+    def accounted():
+        nonlocal acct
         acct = subprocess.run(["/usr/bin/qacct", "-j", job], env=sge.ENV, capture_output=True, text=True).stdout
-        found = re.search(r"^cpu\s+([\d.]+)", acct, re.M)
-        if found or time.monotonic() > deadline:
-            break
-        time.sleep(2)
+        return re.search(r"^cpu\s+([\d.]+)", acct, re.M)
+    found = wait_until(accounted, 120, 2)       # the job ends, qmaster flushes accounting every 15 s
     assert found and float(found.group(1)) >= 2.5, acct     # a sleeping job alone uses ~0 s
 
 
@@ -146,13 +131,11 @@ def test_the_newest_job_by_default_the_named_one_when_named_and_never_someone_el
 
 def test_warn_only_admits_everyone_and_logs_what_it_would_have_done(cluster):
     with adopt_block(cluster, "--warn-only"):
-        with open("/var/log/auth.log", "rb") as f:
-            f.seek(0, 2)
-            mark = f.tell()
+        mark = auth_log_size()
         proc = ssh(sge.TEST_USER, "echo INSIDE")
         assert proc.returncode == 0 and "INSIDE" in proc.stdout, proc.stderr
-        assert wait_for(lambda: b"adopt (--warn-only): would refuse %s: no job of yours runs on this host"
-                        % sge.TEST_USER.encode() in open("/var/log/auth.log", "rb").read()[mark:])
+        assert wait_until(lambda: "adopt (--warn-only): would refuse %s: no job of yours runs on this host"
+                          % sge.TEST_USER in auth_log_since(mark), 30)
 
 
 def test_twenty_concurrent_logins_of_four_users_each_join_their_own_job(adopt):
@@ -179,12 +162,13 @@ def test_on_a_slave_host_of_a_parallel_job_the_login_joins_the_task_there(method
     """fw.pe puts the master task here and slave tasks on node2: while a task runs on node2, the
     owner's ssh to node2 joins that task (its own group, its job)."""
     with sge.running_fan_out(sge.NODE2, "sleep 60", "-pe", sge.FW_PE, "2") as job:
-        deadline = time.monotonic() + 60
-        while True:
+        proc = None
+
+        def joined():
+            nonlocal proc
             proc = ssh(sge.TEST_USER, "echo JOB=$JOB_ID; id -G; cat $SGE_JOB_SPOOL_DIR/addgrpid", host=sge.NODE2)
-            if proc.returncode == 0 or time.monotonic() > deadline:
-                break
-            time.sleep(1)
+            return proc.returncode == 0
+        wait_until(joined, 60, 1)
         assert proc.returncode == 0, proc.stderr
         lines = proc.stdout.split("\n")
         assert lines[0] == "JOB=%s" % job and lines[2] in lines[1].split(), proc.stdout
@@ -214,7 +198,7 @@ def test_slots_on_a_slave_host_without_a_task_yet_follow_the_adopt_failure_polic
     job = out.stdout.strip()
     try:
         slot = "/var/spool/gridengine/execd/%s/active_jobs/%s.1" % (sge.NODE2, job)
-        assert wait_for(lambda: os.path.isdir(slot), timeout=90), "job %s never reached %s" % (job, sge.NODE2)
+        assert wait_until(lambda: os.path.isdir(slot), 90), "job %s never reached %s" % (job, sge.NODE2)
         with adopt_block(cluster):
             proc = ssh(sge.TEST_USER, "echo INSIDE", host=sge.NODE2)
             assert proc.returncode == 255 and "your parallel job %s has slots here but no task started yet" % job \

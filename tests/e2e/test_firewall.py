@@ -15,11 +15,10 @@ import random
 import re
 import signal
 import subprocess
-import time
 
 import pytest
 
-import sge
+from lib import sge, wait_until
 from sgewrap.rootside import procs
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slot("rsh")]
@@ -48,17 +47,8 @@ def proxies():
 
 
 def _parent(pid):
-    try:
-        return sge.ppid(pid)
-    except OSError:
-        return 0
-
-
-def wait_until(condition, timeout, what):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.1)
+    st = procs.stat_of(pid)
+    return st.ppid if st else 0
 
 
 @pytest.fixture
@@ -66,9 +56,9 @@ def no_tunnel_left(method):
     """After the test, no session's tunnel is left, and the shared connection ends once it has served
     no session for --tunnel-persist seconds (3 here): nothing of a tunnel stays for good."""
     yield
-    wait_until(lambda: not proxies(), 10, "a tunnel process outlived its session: %r" % proxies())
-    wait_until(lambda: not all_proxies(), method.tunnel_persist + 15,
-               "a shared tunnel connection outlived its persistence: %r" % all_proxies())
+    assert wait_until(lambda: not proxies(), 10), "a tunnel process outlived its session: %r" % proxies()
+    assert wait_until(lambda: not all_proxies(), method.tunnel_persist + 15), \
+        "a shared tunnel connection outlived its persistence: %r" % all_proxies()
 
 
 @pytest.mark.methods("ssh")
@@ -139,8 +129,8 @@ def _running_session(token):
     client = subprocess.Popen(["/usr/sbin/runuser", "-u", sge.TEST_USER, "--", "/usr/bin/qrsh", "-now", "yes",
                                "-q", sge.FW_QUEUE, "-N", name, "sleep", token], env=sge.user_env(),
                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_until(lambda: [p for p in sge.processes_with(token) if sge.comm(p) == "sleep"] or client.poll() is not None,
-               60, "the remote sleep never started")
+    assert wait_until(lambda: [p for p in sge.processes_with(token) if sge.comm(p) == "sleep"]
+                      or client.poll() is not None, 60), "the remote sleep never started"
     assert client.poll() is None, "qrsh ended early"
     found = proxies()
     assert len(found) == 1, "one tunnel per session: %r" % found
@@ -156,12 +146,13 @@ def test_no_tunnel_outlives_a_killed_session(method, how, no_tunnel_left):
         if how == "qdel":
             sge.user_run(["/usr/bin/qdel", name], capture_output=True, check=True)
         else:
-            ssh = sge.ppid(proxy)      # the session's ssh runs its ProxyCommand (exec'd by a shell)
+            ssh = procs.stat_of(proxy).ppid      # the session's ssh runs its ProxyCommand (exec'd by a shell)
             assert b"ProxyCommand=" in sge.cmdline(ssh), sge.cmdline(ssh)
             os.kill(ssh, signal.SIGKILL)
-        wait_until(lambda: not os.path.exists("/proc/%d" % proxy), 15, "the tunnel outlived the session (%s)" % how)
+        assert wait_until(lambda: not os.path.exists("/proc/%d" % proxy), 15), \
+            "the tunnel outlived the session (%s)" % how
         client.wait(90)
-        wait_until(lambda: not sge.processes_with(token), 60, "processes of the session are still running")
+        assert wait_until(lambda: not sge.processes_with(token), 60), "processes of the session are still running"
     finally:
         for pid in sge.processes_with(token):
             try:

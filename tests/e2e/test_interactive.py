@@ -16,8 +16,8 @@ import time
 
 import pytest
 
-import sge
-from ptydrive import Tmux
+from lib import sge, wait_until
+from lib.ptydrive import Tmux
 
 SHELLS = {"bash": ("/bin/bash", "$?"), "zsh": ("/usr/bin/zsh", "$?"), "tcsh": ("/usr/bin/tcsh", "$status")}
 SESSIONS = 10
@@ -187,10 +187,9 @@ def x_display():
     user_auth = os.path.join(pw.pw_dir, ".Xauthority")
     subprocess.run(["/usr/bin/xauth", "-f", user_auth, "add", ":%d" % number, ".", cookie], check=True)
     os.chown(user_auth, pw.pw_uid, pw.pw_gid)
-    deadline = time.monotonic() + 30
-    while not os.path.exists("/tmp/.X11-unix/X%d" % number):
-        assert time.monotonic() < deadline and xvfb.poll() is None, "Xvfb did not start"
-        time.sleep(0.1)
+    listening = "/tmp/.X11-unix/X%d" % number
+    assert wait_until(lambda: os.path.exists(listening) or xvfb.poll() is not None, 30) \
+        and os.path.exists(listening), "Xvfb did not start"
     yield ":%d" % number
     xvfb.kill()
     xvfb.wait()

@@ -10,11 +10,10 @@ import random
 import re
 import subprocess
 import threading
-import time
 
 import pytest
 
-import sge
+from lib import sge, wait_until
 from sgewrap.rootside import setupfile
 
 pytestmark = [pytest.mark.cluster]
@@ -116,18 +115,15 @@ def test_qdel_leaves_nothing_behind(method):
                                "-q", sge.QUEUE, "-N", name, "sleep", token], env=sge.user_env(),
                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 60
-        while not [p for p in sge.processes_with(token) if sge.comm(p) == "sleep"]:
-            assert time.monotonic() < deadline, "remote sleep never started"
-            assert client.poll() is None, "qrsh ended early"
-            time.sleep(0.1)
+        def sleeping():
+            return [p for p in sge.processes_with(token) if sge.comm(p) == "sleep"]
+        assert wait_until(lambda: sleeping() or client.poll() is not None, 60), "remote sleep never started"
+        assert sleeping() or client.poll() is None, "qrsh ended early"
         setup_files_during = sge.setup_files() - setup_files_before
         sge.user_run(["/usr/bin/qdel", name], capture_output=True, check=True)
         client.wait(60)
         assert sge.job_gone(name)
-        deadline = time.monotonic() + 30
-        while sge.processes_with(token) and time.monotonic() < deadline:
-            time.sleep(0.1)
+        wait_until(lambda: not sge.processes_with(token), 30)
         left = {p: sge.cmdline(p).replace(b"\0", b" ").decode(errors="replace") for p in sge.processes_with(token)}
         assert not left, "processes of the deleted job are still running: %r" % left
         if method.tight:
@@ -156,13 +152,13 @@ def test_qacct_records_remote_cpu_time(method):
     proc = qrsh("-N", name, "timeout %d sh -c 'while :; do :; done'; true" % burn,
                 stdin=subprocess.DEVNULL, text=True)
     assert proc.returncode == 0, proc.stderr
-    deadline = time.monotonic() + 90            # qmaster writes accounting every flush_time (15 s)
-    while True:
+    acct = None
+
+    def accounted():
+        nonlocal acct
         acct = subprocess.run(["/usr/bin/qacct", "-j", name], env=sge.ENV, capture_output=True, text=True)
-        found = re.search(r"^cpu\s+([\d.]+)", acct.stdout, re.M)
-        if found or time.monotonic() > deadline:
-            break
-        time.sleep(1)
+        return re.search(r"^cpu\s+([\d.]+)", acct.stdout, re.M)
+    found = wait_until(accounted, 90, 1)        # qmaster writes accounting every flush_time (15 s)
     assert found, "no accounting record for %s: %s" % (name, acct.stdout + acct.stderr)
     assert float(found.group(1)) >= burn * 0.6, acct.stdout
 

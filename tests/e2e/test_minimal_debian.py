@@ -12,7 +12,7 @@ import subprocess
 
 import pytest
 
-from support import REPO, need, need_root
+from lib import REPO, need, need_root
 
 pytestmark = [pytest.mark.cluster]
 

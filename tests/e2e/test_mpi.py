@@ -14,13 +14,11 @@ import re
 import shutil
 import subprocess
 import tempfile
-import time
 
 import pytest
 
-import mpijobs
-import sge
-from mpijobs import LAUNCHERS, ranks_of, script
+from lib import mpijobs, sge, wait_until
+from lib.mpijobs import LAUNCHERS, ranks_of, script
 from sgewrap import qrshssh
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slot("rsh"), pytest.mark.methods("ssh-tight")]
@@ -55,18 +53,19 @@ def gid_range():
 
 def cpu_by_host(job, timeout=90):
     """{host: CPU seconds} over the job's accounting records (master and every qrsh -inherit task)."""
-    deadline = time.monotonic() + timeout            # qmaster writes accounting every flush_time
-    while True:
+    cpu = {}
+
+    def node3_counted():
         out = subprocess.run(["/usr/bin/qacct", "-j", job], env=sge.ENV, capture_output=True, text=True).stdout
         records = [r for r in out.split("=" * 62) if r.strip()]
-        cpu = {}
+        cpu.clear()
         for r in records:
             host, seconds = re.search(r"^hostname\s+(\S+)", r, re.M), re.search(r"^cpu\s+([\d.]+)", r, re.M)
             if host and seconds:
                 cpu[host.group(1)] = cpu.get(host.group(1), 0) + float(seconds.group(1))
-        if sge.NODE3 in cpu or time.monotonic() > deadline:
-            return cpu
-        time.sleep(1)
+        return sge.NODE3 in cpu
+    wait_until(node3_counted, timeout, 1)            # qmaster writes accounting every flush_time
+    return cpu
 
 
 def job_number(out):
@@ -122,10 +121,8 @@ def qdel_leaves_nothing(job, tasks):
     MPI daemon, tool or sshd of the test user is left, on either host."""
     sge.user_run(["/usr/bin/qdel", job], capture_output=True, check=True)
     assert sge.delete(job), "job %s still known after qdel" % job
-    deadline = time.monotonic() + 30
-    while (sge.processes_in_groups(tasks) or sge.processes_of(sge.TEST_USER, JOB_PROCESSES)) \
-            and time.monotonic() < deadline:
-        time.sleep(0.2)
+    wait_until(lambda: not (sge.processes_in_groups(tasks) or sge.processes_of(sge.TEST_USER, JOB_PROCESSES)),
+               30, 0.2)
     assert not sge.processes_in_groups(tasks), "processes of the deleted job still run"
     assert not sge.processes_of(sge.TEST_USER, JOB_PROCESSES), "ranks, daemons, tools or sshd left"
 
@@ -153,12 +150,13 @@ def test_qdel_of_a_job_running_an_ssh_only_tool_leaves_nothing(method, cluster, 
     line = qrshssh.TOOLS[tool][2]
     text = script(line, cluster, command="'exec sleep 600'")
     with sge.batch_job(text, "-pe", sge.OPEN_PE, "4", *QUEUES) as (job, _):
-        deadline = time.monotonic() + 120       # (parallel holds a command's output until it ends)
-        while True:
+        tasks, sleeps = {}, []
+
+        def one_on_each_host():
+            nonlocal tasks, sleeps
             tasks = sge.task_gids(job)
             sleeps = [p for p in sge.processes_of(sge.TEST_USER, ("sleep",)) if sge.proc_groups(p) & set(tasks)]
-            if {sge.host_of(p) for p in sleeps} == {sge.HOST, sge.NODE3}:
-                break
-            assert time.monotonic() < deadline, "no remote command in a task on each host: %r" % sleeps
-            time.sleep(0.3)
+            return {sge.host_of(p) for p in sleeps} == {sge.HOST, sge.NODE3}
+        # 120 s: parallel holds a command's output until it ends
+        assert wait_until(one_on_each_host, 120, 0.3), "no remote command in a task on each host: %r" % sleeps
         qdel_leaves_nothing(job, tasks)

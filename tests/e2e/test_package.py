@@ -14,9 +14,8 @@ import subprocess
 
 import pytest
 
-import sge
+from lib import REPO, sge
 from sgewrap.admin import sgeconf
-from support import REPO
 
 pytestmark = [pytest.mark.cluster]
 

@@ -24,15 +24,14 @@ import time
 
 import pytest
 
-import sge
+from lib import auth_log_since, auth_log_size, sge, wait_until
 from sgewrap.admin import pam
 from sgewrap.rootside import procs
-from test_adopt import SSH, adopt_block, running_job, ssh, wait_for
+from test_adopt import SSH, adopt_block, running_job, ssh
 
 pytestmark = [pytest.mark.cluster]
 
 ATTACKER = "sgeother"
-AUTH_LOG = "/var/log/auth.log"
 #: seconds given to a root hook at logout to show itself (a marker, a hung process, a log line):
 #: the hooks of a login take well under one second
 SETTLE = 5
@@ -154,28 +153,18 @@ def pam_environment(user, text):
             sge.user_run(["/bin/sh", "-c", 'cat > "$1"', "sh", path], user=user, input=before, check=True)
 
 
-def auth_log_size():
-    return os.path.getsize(AUTH_LOG)
-
-
-def auth_log_since(mark):
-    with open(AUTH_LOG, "rb") as f:
-        f.seek(mark)
-        return f.read().decode("utf-8", "replace")
-
-
 def root_hooks_with(text):
     """{PID: what it is} of the root processes running node_access whose environment holds ``text``."""
     found = {}
     for pid in sge.processes_with("node_access"):
+        st = procs.stat_of(pid)
         try:
             with open("/proc/%d/environ" % pid, "rb") as f:
                 environ = f.read()
-            parent = sge.ppid(pid)
         except OSError:
             continue
-        if procs.real_uid(pid) == 0 and text.encode() in environ:
-            found[pid] = "%s (parent %d: %s)" % (command(pid), parent, command(parent))
+        if st is not None and procs.real_uid(pid) == 0 and text.encode() in environ:
+            found[pid] = "%s (parent %d: %s)" % (command(pid), st.ppid, command(st.ppid))
     return found
 
 
@@ -218,7 +207,7 @@ def test_adopt_no_root_hook_loads_a_library_named_in_the_users_pam_environment(
         # the attack's premise: admitted, tied, and pam_env put the variable into the session
         assert proc.returncode == 0 and "JOB=\n" not in proc.stdout, proc.stdout + proc.stderr
         assert "VALUE=%s" % evil_library in proc.stdout, proc.stdout
-        wait_for(lambda: os.listdir(marker_dir), timeout=SETTLE)
+        wait_until(lambda: os.listdir(marker_dir), SETTLE)
     assert not os.listdir(marker_dir), "root loaded the attacker's library:\n" + markers(marker_dir)
 
 
@@ -235,7 +224,7 @@ def test_adopt_no_root_hook_hangs_on_a_tz_naming_a_fifo(cluster, attackers_jobs_
             assert proc.returncode == 0 and "JOB=\n" not in proc.stdout, proc.stdout + proc.stderr
             assert "TZ=%s" % fifo in proc.stdout, proc.stdout
             time.sleep(2)           # the logout's hooks start
-            wait_for(lambda: not root_hooks_with(fifo), timeout=SETTLE)
+            wait_until(lambda: not root_hooks_with(fifo), SETTLE)
             left = root_hooks_with(fifo)
     finally:
         release(fifo)
@@ -251,7 +240,7 @@ def release(fifo):
             os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
         except OSError:
             pass
-        if wait_for(lambda: not root_hooks_with(fifo), timeout=3):
+        if wait_until(lambda: not root_hooks_with(fifo), 3):
             return
     for pid in root_hooks_with(fifo):
         try:
@@ -274,7 +263,7 @@ def test_adopt_a_planted_pam_type_and_pam_user_run_no_account_step_for_another_u
             proc = ssh(ATTACKER, "echo JOB=$JOB_ID; echo SPOOF=$PAM_TYPE/$PAM_USER")
             assert proc.returncode == 0 and "JOB=\n" not in proc.stdout, proc.stdout + proc.stderr
             assert "SPOOF=account/%s" % sge.TEST_USER in proc.stdout, proc.stdout     # pam_env took them
-            wait_for(lambda: sge.TEST_USER in auth_log_since(mark), timeout=SETTLE)
+            wait_until(lambda: sge.TEST_USER in auth_log_since(mark), SETTLE)
             time.sleep(1)
             forged = [line for line in auth_log_since(mark).splitlines()
                       if "node_access" in line and sge.TEST_USER in line]
@@ -317,7 +306,7 @@ def test_tight_no_root_hook_loads_a_library_named_in_the_jobs_environment(method
                     user=ATTACKER, stdin=subprocess.DEVNULL, text=True, timeout=90)
     # the attack's premise: the variable reached the attacker's session through the job sshd
     assert proc.returncode == 0 and "VALUE=%s" % evil_library in proc.stdout, proc.stdout + proc.stderr
-    wait_for(lambda: os.listdir(marker_dir), timeout=SETTLE)
+    wait_until(lambda: os.listdir(marker_dir), SETTLE)
     assert not os.listdir(marker_dir), "root loaded the attacker's library:\n" + markers(marker_dir)
 
 
@@ -363,8 +352,8 @@ def listening_ports(pid):
 def shepherd_port(job, timeout=60):
     """The port the shepherd of ``job`` (task 1, this host) waits on for the qrsh client."""
     spool = "%s/%s/active_jobs/%s.1" % (sge.SPOOL, sge.HOST, job)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def port():
         for pid, where in procs.shepherds().items():
             if os.path.realpath(where) == os.path.realpath(spool):
                 try:
@@ -373,8 +362,11 @@ def shepherd_port(job, timeout=60):
                     ports = []
                 if ports:
                     return ports[0]
-        time.sleep(0.1)
-    raise AssertionError("the shepherd of job %s never listened" % job)
+        return None
+    found = wait_until(port, timeout)
+    if not found:
+        raise AssertionError("the shepherd of job %s never listened" % job)
+    return found
 
 
 @pytest.mark.slot("rsh")
@@ -391,7 +383,7 @@ def test_fail_open_never_admits_another_user_who_reaches_the_owners_shepherd_por
                                  stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         job = None
         try:
-            assert wait_for(lambda: sge.user_jobs(), timeout=30), "the owner's qrsh job never appeared"
+            assert wait_until(lambda: sge.user_jobs(), 30), "the owner's qrsh job never appeared"
             job = sge.user_jobs().splitlines()[-1].split()[0]
             os.killpg(owner.pid, signal.SIGSTOP)     # the owner's client: too slow, this time
             subprocess.run(["/usr/bin/qrls", job], env=sge.ENV, capture_output=True, check=True)

@@ -8,11 +8,10 @@ README.rst (Scale) and ``sgewrap check``: a gid_range with an id for every task 
 at once, and enough slots.
 """
 import collections
-import time
 
 import pytest
 
-import sge
+from lib import sge, wait_until
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slot("rsh"), pytest.mark.methods("ssh-tight")]
 
@@ -37,9 +36,7 @@ def test_a_master_starts_many_tight_tasks_at_once_on_two_hosts(method, tasks):
     assert "refused" not in proc.stderr and "Connection closed" not in proc.stderr, proc.stderr[-2000:]
     assert min(t.pid for t in found) > 150000
     # nothing left once the job's sessions have closed: setup files, processes, the job
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and (sge.setup_files() - setup_before or _left() or sge.user_jobs()):
-        time.sleep(0.5)
+    wait_until(lambda: not (sge.setup_files() - setup_before or _left() or sge.user_jobs()), 60, 0.5)
     assert not sge.setup_files() - setup_before, "setup files left"
     assert not _left(), _left()
     assert not sge.user_jobs(), sge.user_jobs()

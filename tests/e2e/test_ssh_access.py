@@ -9,11 +9,10 @@ again when the last one ends.
 """
 import os
 import subprocess
-import time
 
 import pytest
 
-import sge
+from lib import sge, wait_until
 from sgewrap.rootside import nodeaccess
 from sgewrap.admin import pam
 
@@ -61,13 +60,6 @@ def allowed():
         return False
 
 
-def wait_for(condition, what, timeout=60):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.2)
-
-
 def submit(name):
     proc = sge.user_run(["/usr/bin/qsub", "-q", sge.FW_QUEUE, "-N", name, "-b", "y", "-o", "/dev/null",
                          "-j", "y", "/bin/sleep", "600"], capture_output=True, text=True)
@@ -81,12 +73,12 @@ def test_ssh_to_a_node_only_while_a_job_of_the_user_runs_there(restricted):
     assert code == 255 and sge.NODE2 not in out.split(), "no job on node2: ssh must be refused (%s)" % out
 
     submit("access1")
-    wait_for(allowed, "the prolog of the first job never added the user")
+    assert wait_until(allowed, 60, 0.2), "the prolog of the first job never added the user"
     assert ssh_node2() == (0, sge.NODE2 + "\n")
 
     submit("access2")
-    wait_for(lambda: open(os.path.join(STATE, nodeaccess.JOBS)).read().count(" %s " % sge.TEST_USER) == 2,
-             "the prolog of the second job never ran")
+    assert wait_until(lambda: open(os.path.join(STATE, nodeaccess.JOBS)).read().count(" %s " % sge.TEST_USER) == 2,
+                      60, 0.2), "the prolog of the second job never ran"
     sge.user_run(["/usr/bin/qdel", "access1"], capture_output=True, check=True)
     assert sge.job_gone("access1")
     assert allowed(), "the first epilog must not lock out the owner of the second job"
@@ -94,6 +86,6 @@ def test_ssh_to_a_node_only_while_a_job_of_the_user_runs_there(restricted):
 
     sge.user_run(["/usr/bin/qdel", "access2"], capture_output=True, check=True)
     assert sge.job_gone("access2")
-    wait_for(lambda: not allowed(), "the last epilog did not remove the user")
+    assert wait_until(lambda: not allowed(), 60, 0.2), "the last epilog did not remove the user"
     code, out = ssh_node2()
     assert code == 255 and sge.NODE2 not in out.split(), out

@@ -12,12 +12,11 @@ import socket
 
 import pytest
 
-from ptydrive import PtySession
+from lib import PASSWORD_FILE, TEST_USER, need
+from lib.ptydrive import user_pty
 from sgewrap.admin.shepherd import Shepherd, as_user
-from support import TEST_USER, need
 
 HOST = socket.gethostname()
-PASSWORD_FILE = "/run/sgewrap-cluster/password"
 JOB_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "JOB_ID": "4711"}
 
 pytestmark = pytest.mark.root
@@ -26,14 +25,6 @@ pytestmark = pytest.mark.root
 def daemon(path, *args):
     need(os.access(path, os.X_OK), "%s not installed" % path, "run tests/cluster/up as root")
     return Shepherd([path] + list(args), env=JOB_ENV)
-
-
-def user_pty(argv):
-    import pwd
-    pw = pwd.getpwnam(TEST_USER)
-    env = {"HOME": pw.pw_dir, "USER": TEST_USER, "LOGNAME": TEST_USER, "PATH": "/usr/bin:/bin",
-           "TERM": "xterm", "LANG": "C.UTF-8"}
-    return PtySession(["/usr/sbin/runuser", "-u", TEST_USER, "--"] + argv, env=env)
 
 
 def test_rsh_adapter_runs_command(host_ready, installed):

@@ -10,9 +10,9 @@ import socket
 
 import pytest
 
-from ptydrive import PtySession
+from lib import TEST_USER
+from lib.ptydrive import user_pty
 from sgewrap.admin.shepherd import Shepherd, as_user
-from support import TEST_USER
 
 HOST = socket.gethostname()
 # keep the tests independent of the user's known_hosts: each session is a new port
@@ -80,20 +80,12 @@ def test_remote_stderr_kept_apart(sshd, installed):
     assert (proc.stdout, proc.stderr) == ("out\n", "err\n")
 
 
-def user_pty(installed, name, argv):
-    import pwd
-    pw = pwd.getpwnam(TEST_USER)
-    env = {"HOME": pw.pw_dir, "USER": TEST_USER, "LOGNAME": TEST_USER, "PATH": "/usr/bin:/bin",
-           "TERM": "xterm", "LANG": "C.UTF-8"}
-    return PtySession(["/usr/sbin/runuser", "-u", TEST_USER, "--", wrapper(installed, name)] + argv, env=env)
-
-
 @pytest.mark.parametrize("name,words", [
     ("qlogin_wrapper", lambda port: ["--no-x11"] + SSH_OPTS + [HOST, str(port)]),    # qlogin: HOST PORT
     ("ssh_wrapper", lambda port: SSH_OPTS + ["-p", str(port), HOST]),               # qrsh, no command
 ])
 def test_interactive_login_shell_in_a_pty(sshd, installed, name, words):
-    session = user_pty(installed, name, words(sshd.port))
+    session = user_pty([wrapper(installed, name)] + words(sshd.port))
     try:
         session.send("echo $((6*7))-$(tty | cut -c1-8)\n")
         session.expect("42-/dev/pts")
@@ -104,7 +96,7 @@ def test_interactive_login_shell_in_a_pty(sshd, installed, name, words):
 
 
 def test_qlogin_wrapper_default_x11_is_harmless_without_display(sshd, installed):
-    session = user_pty(installed, "qlogin_wrapper", SSH_OPTS + [HOST, str(sshd.port)])
+    session = user_pty([wrapper(installed, "qlogin_wrapper")] + SSH_OPTS + [HOST, str(sshd.port)])
     try:
         session.send("echo ok-$USER\n")
         session.expect("ok-" + TEST_USER)

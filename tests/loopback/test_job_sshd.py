@@ -19,18 +19,16 @@ import time
 
 import pytest
 
+from lib import SSH, TEST_USER, auth_log_since, auth_log_size, host_lock, make_spool, wait_until
+from lib.sge import setup_files
 from sgewrap.admin import pam
-from sgewrap.rootside import setupfile
-from sgewrap.admin.shepherd import Shepherd, as_user, make_spool
-from support import TEST_USER, host_lock
+from sgewrap.rootside import procs, setupfile
+from sgewrap.admin.shepherd import Shepherd, as_user
 
 pytestmark = pytest.mark.root
 
 OTHER_USER = "sgeother"
 HOST = socket.gethostname()
-SSH = ["/usr/bin/ssh", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-       "-o", "LogLevel=ERROR", "-o", "BatchMode=yes"]
-AUTH_LOG = "/var/log/auth.log"
 
 
 def unused_gids(n, start=64000):
@@ -92,35 +90,6 @@ def user_popen(argv, user=TEST_USER, **kw):
     return subprocess.Popen(["/usr/sbin/runuser", "-u", user, "--"] + list(argv), env=env, **kw)
 
 
-def setup_files():
-    return sorted(n for n in os.listdir(setupfile.SETUP_DIR) if n.startswith(setupfile.PREFIX))
-
-
-def auth_log_since(offset):
-    try:
-        with open(AUTH_LOG, "rb") as f:
-            f.seek(offset)
-            return f.read().decode("utf-8", "replace")
-    except OSError:
-        return ""
-
-
-def auth_log_size():
-    try:
-        return os.path.getsize(AUTH_LOG)
-    except OSError:
-        return 0
-
-
-def wait_for(predicate, timeout=10):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return predicate()
-
-
 # --- tied to the job, at any PID ------------------------------------------------------------------
 
 
@@ -144,7 +113,7 @@ def test_the_owners_session_carries_the_job_group_and_environment_at_high_pids(j
         assert str(gid) in groups
         assert out == "hello\n"
         sh.wait()
-        assert wait_for(lambda: not os.path.lexists(path))    # removed at session close
+        assert wait_until(lambda: not os.path.lexists(path), 10, 0.02)    # removed at session close
 
 
 def test_spool_tree_of_the_grid_engine_admin_user_is_trusted(job_sshd, tmp_path):
@@ -197,7 +166,7 @@ def test_32_concurrent_sessions_each_carry_their_own_group(job_sshd, tmp_path):
     finally:
         for sh in shepherds:
             sh.close()
-    assert wait_for(lambda: not [n for n in setup_files() if n.rsplit(".", 1)[1] in monitors])
+    assert wait_until(lambda: not [n for n in setup_files() if n.rsplit(".", 1)[1] in monitors], 10, 0.02)
 
 
 def watchers_of(monitor):
@@ -230,14 +199,13 @@ def test_a_sigkilled_sshd_leaves_no_file_and_a_killed_watcher_one_the_next_sessi
             assert len(watchers) == 1
             if kill_watcher:
                 os.kill(watchers[0], signal.SIGKILL)
-                assert wait_for(lambda: not os.path.exists("/proc/%d/cmdline" % watchers[0]) or
-                                not open("/proc/%d/cmdline" % watchers[0], "rb").read())
+                assert wait_until(lambda: procs.stat_of(watchers[0]) is None, 10, 0.02)     # gone, or a zombie
             os.kill(killed, signal.SIGKILL)          # qdel: no session close, no hook
             client.kill()
             client.wait(60)
         orphan = setupfile.path_of(setupfile.SETUP_DIR, killed)
         if not kill_watcher:
-            assert wait_for(lambda: not os.path.exists(orphan))
+            assert wait_until(lambda: not os.path.exists(orphan), 10, 0.02)
             continue
         time.sleep(1)
         assert os.path.exists(orphan)
@@ -259,8 +227,8 @@ def test_another_user_who_reaches_the_port_is_refused_and_the_owner_still_gets_i
         monitor = sh.daemon_pid
         sh.wait()
     assert not os.path.exists(setupfile.path_of(setupfile.SETUP_DIR, monitor))
-    assert wait_for(lambda: "session of %s refused: user '%s' is not %s, the owner of job 4711.1"
-                    % (OTHER_USER, OTHER_USER, TEST_USER) in auth_log_since(mark))
+    assert wait_until(lambda: "session of %s refused: user '%s' is not %s, the owner of job 4711.1"
+                      % (OTHER_USER, OTHER_USER, TEST_USER) in auth_log_since(mark), 10, 0.02)
     with Shepherd(job_sshd, env=job_env(spool), cwd=spool) as sh:
         proc = ssh(sh.port, "id -G")
         assert proc.returncode == 0 and str(gid_of(spool)) in proc.stdout.split()

@@ -38,9 +38,9 @@ def _read(path):
 def _host_held_elsewhere():
     """True while another test run holds the host (an end-to-end run changes the PAM files itself)."""
     import fcntl
-    import support
-    from support import HOST_LOCK
-    if support._held["fd"] is not None:     # this run holds it (its end-to-end part)
+    import lib
+    from lib import HOST_LOCK
+    if lib._held["fd"] is not None:     # this run holds it (its end-to-end part)
         return False
     try:
         fd = os.open(HOST_LOCK, os.O_RDONLY | os.O_CLOEXEC)

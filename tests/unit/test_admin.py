@@ -13,15 +13,15 @@ import sys
 
 import pytest
 
+import lib
+from lib import WRAPPERS_SRC
 from sgewrap import methods
 from sgewrap.admin import cli
 from sgewrap.admin import pam, sgeconf
 from sgewrap.admin import check, config
 
-DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "sgeconf")
+DATA = os.path.join(lib.DATA, "sgeconf")
 W = "/opt/sge/util/resources/wrappers"
-WRAPPERS_SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
-                            "wrappers")
 
 
 def this_hosts_sshd(monkeypatch, root):

@@ -10,8 +10,8 @@ import sys
 
 import pytest
 
+from lib import WRAPPERS_SRC
 from sgewrap import errors, methods
-from support import WRAPPERS_SRC
 
 STARTER = "'/usr/lib/gridengine/utilbin/lx-amd64/qrsh_starter'"
 JOBDIR = "'/var/spool/gridengine/execd/vm/active_jobs/7.1'"

@@ -9,7 +9,7 @@ import os
 import subprocess
 import sys
 
-from support import REPO
+from lib import REPO
 
 ROOT_PROGRAMS = ("rshdwrapper", "node_access")
 

@@ -5,8 +5,8 @@ import stat
 
 import pytest
 
+from lib import make_spool, need_root
 from sgewrap.rootside import jobspool
-from support import need_root
 
 
 @pytest.fixture
@@ -14,16 +14,7 @@ def spool(tmp_path):
     """A fake job spool directory: active_jobs/8.1 with addgrpid, environment and config."""
     for p in (tmp_path, tmp_path.parent):
         assert not os.stat(p).st_mode & 0o022 or os.stat(p).st_mode & stat.S_ISVTX
-    d = tmp_path / "active_jobs" / "8.1"
-    d.mkdir(parents=True)
-    (d / "addgrpid").write_text("65499\n")
-    (d / "environment").write_text("FOO_FROM_JOB=hello\n")
-    (d / "config").write_text("job_owner=sgetest\njob_id=8\n")
-    for p in (d, d.parent):
-        p.chmod(0o755)
-    for f in ("addgrpid", "environment", "config"):
-        (d / f).chmod(0o644)
-    return str(d)
+    return make_spool(tmp_path, 65499, "sgetest", job_id=8)
 
 
 def trust(*args):

@@ -19,7 +19,7 @@ import sys
 
 import pytest
 
-from support import WRAPPERS_SRC
+from lib import WRAPPERS_SRC
 
 PACKAGE = os.path.join(WRAPPERS_SRC, "sgewrap")
 CONTRACT = {"sgewrap", "sgewrap.errors", "sgewrap.conventions", "sgewrap.locate", "sgewrap.methods"}

@@ -7,10 +7,10 @@ import sys
 
 import pytest
 
+from lib import WRAPPERS_SRC
 from sgewrap.admin import manpages
 from sgewrap import methods
 from sgewrap.errors import EXIT_CODES, NO_JOB
-from support import WRAPPERS_SRC
 
 MAN = os.path.join(WRAPPERS_SRC, "man")
 

@@ -18,8 +18,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from lib import WRAPPERS_SRC, make_spool, need_root, wait_until
 from sgewrap.rootside import jobspool, nodeaccess
-from support import WRAPPERS_SRC, need_root
 
 SCRIPT = os.path.join(WRAPPERS_SRC, "node_access")
 
@@ -42,17 +42,11 @@ def active(tmp_path):
     return d
 
 
-def make_job(active, key, owner, shepherd_pid=None):
-    """A job spool directory as execd writes it: config (job_owner, job_id, ja_task_id) and pid."""
-    d = active / key
-    d.mkdir(mode=0o755)
-    d.chmod(0o755)
+def make_job(active, key, owner):
+    """The spool directory of job ``key`` (JOB.TASK) of ``owner`` in ``active``, with what node_access
+    reads of it: only its config."""
     job_id, _, task = key.partition(".")
-    (d / "config").write_text("job_owner=%s\njob_id=%s\nja_task_id=%s\njob_name=x\n" % (owner, job_id, task))
-    (d / "config").chmod(0o644)
-    if shepherd_pid is not None:
-        (d / "pid").write_text("%d\n" % shepherd_pid)
-    return str(d)
+    return make_spool(active.parent, None, owner, int(job_id), int(task), environment=None)
 
 
 def run(command, spool, state_dir, *options, env=None):
@@ -308,11 +302,7 @@ def shepherds(tmp_path):
         procs.append(subprocess.Popen(argv, cwd=spool))
         import time
         from sgewrap.rootside import procs as kernel
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if spool in kernel.shepherds().values() or user:
-                break
-            time.sleep(0.01)
+        wait_until(lambda: user or spool in kernel.shepherds().values(), 10, 0.01)
         time.sleep(0.1 if user else 0)
         return procs[-1].pid
     yield start

@@ -5,8 +5,8 @@ import sys
 
 import pytest
 
+from lib import WRAPPERS_SRC
 from sgewrap import errors, qrshssh
-from support import WRAPPERS_SRC
 
 
 @pytest.fixture

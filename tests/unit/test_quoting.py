@@ -5,8 +5,8 @@ import subprocess
 import pytest
 from hypothesis import given, settings, strategies as st
 
+from lib import need
 from sgewrap import quoting
-from support import need
 
 SHELLS = ["sh", "bash", "dash", "zsh", "fish", "tcsh", "csh"]
 STARTER = "'/usr/lib/gridengine/utilbin/lx-amd64/qrsh_starter'"

@@ -8,7 +8,7 @@ import pytest
 from sgewrap import conventions, errors, methods
 from sgewrap.client import OWN_OPTIONS
 from sgewrap.rootside import nodeaccess
-from support import REPO
+from lib import REPO
 
 README = open(os.path.join(REPO, "README.rst"), encoding="utf-8").read()
 

@@ -13,10 +13,10 @@ import sys
 import pytest
 from hypothesis import given, settings, strategies as st
 
+from lib import WRAPPERS_SRC, need_root
 from sgewrap.rootside import daemonlog, rshd
 from sgewrap import errors, locate, methods
 from sgewrap.admin import sgeconf
-from support import WRAPPERS_SRC, need_root
 
 SCRIPT = os.path.join(WRAPPERS_SRC, "rshdwrapper")
 

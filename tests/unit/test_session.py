@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from lib import make_spool, wait_until
 from sgewrap.rootside import jobspool, procs, session, setupfile
 
 
@@ -29,14 +30,7 @@ class Log:
 
 @pytest.fixture
 def spool(tmp_path):
-    d = tmp_path / "active_jobs" / "8.1"
-    d.mkdir(parents=True)
-    for name, text in (("addgrpid", "65499\n"), ("environment", "A=1\n"), ("config", "job_owner=alice\njob_id=8\n")):
-        (d / name).write_text(text)
-        (d / name).chmod(0o644)
-    for p in (d, d.parent):
-        p.chmod(0o755)
-    return str(d)
+    return make_spool(tmp_path, 65499, "alice", job_id=8)
 
 
 @pytest.fixture
@@ -138,7 +132,7 @@ def test_the_watcher_ends_the_session_when_its_sshd_exits(tmp_path):
     group in a session of its own for what the task left running.  When the monitor exits, the
     watcher (a double fork of this process, without our groups) removes the setup file and kills
     what carries the group; until then nothing happens."""
-    from support import need_root
+    from lib import need_root
     need_root()
     setup = tmp_path / "run"
     setup.mkdir(mode=0o755)
@@ -153,9 +147,7 @@ def test_the_watcher_ends_the_session_when_its_sshd_exits(tmp_path):
         assert os.path.exists(path) and left.poll() is None
         monitor.kill()
         monitor.wait()
-        deadline = time.monotonic() + 10
-        while (os.path.exists(path) or left.poll() is None) and time.monotonic() < deadline:
-            time.sleep(0.02)
+        wait_until(lambda: not os.path.exists(path) and left.poll() is not None, 10, 0.02)
         assert not os.path.exists(path) and left.poll() == -9
     finally:
         for p in (monitor, left):
@@ -164,7 +156,7 @@ def test_the_watcher_ends_the_session_when_its_sshd_exits(tmp_path):
 
 
 def test_the_watcher_is_not_started_for_a_gone_monitor(tmp_path):
-    from support import need_root
+    from lib import need_root
     need_root()
     gone = subprocess.Popen(["/bin/true"])
     gone.wait()
@@ -179,9 +171,7 @@ def test_kill_group_kills_every_process_carrying_the_group_and_only_those():
     inside = subprocess.Popen(["/usr/bin/setsid", "/bin/sleep", "300"], extra_groups=[gid])
     outside = subprocess.Popen(["/bin/sleep", "300"])
     try:
-        deadline = time.monotonic() + 5
-        while gid not in procs.groups_of(inside.pid) and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_until(lambda: gid in procs.groups_of(inside.pid), 5, 0.01)
         assert procs.kill_group(gid) == [inside.pid]
         assert inside.wait(5) == -9
         assert outside.poll() is None
@@ -196,9 +186,7 @@ def test_kill_group_leaves_zombies_alone_and_does_not_spin_on_them():
     every session close (measured, the session's own ending sshd)."""
     gid = 65498
     zombie = subprocess.Popen(["/bin/true"], extra_groups=[gid])
-    deadline = time.monotonic() + 5
-    while procs.stat_of(zombie.pid) is not None and time.monotonic() < deadline:   # None: a zombie
-        time.sleep(0.01)
+    wait_until(lambda: procs.stat_of(zombie.pid) is None, 5, 0.01)       # None: a zombie
     try:
         start = time.monotonic()
         assert procs.kill_group(gid) == []

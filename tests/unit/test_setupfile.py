@@ -12,8 +12,8 @@ import time
 
 import pytest
 
+from lib import need_root, wait_until
 from sgewrap.rootside import procs, setupfile
-from support import need_root
 
 pytestmark = pytest.mark.root
 ATTACKER = "nobody"
@@ -103,14 +103,10 @@ def test_a_users_process_on_a_stale_files_pid_does_not_keep_it_alive(setup_dir):
     killed session (fork until it comes round) keeps nothing alive."""
     proc = subprocess.Popen(["/usr/sbin/runuser", "-u", ATTACKER, "--", "/bin/sleep", "300"])
     try:
-        deadline = time.monotonic() + 10
-        child = None
-        while child is None and time.monotonic() < deadline:
-            kids = [int(p) for p in os.listdir("/proc") if p.isdigit() and procs.stat_of(int(p)) is not None
-                    and procs.stat_of(int(p)).ppid == proc.pid]
-            child = kids[0] if kids else None
-            time.sleep(0.01)
-        victim = child or proc.pid
+        def child():
+            return next((int(p) for p in os.listdir("/proc") if p.isdigit() and procs.stat_of(int(p)) is not None
+                         and procs.stat_of(int(p)).ppid == proc.pid), None)
+        victim = wait_until(child, 10, 0.01) or proc.pid
         for text in ("/spool/x\n", "/spool/x\nsgewrap %d %d\n" % (victim, procs.stat_of(victim).start)):
             with open(os.path.join(setup_dir, "sge-qrsh-setup.%d" % victim), "w") as f:
                 f.write(text)

@@ -5,9 +5,10 @@ import os
 import pytest
 from hypothesis import given, strategies as st
 
+import lib
 from sgewrap.admin import sgeconf
 
-DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "sgeconf")
+DATA = os.path.join(lib.DATA, "sgeconf")
 W = "/opt/sge/util/resources/wrappers"
 SAVED = sorted(p for p in glob.glob(os.path.join(DATA, "*", "*")) if not p.endswith("sconfl"))
 

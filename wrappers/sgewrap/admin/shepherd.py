@@ -128,19 +128,3 @@ def as_user(user, argv, **kwargs):
            "PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
     env.update(kwargs.pop("env", {}))
     return subprocess.run(["/usr/sbin/runuser", "-u", user, "--"] + list(argv), env=env, **kwargs)
-
-
-def make_spool(base, gid, owner, job_id=4711, environment="FOO_FROM_JOB=hello\n", admin_uid=0):
-    """A job spool directory ``BASE/active_jobs/JOB.1`` as execd writes it (root's or ``admin_uid``'s,
-    0755/0644): ``addgrpid``, ``environment``, ``config`` naming ``owner``; its path."""
-    d = os.path.join(str(base), "active_jobs", "%d.1" % job_id)
-    os.makedirs(d, mode=0o755)
-    files = {"addgrpid": "%d\n" % gid, "environment": environment,
-             "config": "job_owner=%s\njob_id=%d\nja_task_id=1\n" % (owner, job_id)}
-    for name, text in files.items():
-        with open(os.path.join(d, name), "w") as f:
-            f.write(text)
-    for p in [d, os.path.dirname(d), str(base)] + [os.path.join(d, n) for n in files]:
-        os.chmod(p, 0o755 if os.path.isdir(p) else 0o644)
-        os.chown(p, admin_uid, -1)
-    return d

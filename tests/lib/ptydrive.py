@@ -1,8 +1,11 @@
 """Drive an interactive program through a real pseudo-terminal (qlogin, qrsh without a command)."""
 import os
 import pty
+import pwd
 import select
 import time
+
+from . import TEST_USER, wait_until
 
 
 class PtySession:
@@ -65,6 +68,16 @@ class PtySession:
             pass
 
 
+def user_pty(argv, env=None):
+    """``argv`` run as the test user (runuser, no shell) in a :class:`PtySession`; ``env``: its
+    environment (by default a login's, without Grid Engine's variables)."""
+    if env is None:
+        pw = pwd.getpwnam(TEST_USER)
+        env = {"HOME": pw.pw_dir, "USER": TEST_USER, "LOGNAME": TEST_USER, "PATH": "/usr/bin:/bin",
+               "TERM": "xterm", "LANG": "C.UTF-8"}
+    return PtySession(["/usr/sbin/runuser", "-u", TEST_USER, "--"] + list(argv), env=env)
+
+
 class Tmux:
     """A program in a tmux window (its own server socket): type into it, read its screen, resize it.
 
@@ -99,40 +112,36 @@ class Tmux:
 
     def expect(self, needle, timeout=60, after=None):
         """Wait until ``needle`` shows on the screen (in the part after ``after``, if given)."""
-        deadline = time.monotonic() + timeout
-        while True:
+        def shown():
             text = self.screen()
             part = text.rsplit(after, 1)[-1] if after and after in text else ("" if after else text)
-            if needle in part:
-                return text
-            if time.monotonic() > deadline:
-                raise TimeoutError("%r not seen on the screen:\n%s" % (needle, text[-3000:]))
-            time.sleep(0.05)
+            return text if needle in part else None
+        text = wait_until(shown, timeout, 0.05)
+        if text is None:
+            raise TimeoutError("%r not seen on the screen:\n%s" % (needle, self.screen()[-3000:]))
+        return text
 
     def type_and_wait(self, text, needle, timeout=90):
         """Type ``text`` and wait until ``needle`` shows once more than before; the screen."""
         before = self.screen().count(needle)
         self.type(text)
-        deadline = time.monotonic() + timeout
-        while True:
+
+        def again():
             screen = self.screen()
-            if screen.count(needle) > before:
-                return screen
-            if time.monotonic() > deadline:
-                raise TimeoutError("%r not seen again on the screen:\n%s" % (needle, screen[-3000:]))
-            time.sleep(0.05)
+            return screen if screen.count(needle) > before else None
+        screen = wait_until(again, timeout, 0.05)
+        if screen is None:
+            raise TimeoutError("%r not seen again on the screen:\n%s" % (needle, self.screen()[-3000:]))
+        return screen
 
     def foreground(self):
         """The name of the program in the foreground of the window (the shell, or what it runs)."""
         return self._run("display-message", "-p", "-t", self.target, "#{pane_current_command}").stdout.strip()
 
     def wait_foreground(self, name, timeout=60):
-        deadline = time.monotonic() + timeout
-        while self.foreground() != name:
-            if time.monotonic() > deadline:
-                raise TimeoutError("%s still runs in the foreground, not %s:\n%s" % (
-                    self.foreground(), name, self.screen()[-2000:]))
-            time.sleep(0.05)
+        if not wait_until(lambda: self.foreground() == name, timeout, 0.05):
+            raise TimeoutError("%s still runs in the foreground, not %s:\n%s" % (
+                self.foreground(), name, self.screen()[-2000:]))
 
     def resize(self, cols, rows):
         self._run("resize-window", "-t", self.target, "-x", str(cols), "-y", str(rows))

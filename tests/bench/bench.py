@@ -8,7 +8,7 @@ alternate between the commands so that drift hits all of them alike.
 
 Part 2, end to end (root, real one-host Grid Engine): ``qrsh true`` per
 method and a 16-task ``qrsh -inherit`` fan-out per method; see
-tests/e2e/bench_e2e.py.  Skipped with a note when not root.
+tests/bench/bench_e2e.py.  Skipped with a note when not root.
 
 Writes build/bench/bench.csv and, with matplotlib (``pip install .[bench]``),
 build/bench/bench.png.  Benchmarks are not tests: nothing fails on a time.
@@ -21,7 +21,7 @@ import sys
 import tempfile
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 OUT = os.path.join(REPO, "build", "bench")
 SHIPPED_QLOGIN = "#!/bin/sh\nHOST=$1\nPORT=$2\nexec /bin/true -X -p $PORT $HOST\n"
 STARTER = "'/usr/lib/gridengine/utilbin/lx-amd64/qrsh_starter'"
@@ -143,13 +143,12 @@ def main():
                 % (rounds, stamp, machine))
     e2e = []
     if os.geteuid() == 0 and os.environ.get("BENCH_E2E", "1") == "1":
-        sys.path.insert(0, os.path.join(REPO, "tests"))
         try:
-            from e2e.bench_e2e import end_to_end
+            from bench_e2e import end_to_end
         except ImportError as err:
             print("(end-to-end part unavailable: %s)" % err)
         else:
-            from e2e.bench_daemon import adopt_cost, daemon_side
+            from bench_daemon import adopt_cost, daemon_side
             daemon = daemon_side(wrappers=installed_wrappers())
             daemon += adopt_cost(installed_wrappers())
             print_table(daemon, "\ndaemon side per session, stand-in shepherd, real sshd + PAM (time to banner in ms, "
@@ -157,12 +156,12 @@ def main():
             e2e = daemon + end_to_end()
             print_table(e2e[len(daemon):], "\nend to end on the one-host cluster (ratio: vs bare ssh)",
                         second="vs Perl")
-            from e2e.bench_e2e import mpi_start
+            from bench_e2e import mpi_start
             mpi = mpi_start()
             print_table(mpi, "\nMPI job start, launch to first rank output, 2 x 8 ranks over vm and node3 "
                              "(ratio: vs the same MPI under builtin)", second="")
             e2e += mpi
-            from e2e.bench_e2e import fan_out_curve
+            from bench_e2e import fan_out_curve
             fan = fan_out_curve()
             print_table(fan, "\nfan-out over vm and node3: the master's first qrsh -inherit to the last task's exit "
                              "(ratio: vs bare ssh)", second="vs Perl")

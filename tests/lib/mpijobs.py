@@ -9,7 +9,9 @@ import subprocess
 from sgewrap import qrshssh
 from sgewrap.methods import JOB_SSH_DIR
 
-RING_C = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "ring.c")
+from . import DATA
+
+RING_C = os.path.join(DATA, "ring.c")
 MPICC = {"openmpi": "mpicc.openmpi", "mpich": "mpicc.mpich"}
 
 

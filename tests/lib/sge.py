@@ -24,14 +24,15 @@ import time
 
 from sgewrap.admin import sgeconf
 from sgewrap.admin.shepherd import as_user
+from sgewrap.rootside import procs
+
+from . import CLUSTER_STATE, CLUSTER_UP, PASSWORD_FILE, TEST_USER, wait_until
 
 SGE_ROOT = "/var/lib/gridengine"
 SGE_CELL = "default"
 HOST = socket.gethostname()
 QUEUE = "test.q"
 PE = "test.pe"
-STATE = "/run/sgewrap-cluster"
-TEST_USER = "sgetest"
 ENV = {"SGE_ROOT": SGE_ROOT, "SGE_CELL": SGE_CELL, "PATH": "/usr/bin:/bin:/usr/sbin:/sbin"}
 
 
@@ -86,14 +87,11 @@ OPEN_QUEUE = "open.q"        #: its queue
 OPEN_PE = "open.pe"          #: $round_robin over test.q and open.q: a job with ranks on vm and node3
 EXEC_HOSTS = (HOST, NODE2, NODE3)
 SPOOL = "/var/spool/gridengine/execd"
-CLUSTER_UP = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cluster", "up")
 
 
 def _netns(pid):
-    try:
-        return os.readlink("/proc/%s/ns/net" % pid)
-    except OSError:
-        return None
+    """The network namespace process ``pid`` runs in (None if it is gone)."""
+    return procs.link(pid, "ns/net")
 
 
 def _execd_pids():
@@ -114,27 +112,22 @@ def _execd_pids():
 
 def _execd_pid():
     """This host's sge_execd (not node2's)."""
-    return _execd_pids().get(_netns("self"))
+    return _execd_pids().get(_netns(os.getpid()))
 
 
 def restart_execd(timeout=30):
     """Stop both execution daemons (jobs keep running) and start them again: they read the
     configuration anew.  node2's comes back through tests/cluster/up."""
     old = _execd_pids()
-    mine = old.get(_netns("self"))
-    record = os.path.join(STATE, "sge_execd.pid")
+    mine = old.get(_netns(os.getpid()))
+    record = os.path.join(CLUSTER_STATE, "sge_execd.pid")
     ours = mine is None or (os.path.exists(record) and open(record).read().strip() == str(mine))
     for pid in old.values():
         os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while any(os.path.exists("/proc/%d" % pid) for pid in old.values()) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: not any(os.path.exists("/proc/%d" % pid) for pid in old.values()), timeout, 0.05)
     subprocess.run(["/etc/init.d/gridengine-exec", "start"], env=ENV, capture_output=True)
-    deadline = time.monotonic() + timeout
-    while _execd_pid() in (None, mine):
-        if time.monotonic() > deadline:
-            raise RuntimeError("sge_execd did not start again (still %r)" % _execd_pid())
-        time.sleep(0.05)
+    if not wait_until(lambda: _execd_pid() not in (None, mine), timeout, 0.05):
+        raise RuntimeError("sge_execd did not start again (still %r)" % _execd_pid())
     if ours:  # tests/cluster/down stops what up started: keep its record true
         with open(record, "w") as f:
             f.write("%d\n" % _execd_pid())
@@ -149,16 +142,16 @@ def probe(entries, timeout=90):
     want = "rsh_daemon=%s" % entries["rsh_daemon"]
     start = time.monotonic()
     last = None
-    while time.monotonic() - start < timeout:
-        proc = user_run(["/usr/bin/qrsh", "-now", "yes", "-q", QUEUE, "grep", "^rsh_daemon=",
+
+    def uses_it():
+        nonlocal last
+        last = user_run(["/usr/bin/qrsh", "-now", "yes", "-q", QUEUE, "grep", "^rsh_daemon=",
                          "$SGE_JOB_SPOOL_DIR/config"], capture_output=True, text=True, timeout=75,
                         stdin=subprocess.DEVNULL)
-        last = proc
-        if proc.returncode == 0 and want in proc.stdout.splitlines():
-            return time.monotonic() - start
-        time.sleep(0.5)
-    raise RuntimeError("exec side does not use %r after %ds: %r / %r" % (
-        want, timeout, last and last.stdout, last and last.stderr))
+        return last.returncode == 0 and want in last.stdout.splitlines()
+    if wait_until(uses_it, timeout, 0.5):
+        return time.monotonic() - start
+    raise RuntimeError("exec side does not use %r after %ds: %r / %r" % (want, timeout, last.stdout, last.stderr))
 
 
 def apply(entries):
@@ -226,24 +219,25 @@ def clear_queue_errors():
 def clean_queue(timeout=60):
     """No job of the test user left, the test queue out of error state (a killed job puts it there)."""
     subprocess.run(["/usr/bin/qdel", "-u", TEST_USER], env=ENV, capture_output=True)
-    deadline = time.monotonic() + timeout
-    while subprocess.run(["/usr/bin/qstat", "-u", TEST_USER], env=ENV, capture_output=True,
-                         text=True).stdout.strip():
-        if time.monotonic() > deadline:
-            raise RuntimeError("jobs of %s still there after qdel" % TEST_USER)
-        time.sleep(0.2)
+    if not wait_until(lambda: not user_jobs(), timeout, 0.2):
+        raise RuntimeError("jobs of %s still there after qdel" % TEST_USER)
     clear_queue_errors()
 
 
+def qstat_all():
+    """``qstat -u *``: every user's jobs."""
+    return subprocess.run(["/usr/bin/qstat", "-u", "*"], env=ENV, capture_output=True, text=True).stdout
+
+
+def running(job):
+    """A match if qstat shows job ``job`` (its number) running (state r), else None."""
+    import re
+    return re.search(r"^\s*%s\s.*\sr\s" % job, qstat_all(), re.M)
+
+
 def job_gone(name, timeout=60):
-    """Wait until no job named ``name`` is known to qstat."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        out = subprocess.run(["/usr/bin/qstat", "-u", "*"], env=ENV, capture_output=True, text=True).stdout
-        if name[:10] not in out:
-            return True
-        time.sleep(0.2)
-    return False
+    """Wait until no job named ``name`` is known to qstat; False if one still is."""
+    return wait_until(lambda: name[:10] not in qstat_all(), timeout, 0.2)
 
 
 def comm(pid):
@@ -262,11 +256,6 @@ def cmdline(pid):
             return f.read()
     except OSError:
         return b""
-
-
-def ppid(pid):
-    with open("/proc/%d/stat" % pid) as f:
-        return int(f.read().rsplit(")", 1)[1].split()[1])
 
 
 def processes_with(word):
@@ -291,18 +280,14 @@ def qrsh(*words, queue=QUEUE, **kwargs):
     return user_run(["/usr/bin/qrsh", "-now", "yes", "-q", queue] + list(words), **kwargs)
 
 
-PASSWORD_FILE = os.path.join(STATE, "password")   #: the test user's (tests/cluster/up), for telnet
-
-
 def login(argv, password=False, command="echo $((6*7))-$(id -un)", expect=None, timeout=90, capture=False,
           env=None):
     """Drive an interactive qlogin/qrsh ``argv`` as the test user in a real pty: wait for the
     shell prompt (typing user and password first if asked), type ``command``, wait for
     ``expect`` (default: what the default command prints), exit; the client's exit code
     (``capture``: everything the session showed, once it exited 0).  ``env``: more variables."""
-    from ptydrive import PtySession
-    session = PtySession(["/usr/sbin/runuser", "-u", TEST_USER, "--"] + list(argv),
-                         env=dict(user_env(), **(env or {})))
+    from .ptydrive import user_pty
+    session = user_pty(argv, env=dict(user_env(), **(env or {})))
     try:
         if password:
             session.expect("login:", timeout=timeout)
@@ -372,12 +357,10 @@ def running_fan_out(target, command, *qsub_options, timeout=90):
     job = out.stdout.strip()
     try:
         tasks = "/var/spool/gridengine/execd/%s/active_jobs/%s.1" % (target, job)
-        deadline = time.monotonic() + timeout
-        while not (os.path.isdir(tasks) and [d for d in os.listdir(tasks)
-                                             if os.path.exists(os.path.join(tasks, d, "pid"))]):
-            if time.monotonic() > deadline:
-                raise RuntimeError("no task of job %s started on %s" % (job, target))
-            time.sleep(0.3)
+        if not wait_until(lambda: os.path.isdir(tasks) and [d for d in os.listdir(tasks)
+                                                            if os.path.exists(os.path.join(tasks, d, "pid"))],
+                          timeout, 0.3):
+            raise RuntimeError("no task of job %s started on %s" % (job, target))
         yield job
     finally:
         delete(job)
@@ -389,13 +372,8 @@ def delete(job, timeout=60):
     import re
     subprocess.run(["/usr/bin/qdel", job], env=ENV, capture_output=True)
     traces = ["%s/%s/active_jobs/%s.1" % (SPOOL, h, job) for h in EXEC_HOSTS]
-    deadline = time.monotonic() + timeout
-    while any(os.path.exists(t) for t in traces) or re.search(r"^\s*%s\s" % job, subprocess.run(
-            ["/usr/bin/qstat", "-u", "*"], env=ENV, capture_output=True, text=True).stdout, re.M):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.1)
-    return True
+    return wait_until(lambda: not (any(os.path.exists(t) for t in traces)
+                                   or re.search(r"^\s*%s\s" % job, qstat_all(), re.M)), timeout)
 
 
 Task = collections.namedtuple("Task", "number host gid groups pid")
@@ -440,7 +418,8 @@ def task_gids(job):
 
 
 def proc_groups(pid):
-    """The supplementary groups of process ``pid`` (empty if it is gone)."""
+    """The supplementary groups of process ``pid`` (empty if it is gone).  Not procs.groups_of, which
+    gives a zombie none: what a test says is left of a job counts zombies too."""
     try:
         with open("/proc/%d/status" % pid) as f:
             for line in f:
@@ -505,18 +484,18 @@ def batch_job(script, *qsub_options):
 def wait_for_lines(path, pattern, count, timeout=120):
     """The lines of file ``path`` matching ``pattern`` once there are ``count`` of them."""
     import re
-    deadline = time.monotonic() + timeout
-    found, text = [], ""
-    while time.monotonic() < deadline:
+
+    def lines():
         try:
             with open(path) as f:
                 text = f.read()
         except OSError:
             text = ""
-        found = re.findall(pattern, text, re.M)
-        if len(found) >= count:
-            return found
-        time.sleep(0.2)
+        return text, re.findall(pattern, text, re.M)
+    wait_until(lambda: len(lines()[1]) >= count, timeout, 0.2)
+    text, found = lines()
+    if len(found) >= count:
+        return found
     raise AssertionError("%d of %d lines matching %r after %ds:\n%s" % (len(found), count, pattern, timeout, text))
 
 
@@ -528,12 +507,9 @@ def user_uid(user=TEST_USER):
 def wait_queues_up(*queues, timeout=60):
     """Wait until no instance of ``queues`` is in unknown state (u): after an execd restart a queue
     takes jobs again only once its execd has reported."""
-    deadline = time.monotonic() + timeout
-    while subprocess.run(["/usr/bin/qselect", "-q", ",".join(queues), "-qs", "u"], env=ENV,
-                         capture_output=True, text=True).stdout.strip():
-        if time.monotonic() > deadline:
-            raise RuntimeError("queue instances still in unknown state: %s" % ",".join(queues))
-        time.sleep(0.5)
+    if not wait_until(lambda: not subprocess.run(["/usr/bin/qselect", "-q", ",".join(queues), "-qs", "u"], env=ENV,
+                                                 capture_output=True, text=True).stdout.strip(), timeout, 0.5):
+        raise RuntimeError("queue instances still in unknown state: %s" % ",".join(queues))
 
 
 def setup_files():
@@ -549,9 +525,7 @@ def user_jobs(user=TEST_USER):
 
 def wait_no_user_jobs(user=TEST_USER, timeout=60):
     """Wait until ``user`` has no job (the slots of the jobs before are free); what is left."""
-    deadline = time.monotonic() + timeout
-    while user_jobs(user) and time.monotonic() < deadline:
-        time.sleep(0.5)
+    wait_until(lambda: not user_jobs(user), timeout, 0.5)
     return user_jobs(user)
 
 

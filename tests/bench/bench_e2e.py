@@ -26,8 +26,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
-import sge  # noqa: E402
-from support import host_lock  # noqa: E402
+from lib import CLUSTER_UP, REPO, host_lock, sge  # noqa: E402
 
 
 @contextlib.contextmanager
@@ -102,16 +101,14 @@ def _timed(argv):
 
 def _test_install(root="/opt/sgewrap-test"):
     """The wrappers installed as the tests install them (root-owned, readable by the test user)."""
-    subprocess.run(["make", "-s", "-C", os.path.dirname(os.path.dirname(HERE)), "install",
-                    "SGE_ROOT=" + root], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(["make", "-s", "-C", REPO, "install", "SGE_ROOT=" + root], check=True, stdout=subprocess.DEVNULL)
     return os.path.join(root, "util", "resources", "wrappers")
 
 
 def end_to_end(rounds=None, per_round=None, wrappers=None):
     rounds = rounds or int(os.environ.get("BENCH_E2E_ROUNDS", "3"))
     per_round = per_round or int(os.environ.get("BENCH_E2E_RUNS", "10"))
-    subprocess.run([os.path.join(os.path.dirname(HERE), "cluster", "up")], check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run([CLUSTER_UP], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wrappers = wrappers or _test_install()
     configs = configurations(wrappers)
     tmp = tempfile.mkdtemp(prefix="sgewrap-bench-e2e.")
@@ -145,7 +142,7 @@ def end_to_end(rounds=None, per_round=None, wrappers=None):
     return rows
 
 
-#: MPI start time: (row label, sge_conf of `sgewrap config`, launcher id of tests/mpijobs.LAUNCHERS)
+#: MPI start time: (row label, sge_conf of `sgewrap config`, launcher id of tests/lib/mpijobs.LAUNCHERS)
 MPI_RANKS = 16            # 2 x 8: open.pe's $round_robin over vm and node3
 MPI_ROWS = (
     ("Open MPI, builtin", "builtin", "openmpi"),
@@ -160,12 +157,11 @@ MPI_ROWS = (
 def mpi_start(rounds=None, wrappers=None):
     """Launch to first rank output (ms) of a 2 x 8 rank MPI job per row; medians over ``rounds``,
     rows of one configuration alternating within a round.  Ratio: against the same MPI's builtin."""
-    import mpijobs
+    from lib import mpijobs
     from sgewrap.admin import sgeconf
     rounds = rounds or int(os.environ.get("BENCH_MPI_ROUNDS", "3"))
     wrappers = wrappers or _test_install()
-    subprocess.run([os.path.join(os.path.dirname(HERE), "cluster", "up")], check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run([CLUSTER_UP], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     tmp = tempfile.mkdtemp(prefix="sgewrap-bench-mpi.")
     os.chmod(tmp, 0o755)
     ring = mpijobs.compile_ring(tmp)

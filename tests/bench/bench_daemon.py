@@ -28,13 +28,10 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
-import sge  # noqa: E402
-from support import TEST_USER, host_lock  # noqa: E402
+from lib import SSH, TEST_USER, host_lock, make_spool, sge, wait_until  # noqa: E402
 
 PERL_ANCHOR = "/usr/share/gridengine/util/resources/wrappers/rshd-wrapper"
 WRAPPER_NAMES = ("perl", "rshd-wrapper", "python3", "rshdwrapper")
-SSH = ["/usr/bin/ssh", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o",
-       "LogLevel=ERROR", "-o", "BatchMode=yes"]
 
 
 def configurations(wrappers):
@@ -120,7 +117,6 @@ def _memory(argv, env, cwd):
 def daemon_side(rounds=None, wrappers=None):
     """Rows (part, label, value, ratio to Perl, ratio to bare sshd) for the bench table."""
     from sgewrap.admin import pam
-    from sgewrap.admin.shepherd import make_spool
     rounds = rounds or int(os.environ.get("BENCH_DAEMON_ROUNDS", "40"))
     configs = configurations(wrappers)
     tmp = tempfile.mkdtemp(prefix="sgewrap-bench-daemon.")
@@ -169,8 +165,6 @@ def daemon_side(rounds=None, wrappers=None):
 def adopt_cost(wrappers, rounds=None):
     """An ssh login to this host's port-22 sshd with and without node_access adopt (the user has a
     running job, so the adopted login joins it): rows (part, label, ms, ratio to plain, None)."""
-    import re
-    import sge
     from sgewrap.admin import pam
     rounds = rounds or int(os.environ.get("BENCH_ADOPT_ROUNDS", "20"))
     login = ["/usr/sbin/runuser", "-u", TEST_USER, "--"] + SSH + [sge.HOST, "true"]
@@ -182,12 +176,8 @@ def adopt_cost(wrappers, rounds=None):
                            capture_output=True, text=True, timeout=60)
         job = out.stdout.strip()
         try:
-            deadline = time.monotonic() + 90
-            while not re.search(r"^\s*%s\s.*\sr\s" % job, subprocess.run(
-                    ["/usr/bin/qstat", "-u", "*"], env=sge.ENV, capture_output=True, text=True).stdout, re.M):
-                if time.monotonic() > deadline:
-                    raise RuntimeError("bench: the job for the adopt figures never ran")
-                time.sleep(0.3)
+            if not wait_until(lambda: sge.running(job), 90, 0.3):
+                raise RuntimeError("bench: the job for the adopt figures never ran")
             for _ in range(rounds):
                 for label in times:
                     with open(pam.PAM_FILE, "wb") as f:
