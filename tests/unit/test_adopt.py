@@ -1,0 +1,165 @@
+"""node_access adopt (sgewrap.rootside.adopt): which job a login joins, and every way it is refused.
+
+Fake spools (lib.make_spool) and a stood-in process tree, as test_session does: our parent 500 is
+sshd's monitor (started at 42); shepherds 301-303 work in the spools of alice's jobs 8.1 (older)
+and 9.1 (newer) and bob's 10.1.  The real thing, with real sshd, PAM and jobs: tests/e2e/test_adopt.py.
+"""
+import collections
+import os
+
+import pytest
+
+from lib import make_spool
+from sgewrap.rootside import adopt, jobspool, nodeaccess, procs, session, setupfile
+
+
+class Log:
+    def __init__(self):
+        self.lines = []
+
+    def __call__(self, priority, message):
+        self.lines.append((priority, message))
+
+    def text(self):
+        return "\n".join(m for _, m in self.lines)
+
+
+Pw = collections.namedtuple("Pw", "pw_name pw_uid pw_gid pw_dir")
+
+
+@pytest.fixture
+def node(monkeypatch, tmp_path):
+    base = tmp_path / "execd"
+    spools = {301: make_spool(base, 65401, "alice", job_id=8), 302: make_spool(base, 65402, "alice", job_id=9),
+              303: make_spool(base, 65403, "bob", job_id=10)}
+    starts = {301: 100, 302: 200, 303: 150, 500: 42}
+    homes = {"alice": tmp_path / "alice", "bob": tmp_path / "bob"}
+    for home in homes.values():
+        home.mkdir()
+    users = {"alice": Pw("alice", 5000, 5000, str(homes["alice"])),
+             "bob": Pw("bob", 5001, 5001, str(homes["bob"])),
+             "sysuser": Pw("sysuser", 999, 999, "/")}
+    state = {"created": [], "watched": [], "homes": homes, "active_jobs": str(base / "active_jobs"),
+             "create": None}
+
+    def create(pid, spool, d, log=None, reap=None):
+        if state["create"]:
+            raise state["create"]
+        state["created"].append((pid, spool, reap))
+
+    def getpwnam(name):
+        if name not in users:
+            raise KeyError(name)
+        return users[name]
+
+    monkeypatch.setattr(session.os, "getppid", lambda: 500)
+    monkeypatch.setattr(procs, "shepherds", lambda: dict(spools))
+    monkeypatch.setattr(procs, "stat_of", lambda pid: procs.Stat(pid, "S", 1, starts[pid]) if pid in starts else None)
+    monkeypatch.setattr(procs, "real_uid", lambda pid: 0)
+    monkeypatch.setattr(setupfile, "create", create)
+    monkeypatch.setattr(session, "watch", lambda pid, start, d, log: state["watched"].append((pid, start)))
+    monkeypatch.setattr("pwd.getpwnam", getpwnam)
+    monkeypatch.setattr(adopt, "waiting_slots", lambda user, trust, active_jobs: [])
+    return state
+
+
+def login(node, user="alice", *options, kind="account", active_jobs=None):
+    opts, command = nodeaccess.parse_args(["--active-jobs=" + (active_jobs or node["active_jobs"]), *options,
+                                           "adopt"])
+    assert command == "adopt"
+    log = Log()
+    code = adopt.run({"PAM_TYPE": kind, "PAM_USER": user}, opts, jobspool.Trust(), log)
+    return code, log
+
+
+def choose(node, text, uid=5000):
+    """alice names a job in her ~/.sge_adopt_job (a file of hers: uid 5000)."""
+    choice = node["homes"]["alice"] / adopt.CHOICE_FILE
+    choice.write_text(text)
+    os.chown(choice, uid, -1)
+
+
+def spool_of(node, job):
+    return os.path.join(node["active_jobs"], "%s.1" % job)
+
+
+def test_the_newest_job_of_the_user_is_joined_and_watched(node):
+    code, log = login(node)
+    assert code == 0 and node["created"] == [(500, spool_of(node, 9), None)]     # an adopted login: no reap
+    assert node["watched"] == [(500, 42)]
+    assert "alice's ssh session joins job 9.1 (gid 65402, sshd 500)" in log.text()
+
+
+def test_a_job_named_in_the_choice_file_is_joined(node):
+    choose(node, "8\n")
+    code, _ = login(node)
+    assert code == 0 and node["created"] == [(500, spool_of(node, 8), None)]
+
+
+def test_another_users_job_named_is_refused_never_swapped(node, capfd):
+    choose(node, "10\n")
+    code, log = login(node)
+    assert code == 1 and node["created"] == [] and node["watched"] == []
+    assert "no task of a job 10 of yours runs on this host" in capfd.readouterr().out
+
+
+def test_garbage_in_the_choice_file_is_refused(node):
+    choose(node, "../../etc\n")
+    assert login(node)[0] == 1 and node["created"] == []
+
+
+def test_a_choice_file_that_is_not_the_users_is_ignored(node):
+    choose(node, "8\n", uid=4242)
+    code, _ = login(node)
+    assert code == 0 and node["created"] == [(500, spool_of(node, 9), None)]
+
+
+def test_no_job_here_is_refused_with_a_line_for_the_user(node, capfd):
+    code, log = login(node, "carol")
+    assert code == 1 and node["created"] == []
+    assert "Access denied by Grid Engine's node_access: no job of yours runs on this host." in capfd.readouterr().out
+
+
+def test_action_no_jobs_allow_admits_untied(node):
+    code, log = login(node, "carol", "--action-no-jobs=allow")
+    assert code == 0 and node["created"] == [] and "admitted untied" in log.text()
+
+
+def test_warn_only_refuses_nobody_and_says_what_it_would_have_done(node):
+    code, log = login(node, "carol", "--warn-only")
+    assert code == 0 and "would refuse carol" in log.text()
+
+
+@pytest.mark.parametrize("user, options, why", [
+    ("sysuser", (), "uid 999 is below 1000"),
+    ("bob", ("--ignore-below-uid=6000",), "uid 5001 is below 6000"),
+])
+def test_system_users_are_admitted_untied(node, user, options, why):
+    code, log = login(node, user, *options)
+    assert code == 0 and node["created"] == [] and why in log.text()
+
+
+def test_a_login_whose_job_cannot_be_joined_follows_the_adopt_failure_policy(node, capfd):
+    node["create"] = setupfile.SetupError("lock held for more than 5s")
+    code, _ = login(node)
+    assert code == 1 and "your job 9.1 runs here, but the session cannot join it" in capfd.readouterr().out
+    code, log = login(node, "alice", "--action-adopt-failure=allow")
+    assert code == 0 and "admitted untied: job 9.1 chosen" in log.text()
+
+
+def test_a_spool_outside_this_hosts_active_jobs_is_not_a_job_here(node, tmp_path):
+    code, _ = login(node, active_jobs=str(tmp_path / "elsewhere"))
+    assert code == 1 and node["created"] == []
+
+
+@pytest.mark.parametrize("kind", ["close_session", "open_session", "auth", ""])
+def test_other_pam_types_do_nothing(node, kind):
+    assert login(node, kind=kind)[0] == 0
+    assert node["created"] == [] and node["watched"] == []
+
+
+def test_explain_says_the_same_as_the_hook(node):
+    opts, _ = nodeaccess.parse_args(["--active-jobs=" + node["active_jobs"], "adopt"])
+    lines = adopt.explain("alice", opts, jobspool.Trust())
+    assert lines[0] == "alice's tasks running here, newest first: 9.1 (gid 65402), 8.1 (gid 65401)"
+    assert lines[-1].startswith("alice: admitted, joins job 9.1")
