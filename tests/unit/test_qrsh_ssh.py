@@ -52,10 +52,6 @@ def test_what_ssh_tools_pass(job, argv, expected):
     (["-D", "1080", "node02", "x"], errors.USAGE, "port forwarding (-D)"),
     (["-W", "h:22", "node02"], errors.USAGE, "stdio forwarding"),
     (["-J", "gw", "node02", "x"], errors.USAGE, "a jump host"),
-    (["-M", "node02", "x"], errors.USAGE, "a control master"),
-    (["-S", "/tmp/s", "node02", "x"], errors.USAGE, "a control socket"),
-    (["-O", "exit", "node02"], errors.USAGE, "a control command"),
-    (["-o", "ControlMaster=auto", "node02", "x"], errors.USAGE, "-o ControlMaster"),
     (["-oProxyCommand=nc %h %p", "node02", "x"], errors.USAGE, "-o ProxyCommand"),
     (["-o", "LocalForward 1 h:2", "node02", "x"], errors.USAGE, "-o LocalForward"),
     (["-f", "node02", "x"], errors.USAGE, "background"),
@@ -63,6 +59,7 @@ def test_what_ssh_tools_pass(job, argv, expected):
     (["node02", "-l", "bob", "x"], errors.USAGE, "user 'bob'"),
     (["-Q", "cipher"], errors.USAGE, "a query (-Q)"),
     (["-N", "node02"], errors.USAGE, "running no command"),
+    (["-G", "node02", "x"], errors.USAGE, "printing the configuration (-G)"),
     (["node02"], errors.USAGE, "no command"),
     ([], errors.USAGE, "no host"),
     (["-p"], errors.USAGE, "needs a value"),
@@ -75,6 +72,118 @@ def test_what_it_refuses(job, argv, code, why):
     with pytest.raises(errors.WrapperError) as e:
         plan(argv, job)
     assert e.value.code == code and why in str(e.value), str(e.value)
+
+
+#: What real tools pass to ssh, recorded with a stand-in ssh that logs its argv (Debian 12: OpenSSH 9.2's
+#: scp and sftp, rsync 3.2, ClusterShell 1.9's clush, pdsh 2.34, GNU parallel 20221122) or read off
+#: their sources (OpenSSH 10.0, Julia's Distributed, Charm++'s charmrun, Ray's SSHCommandRunner,
+#: ipyparallel's SSH launchers); the user is the job's owner (alice), the host one of the job's.
+#: tool -> (argv, what qrsh -inherit gets after "-inherit")
+RECORDED = {
+    "scp -O (to)": (["-x", "-oPermitLocalCommand=no", "-oClearAllForwardings=yes", "-oRemoteCommand=none",
+                     "-oRequestTTY=no", "-oForwardAgent=no", "--", "node02", "scp -t /tmp/x"],
+                    ["node02", "scp -t /tmp/x"]),
+    "scp -O (from)": (["-x", "-oPermitLocalCommand=no", "-oClearAllForwardings=yes", "-oRemoteCommand=none",
+                       "-oRequestTTY=no", "-oForwardAgent=no", "--", "node02", "scp -f /tmp/x"],
+                      ["node02", "scp -f /tmp/x"]),
+    "scp -O, OpenSSH 10.0": (["-x", "-oPermitLocalCommand=no", "-oClearAllForwardings=yes", "-oRemoteCommand=none",
+                              "-oRequestTTY=no", "-oControlMaster=no", "-oForwardAgent=no", "-l", "alice", "--",
+                              "node02", "scp -r -t /tmp/x"], ["node02", "scp -r -t /tmp/x"]),
+    "rsync -e": (["node02", "rsync", "--server", "-logDtpre.iLsfxCIvu", ".", "/tmp/x"],
+                 ["node02", "rsync --server -logDtpre.iLsfxCIvu . /tmp/x"]),
+    "rsync -e, from, -l": (["-l", "alice", "node02", "rsync", "--server", "--sender", "-logDtpre.iLsfxCIvu", ".",
+                            "/tmp/x"], ["node02", "rsync --server --sender -logDtpre.iLsfxCIvu . /tmp/x"]),
+    "rsync -e 'ssh -x -o BatchMode=yes'": (["-x", "-o", "BatchMode=yes", "node02", "rsync", "--server", "-e.iLsfxC",
+                                            ".", "/tmp/x"], ["node02", "rsync --server -e.iLsfxC . /tmp/x"]),
+    "clush": (["-oForwardAgent=no", "-oForwardX11=no", "-oConnectTimeout=15", "-oBatchMode=yes", "node02",
+               "hostname"], ["node02", "hostname"]),
+    "clush -l": (["-oForwardAgent=no", "-oForwardX11=no", "-l", "alice", "-oConnectTimeout=15", "-oBatchMode=yes",
+                  "node02", "echo a b"], ["node02", "echo a b"]),
+    "pdsh -R ssh": (["-oConnectTimeout=10", "-2", "-a", "-x", "-lalice", "node02", "echo a b"],
+                    ["node02", "echo a b"]),
+    "GNU parallel": (["-l", "alice", "node02", "--", "exec", "parallel", "--number-of-threads"],
+                     ["node02", "exec parallel --number-of-threads"]),
+    "Julia Distributed": (["-T", "-a", "-x", "-o", "ClearAllForwardings=yes", "-p", "22", "alice@node02",
+                           "sh -l -c 'cd -- /home/alice\nexec /usr/bin/julia --worker'"],
+                          ["node02", "sh -l -c 'cd -- /home/alice\nexec /usr/bin/julia --worker'"]),
+    "Julia Distributed, interrupt": (["-T", "-a", "-x", "-o", "ClearAllForwardings=yes", "-n", "node02",
+                                      "kill -2 4242"], ["-nostdin", "node02", "kill -2 4242"]),
+    "Charm++ charmrun": (["node02", "-l", "alice", "-o", "KbdInteractiveAuthentication=no", "-o",
+                          "PasswordAuthentication=no", "-o", "NoHostAuthenticationForLocalhost=yes", "/bin/bash -f"],
+                         ["node02", "/bin/bash -f"]),
+    "Charm++ charmrun ++interactive": (["-t", "node02", "-X", "-l", "alice", "-o", "KbdInteractiveAuthentication=no",
+                                        "-o", "PasswordAuthentication=no", "-o", "NoHostAuthenticationForLocalhost=yes",
+                                        "/bin/bash /tmp/charmrun.1234"], ["node02", "/bin/bash /tmp/charmrun.1234"]),
+    "Ray SSHCommandRunner": (["-tt", "-i", "/home/alice/.ssh/ray.pem", "-o", "StrictHostKeyChecking=no", "-o",
+                              "UserKnownHostsFile=/dev/null", "-o", "IdentitiesOnly=yes", "-o",
+                              "ExitOnForwardFailure=yes", "-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=3",
+                              "-o", "ControlMaster=auto", "-o", "ControlPath=/tmp/ray_ssh_1a2b3c4d5e/6f7a8b9c0d/%C",
+                              "-o", "ControlPersist=10s", "-o", "ConnectTimeout=120s", "alice@node02", "bash",
+                              "--login", "-c", "-i", "'true && source ~/.bashrc && export OMP_NUM_THREADS=1 "
+                              "PYTHONWARNINGS=ignore && (uptime)'"],
+                             ["node02", "bash --login -c -i 'true && source ~/.bashrc && export OMP_NUM_THREADS=1 "
+                              "PYTHONWARNINGS=ignore && (uptime)'"]),
+    "ipyparallel": (["alice@node02", "python3"], ["node02", "python3"]),
+    "reframe (-o and its value in one word)": (["-o BatchMode=yes", "node02", "true"], ["node02", "true"]),
+}
+
+
+@pytest.mark.parametrize("tool", sorted(RECORDED))
+def test_the_recorded_argv_of_each_tool(job, tool):
+    argv, expected = RECORDED[tool]
+    assert plan(argv, job) == ["-inherit"] + expected
+
+
+@pytest.mark.parametrize("option", [
+    "ControlMaster=auto", "ControlMaster=no", "ControlPath=/tmp/c/%C", "ControlPersist=10s", "ControlPath none",
+    "ForwardAgent=no", "ForwardAgent=yes", "ForwardX11 no", "ForwardX11=yes", "ForwardX11Trusted=yes",
+    "ClearAllForwardings=yes", "RequestTTY=no", "RequestTTY=force", "PermitLocalCommand no",
+    "PermitLocalCommand=NO", "RemoteCommand=none", "ProxyCommand=none", "ProxyJump=none", "Tunnel=no",
+    "SessionType=default", "ForkAfterAuthentication=no", "StdinNull=no", "ExitOnForwardFailure=yes",
+    "ServerAliveInterval 5", "BatchMode = yes", "Port 2222",
+])
+def test_options_that_only_disable_or_shape_the_connection_are_accepted(job, option):
+    assert plan(["-o", option, "node02", "true"], job) == ["-inherit", "node02", "true"]
+    assert plan(["-o" + option, "node02", "true"], job) == ["-inherit", "node02", "true"]
+
+
+@pytest.mark.parametrize("flags", [["-t"], ["-tt"], ["-T"], ["-A"], ["-a"], ["-X"], ["-Y"], ["-x"], ["-M"],
+                                   ["-S", "/tmp/ctl"], ["-S", "none"], ["-C", "-k", "-K", "-g", "-y"]])
+def test_tty_agent_x11_and_control_master_flags_are_accepted(job, flags):
+    """No pty, no agent, no X11 through qrsh -inherit (qrshssh.POLICIES): the command runs all the same."""
+    assert plan(flags + ["node02", "true"], job) == ["-inherit", "node02", "true"]
+
+
+def test_stdin_null_is_nostdin(job):
+    assert plan(["-o", "StdinNull=yes", "node02", "true"], job) == ["-inherit", "-nostdin", "node02", "true"]
+
+
+@pytest.mark.parametrize("option", ["RemoteCommand=uptime", "PermitLocalCommand=yes", "ProxyJump=gw",
+                                    "Tunnel=yes", "ForkAfterAuthentication=yes", "SessionType=none",
+                                    "DynamicForward 1080", "RemoteForward=1 h:2"])
+def test_options_that_would_need_what_qrsh_cannot_are_refused(job, option):
+    with pytest.raises(errors.WrapperError) as e:
+        plan(["-o", option, "node02", "true"], job)
+    assert e.value.code == errors.USAGE and str(e.value) == "-o %s cannot go through qrsh -inherit" % option
+
+
+@pytest.mark.parametrize("argv,said", [
+    (["-O", "check", "node02"], 'No ControlPath specified for "-O" command'),
+    (["-O", "exit", "-o", "ControlPath=none", "node02"], 'No ControlPath specified for "-O" command'),
+    (["-O", "check", "-o", "ControlPath=/tmp/c/%C", "node02"],
+     "Control socket connect(/tmp/c/%C): No such file or directory"),
+    (["-S", "/tmp/s", "-O", "exit", "node02"], "Control socket connect(/tmp/s): No such file or directory"),
+    (["-o", "ControlPath=/tmp/first", "-o", "ControlPath=/tmp/second", "-Ostop", "node02"],
+     "Control socket connect(/tmp/first): No such file or directory"),
+    (["-o", "ControlPath=/tmp/c", "-S", "/tmp/s", "node02", "-O", "forward"],
+     "Control socket connect(/tmp/s): No such file or directory"),
+    (["-O", "nonsense", "node02"], "Invalid multiplex command."),
+])
+def test_control_commands_are_answered_as_ssh_without_a_master(job, argv, said):
+    """Julia's tunnel setup asks ``ssh -O check``; 255 (no master) makes a tool go on without one."""
+    with pytest.raises(qrshssh.Answered) as e:
+        plan(argv, job)
+    assert (e.value.code, str(e.value)) == (255, said)
 
 
 def test_outside_a_parallel_job(job):
@@ -93,6 +202,10 @@ def test_the_entry_point_runs_qrsh_or_says_one_line(job):
                          text=True, timeout=30)
     assert bad.returncode == errors.USAGE and bad.stdout == ""
     assert bad.stderr == "qrsh_ssh: error: port forwarding (-L) cannot go through qrsh -inherit\n"
+    check = subprocess.run([sys.executable, script, "-O", "check", "-S", "/tmp/none", "node02"], env=env,
+                           capture_output=True, timeout=30)
+    assert (check.returncode, check.stdout) == (255, b"")       # ssh's fatal(): its line, \r\n, 255
+    assert check.stderr == b"Control socket connect(/tmp/none): No such file or directory\r\n"
 
 
 def test_help_gives_every_tools_setting_for_this_installation(tmp_path):

@@ -15,13 +15,14 @@ Options may follow the host, as OpenSSH reads them, unless ``--`` came before th
 
 and runs ``qrsh -inherit [-nostdin] HOST 'COMMAND...'``: the command's words joined with spaces,
 as ssh joins them for the remote shell.  ``-n`` becomes ``-nostdin``; the options that only
-shape ssh's own connection (cipher, identity, port, verbosity, tty, X11, compression...) are
-accepted and have nothing to do.  Refused with one line and an exit code, never half-started:
-no parallel job here (no ``PE_HOSTFILE``/``JOB_ID``: 72), a host the job was not granted
-(67), another user than the job's owner (``-l``/``user@``: 64), port forwarding or a proxy
-(``-L -R -D -W -w -J``, ``-o *Forward``/``ProxyCommand``/``ProxyJump``: 64), a control master
-(``-M -S -O``, ``-o Control*``: 64), a query (``-Q``: 64), going to the background or running nothing (``-f``,
-``-N``, no command: 64).  The exit status is the remote command's (qrsh -inherit's).
+shape ssh's own connection (cipher, identity, port, verbosity, compression...) are accepted and
+have nothing to do; what qrsh -inherit has no counterpart for (a pty, agent and X11 forwarding,
+connection sharing, ``-O``) follows the policies in ``POLICIES``.  Refused with one line and an
+exit code, never half-started: no parallel job here (no ``PE_HOSTFILE``/``JOB_ID``: 72), a host
+the job was not granted (67), another user than the job's owner (``-l``/``user@``: 64), port
+forwarding or a proxy (``-L -R -D -W -w -J``, ``-o *Forward``/``ProxyCommand``/``ProxyJump``:
+64), a query (``-Q``, ``-G``: 64), going to the background or running nothing (``-f``, ``-N``,
+no command: 64).  The exit status is the remote command's (qrsh -inherit's).
 """
 import os
 import pwd
@@ -31,16 +32,44 @@ from .errors import BAD_HOST, EXEC_FAILED, INTERNAL, NO_CLIENT, NO_JOB, USAGE, W
 
 NAME = "qrsh_ssh"
 FLAGS = set("1246AaCfGgKkMNnqsTtVvXxYy")
-VALUED = set("BbcDEeFIiJLlmOoPpQRSWw")   # OpenSSH 9.2's getopt string
+VALUED = set("BbcDEeFIiJLlmOoPpQRSWw")   # OpenSSH 10.0's getopt string (9.2's -P takes no value)
 #: what cannot be honoured through qrsh -inherit
-REFUSED_FLAGS = {"f": "going to the background (-f)", "N": "running no command (-N)", "M": "a control master (-M)"}
+REFUSED_FLAGS = {"f": "going to the background (-f)", "N": "running no command (-N)",
+                 "G": "printing the configuration (-G)"}
 REFUSED_VALUED = {"L": "port forwarding (-L)", "R": "port forwarding (-R)", "D": "port forwarding (-D)",
                   "W": "stdio forwarding (-W)", "w": "tunnel devices (-w)", "J": "a jump host (-J)",
-                  "S": "a control socket (-S)", "O": "a control command (-O)", "Q": "a query (-Q)"}
-REFUSED_OPTIONS = ("localforward", "remoteforward", "dynamicforward", "proxycommand", "proxyjump",
-                   "controlmaster", "controlpath", "controlpersist", "tunnel", "stdinnull", "forkafterauthentication",
-                   "sessiontype")
+                  "Q": "a query (-Q)"}
+#: ``-o`` keywords whose value decides (lower case): {keyword: {value: what it sets here, or None}};
+#: another value is refused.  Every other keyword is accepted and has nothing to do (ControlMaster,
+#: ControlPath and ControlPersist too: there is no connection to share).
+OPTION_VALUES = {
+    "localforward": {}, "remoteforward": {}, "dynamicforward": {},
+    "proxycommand": {"none": None}, "proxyjump": {"none": None}, "tunnel": {"no": None},
+    "permitlocalcommand": {"no": None}, "remotecommand": {"none": None},
+    "forkafterauthentication": {"no": None}, "stdinnull": {"no": None, "yes": "nostdin"},
+    "sessiontype": {"default": None, "subsystem": "subsystem"},
+}
+#: ``-O`` commands OpenSSH knows; qrsh_ssh answers them as ssh does when no master runs
+CONTROL_COMMANDS = ("check", "forward", "exit", "stop", "cancel", "proxy")
+#: ssh's own failure status (qrsh_ssh's answer to -O, as ssh's)
+SSH_FAILED = 255
 
+#: What qrsh_ssh does with what qrsh -inherit has no counterpart for: (what, policy).  ``--help``, the
+#: man page and README.rst show them.
+POLICIES = (
+    ("-t, -tt, -o RequestTTY", "accepted; the command runs without a pseudo-terminal (qrsh -inherit has "
+                               "none), as ssh -T would run it"),
+    ("-A, -o ForwardAgent", "accepted; no agent is forwarded (as to an sshd with AllowAgentForwarding no)"),
+    ("-X, -Y, -o ForwardX11", "accepted; no X11 forwarding (as to an sshd with X11Forwarding no)"),
+    ("-M, -S, -o Control*", "accepted and ignored: each command is a task of its own, there is no "
+                            "connection to share"),
+    ("-O check|exit|...", "answered as ssh answers without a master: 'Control socket connect(PATH): No "
+                          "such file or directory' (or 'No ControlPath specified for \"-O\" command'), "
+                          "exit 255"),
+    ("-o with a value that only disables", "accepted: ClearAllForwardings, PermitLocalCommand=no, "
+                                           "RemoteCommand=none, ProxyCommand=none, ForwardAgent=no, "
+                                           "ForwardX11=no, RequestTTY=no, SessionType=default"),
+)
 
 #: How each tool that only knows ssh is pointed at qrsh_ssh in a job script: key -> (tool, Debian
 #: package, command line).  In the command line, {qrsh_ssh} is this program's path, {job_ssh} the
@@ -55,12 +84,13 @@ TOOLS = {
     "parallel": ("GNU parallel", "parallel", "parallel --ssh {qrsh_ssh} -S {hosts} --nonall {command}"),
 }
 #: qrsh_ssh's own exit codes (otherwise the status is the remote command's)
-EXIT_CODES = ((USAGE, "usage, another user, or what qrsh -inherit cannot honour (forwarding, control master)"),
+EXIT_CODES = ((USAGE, "usage, another user, or what qrsh -inherit cannot honour (forwarding, a proxy)"),
               (BAD_HOST, "a host this job was not granted (PE_HOSTFILE)"),
               (NO_CLIENT, "qrsh not found (PATH, $SGE_ROOT/bin/ARCH)"),
               (INTERNAL, "internal error"),
               (EXEC_FAILED, "qrsh could not be started"),
-              (NO_JOB, "not inside a parallel job (JOB_ID, PE_HOSTFILE)"))
+              (NO_JOB, "not inside a parallel job (JOB_ID, PE_HOSTFILE)"),
+              (SSH_FAILED, "as ssh's own failure: -O (no master runs), or qrsh -inherit got no exit status back"))
 #: the job's hosts, comma-separated, in a job script (for {hosts})
 HOSTS_WORD = "$(awk '{print $1}' \"$PE_HOSTFILE\" | paste -sd, -)"
 
@@ -80,18 +110,57 @@ def usage(path=None):
              "       %s host [-l user] [-n] command ..." % NAME, "",
              "In a job script (hosts: %s):" % HOSTS_WORD]
     lines += ["  %-14s %s" % (tool, setting(line, here)) for tool, _, line in TOOLS.values()]
+    lines += ["", "What qrsh -inherit has no counterpart for:"]
+    lines += ["  %s: %s" % (what, policy) for what, policy in POLICIES]
     lines += ["", "Exit status: the remote command's, or"]
     lines += ["  %-3d %s" % (code, why) for code, why in EXIT_CODES]
     return "\n".join(lines) + "\n"
 
 
 class Request:
-    __slots__ = ("host", "user", "nostdin", "verbose", "command")
+    __slots__ = ("host", "user", "nostdin", "verbose", "command", "subsystem", "control", "control_path")
 
     def __init__(self):
-        self.host = self.user = None
-        self.nostdin = self.verbose = False
+        self.host = self.user = self.control = self.control_path = None
+        self.nostdin = self.verbose = self.subsystem = False
         self.command = []
+
+
+class Answered(Exception):
+    """What ssh itself would print (one line) and its exit status: qrsh_ssh says the same."""
+
+    def __init__(self, code, message):
+        super().__init__(message)
+        self.code = code
+
+
+def _keyword(text):
+    """(keyword, value) of an ssh ``-o`` option: ``Key=Value``, ``Key Value``, ``Key = Value`` (one
+    word: sftp passes ``"-oForwardX11 no"``)."""
+    text = text.strip(" \t")
+    cut = next((i for i, c in enumerate(text) if c in " \t="), len(text))
+    value = text[cut:].strip(" \t")
+    if value.startswith("="):
+        value = value[1:].strip(" \t")
+    return text[:cut], value.strip('"')
+
+
+def _config(req, text):
+    """One ``-o`` option: refused, or what it sets, or nothing to do."""
+    key, value = _keyword(text)
+    keyword = key.lower()
+    if keyword == "controlpath" and req.control_path is None:   # the first one counts, as in ssh
+        req.control_path = value
+    allowed = OPTION_VALUES.get(keyword)
+    if allowed is None:
+        return
+    if value.lower() not in allowed:
+        raise WrapperError(USAGE, "-o %s cannot go through qrsh -inherit" % text.strip()[:80])
+    effect = allowed[value.lower()]
+    if effect == "nostdin":
+        req.nostdin = True
+    elif effect == "subsystem":
+        req.subsystem = True
 
 
 def _option(req, letter, value):
@@ -100,9 +169,13 @@ def _option(req, letter, value):
     if letter == "l":
         req.user = value
     elif letter == "o":
-        key = value.replace("=", " ").split(None, 1)[0].lower() if value.strip() else ""
-        if key in REFUSED_OPTIONS:
-            raise WrapperError(USAGE, "-o %s cannot go through qrsh -inherit" % value.split("=")[0])
+        _config(req, value)
+    elif letter == "S":           # as ssh: -S replaces any ControlPath given before it
+        req.control_path = value
+    elif letter == "O":
+        if value not in CONTROL_COMMANDS:
+            raise Answered(SSH_FAILED, "Invalid multiplex command.")
+        req.control = value
 
 
 def _flags(req, word, i, argv):
@@ -117,6 +190,8 @@ def _flags(req, word, i, argv):
                 req.nostdin = True
             elif letter == "v":
                 req.verbose = True
+            elif letter == "s":
+                req.subsystem = True
             j += 1
         elif letter in VALUED:
             value = word[j + 1:]
@@ -130,6 +205,15 @@ def _flags(req, word, i, argv):
         else:
             raise WrapperError(USAGE, "unknown option -%s" % letter)
     return i + 1
+
+
+def control_answer(req):
+    """What ssh says to ``-O COMMAND`` when no master listens on its control socket (qrsh_ssh never
+    starts one): OpenSSH's mux.c muxclient() and ssh.c, fatal() exits 255."""
+    path = req.control_path
+    if path is None or path.lower() == "none":
+        return 'No ControlPath specified for "-O" command'
+    return "Control socket connect(%.100s): No such file or directory" % path
 
 
 def _options(req, argv, i):
@@ -162,6 +246,8 @@ def parse(argv):
     if not ended:
         i, _ = _options(req, argv, i)
     req.command = argv[i:]
+    if req.control is not None:
+        raise Answered(SSH_FAILED, control_answer(req))
     if not req.command:
         raise WrapperError(USAGE, "no command: qrsh -inherit runs commands, not login shells")
     return req
@@ -222,7 +308,11 @@ def main(argv=None):
 
     def body():
         me = pwd.getpwuid(os.getuid()).pw_name
-        command, verbose = plan(argv, os.environ, me)
+        try:
+            command, verbose = plan(argv, os.environ, me)
+        except Answered as answer:          # ssh's own words: no "qrsh_ssh: error:" before them
+            sys.stderr.write("%s\r\n" % answer)
+            return answer.code
         if verbose:
             sys.stderr.write("%s: %s\n" % (NAME, " ".join(command)))
         try:

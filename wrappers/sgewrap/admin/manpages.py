@@ -123,8 +123,10 @@ def qrsh_ssh_page():
                     "**ssh** by name from **PATH**.")
     out += _section("REFUSED", "With one line on standard error and exit 64: port forwarding, stdio "
                     "forwarding, tunnels and jump hosts (**-L -R -D -W -w -J**, **-o** *\\*Forward*, "
-                    "*ProxyCommand*, *ProxyJump*), control masters (**-M -S -O**, **-o** *Control\\**), "
-                    "queries (**-Q**), **-f**, **-N**, no command, another user than the job's owner.")
+                    "*ProxyCommand*, *ProxyJump*), queries (**-Q -G**), **-f**, **-N**, no command, another "
+                    "user than the job's owner.")
+    out += _section("POLICIES", "What qrsh -inherit has no counterpart for:",
+                    _deflist(("**%s**" % _escape(what), policy) for what, policy in qrshssh.POLICIES))
     tools = [("**%s**" % tool, "%s (Debian: %s)" % (qrshssh.setting(line, "W/qrsh_ssh"), package))
              for tool, package, line in qrshssh.TOOLS.values()]
     out += _section("TOOLS", "In a job script of a parallel environment (**W** is the directory of the "
