@@ -1,5 +1,6 @@
 """qrsh_ssh: what ssh-only tools pass, turned into qrsh -inherit; and everything it refuses."""
 import os
+import socket
 import subprocess
 import sys
 
@@ -22,6 +23,72 @@ def job(tmp_path):
     return {"JOB_ID": "42", "PE_HOSTFILE": str(hostfile), "PATH": str(bindir) + ":/usr/bin:/bin"}
 
 
+#: The name service the unit tests see (no test asks the real one): name -> its addresses, and
+#: address -> (its name, aliases).  This host is "node01" (the job's node01.example.org); its own
+#: addresses are the loopback ones and 0.0.0.0 (the real check binds a socket: test_is_here).
+NAMES = {"node01.example.org": ["192.0.2.1", "2001:db8::1"], "n1": ["192.0.2.1"],
+         "compute-2.example.org": ["192.0.2.2"], "node02": ["192.0.2.2"], "localhost": ["127.0.0.1", "::1"],
+         "elsewhere": ["192.0.2.99"]}
+REVERSE = {"192.0.2.1": ("node01.example.org", ["n1"]), "192.0.2.2": ("compute-2.example.org", ["node02"]),
+           "192.0.2.99": ("elsewhere", [])}
+
+
+@pytest.fixture(autouse=True)
+def name_service(monkeypatch):
+    """getaddrinfo, gethostbyaddr and gethostname answer from NAMES; the calls are counted."""
+    calls = []
+
+    def getaddrinfo(host, port, family=0, type=0, proto=0, flags=0):
+        calls.append(host)
+        literal = any(_parses(f, host.split("%")[0]) for f in (socket.AF_INET, socket.AF_INET6))
+        addresses = [host] if literal else NAMES.get(host.lower())
+        if not addresses:
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return [(socket.AF_INET6 if ":" in a else socket.AF_INET, socket.SOCK_STREAM, 6, "",
+                 (a, 0, 0, 0) if ":" in a else (a, 0)) for a in addresses]
+
+    def gethostbyaddr(address):
+        if address not in REVERSE:
+            raise socket.herror(1, "Unknown host")
+        return REVERSE[address] + ([address],)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    monkeypatch.setattr(socket, "gethostbyaddr", gethostbyaddr)
+    monkeypatch.setattr(socket, "gethostname", lambda: "node01")
+    monkeypatch.setattr(qrshssh, "_is_here", lambda family, sockaddr: qrshssh._loopback(sockaddr[0]) or
+                        sockaddr[0] == "0.0.0.0")
+    return calls
+
+
+def _parses(family, text):
+    try:
+        socket.inet_pton(family, text)
+        return True
+    except OSError:
+        return False
+
+
+#: qrshssh._is_here itself (the fixture replaces it)
+IS_HERE = qrshssh._is_here
+
+
+def test_is_here_knows_this_hosts_own_addresses_by_binding_to_them():
+    """Every address ``ip`` lists here (link-local ones name a host only with their zone), loopback and
+    the any-address are this host's; an address no interface has is not (unless the kernel lets
+    anyone bind anything: ip_nonlocal_bind)."""
+    listed = subprocess.run(["ip", "-o", "addr", "show"], capture_output=True, text=True, check=True).stdout
+    own = [word.split("/")[0] for line in listed.splitlines() if "scope link" not in line
+           for i, word in enumerate(line.split()) if i and line.split()[i - 1] in ("inet", "inet6")]
+    assert "127.0.0.1" in own
+    for address in own + ["127.0.0.1", "127.1.2.3", "0.0.0.0", "::1"]:
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        assert IS_HERE(family, (address, 22, 0, 0) if family == socket.AF_INET6 else (address, 22)), address
+    with open("/proc/sys/net/ipv4/ip_nonlocal_bind") as f:
+        nonlocal_bind = f.read().strip() != "0"
+    stranger = next(a for a in ("198.51.100.254", "203.0.113.254", "192.0.2.254") if a not in own)
+    assert IS_HERE(socket.AF_INET, (stranger, 22)) == nonlocal_bind
+
+
 def plan(argv, environ, me="alice"):
     command, _ = qrshssh.plan(argv, environ, me)
     return command[1:]
@@ -29,7 +96,7 @@ def plan(argv, environ, me="alice"):
 
 @pytest.mark.parametrize("argv,expected", [
     (["node02", "hostname"], ["-inherit", "node02", "hostname"]),
-    (["-n", "node01", "echo", "a b"], ["-inherit", "-nostdin", "node01", "echo a b"]),        # joined like ssh
+    (["-n", "node01", "echo", "a b"], ["-inherit", "-nostdin", "node01.example.org", "echo a b"]),  # joined like ssh
     (["-x", "-oStrictHostKeyChecking=no", "-p", "2222", "-q", "node01.example.org", "true"],
      ["-inherit", "node01.example.org", "true"]),
     (["-nT", "-o", "BatchMode=yes", "alice@node02", "orted", "--daemonize"],
@@ -184,6 +251,45 @@ def test_control_commands_are_answered_as_ssh_without_a_master(job, argv, said):
     with pytest.raises(qrshssh.Answered) as e:
         plan(argv, job)
     assert (e.value.code, str(e.value)) == (255, said)
+
+
+@pytest.mark.parametrize("target,granted", [
+    ("node01", "node01.example.org"),                 # the short name: qrsh gets the name Grid Engine granted
+    ("NODE02.example.org", "node02"),                 # letter case, the full name of a short one
+    ("node02.", "node02"),
+    ("n1", "node01.example.org"),                     # an alias: resolved, and its address back
+    ("compute-2.example.org", "node02"),              # another name of the address
+    ("192.0.2.2", "node02"),                          # an address: the names it resolves back to
+    ("2001:db8::1", "node01.example.org"),            # IPv6: the job's hosts' addresses
+    ("[2001:db8::1]", "node01.example.org"),
+    ("::ffff:192.0.2.1", "node01.example.org"),       # IPv4-mapped
+    ("localhost", "node01.example.org"),              # this host, as with ssh
+    ("127.0.0.1", "node01.example.org"),
+    ("::1", "node01.example.org"),
+    ("0.0.0.0", "node01.example.org"),                # bound here: this host's own
+])
+def test_a_host_may_be_named_by_any_name_or_address_of_a_granted_host(job, target, granted):
+    assert plan([target, "true"], job) == ["-inherit", granted, "true"]
+    assert plan(["alice@" + target, "true"], job) == ["-inherit", granted, "true"]    # Ray: user@IP
+
+
+@pytest.mark.parametrize("target", ["node03", "elsewhere", "192.0.2.99", "198.51.100.7", "2001:db8::99", "[::2]",
+                                    "10"])
+def test_names_and_addresses_of_other_hosts_are_refused(job, target):
+    with pytest.raises(errors.WrapperError) as e:
+        plan([target, "true"], job)
+    assert e.value.code == errors.BAD_HOST and str(e.value).startswith("%s is not a host of this job" % target)
+
+
+def test_a_name_in_pe_hostfile_needs_no_lookup_and_the_search_is_bounded(job, name_service, tmp_path):
+    plan(["node02", "true"], job)
+    plan(["node01", "true"], job)
+    assert name_service == []
+    many = tmp_path / "many"
+    many.write_text("".join("h%d.example.org 1 q@h%d UNDEFINED\n" % (i, i) for i in range(1000)))
+    with pytest.raises(errors.WrapperError):
+        plan(["elsewhere", "true"], dict(job, PE_HOSTFILE=str(many)))
+    assert len(name_service) == 1 + qrshssh.MAX_RESOLVED
 
 
 def test_outside_a_parallel_job(job):

@@ -57,6 +57,9 @@ SSH_FAILED = 255
 #: What qrsh_ssh does with what qrsh -inherit has no counterpart for: (what, policy).  ``--help``, the
 #: man page and README.rst show them.
 POLICIES = (
+    ("host", "any name, alias or address (IPv4, IPv6, [IPv6]) of a host in $PE_HOSTFILE, or of this host "
+             "(localhost); qrsh -inherit gets its name in $PE_HOSTFILE"),
+    ("user@host, -l user", "the job owner's own name is accepted; another user is refused (64)"),
     ("-t, -tt, -o RequestTTY", "accepted; the command runs without a pseudo-terminal (qrsh -inherit has "
                                "none), as ssh -T would run it"),
     ("-A, -o ForwardAgent", "accepted; no agent is forwarded (as to an sshd with AllowAgentForwarding no)"),
@@ -265,15 +268,108 @@ def granted_hosts(environ):
         raise WrapperError(NO_JOB, "cannot read PE_HOSTFILE %s: %s" % (path, err.strerror))
 
 
+#: bounds of the search for a host named by an alias or an address: the job's hosts resolved to
+#: compare addresses (names are compared first, without any lookup), the target's addresses looked up
+MAX_RESOLVED = 128
+MAX_ADDRESSES = 8
+
+
+def _unbracket(host):
+    return host[1:-1] if host[:1] == "[" and host[-1:] == "]" else host
+
+
+def _by_name(name, hosts):
+    """The host of ``hosts`` called ``name`` (letter case aside), or by the same short name."""
+    low = name.lower().rstrip(".")
+    for h in hosts:
+        if h.lower() == low:
+            return h
+    if ":" in low or low.replace(".", "").isdigit():        # an address has no short form
+        return None
+    short = low.split(".")[0]
+    return next((h for h in hosts if h.lower().split(".")[0] == short), None)
+
+
+def _plain(address):
+    """An address as text to compare: no zone, IPv4-mapped IPv6 as IPv4."""
+    address = address.split("%")[0].lower()
+    return address[7:] if address.startswith("::ffff:") and "." in address else address
+
+
+def _addresses(name):
+    """{address: (family, sockaddr)} of what ``name`` resolves to (getaddrinfo), {} if nothing."""
+    import socket
+    try:
+        found = socket.getaddrinfo(name, None, 0, socket.SOCK_STREAM)
+    except (OSError, UnicodeError, ValueError):
+        return {}
+    return {_plain(sockaddr[0]): (family, sockaddr) for family, _, _, _, sockaddr in found}
+
+
+def _names_of(address):
+    """The names ``address`` resolves back to (its name and aliases), [] if none."""
+    import socket
+    try:
+        name, aliases, _ = socket.gethostbyaddr(address)
+    except (OSError, UnicodeError, ValueError):
+        return []
+    return [name] + aliases
+
+
+def _loopback(address):
+    return address.startswith("127.") or address == "::1"
+
+
+def _is_here(family, sockaddr):
+    """True if the address is this host's: loopback, or one a socket here can be bound to."""
+    import socket
+    if _loopback(_plain(sockaddr[0])):
+        return True
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as sock:
+            sock.bind(sockaddr[:1] + (0,) + tuple(sockaddr[2:]))
+        return True
+    except OSError:
+        return False
+
+
+def granted_name(host, hosts):
+    """The name in ``$PE_HOSTFILE`` of the host that ``host`` names: that name, its short or full
+    form, an alias or an address of it (IPv4, IPv6, also in brackets); None if it names none of
+    ``hosts``.  Names are compared first (no lookup); then ``host``'s addresses: one of this host's
+    (loopback, ``localhost``) stands for this host as with ssh, else the names they resolve back to,
+    else the addresses of the job's hosts (the first MAX_RESOLVED of them)."""
+    import socket
+    name = _unbracket(host)
+    found = _by_name(name, hosts)
+    if found:
+        return found
+    addresses = dict(list(_addresses(name).items())[:MAX_ADDRESSES])
+    if any(_is_here(*a) for a in addresses.values()):
+        return _by_name(socket.gethostname(), hosts)
+    for address in addresses:
+        for other in _names_of(address):
+            found = _by_name(other, hosts)
+            if found:
+                return found
+    for h in hosts[:MAX_RESOLVED]:
+        if {a for a in _addresses(h) if not _loopback(a)} & set(addresses):
+            return h
+    return None
+
+
 def check(req, environ, me):
+    """Refuse another user or a host the job was not granted; ``req.host`` becomes the host's name in
+    ``$PE_HOSTFILE`` (what qrsh -inherit compares with the job's hosts)."""
     if req.user is not None and req.user != me:
         raise WrapperError(USAGE, "user %r: the tasks of this job run as %s" % (req.user[:40], me))
     if not req.host or req.host.startswith("-") or any(c.isspace() or c < " " for c in req.host):
         raise WrapperError(BAD_HOST, "not a host name: %r" % req.host[:60])
     hosts = granted_hosts(environ)
-    short = req.host.split(".")[0]
-    if req.host not in hosts and short not in [h.split(".")[0] for h in hosts]:
-        raise WrapperError(BAD_HOST, "%s is not a host of this job (%s)" % (req.host, ", ".join(hosts)))
+    name = granted_name(req.host, hosts)
+    if name is None:
+        raise WrapperError(BAD_HOST, "%s is not a host of this job (%s)" % (req.host[:100], ", ".join(hosts)[:300]))
+    req.host = name
 
 
 def qrsh_program(environ):
