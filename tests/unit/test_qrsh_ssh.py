@@ -90,8 +90,7 @@ def test_is_here_knows_this_hosts_own_addresses_by_binding_to_them():
 
 
 def plan(argv, environ, me="alice"):
-    command, _ = qrshssh.plan(argv, environ, me)
-    return command[1:]
+    return qrshssh.plan(argv, environ, me).command[1:]
 
 
 @pytest.mark.parametrize("argv,expected", [
@@ -193,6 +192,52 @@ RECORDED = {
     "ipyparallel": (["alice@node02", "python3"], ["node02", "python3"]),
     "reframe (-o and its value in one word)": (["-o BatchMode=yes", "node02", "true"], ["node02", "true"]),
 }
+
+
+#: The SFTP subsystem as each OpenSSH client asks for it (recorded on Debian 12; 10.0 from its source)
+SUBSYSTEM_ARGV = {
+    "scp": ["-x", "-oPermitLocalCommand=no", "-oClearAllForwardings=yes", "-oRemoteCommand=none", "-oRequestTTY=no",
+            "-oForwardAgent=no", "-s", "--", "node02", "sftp"],
+    "scp -r -l -P": ["-x", "-oPermitLocalCommand=no", "-oClearAllForwardings=yes", "-oRemoteCommand=none",
+                     "-oRequestTTY=no", "-oForwardAgent=no", "-p", "2222", "-l", "alice", "-s", "--", "node02",
+                     "sftp"],
+    "scp, OpenSSH 10.0": ["-x", "-oPermitLocalCommand=no", "-oClearAllForwardings=yes", "-oRemoteCommand=none",
+                          "-oRequestTTY=no", "-oControlMaster=no", "-oForwardAgent=no", "-s", "--", "node02", "sftp"],
+    "sftp -b": ["-oForwardX11 no", "-oPermitLocalCommand no", "-oClearAllForwardings yes", "-obatchmode yes",
+                "-oForwardAgent no", "-s", "--", "node02", "sftp"],
+    "sftp -P, OpenSSH 10.0": ["-oForwardX11 no", "-oPermitLocalCommand no", "-oClearAllForwardings yes",
+                              "-oControlMaster no", "-oForwardAgent no", "-oPort 2222", "-l", "alice", "-s", "--",
+                              "node02", "sftp"],
+    "-o SessionType=subsystem": ["-o", "SessionType=subsystem", "node02", "sftp"],
+}
+
+
+@pytest.mark.parametrize("tool", sorted(SUBSYSTEM_ARGV))
+def test_the_sftp_subsystem_runs_the_sftp_server_with_no_shell_of_the_users(job, tool):
+    """qrsh -inherit -noshell: the words reach qrsh_starter as they are and it execs them, no shell."""
+    todo = qrshssh.plan(SUBSYSTEM_ARGV[tool], job, "alice")
+    assert todo.marker.startswith("qrsh_ssh-sftp-") and len(todo.marker) == len("qrsh_ssh-sftp-") + 24
+    assert todo.command[1:] == ["-inherit", "-noshell", "node02", "/bin/sh", "-c", 'printf "%s\\n" "$1" && exec "$2"',
+                                "sh", todo.marker, "/usr/lib/openssh/sftp-server"]
+    assert qrshssh.plan(SUBSYSTEM_ARGV[tool], job, "alice").marker != todo.marker      # a new one each time
+
+
+def test_the_sftp_server_may_be_named_by_the_jobs_environment(job):
+    todo = qrshssh.plan(["-s", "node02", "sftp"], dict(job, SGEWRAP_SFTP_SERVER="/usr/libexec/openssh/sftp-server"),
+                        "alice")
+    assert todo.command[-1] == "/usr/libexec/openssh/sftp-server"
+    with pytest.raises(errors.WrapperError) as e:
+        qrshssh.plan(["-s", "node02", "sftp"], dict(job, SGEWRAP_SFTP_SERVER="sftp-server"), "alice")
+    assert e.value.code == errors.USAGE and str(e.value) == "SGEWRAP_SFTP_SERVER='sftp-server' is not an absolute path"
+
+
+@pytest.mark.parametrize("argv,name", [(["-s", "node02", "netconf"], "netconf"),
+                                       (["-s", "node02", "sftp", "x"], "sftp x"),
+                                       (["-o", "SessionType=subsystem", "node02", "x11"], "x11")])
+def test_another_subsystem_is_refused(job, argv, name):
+    with pytest.raises(errors.WrapperError) as e:
+        plan(argv, job)
+    assert e.value.code == errors.USAGE and str(e.value) == "subsystem %r: only sftp runs through qrsh -inherit" % name
 
 
 @pytest.mark.parametrize("tool", sorted(RECORDED))
@@ -308,6 +353,10 @@ def test_the_entry_point_runs_qrsh_or_says_one_line(job):
                          text=True, timeout=30)
     assert bad.returncode == errors.USAGE and bad.stdout == ""
     assert bad.stderr == "qrsh_ssh: error: port forwarding (-L) cannot go through qrsh -inherit\n"
+    other = subprocess.run([sys.executable, script, "-s", "node02", "netconf"], env=env, capture_output=True,
+                           text=True, timeout=30)
+    assert (other.returncode, other.stdout) == (errors.USAGE, "")
+    assert other.stderr == "qrsh_ssh: error: subsystem 'netconf': only sftp runs through qrsh -inherit\n"
     check = subprocess.run([sys.executable, script, "-O", "check", "-S", "/tmp/none", "node02"], env=env,
                            capture_output=True, timeout=30)
     assert (check.returncode, check.stdout) == (255, b"")       # ssh's fatal(): its line, \r\n, 255
@@ -328,3 +377,156 @@ def test_help_gives_every_tools_setting_for_this_installation(tmp_path):
     assert "PATH=%s:$PATH pdsh" % os.path.join(os.path.dirname(here), "job-ssh") in out.stdout
     for code, why in qrshssh.EXIT_CODES:
         assert "%-3d %s" % (code, why) in out.stdout
+
+
+# --- the SFTP subsystem end to end on this host: real scp and sftp, qrsh -inherit played here --------
+
+#: Stands in for ``qrsh -inherit``: what a login shell's startup files print on the way (as Debian's
+#: bash does for sshd's ``bash -c`` when ~/.bashrc echoes), then the task's words run here: as they
+#: are with ``-noshell`` (qrsh_starter execs them), else joined through a shell.
+QRSH_HERE = """#!/bin/sh
+%s
+[ "$1" = -inherit ] && shift
+[ "$1" = -nostdin ] && { shift; exec </dev/null; }
+if [ "$1" = -noshell ]; then shift 2; exec "$@"; fi
+shift
+exec /bin/sh -c "$1"
+"""
+SHELL_SAYS = """echo "hello from ~/.bashrc"
+printf 'and more, a NUL \\000 and no newline'"""
+
+
+@pytest.fixture
+def here(job, tmp_path):
+    """A job environment whose qrsh runs the task on this host (QRSH_HERE), and an executable
+    qrsh_ssh (``ssh``) that scp -S and sftp -S can run."""
+    bindir = tmp_path / "here"
+    bindir.mkdir()
+    (bindir / "qrsh").write_text(QRSH_HERE % SHELL_SAYS)
+    (bindir / "qrsh").chmod(0o755)
+    ssh = bindir / "ssh"
+    ssh.write_text('#!/bin/sh\nexec "%s" "%s" "$@"\n' % (sys.executable, os.path.join(WRAPPERS_SRC, "qrsh_ssh")))
+    ssh.chmod(0o755)
+    return dict(job, PATH="%s:/usr/bin:/bin" % bindir, PYTHONPATH=WRAPPERS_SRC), str(ssh)
+
+
+def _sha256(path):
+    import hashlib
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def _tree(tmp_path, name):
+    """A directory of files of several sizes (one of 3 MiB of every byte value), in a subdirectory too."""
+    top = tmp_path / name
+    (top / "sub").mkdir(parents=True)
+    (top / "big").write_bytes(bytes(range(256)) * (3 * 4096) + b"\0\n\r\xff end")
+    (top / "empty").write_bytes(b"")
+    (top / "sub" / "text").write_text("hello\n" * 1000)
+    return top
+
+
+def _same_tree(a, b):
+    files = sorted(os.path.relpath(os.path.join(d, f), a) for d, _, fs in os.walk(a) for f in fs)
+    assert files == sorted(os.path.relpath(os.path.join(d, f), b) for d, _, fs in os.walk(b) for f in fs)
+    for f in files:
+        assert _sha256(os.path.join(a, f)) == _sha256(os.path.join(b, f)), f
+
+
+@pytest.mark.parametrize("mode", [[], ["-O"]])
+def test_scp_copies_byte_for_byte_both_ways(here, tmp_path, mode):
+    """scp's SFTP mode (OpenSSH 9's default) whatever the login shell prints (the relay drops it);
+    legacy scp (-O), like rsync, speaks through the user's shell as over ssh: a clean one here."""
+    env, ssh = here
+    if mode:
+        (tmp_path / "here" / "qrsh").write_text(QRSH_HERE % "")
+    source = _tree(tmp_path, "source")
+    there = tmp_path / "there"
+    there.mkdir()
+    up = subprocess.run(["scp", *mode, "-S", ssh, "-r", "-q", str(source), "node02:%s/" % there], env=env,
+                        capture_output=True, text=True, timeout=60)
+    assert up.returncode == 0, up.stderr
+    _same_tree(source, there / "source")
+    back = tmp_path / "back"
+    down = subprocess.run(["scp", *mode, "-S", ssh, "-q", "node02:%s/source/big" % there, str(back)], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert down.returncode == 0, down.stderr
+    assert _sha256(back) == _sha256(source / "big")
+
+
+def test_rsync_copies_byte_for_byte_both_ways(here, tmp_path):
+    env, ssh = here
+    (tmp_path / "here" / "qrsh").write_text(QRSH_HERE % "")
+    source = _tree(tmp_path, "source")
+    there, back = tmp_path / "there", tmp_path / "back"
+    for argv in (["rsync", "-e", ssh, "-a", str(source), "node02:%s/" % there],
+                 ["rsync", "-e", ssh, "-a", "node02:%s/source" % there, "%s/" % back]):
+        done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+    _same_tree(source, there / "source")
+    _same_tree(source, back / "source")
+
+
+def test_sftp_batch_copies_byte_for_byte_both_ways_whatever_the_login_shell_prints(here, tmp_path):
+    env, ssh = here
+    source = _tree(tmp_path, "source")
+    there, back = tmp_path / "there", tmp_path / "back"
+    there.mkdir()
+    back.mkdir()
+    batch = tmp_path / "batch"
+    batch.write_text("put -r %s %s\nget -r %s/source %s\nls -l %s/source/big\n" % (source, there, there, back, there))
+    done = subprocess.run(["sftp", "-S", ssh, "-b", str(batch), "node02"], env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    _same_tree(source, there / "source")
+    _same_tree(source, back / "source")
+    assert "hello from" not in done.stdout + done.stderr          # the shell's words went nowhere
+
+
+def _relay(env, tmp_path, server, **kwargs):
+    """qrsh_ssh -s node02 sftp with SERVER (a shell script) as the SFTP server."""
+    path = tmp_path / "server"
+    path.write_text("#!/bin/sh\n" + server)
+    path.chmod(0o755)
+    return subprocess.Popen([sys.executable, os.path.join(WRAPPERS_SRC, "qrsh_ssh"), "-s", "node02", "sftp"],
+                            env=dict(env, SGEWRAP_SFTP_SERVER=str(path)), **kwargs)
+
+
+def test_the_relay_passes_the_servers_bytes_and_exit_status_and_nothing_before(here, tmp_path):
+    env, _ = here
+    proc = _relay(env, tmp_path, "printf 'qrsh_ssh-sftp-fake\\n\\0\\1\\377'; cat; exit 3\n", stdin=subprocess.PIPE,
+                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = proc.communicate(b"x" * 1000000, timeout=60)
+    assert (proc.returncode, err) == (3, b"")
+    assert out == b"qrsh_ssh-sftp-fake\n\0\1\377" + b"x" * 1000000
+
+
+def test_without_the_marker_what_came_goes_to_stderr_and_the_status_is_qrshs(here, tmp_path):
+    env, _ = here
+    (tmp_path / "here" / "qrsh").write_text("#!/bin/sh\necho 'error: no such task'\nexit 1\n")
+    proc = _relay(env, tmp_path, "exit 0\n", stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = proc.communicate(timeout=60)
+    assert (proc.returncode, out, err) == (1, b"", b"error: no such task\n")
+
+
+def test_the_relay_passes_signals_on_and_dies_of_the_same(here, tmp_path):
+    import signal
+    import time
+    env, _ = here
+    ready = tmp_path / "ready"
+    proc = _relay(env, tmp_path, "touch %s; exec sleep 60\n" % ready, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 30
+    while not ready.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=30)
+    assert proc.returncode == -signal.SIGTERM
+
+
+def test_the_relay_stops_when_the_tool_stops_reading(here, tmp_path):
+    env, _ = here
+    proc = _relay(env, tmp_path, "exec yes\n", stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout.read(100000) == b"y\n" * 50000
+    proc.stdout.close()
+    proc.wait(timeout=30)
+    assert proc.returncode != 0 and b"Traceback" not in proc.stderr.read()

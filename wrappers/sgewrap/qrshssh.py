@@ -17,7 +17,9 @@ and runs ``qrsh -inherit [-nostdin] HOST 'COMMAND...'``: the command's words joi
 as ssh joins them for the remote shell.  ``-n`` becomes ``-nostdin``; the options that only
 shape ssh's own connection (cipher, identity, port, verbosity, compression...) are accepted and
 have nothing to do; what qrsh -inherit has no counterpart for (a pty, agent and X11 forwarding,
-connection sharing, ``-O``) follows the policies in ``POLICIES``.  Refused with one line and an
+connection sharing, ``-O``) follows the policies in ``POLICIES``.  ``-s sftp`` (scp, sftp) runs
+the execution host's SFTP server as the task with no shell of the user's, and qrsh_ssh stays to
+drop what a login shell prints before it (``relay``).  Refused with one line and an
 exit code, never half-started: no parallel job here (no ``PE_HOSTFILE``/``JOB_ID``: 72), a host
 the job was not granted (67), another user than the job's owner (``-l``/``user@``: 64), port
 forwarding or a proxy (``-L -R -D -W -w -J``, ``-o *Forward``/``ProxyCommand``/``ProxyJump``:
@@ -53,6 +55,15 @@ OPTION_VALUES = {
 CONTROL_COMMANDS = ("check", "forward", "exit", "stop", "cancel", "proxy")
 #: ssh's own failure status (qrsh_ssh's answer to -O, as ssh's)
 SSH_FAILED = 255
+#: the subsystems (``ssh -s HOST NAME``) qrsh_ssh runs
+SUBSYSTEMS = ("sftp",)
+#: How a subsystem's server starts on the execution host, through ``qrsh -inherit -noshell`` (argument
+#: words kept, no shell of the user's): ``/bin/sh -c SCRIPT sh MARKER SERVER``.  The only shell left is
+#: the one sshd (or rshd) runs qrsh_starter with, and its startup files (a ~/.bashrc that echoes) may
+#: print before it: qrsh_ssh drops what comes before MARKER's line, then the server speaks alone.
+SUBSYSTEM_SCRIPT = 'printf "%s\\n" "$1" && exec "$2"'
+#: what the relay keeps of the output before the marker (shown on stderr if no marker comes)
+MAX_BEFORE_MARKER = 65536
 
 #: What qrsh_ssh does with what qrsh -inherit has no counterpart for: (what, policy).  ``--help``, the
 #: man page and README.rst show them.
@@ -60,6 +71,10 @@ POLICIES = (
     ("host", "any name, alias or address (IPv4, IPv6, [IPv6]) of a host in $PE_HOSTFILE, or of this host "
              "(localhost); qrsh -inherit gets its name in $PE_HOSTFILE"),
     ("user@host, -l user", "the job owner's own name is accepted; another user is refused (64)"),
+    ("-s sftp (scp, sftp)", "the execution host's SFTP server ($SGEWRAP_SFTP_SERVER, default "
+                            "/usr/lib/openssh/sftp-server) runs as the task through qrsh -inherit -noshell; "
+                            "what a login shell prints before it (a ~/.bashrc that echoes) is dropped. "
+                            "Another subsystem is refused (64)"),
     ("-t, -tt, -o RequestTTY", "accepted; the command runs without a pseudo-terminal (qrsh -inherit has "
                                "none), as ssh -T would run it"),
     ("-A, -o ForwardAgent", "accepted; no agent is forwarded (as to an sshd with AllowAgentForwarding no)"),
@@ -253,6 +268,9 @@ def parse(argv):
         raise Answered(SSH_FAILED, control_answer(req))
     if not req.command:
         raise WrapperError(USAGE, "no command: qrsh -inherit runs commands, not login shells")
+    if req.subsystem and " ".join(req.command) not in SUBSYSTEMS:
+        raise WrapperError(USAGE, "subsystem %r: only %s runs through qrsh -inherit" % (
+            " ".join(req.command)[:40], ", ".join(SUBSYSTEMS)))
     return req
 
 
@@ -388,12 +406,85 @@ def qrsh_program(environ):
     raise WrapperError(NO_CLIENT, "qrsh not found in PATH nor in $SGE_ROOT/bin")
 
 
+class Plan:
+    """What qrsh_ssh runs: qrsh's argv; for a subsystem the marker the server's output starts after."""
+    __slots__ = ("command", "verbose", "marker")
+
+    def __init__(self, command, verbose=False, marker=None):
+        self.command, self.verbose, self.marker = command, verbose, marker
+
+
+def subsystem_words(req, environ):
+    """qrsh -inherit's words after its options for ``req``'s subsystem, and the marker."""
+    from .methods import SFTP_SERVER, SFTP_SERVER_VARIABLE
+    server = environ.get(SFTP_SERVER_VARIABLE) or SFTP_SERVER
+    if not server.startswith("/") or any(c < " " or c in "\x7f\xff" for c in server):
+        raise WrapperError(USAGE, "%s=%r is not an absolute path" % (SFTP_SERVER_VARIABLE, server[:80]))
+    marker = "qrsh_ssh-%s-%s" % (req.command[0], os.urandom(12).hex())
+    return ["-noshell", req.host, "/bin/sh", "-c", SUBSYSTEM_SCRIPT, "sh", marker, server], marker
+
+
 def plan(argv, environ, me):
-    """qrsh's argv for an ssh command line."""
+    """The Plan for an ssh command line (Answered: what ssh itself would say)."""
     req = parse(argv)
     check(req, environ, me)
-    return [qrsh_program(environ), "-inherit"] + (["-nostdin"] if req.nostdin else []) + \
-        [req.host, " ".join(req.command)], req.verbose
+    command = [qrsh_program(environ), "-inherit"] + (["-nostdin"] if req.nostdin else [])
+    if req.subsystem:
+        words, marker = subsystem_words(req, environ)
+        return Plan(command + words, req.verbose, marker)
+    return Plan(command + [req.host, " ".join(req.command)], req.verbose)
+
+
+def relay(command, marker):
+    """Run qrsh ``command`` with its standard output passing through this process: what comes before
+    the line ``marker`` (what a login shell printed) is dropped, the rest copied as it comes; SIGINT,
+    SIGTERM, SIGHUP and SIGQUIT are passed on.  qrsh's exit status (its signal, re-raised here)."""
+    import signal
+    wanted = marker.encode() + b"\n"
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.dup2(write_end, 1)
+            os.close(read_end)
+            os.close(write_end)
+            signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+            os.execv(command[0], command)
+        except OSError as err:
+            os.write(2, ("%s: error: cannot run %s: %s\n" % (NAME, command[0], err.strerror or err)).encode())
+        finally:
+            os._exit(EXEC_FAILED)
+    os.close(write_end)
+    for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
+        if signal.getsignal(number) != signal.SIG_IGN:      # sftp starts its ssh with SIGINT ignored
+            signal.signal(number, lambda signum, frame: os.kill(pid, signum))
+    before, started, reading = b"", False, True
+    while reading:
+        chunk = os.read(read_end, 262144)
+        if not chunk:
+            break
+        if not started:
+            before += chunk
+            at = before.find(wanted)
+            if at < 0:
+                before = before[-MAX_BEFORE_MARKER:]
+                continue
+            started, chunk, before = True, before[at + len(wanted):], b""
+        try:
+            while chunk:
+                chunk = chunk[os.write(1, chunk):]
+        except BrokenPipeError:         # the tool is gone: qrsh gets EPIPE (or SIGPIPE) in turn
+            reading = False
+    os.close(read_end)
+    if before:                          # no marker came: what did come may say why
+        os.write(2, before)
+    _, status = os.waitpid(pid, 0)
+    code = os.waitstatus_to_exitcode(status)
+    if code < 0:
+        signal.signal(-code, signal.SIG_DFL)
+        os.kill(os.getpid(), -code)
+        return 128 - code
+    return code
 
 
 def main(argv=None):
@@ -405,15 +496,17 @@ def main(argv=None):
     def body():
         me = pwd.getpwuid(os.getuid()).pw_name
         try:
-            command, verbose = plan(argv, os.environ, me)
+            todo = plan(argv, os.environ, me)
         except Answered as answer:          # ssh's own words: no "qrsh_ssh: error:" before them
             sys.stderr.write("%s\r\n" % answer)
             return answer.code
-        if verbose:
-            sys.stderr.write("%s: %s\n" % (NAME, " ".join(command)))
+        if todo.verbose:
+            sys.stderr.write("%s: %s\n" % (NAME, " ".join(todo.command)))
+        if todo.marker:
+            return relay(todo.command, todo.marker)
         try:
-            os.execv(command[0], command)
+            os.execv(todo.command[0], todo.command)
         except OSError as err:
-            raise WrapperError(EXEC_FAILED, "cannot run %s: %s" % (command[0], err.strerror or err))
+            raise WrapperError(EXEC_FAILED, "cannot run %s: %s" % (todo.command[0], err.strerror or err))
 
     run_cli(NAME, body)

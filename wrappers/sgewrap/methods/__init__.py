@@ -157,6 +157,13 @@ PAM_SERVICE_OPTION = "PamServiceName"
 #: A directory holding ``ssh`` -> qrsh_ssh: first on PATH inside a parallel job, every tool that
 #: runs ``ssh`` by name (pdsh -R ssh, Dask, Ray, older MPIs) starts its remote commands as tasks.
 JOB_SSH_DIR = "job-ssh"
+#: The SFTP server that qrsh_ssh runs on the execution host for ``ssh -s HOST sftp`` (what scp of OpenSSH 9
+#: and later and sftp ask for): sshd's ``Subsystem sftp`` on Debian.  qrsh_ssh runs as the user and
+#: cannot ask ``sshd -T``; where the hosts keep it elsewhere, the job's environment variable
+#: SFTP_SERVER_VARIABLE names it (for every job: ``-v SGEWRAP_SFTP_SERVER=PATH`` in the cell's
+#: ``common/sge_request``).
+SFTP_SERVER = "/usr/lib/openssh/sftp-server"
+SFTP_SERVER_VARIABLE = "SGEWRAP_SFTP_SERVER"
 #: symbolic links installed beside the entry points: name (relative to the wrappers) -> target
 LINKS = {JOB_SSHD_NAME: "/usr/sbin/sshd", JOB_SSH_DIR + "/ssh": "../qrsh_ssh"}
 
