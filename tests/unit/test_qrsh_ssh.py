@@ -217,7 +217,7 @@ def test_the_sftp_subsystem_runs_the_sftp_server_with_no_shell_of_the_users(job,
     """qrsh -inherit -noshell: the words reach qrsh_starter as they are and it execs them, no shell."""
     todo = qrshssh.plan(SUBSYSTEM_ARGV[tool], job, "alice")
     assert todo.marker.startswith("qrsh_ssh-sftp-") and len(todo.marker) == len("qrsh_ssh-sftp-") + 24
-    assert todo.command[1:] == ["-inherit", "-noshell", "node02", "/bin/sh", "-c", 'printf "%s\\n" "$1" && exec "$2"',
+    assert todo.command[1:] == ["-inherit", "-noshell", "node02", "/bin/sh", "-c", 'echo "$1" && exec "$2"',
                                 "sh", todo.marker, "/usr/lib/openssh/sftp-server"]
     assert qrshssh.plan(SUBSYSTEM_ARGV[tool], job, "alice").marker != todo.marker      # a new one each time
 

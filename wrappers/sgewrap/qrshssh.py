@@ -60,8 +60,10 @@ SUBSYSTEMS = ("sftp",)
 #: How a subsystem's server starts on the execution host, through ``qrsh -inherit -noshell`` (argument
 #: words kept, no shell of the user's): ``/bin/sh -c SCRIPT sh MARKER SERVER``.  The only shell left is
 #: the one sshd (or rshd) runs qrsh_starter with, and its startup files (a ~/.bashrc that echoes) may
-#: print before it: qrsh_ssh drops what comes before MARKER's line, then the server speaks alone.
-SUBSYSTEM_SCRIPT = 'printf "%s\\n" "$1" && exec "$2"'
+#: print before it: qrsh_ssh drops what comes before MARKER's line, then the server speaks alone.  No
+#: backslash in it: Son of Grid Engine's qrsh_starter turns the two characters backslash-n of a
+#: command into a newline (execd writes a newline that way into the task's environment file).
+SUBSYSTEM_SCRIPT = 'echo "$1" && exec "$2"'
 #: what the relay keeps of the output before the marker (shown on stderr if no marker comes)
 MAX_BEFORE_MARKER = 65536
 
