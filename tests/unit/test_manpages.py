@@ -91,8 +91,10 @@ def test_a_page_holds_its_programs_help(name, section):
         from sgewrap import qrshssh
         for code, why in qrshssh.EXIT_CODES:
             assert "%d %s" % (code, squeeze(why)) in page
-        for tool, _, _ in qrshssh.TOOLS.values():
+        for tool, *_ in qrshssh.TOOLS.values():
             assert tool in page and tool in text
+        for what, _ in qrshssh.POLICIES:
+            assert squeeze(what) in page and what in text
         return
     for line in text.splitlines():
         assert squeeze(line) in page, line

@@ -364,19 +364,30 @@ def test_the_entry_point_runs_qrsh_or_says_one_line(job):
 
 
 def test_help_gives_every_tools_setting_for_this_installation(tmp_path):
-    """--help: each ssh-only tool's setting (qrshssh.TOOLS, what README.rst and test_mpi.py use)
-    with the installed path, and the exit codes; nothing else runs."""
+    """--help: each ssh-only tool's setting and what works (qrshssh.TOOLS, what README.rst, the man page
+    and the end-to-end tests use) with the installed path, the policies and the exit codes; nothing else
+    runs."""
     script = os.path.join(WRAPPERS_SRC, "qrsh_ssh")
     out = subprocess.run([sys.executable, script, "--help"], env={"PYTHONPATH": WRAPPERS_SRC},
                          capture_output=True, text=True, timeout=30)
     assert (out.returncode, out.stderr) == (0, "")
     here = os.path.abspath(script)
-    for tool, _, line in qrshssh.TOOLS.values():
-        assert tool in out.stdout
+    assert "\n".join("  " + line for line in qrshssh.tools_table(here)) in out.stdout
+    for tool, _, line, works in qrshssh.TOOLS.values():
+        assert tool in out.stdout and (line is None) == works.startswith("cannot:")
     assert "--mca plm_rsh_agent %s " % here in out.stdout
     assert "PATH=%s:$PATH pdsh" % os.path.join(os.path.dirname(here), "job-ssh") in out.stdout
+    for what, policy in qrshssh.POLICIES:
+        assert "  %s: %s\n" % (what, policy) in out.stdout
     for code, why in qrshssh.EXIT_CODES:
         assert "%-3d %s" % (code, why) in out.stdout
+
+
+def test_readme_shows_the_tools_table_as_help_does():
+    """README.rst's table of tools is qrshssh.tools_table for W/qrsh_ssh, word for word."""
+    with open(os.path.join(os.path.dirname(WRAPPERS_SRC), "README.rst")) as f:
+        readme = f.read()
+    assert "\n".join(("    " + line).rstrip() for line in qrshssh.tools_table("W/qrsh_ssh")) in readme
 
 
 # --- the SFTP subsystem end to end on this host: real scp and sftp, qrsh -inherit played here --------

@@ -91,17 +91,48 @@ POLICIES = (
                                            "ForwardX11=no, RequestTTY=no, SessionType=default"),
 )
 
-#: How each tool that only knows ssh is pointed at qrsh_ssh in a job script: key -> (tool, Debian
-#: package, command line).  In the command line, {qrsh_ssh} is this program's path, {job_ssh} the
-#: directory whose ``ssh`` is this program (methods.JOB_SSH_DIR), {hosts} the job's hosts
-#: (comma-separated) and {command} what the tool runs.  ``qrsh_ssh --help`` and README.rst show
-#: them; tests/e2e/test_mpi.py runs every one across two hosts.
+#: How each tool that only knows ssh is pointed at qrsh_ssh in a job script, and what works: key ->
+#: (tool, where it comes from, command line or None if it cannot work, what works and how it is
+#: known).  In the command line, {qrsh_ssh} is this program's path, {job_ssh} the directory whose
+#: ``ssh`` is this program (methods.JOB_SSH_DIR), {hosts} the job's hosts (comma-separated) and
+#: {command} what the tool runs; HOST is another host of the job.  ``qrsh_ssh --help``, the man page
+#: and README.rst show them (tools_table); tests/e2e/test_mpi.py and test_qrsh_ssh_tools.py run the
+#: ones marked CI across two hosts, tests/unit/test_qrsh_ssh.py replays every tool's argv.
 TOOLS = {
     "openmpi": ("Open MPI", "openmpi-bin",
-                "mpirun --mca plm_rsh_agent {qrsh_ssh} --mca plm_rsh_disable_qrsh 1 {command}"),
-    "mpich": ("MPICH (Hydra)", "mpich", "mpiexec -launcher ssh -launcher-exec {qrsh_ssh} -n $NSLOTS {command}"),
-    "pdsh": ("pdsh", "pdsh", "PATH={job_ssh}:$PATH pdsh -R ssh -w {hosts} {command}"),
-    "parallel": ("GNU parallel", "parallel", "parallel --ssh {qrsh_ssh} -S {hosts} --nonall {command}"),
+                "mpirun --mca plm_rsh_agent {qrsh_ssh} --mca plm_rsh_disable_qrsh 1 {command}",
+                "works: its daemons (orted) start as tasks, ranks on every host (CI)"),
+    "mpich": ("MPICH (Hydra)", "mpich", "mpiexec -launcher ssh -launcher-exec {qrsh_ssh} -n $NSLOTS {command}",
+              "works: its proxies (hydra_pmi_proxy) start as tasks (CI)"),
+    "pdsh": ("pdsh", "pdsh", "PATH={job_ssh}:$PATH pdsh -R ssh -w {hosts} {command}",
+             "works: one task per host (CI)"),
+    "parallel": ("GNU parallel", "parallel", "parallel --ssh {qrsh_ssh} -S {hosts} --nonall {command}",
+                 "works: one task per host (CI)"),
+    "scp": ("scp", "openssh-client", "scp -S {qrsh_ssh} [-O] [-r] SOURCE HOST:TARGET",
+            "works: SFTP (OpenSSH 9's default) and -O, files and directories, both ways, byte for byte (CI)"),
+    "sftp": ("sftp", "openssh-client", "sftp -S {qrsh_ssh} [-b BATCHFILE] HOST",
+             "works: the SFTP subsystem, whatever ~/.bashrc prints (CI: batch mode; interactive: not run in CI)"),
+    "rsync": ("rsync", "rsync", "rsync -e {qrsh_ssh} -a SOURCE HOST:TARGET",
+              "works: both ways, byte for byte (CI); its remote side runs through the login shell, which must "
+              "print nothing on standard output, as over ssh"),
+    "clush": ("ClusterShell", "clustershell", "clush -O ssh_path={qrsh_ssh} -w {hosts} {command}",
+              "its argv is accepted, one task per host (unit test: clush 1.9's argv); not run in CI"),
+    "julia": ("Julia", "not in Debian 12", 'julia -e \'using Distributed; addprocs(["HOST"]; ssh="{qrsh_ssh}")\'',
+              "works: each worker a task, the cookie on stdin (CI: Distributed's exact argv replayed); "
+              "tunnel=true cannot (port forwarding)"),
+    "charm": ("Charm++", "not in Debian", "charmrun ++remote-shell {qrsh_ssh} ++nodelist NODELIST {command}",
+              "works: the start script on stdin (/bin/bash -f) runs as a task (CI: charmrun's exact argv "
+              "replayed); ++interactive: not run"),
+    "ray": ("Ray", "pip: ray", "PATH={job_ssh}:$PATH ray up CLUSTER.yaml (provider: local)",
+            "its SSHCommandRunner argv is accepted (-tt: no pty, bash -i warns 'no job control'; ControlMaster, "
+            "ControlPath, ControlPersist ignored; user@IP) (unit test); port forwarding (-L) refused; not run "
+            "in CI"),
+    "ipyparallel": ("ipyparallel", "python3-ipyparallel", "c.SSHLauncher.ssh_cmd = ['{qrsh_ssh}']",
+                    "cannot yet: its argv is accepted (unit test), but the engine it starts detaches and ends "
+                    "with the task's session"),
+    "dask": ("Dask SSHCluster", "python3-distributed", None,
+             "cannot: asyncssh speaks ssh itself, there is no ssh program to replace; use adopt instead (README: "
+             "Adopt): its logins to a host of the job join the job"),
 }
 #: qrsh_ssh's own exit codes (otherwise the status is the remote command's)
 EXIT_CODES = ((USAGE, "usage, another user, or what qrsh -inherit cannot honour (forwarding, a proxy)"),
@@ -122,14 +153,25 @@ def setting(line, path, command="PROGRAM"):
                        hosts='"$hosts"', command=command)
 
 
+def tools_table(path):
+    """TOOLS for this program installed at ``path``: a line per tool with its setting, then what
+    works, wrapped; what --help and README.rst show."""
+    import textwrap
+    lines = []
+    for tool, _, line, works in TOOLS.values():
+        lines.append("%-16s %s" % (tool, setting(line, path) if line else "-"))
+        lines += textwrap.wrap(works, 100, initial_indent=" " * 17, subsequent_indent=" " * 17)
+    return lines
+
+
 def usage(path=None):
     """The --help text, with the tools' settings for this installation."""
     here = path or os.path.join("$SGE_ROOT/util/resources/wrappers", NAME)
     lines = [__doc__.strip().split("\n\n")[0].replace("\n", " ").replace("``", ""), "",
              "usage: %s [ssh options] [user@]host [options] [--] command ..." % NAME,
              "       %s host [-l user] [-n] command ..." % NAME, "",
-             "In a job script (hosts: %s):" % HOSTS_WORD]
-    lines += ["  %-14s %s" % (tool, setting(line, here)) for tool, _, line in TOOLS.values()]
+             "In a job script (hosts: %s; HOST: another host of the job):" % HOSTS_WORD]
+    lines += ["  " + line for line in tools_table(here)]
     lines += ["", "What qrsh -inherit has no counterpart for:"]
     lines += ["  %s: %s" % (what, policy) for what, policy in POLICIES]
     lines += ["", "Exit status: the remote command's, or"]

@@ -49,6 +49,11 @@ def _escape(text):
     return text.replace("\\", "\\\\").replace("*", "\\*").replace("`", "\\`").replace("|", "\\|")
 
 
+def _plain(text):
+    """``text`` escaped, no ``user@IP`` taken for a mail address either."""
+    return _escape(text).replace("@", "\\@")
+
+
 def _deflist(items, markup=False):
     """A definition list; ``markup``: the texts are reStructuredText already (else plain text)."""
     return "\n".join("%s\n    %s" % (term, text if markup else _escape(text)) for term, text in items)
@@ -127,10 +132,12 @@ def qrsh_ssh_page():
                     "user than the job's owner.")
     out += _section("POLICIES", "What qrsh -inherit has no counterpart for:",
                     _deflist(("**%s**" % _escape(what), policy) for what, policy in qrshssh.POLICIES))
-    tools = [("**%s**" % tool, "%s (Debian: %s)" % (qrshssh.setting(line, "W/qrsh_ssh"), package))
-             for tool, package, line in qrshssh.TOOLS.values()]
+    tools = [("**%s**" % _escape(tool), "``%s`` (%s); %s" % (
+        qrshssh.setting(line, "W/qrsh_ssh"), _escape(source), _plain(works)) if line else _plain(works))
+        for tool, source, line, works in qrshssh.TOOLS.values()]
     out += _section("TOOLS", "In a job script of a parallel environment (**W** is the directory of the "
-                    "wrappers; ``hosts=%s``):" % qrshssh.HOSTS_WORD, _deflist(tools))
+                    "wrappers; ``hosts=%s``; *HOST* another host of the job):" % qrshssh.HOSTS_WORD,
+                    _deflist(tools, markup=True))
     out += _section("EXIT STATUS", "The remote command's, or:", _codes(qrshssh.EXIT_CODES))
     out += _section("SEE ALSO", _see_also("sgewrap-wrappers(5)", "ssh(1)", "qrsh(1)", "sge_pe(5)", "mpirun(1)",
                                           "pdsh(1)", "parallel(1)"))
