@@ -18,15 +18,10 @@ import tempfile
 import pytest
 
 from lib import mpijobs, sge, wait_until
-from lib.mpijobs import LAUNCHERS, ranks_of, script
+from lib.mpijobs import LAUNCHERS, QUEUES, REPORT, gid_range, job_number, qdel_leaves_nothing, ranks_of, script
 from sgewrap import qrshssh
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slot("rsh"), pytest.mark.methods("ssh-tight")]
-
-QUEUES = ("-q", "%s,%s" % (sge.QUEUE, sge.OPEN_QUEUE), "-masterq", "%s@%s" % (sge.QUEUE, sge.HOST))
-#: the MPI daemons and sshd a job leaves behind if its tasks escaped it
-JOB_PROCESSES = ("orted", "hydra_pmi_proxy", "mpirun.openmpi", "mpiexec.hydra", "ring.openmpi", "ring.mpich",
-                 "sshd", "sge-sshd", "pdsh", "parallel", "perl", "sleep")
 
 
 @pytest.fixture(scope="module")
@@ -38,17 +33,6 @@ def ring():
         yield mpijobs.compile_ring(scratch)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-
-
-def gid_range():
-    """Every job group id of the hosts: the global gid_range and the nodes' own (their local
-    configurations: they share this host's kernel)."""
-    ids = set()
-    for conf in [sge.show_global()] + [sge.qconf("-sconf", h, check=False) for h in (sge.NODE2, sge.NODE3)]:
-        found = re.search(r"^gid_range\s+(\d+)-(\d+)", conf, re.M)
-        if found:
-            ids.update(range(int(found.group(1)), int(found.group(2)) + 1))
-    return ids
 
 
 def cpu_by_host(job, timeout=90):
@@ -66,10 +50,6 @@ def cpu_by_host(job, timeout=90):
         return sge.NODE3 in cpu
     wait_until(node3_counted, timeout, 1)            # qmaster writes accounting every flush_time
     return cpu
-
-
-def job_number(out):
-    return re.search(r"^JOB (\d+)$", out, re.M).group(1)
 
 
 @pytest.mark.parametrize("ranks", [16, 32])
@@ -114,21 +94,6 @@ def test_qdel_of_a_running_mpi_job_leaves_nothing_on_either_host(method, cluster
         for pid in live:      # ... the group of a task on the rank's own host
             assert {tasks[g] for g in sge.proc_groups(pid) if g in tasks} == {sge.host_of(pid)}, pid
         qdel_leaves_nothing(job, tasks)
-
-
-def qdel_leaves_nothing(job, tasks):
-    """qdel ``job`` (as its owner): then no process carries a group of its ``tasks`` and no rank,
-    MPI daemon, tool or sshd of the test user is left, on either host."""
-    sge.user_run(["/usr/bin/qdel", job], capture_output=True, check=True)
-    assert sge.delete(job), "job %s still known after qdel" % job
-    wait_until(lambda: not (sge.processes_in_groups(tasks) or sge.processes_of(sge.TEST_USER, JOB_PROCESSES)),
-               30, 0.2)
-    assert not sge.processes_in_groups(tasks), "processes of the deleted job still run"
-    assert not sge.processes_of(sge.TEST_USER, JOB_PROCESSES), "ranks, daemons, tools or sshd left"
-
-
-#: what pdsh and GNU parallel run on each host: the task's group and this session's groups
-REPORT = "echo TASK $(hostname) $(cat $SGE_JOB_SPOOL_DIR/addgrpid) $(id -G | tr \\  ,)"
 
 
 @pytest.mark.parametrize("tool", ["pdsh", "parallel"])

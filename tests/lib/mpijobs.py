@@ -1,5 +1,6 @@
-"""Parallel jobs for tests/e2e/test_mpi.py and the bench: the MPI ring program, the launchers and
-their job scripts.  The settings through qrsh_ssh are qrshssh.TOOLS, what ``qrsh_ssh --help`` and
+"""Parallel jobs for tests/e2e/test_mpi.py, tests/e2e/test_qrsh_ssh_tools.py and the bench: the MPI
+ring program, the launchers and their job scripts, and what a test of a job over vm and node3
+(open.pe) checks.  The settings through qrsh_ssh are qrshssh.TOOLS, what ``qrsh_ssh --help`` and
 README.rst give administrators; the ones through Grid Engine's own integration are here.
 """
 import os
@@ -9,7 +10,41 @@ import subprocess
 from sgewrap import qrshssh
 from sgewrap.methods import JOB_SSH_DIR
 
-from . import DATA
+from . import DATA, sge, wait_until
+
+#: a parallel job of open.pe: its master here (vm), its other slots on node3
+QUEUES = ("-q", "%s,%s" % (sge.QUEUE, sge.OPEN_QUEUE), "-masterq", "%s@%s" % (sge.QUEUE, sge.HOST))
+#: the MPI daemons and sshd a job leaves behind if its tasks escaped it
+JOB_PROCESSES = ("orted", "hydra_pmi_proxy", "mpirun.openmpi", "mpiexec.hydra", "ring.openmpi", "ring.mpich",
+                 "sshd", "sge-sshd", "pdsh", "parallel", "perl", "sleep")
+#: what pdsh and GNU parallel run on each host: the task's group and this session's groups
+REPORT = "echo TASK $(hostname) $(cat $SGE_JOB_SPOOL_DIR/addgrpid) $(id -G | tr \\  ,)"
+
+
+def gid_range(hosts=(sge.NODE2, sge.NODE3), everywhere=True):
+    """Job group ids: the nodes' own (their local configurations: they share this host's kernel) and,
+    ``everywhere``, the global gid_range (this host's)."""
+    ids = set()
+    for conf in ([sge.show_global()] if everywhere else []) + [sge.qconf("-sconf", h, check=False) for h in hosts]:
+        found = re.search(r"^gid_range\s+(\d+)-(\d+)", conf, re.M)
+        if found:
+            ids.update(range(int(found.group(1)), int(found.group(2)) + 1))
+    return ids
+
+
+def job_number(out):
+    return re.search(r"^JOB (\d+)$", out, re.M).group(1)
+
+
+def qdel_leaves_nothing(job, tasks, names=JOB_PROCESSES):
+    """qdel ``job`` (as its owner): then no process carries a group of its ``tasks`` and no rank,
+    MPI daemon, tool or sshd of the test user (``names``) is left, on either host."""
+    sge.user_run(["/usr/bin/qdel", job], capture_output=True, check=True)
+    assert sge.delete(job), "job %s still known after qdel" % job
+    wait_until(lambda: not (sge.processes_in_groups(tasks) or sge.processes_of(sge.TEST_USER, names)), 30, 0.2)
+    assert not sge.processes_in_groups(tasks), "processes of the deleted job still run"
+    assert not sge.processes_of(sge.TEST_USER, names), "ranks, daemons, tools or sshd left"
+
 
 RING_C = os.path.join(DATA, "ring.c")
 MPICC = {"openmpi": "mpicc.openmpi", "mpich": "mpicc.mpich"}

@@ -384,10 +384,16 @@ def test_help_gives_every_tools_setting_for_this_installation(tmp_path):
 
 
 def test_readme_shows_the_tools_table_as_help_does():
-    """README.rst's table of tools is qrshssh.tools_table for W/qrsh_ssh, word for word."""
+    """README.rst's table of tools is qrshssh.tools_table for W/qrsh_ssh, word for word; and every tool
+    it says runs in CI is named (its TOOLS key, quoted) by the end-to-end tests that run it."""
     with open(os.path.join(os.path.dirname(WRAPPERS_SRC), "README.rst")) as f:
         readme = f.read()
     assert "\n".join(("    " + line).rstrip() for line in qrshssh.tools_table("W/qrsh_ssh")) in readme
+    tests = os.path.join(os.path.dirname(WRAPPERS_SRC), "tests")
+    text = "".join(open(os.path.join(tests, name)).read()
+                   for name in ("lib/mpijobs.py", "e2e/test_mpi.py", "e2e/test_qrsh_ssh_tools.py"))
+    for key, (_, _, _, works) in qrshssh.TOOLS.items():
+        assert ('"%s"' % key in text) == ("(CI" in works), key
 
 
 # --- the SFTP subsystem end to end on this host: real scp and sftp, qrsh -inherit played here --------

@@ -1,0 +1,302 @@
+"""Tools that only know ssh, through qrsh_ssh, in tight parallel jobs over two hosts (vm and node3,
+open.pe): scp (its SFTP mode and -O), sftp and rsync with the settings ``qrsh_ssh --help`` and
+README.rst give (qrshssh.TOOLS), and the exact argv Julia's Distributed and Charm++'s charmrun send
+(neither is in Debian: the launcher side is replayed, a stand-in plays the worker).
+
+Proved for each: the data crosses byte for byte in both directions (a file of several MiB and a
+directory, sha256), the remote side runs on node3 in a task of the job (the SFTP server, rsync's
+server and the workers report their host, the task's additional group id and their own groups), a
+~/.bashrc that prints does not break sftp (and does reach a plain command: the hazard is real), and
+after ``qdel`` of a job whose remote side still runs nothing of it is left on either host.
+"""
+import contextlib
+import hashlib
+import os
+import pwd
+import re
+import shlex
+import shutil
+import subprocess
+import tempfile
+
+import pytest
+
+from lib import sge, wait_until
+from lib.mpijobs import JOB_PROCESSES, QUEUES, gid_range, qdel_leaves_nothing
+from sgewrap import qrshssh
+
+pytestmark = [pytest.mark.cluster, pytest.mark.slot("rsh"), pytest.mark.methods("ssh-tight")]
+
+#: what a job running these tools may leave behind if its tasks escaped it
+PROCESSES = JOB_PROCESSES + ("sftp-server", "sftp", "scp", "rsync", "qrsh_ssh", "qrsh", "julia", "cat")
+#: every remote side reports this way (REMOTE WHAT HOST TASK-GID GROUPS); the SFTP server and rsync's
+#: server into $S/remote.log (their standard output is the protocol), the workers on standard output
+REPORTS = r"^REMOTE (\S+) (\S+) (\d+) (\S+)"
+#: the SFTP server of these jobs (SGEWRAP_SFTP_SERVER): it reports, then becomes Debian's
+REPORT_SFTP = """#!/bin/sh
+echo "REMOTE sftp-server $(hostname) $(cat "$SGE_JOB_SPOOL_DIR/addgrpid") $(id -G | tr ' ' ,)" >> {S}/remote.log
+exec /usr/lib/openssh/sftp-server "$@"
+"""
+#: rsync's server (--rsync-path): it reports, then becomes rsync
+REPORT_RSYNC = """#!/bin/sh
+echo "REMOTE rsync $(hostname) $(cat "$SGE_JOB_SPOOL_DIR/addgrpid") $(id -G | tr ' ' ,)" >> {S}/remote.log
+exec rsync "$@"
+"""
+#: stands in for julia on node3: reads the cookie Distributed writes first, answers as a worker does
+JULIA = """#!/bin/sh
+read -r cookie
+echo "julia_worker:9009#$(hostname)"
+echo "REMOTE julia $(hostname) $(cat "$SGE_JOB_SPOOL_DIR/addgrpid") $(id -G | tr ' ' ,) cookie=$cookie args=$*"
+exec sleep {hold}
+"""
+#: stands in for charmrun's start script (bash, sent on stdin to "/bin/bash -f")
+CHARM_SCRIPT = """Echo() {{
+  echo 'Charmrun remote shell(node3.0)>' $*
+}}
+Echo starting the node program
+echo "REMOTE charm $(hostname) $(cat "$SGE_JOB_SPOOL_DIR/addgrpid") $(id -G | tr ' ' ,)"
+exec sleep {hold}
+"""
+JOB = """#!/bin/sh
+S={S}
+echo "JOB $JOB_ID"
+echo "MASTER $(hostname) $(cat "$SGE_JOB_SPOOL_DIR/addgrpid")"
+{steps}
+"""
+COOKIE = "0123456789abcdef"
+
+
+def tool(key, wrappers):
+    """TOOLS[key]'s setting with the installed qrsh_ssh, up to where the tool's own operands start."""
+    line = qrshssh.setting(qrshssh.TOOLS[key][2], os.path.join(wrappers, "qrsh_ssh"))
+    return re.split(r" \[| SOURCE| HOST", line)[0]
+
+
+def steps(*commands):
+    """Job script lines: each command, then ``STEP n STATUS``."""
+    return "\n".join("%s\necho \"STEP %d $?\"" % (command, n) for n, command in enumerate(commands))
+
+
+@pytest.fixture
+def scratch():
+    """A directory both hosts see (they share the file systems), the test user's: src/big (6 MiB of
+    random bytes), src/tree (files of several sizes, one empty, in a subdirectory too), up/ and down/,
+    and the reporting SFTP and rsync servers."""
+    top = tempfile.mkdtemp(prefix="sgewrap-tools.")
+    pw = pwd.getpwnam(sge.TEST_USER)
+    try:
+        os.chmod(top, 0o755)
+        for d in ("src/tree/sub", "up", "down"):
+            os.makedirs(os.path.join(top, d))
+        files = {"src/big": os.urandom(6 * 1024 * 1024), "src/tree/a": os.urandom(1024 * 1024 + 7),
+                 "src/tree/empty": b"", "src/tree/sub/text": b"hello\n" * 1000,
+                 "report-sftp-server": REPORT_SFTP.format(S=top).encode(),
+                 "report-rsync": REPORT_RSYNC.format(S=top).encode()}
+        for name, data in files.items():
+            with open(os.path.join(top, name), "wb") as f:
+                f.write(data)
+        for name in ("report-sftp-server", "report-rsync"):
+            os.chmod(os.path.join(top, name), 0o755)
+        for d, subdirs, names in os.walk(top):
+            for name in [d] + [os.path.join(d, n) for n in subdirs + names]:
+                os.chown(name, pw.pw_uid, pw.pw_gid)
+        yield top
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def noisy_bashrc():
+    """The test user's ~/.bashrc starts with an echo (Debian's bash reads it for sshd's ``bash -c``)."""
+    pw = pwd.getpwnam(sge.TEST_USER)
+    path = os.path.join(pw.pw_dir, ".bashrc")
+    before = open(path, "rb").read() if os.path.exists(path) else None
+    with open(path, "wb") as f:
+        f.write(b"echo 'hello from ~/.bashrc'\n" + (before or b""))
+    os.chown(path, pw.pw_uid, pw.pw_gid)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.unlink(path)
+        else:
+            with open(path, "wb") as f:
+                f.write(before)
+
+
+#: slots of each job: two on vm, two on node3 ($round_robin), so that a task that has just ended
+#: never holds up the next one
+SLOTS = "4"
+
+
+def run_job(text):
+    """``text`` as the master of a parallel job with slots on vm and on node3; its output."""
+    with sge.user_script(text) as path:
+        proc = sge.qrsh("-pe", sge.OPEN_PE, SLOTS, *QUEUES[2:], path, queue=QUEUES[1], stdin=subprocess.DEVNULL,
+                        text=True, timeout=300)
+    assert proc.returncode == 0 and "JOB " in proc.stdout, proc.stdout + proc.stderr
+    return proc.stdout
+
+
+def all_steps_passed(out, count):
+    assert re.findall(r"^STEP (\d+) (\d+)$", out, re.M) == [(str(n), "0") for n in range(count)], out
+
+
+def sha256(path):
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def same_tree(a, b):
+    """Directories ``a`` and ``b`` hold the same files, byte for byte."""
+    def files(top):
+        return sorted(os.path.relpath(os.path.join(d, n), top) for d, _, names in os.walk(top) for n in names)
+    assert files(a) == files(b), (a, b)
+    for name in files(a):
+        assert sha256(os.path.join(a, name)) == sha256(os.path.join(b, name)), name
+
+
+def copied_both_ways(top):
+    """up/ holds what went to node3 and down/ what came back: both are src/, byte for byte."""
+    for side in ("up", "down"):
+        assert sha256(os.path.join(top, side, "big")) == sha256(os.path.join(top, "src", "big")), side
+        same_tree(os.path.join(top, "src", "tree"), os.path.join(top, side, "tree"))
+
+
+def remote_sides_in_tasks_of_node3(text, out, what, at_least=1):
+    """Every REMOTE line of ``what`` in ``text``: on node3, in a group of node3's gid_range that its
+    process carries, not the master's; at least ``at_least`` of them."""
+    found = [r for r in re.findall(REPORTS, text, re.M) if r[0] == what]
+    assert len(found) >= at_least, text
+    master = re.search(r"^MASTER \S+ (\d+)$", out, re.M).group(1)
+    node3 = gid_range((sge.NODE3,), everywhere=False)
+    for _, host, gid, groups in found:
+        assert host == sge.NODE3 and gid in groups.split(","), found
+        assert int(gid) in node3 and gid != master, "a task's group of node3: %r" % found
+    return found
+
+
+def remote_log(top):
+    path = os.path.join(top, "remote.log")
+    return open(path).read() if os.path.exists(path) else ""
+
+
+@pytest.mark.parametrize("mode", ["", "-O"])
+def test_scp_copies_files_and_directories_both_ways_as_tasks_of_the_job(method, cluster, scratch, mode):
+    """scp's SFTP mode (OpenSSH 9's default: ``ssh -s node3 sftp``) and the legacy protocol (-O:
+    ``scp -t``/``-f`` through the user's shell).  One copy runs Debian's SFTP server itself (no
+    SGEWRAP_SFTP_SERVER), the others the reporting one."""
+    scp = "%s %s -q" % (tool("scp", cluster), mode)
+    text = JOB.format(S=scratch, steps="export SGEWRAP_SFTP_SERVER=$S/report-sftp-server\n" + steps(
+        "%s $S/src/big node3:$S/up/big" % scp,
+        "%s -r $S/src/tree node3:$S/up" % scp,
+        "env -u SGEWRAP_SFTP_SERVER %s node3:$S/src/big $S/down/big" % scp,
+        "%s -r node3:$S/src/tree $S/down" % scp))
+    out = run_job(text)
+    all_steps_passed(out, 4)
+    copied_both_ways(scratch)
+    if not mode:
+        remote_sides_in_tasks_of_node3(remote_log(scratch), out, "sftp-server", at_least=3)
+
+
+@pytest.mark.parametrize("bashrc", ["plain", "noisy"])
+def test_sftp_batch_copies_both_ways_whatever_the_bashrc_prints(method, cluster, scratch, bashrc):
+    """``sftp -b``: put and get of the file and (-r) the directory in one session.  With a ~/.bashrc
+    that echoes, a plain command through qrsh_ssh shows the echo (the login shell does print into the
+    channel), and sftp works all the same: qrsh_ssh drops it before the server's first byte."""
+    batch = os.path.join(scratch, "batch")
+    with open(batch, "w") as f:
+        f.write("put {S}/src/big {S}/up/big\nput -r {S}/src/tree {S}/up\nget {S}/src/big {S}/down/big\n"
+                "get -r {S}/src/tree {S}/down\n".format(S=scratch))
+    os.chmod(batch, 0o644)
+    sftp = tool("sftp", cluster)
+    text = JOB.format(S=scratch, steps=steps(
+        "echo \"PLAIN $(%s node3 true | tr '\\n' ' ')\"" % os.path.join(cluster, "qrsh_ssh"),
+        "SGEWRAP_SFTP_SERVER=$S/report-sftp-server %s -b $S/batch node3" % sftp))
+    with noisy_bashrc() if bashrc == "noisy" else contextlib.nullcontext():
+        out = run_job(text)
+    all_steps_passed(out, 2)
+    assert ("hello from ~/.bashrc" in re.search(r"^PLAIN (.*)$", out, re.M).group(1)) == (bashrc == "noisy"), out
+    copied_both_ways(scratch)
+    remote_sides_in_tasks_of_node3(remote_log(scratch), out, "sftp-server")
+
+
+def test_rsync_copies_both_ways_as_tasks_of_the_job(method, cluster, scratch):
+    rsync = "%s --rsync-path=$S/report-rsync" % tool("rsync", cluster)
+    text = JOB.format(S=scratch, steps=steps(
+        "%s $S/src/big $S/src/tree node3:$S/up/" % rsync,
+        "%s node3:$S/src/big node3:$S/src/tree $S/down/" % rsync))
+    out = run_job(text)
+    all_steps_passed(out, 2)
+    copied_both_ways(scratch)
+    remote_sides_in_tasks_of_node3(remote_log(scratch), out, "rsync", at_least=2)
+
+
+def julia_argv(scratch, cluster):
+    """What Distributed's SSHManager runs for addprocs([user@node3]; ssh=qrsh_ssh, dir=scratch,
+    exename=scratch/julia) (Distributed.jl, launch_on_machine: ``$ssh -T -a -x -o
+    ClearAllForwardings=yes $sshflags $host $remotecmd``, remotecmd = ``sh -l -c`` of ``cd --
+    DIR\\nexec EXENAME --worker``, quoted as shell_escape_posixly does)."""
+    remote = "sh -l -c %s" % shlex.quote("cd -- %s\nexec %s/julia --worker" % (scratch, scratch))
+    return [os.path.join(cluster, "qrsh_ssh"), "-T", "-a", "-x", "-o", "ClearAllForwardings=yes",
+            "%s@%s" % (sge.TEST_USER, sge.NODE3), remote]
+
+
+def charm_argv(cluster):
+    """What charmrun runs for a node of its nodelist with ``++remote-shell qrsh_ssh`` (charmrun.C,
+    ssh_fork): options after the host, the start script on stdin."""
+    return [os.path.join(cluster, "qrsh_ssh"), sge.NODE3, "-l", sge.TEST_USER, "-o", "KbdInteractiveAuthentication=no",
+            "-o", "PasswordAuthentication=no", "-o", "NoHostAuthenticationForLocalhost=yes", "/bin/bash -f"]
+
+
+def replay(launcher, scratch, cluster, hold):
+    """The job script line that replays ``launcher``'s argv (its worker holding ``hold`` seconds)."""
+    if launcher == "julia":
+        with open(os.path.join(scratch, "julia"), "w") as f:
+            f.write(JULIA.format(hold=hold))
+        os.chmod(os.path.join(scratch, "julia"), 0o755)
+        return "printf '%%s\\n' %s | %s" % (COOKIE, " ".join(shlex.quote(w) for w in julia_argv(scratch, cluster)))
+    with open(os.path.join(scratch, "charm.sh"), "w") as f:
+        f.write(CHARM_SCRIPT.format(hold=hold))
+    os.chmod(os.path.join(scratch, "charm.sh"), 0o644)
+    return "%s < $S/charm.sh" % " ".join(shlex.quote(w) for w in charm_argv(cluster))
+
+
+@pytest.mark.parametrize("launcher", ["julia", "charm"])
+def test_julia_and_charm_start_their_workers_as_tasks(method, cluster, scratch, launcher):
+    """The setting is TOOLS["julia"] (ssh=qrsh_ssh) and TOOLS["charm"] (++remote-shell qrsh_ssh); the
+    argv is the one each sends, replayed, and the worker gets its standard input (Julia's cookie,
+    charmrun's start script)."""
+    out = run_job(JOB.format(S=scratch, steps=steps(replay(launcher, scratch, cluster, 0))))
+    all_steps_passed(out, 1)
+    remote_sides_in_tasks_of_node3(out, out, launcher)
+    if launcher == "julia":
+        assert "julia_worker:9009#%s" % sge.NODE3 in out
+        assert "cookie=%s args=--worker" % COOKIE in out
+    else:
+        assert "Charmrun remote shell(node3.0)> starting the node program" in out
+
+
+@pytest.mark.parametrize("holder", ["sftp", "julia", "charm"])
+def test_qdel_of_a_job_whose_remote_side_runs_leaves_nothing(method, cluster, scratch, holder):
+    """A job whose sftp session (its stdin never ends: the relay stays), Julia worker or charmrun node
+    program still runs on node3: qdel, and nothing of it is left on either host."""
+    if holder == "sftp":
+        line = "sleep 600 | SGEWRAP_SFTP_SERVER=$S/report-sftp-server %s -b - node3" % tool("sftp", cluster)
+        name = "sftp-server"
+    else:
+        line = replay(holder, scratch, cluster, 600)
+        name = "sleep"
+    with sge.batch_job(JOB.format(S=scratch, steps=line), "-pe", sge.OPEN_PE, SLOTS, *QUEUES) as (job, _):
+        tasks = {}
+
+        def held_on_node3():
+            tasks.clear()
+            tasks.update(sge.task_gids(job))
+            return [p for p in sge.processes_of(sge.TEST_USER, (name,)) if sge.proc_groups(p) & set(tasks)
+                    and sge.host_of(p) == sge.NODE3]
+        held = wait_until(held_on_node3, 120, 0.3)
+        assert held, "no %s of the job on node3" % name
+        for pid in held:        # in the group of a task of its own host
+            assert {tasks[g] for g in sge.proc_groups(pid) if g in tasks} == {sge.NODE3}, pid
+        qdel_leaves_nothing(job, tasks, PROCESSES)
