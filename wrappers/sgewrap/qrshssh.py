@@ -24,7 +24,8 @@ exit code, never half-started: no parallel job here (no ``PE_HOSTFILE``/``JOB_ID
 the job was not granted (67), another user than the job's owner (``-l``/``user@``: 64), port
 forwarding or a proxy (``-L -R -D -W -w -J``, ``-o *Forward``/``ProxyCommand``/``ProxyJump``:
 64), a query (``-Q``, ``-G``: 64), going to the background or running nothing (``-f``, ``-N``,
-no command: 64).  The exit status is the remote command's (qrsh -inherit's).
+no command: 64).  The exit status is the remote command's (qrsh -inherit's); 255, as ssh's, is
+qrsh -inherit's when no exit status came back from the task, and the answer to ``-O``.
 """
 import os
 import pwd
