@@ -377,8 +377,9 @@ def test_help_gives_every_tools_setting_for_this_installation(tmp_path):
         assert tool in out.stdout and (line is None) == works.startswith("cannot:")
     assert "--mca plm_rsh_agent %s " % here in out.stdout
     assert "PATH=%s:$PATH pdsh" % os.path.join(os.path.dirname(here), "job-ssh") in out.stdout
-    for what, policy in qrshssh.POLICIES:
+    for what, policy in qrshssh.policies():
         assert "  %s: %s\n" % (what, policy) in out.stdout
+    assert "$SGEWRAP_SFTP_SERVER, default /usr/lib/openssh/sftp-server" in out.stdout
     for code, why in qrshssh.EXIT_CODES:
         assert "%-3d %s" % (code, why) in out.stdout
 

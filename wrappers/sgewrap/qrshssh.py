@@ -68,14 +68,14 @@ SUBSYSTEM_SCRIPT = 'echo "$1" && exec "$2"'
 #: what the relay keeps of the output before the marker (shown on stderr if no marker comes)
 MAX_BEFORE_MARKER = 65536
 
-#: What qrsh_ssh does with what qrsh -inherit has no counterpart for: (what, policy).  ``--help``, the
-#: man page and README.rst show them.
+#: What qrsh_ssh does with what qrsh -inherit has no counterpart for: (what, policy; {server} and
+#: {variable}: the SFTP server's, methods).  ``--help`` and the man page show them (policies()).
 POLICIES = (
     ("host", "any name, alias or address (IPv4, IPv6, [IPv6]) of a host in $PE_HOSTFILE, or of this host "
              "(localhost); qrsh -inherit gets its name in $PE_HOSTFILE"),
     ("user@host, -l user", "the job owner's own name is accepted; another user is refused (64)"),
-    ("-s sftp (scp, sftp)", "the execution host's SFTP server ($SGEWRAP_SFTP_SERVER, default "
-                            "/usr/lib/openssh/sftp-server) runs as the task through qrsh -inherit -noshell; "
+    ("-s sftp (scp, sftp)", "the execution host's SFTP server (${variable}, default {server}) runs as "
+                            "the task through qrsh -inherit -noshell; "
                             "what a login shell prints before it (a ~/.bashrc that echoes) is dropped. "
                             "Another subsystem is refused (64)"),
     ("-t, -tt, -o RequestTTY", "accepted; the command runs without a pseudo-terminal (qrsh -inherit has "
@@ -154,6 +154,12 @@ def setting(line, path, command="PROGRAM"):
                        hosts='"$hosts"', command=command)
 
 
+def policies():
+    """POLICIES with the registry's values filled in."""
+    from .methods import SFTP_SERVER, SFTP_SERVER_VARIABLE
+    return [(what, policy.format(server=SFTP_SERVER, variable=SFTP_SERVER_VARIABLE)) for what, policy in POLICIES]
+
+
 def tools_table(path):
     """TOOLS for this program installed at ``path``: a line per tool with its setting, then what
     works, wrapped; what --help and README.rst show."""
@@ -174,7 +180,7 @@ def usage(path=None):
              "In a job script (hosts: %s; HOST: another host of the job):" % HOSTS_WORD]
     lines += ["  " + line for line in tools_table(here)]
     lines += ["", "What qrsh -inherit has no counterpart for:"]
-    lines += ["  %s: %s" % (what, policy) for what, policy in POLICIES]
+    lines += ["  %s: %s" % (what, policy) for what, policy in policies()]
     lines += ["", "Exit status: the remote command's, or"]
     lines += ["  %-3d %s" % (code, why) for code, why in EXIT_CODES]
     return "\n".join(lines) + "\n"

@@ -131,7 +131,7 @@ def qrsh_ssh_page():
                     "*ProxyCommand*, *ProxyJump*), queries (**-Q -G**), **-f**, **-N**, no command, another "
                     "user than the job's owner.")
     out += _section("POLICIES", "What qrsh -inherit has no counterpart for:",
-                    _deflist(("**%s**" % _escape(what), policy) for what, policy in qrshssh.POLICIES))
+                    _deflist(("**%s**" % _escape(what), policy) for what, policy in qrshssh.policies()))
     tools = [("**%s**" % _escape(tool), "``%s`` (%s); %s" % (
         qrshssh.setting(line, "W/qrsh_ssh"), _escape(source), _plain(works)) if line else _plain(works))
         for tool, source, line, works in qrshssh.TOOLS.values()]
