@@ -132,6 +132,9 @@ def test_what_ssh_tools_pass(job, argv, expected):
     (["-Z", "node02", "x"], errors.USAGE, "unknown option -Z"),
     (["bob@node02", "x"], errors.USAGE, "user 'bob'"),
     (["-l", "root", "node02", "x"], errors.USAGE, "user 'root'"),
+    (["-l", "alice", "bob@node02", "x"], errors.USAGE, "user 'bob'"),       # ssh would take alice: both count
+    (["-l", "bob", "alice@node02", "x"], errors.USAGE, "user 'bob'"),       # ssh would take bob
+    (["alice@node02", "-l", "bob", "x"], errors.USAGE, "user 'bob'"),
     (["node03", "x"], errors.BAD_HOST, "node03 is not a host of this job"),
 ])
 def test_what_it_refuses(job, argv, code, why):

@@ -187,12 +187,15 @@ def usage(path=None):
 
 
 class Request:
-    __slots__ = ("host", "user", "nostdin", "verbose", "command", "subsystem", "control", "control_path")
+    __slots__ = ("host", "users", "nostdin", "verbose", "command", "subsystem", "control", "control_path")
 
     def __init__(self):
-        self.host = self.user = self.control = self.control_path = None
+        self.host = self.control = self.control_path = None
         self.nostdin = self.verbose = self.subsystem = False
         self.command = []
+        #: every user named (-l, user@): which one ssh would take depends on their order, so all must
+        #: be the job's owner
+        self.users = []
 
 
 class Answered(Exception):
@@ -236,7 +239,7 @@ def _option(req, letter, value):
     if letter in REFUSED_VALUED:
         raise WrapperError(USAGE, "%s cannot go through qrsh -inherit" % REFUSED_VALUED[letter])
     if letter == "l":
-        req.user = value
+        req.users.append(value)
     elif letter == "o":
         _config(req, value)
     elif letter == "S":           # as ssh: -S replaces any ControlPath given before it
@@ -310,7 +313,7 @@ def parse(argv):
     i += 1
     user, at, host = target.rpartition("@")
     if at:
-        req.user = user
+        req.users.append(user)
     req.host = host
     if not ended:
         i, _ = _options(req, argv, i)
@@ -430,8 +433,9 @@ def granted_name(host, hosts):
 def check(req, environ, me):
     """Refuse another user or a host the job was not granted; ``req.host`` becomes the host's name in
     ``$PE_HOSTFILE`` (what qrsh -inherit compares with the job's hosts)."""
-    if req.user is not None and req.user != me:
-        raise WrapperError(USAGE, "user %r: the tasks of this job run as %s" % (req.user[:40], me))
+    other = next((user for user in req.users if user != me), None)
+    if other is not None:
+        raise WrapperError(USAGE, "user %r: the tasks of this job run as %s" % (other[:40], me))
     if not req.host or req.host.startswith("-") or any(c.isspace() or c < " " for c in req.host):
         raise WrapperError(BAD_HOST, "not a host name: %r" % req.host[:60])
     hosts = granted_hosts(environ)
