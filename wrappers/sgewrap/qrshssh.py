@@ -510,9 +510,16 @@ def relay(command, marker):
         finally:
             os._exit(EXEC_FAILED)
     os.close(write_end)
+
+    def pass_on(signum, frame):
+        try:
+            os.kill(pid, signum)
+        except OSError:             # already gone
+            pass
+
     for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
         if signal.getsignal(number) != signal.SIG_IGN:      # sftp starts its ssh with SIGINT ignored
-            signal.signal(number, lambda signum, frame: os.kill(pid, signum))
+            signal.signal(number, pass_on)
     before, started, reading = b"", False, True
     while reading:
         chunk = os.read(read_end, 262144)
