@@ -490,6 +490,17 @@ def plan(argv, environ, me):
     return Plan(command + [req.host, " ".join(req.command)], req.verbose)
 
 
+def _write_all(fd, data):
+    """Write all of ``data``, waiting while ``fd`` is full: the tool's end of the pipe may be
+    non-blocking (OpenSSH's scp and sftp hand their ssh such a pipe; measured: EAGAIN)."""
+    import select
+    while data:
+        try:
+            data = data[os.write(fd, data):]
+        except BlockingIOError:
+            select.select([], [fd], [])
+
+
 def relay(command, marker):
     """Run qrsh ``command`` with its standard output passing through this process: what comes before
     the line ``marker`` (what a login shell printed) is dropped, the rest copied as it comes; SIGINT,
@@ -521,22 +532,25 @@ def relay(command, marker):
         if signal.getsignal(number) != signal.SIG_IGN:      # sftp starts its ssh with SIGINT ignored
             signal.signal(number, pass_on)
     before, started, reading = b"", False, True
-    while reading:
-        chunk = os.read(read_end, 262144)
-        if not chunk:
-            break
-        if not started:
-            before += chunk
-            at = before.find(wanted)
-            if at < 0:
-                before = before[-MAX_BEFORE_MARKER:]
-                continue
-            started, chunk, before = True, before[at + len(wanted):], b""
-        try:
-            while chunk:
-                chunk = chunk[os.write(1, chunk):]
-        except BrokenPipeError:         # the tool is gone: qrsh gets EPIPE (or SIGPIPE) in turn
-            reading = False
+    try:
+        while reading:
+            chunk = os.read(read_end, 262144)
+            if not chunk:
+                break
+            if not started:
+                before += chunk
+                at = before.find(wanted)
+                if at < 0:
+                    before = before[-MAX_BEFORE_MARKER:]
+                    continue
+                started, chunk, before = True, before[at + len(wanted):], b""
+            try:
+                _write_all(1, chunk)
+            except BrokenPipeError:         # the tool is gone: qrsh gets EPIPE (or SIGPIPE) in turn
+                reading = False
+    except BaseException:
+        pass_on(signal.SIGTERM, None)       # never leave qrsh running behind a relay that gave up
+        raise
     os.close(read_end)
     if before:                          # no marker came: what did come may say why
         os.write(2, before)
