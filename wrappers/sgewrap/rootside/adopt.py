@@ -231,13 +231,8 @@ def account(environ, opts, trust, log):
         return _refuse(user, verdict.why, log, opts)
     job = verdict.job
     try:
-        setupfile.create(monitor, job.spool, opts.setup_dir, log)
-        try:
-            session.watch(monitor, monitor_stat.start, opts.setup_dir, log)
-        except OSError:
-            session.ended(monitor, monitor_stat.start, opts.setup_dir, log)
-            raise
-    except (OSError, setupfile.SetupError) as err:
+        session.tie(monitor, monitor_stat.start, job.spool, opts.setup_dir, log)
+    except setupfile.SetupError as err:
         if opts.action_adopt_failure == "allow":
             log("warning", "adopt: %s admitted untied: job %s chosen, but %s" % (user, job.key, err))
             return OK

@@ -98,15 +98,25 @@ def account(environ, trust, setup_dir, log):
     if user != job.owner:
         raise WrongUser("user %r is not %s, the owner of job %s: refused" % (user[:64], job.owner, job.key))
     try:
-        setupfile.create(pid, job.spool, setup_dir, log, reap=job.gid)
-    except (OSError, setupfile.SetupError) as err:
-        raise Refused("cannot write the setup file: %s" % err)
-    try:
-        watch(pid, st.start, setup_dir, log)
-    except OSError as err:
-        ended(pid, st.start, setup_dir, log)
-        raise Refused("cannot watch sshd %d for the session's end: %s" % (pid, err.strerror or err))
+        tie(pid, st.start, job.spool, setup_dir, log, reap=job.gid)
+    except setupfile.SetupError as err:
+        raise Refused(str(err))
     log("info", "job %s: session of %s tied to the job (gid %d, sshd %d)" % (job.key, user, job.gid, pid))
+
+
+def tie(pid, start, spool, setup_dir, log, reap=None):
+    """Tie the session of the monitor ``pid`` (started at ``start``) to the task in ``spool``: its
+    setup file, and a watcher that ends it (:func:`watch`).  Nothing is left behind when either
+    cannot be made: SetupError says which."""
+    try:
+        setupfile.create(pid, spool, setup_dir, log, reap=reap)
+    except (OSError, setupfile.SetupError) as err:
+        raise setupfile.SetupError("cannot write the setup file: %s" % err)
+    try:
+        watch(pid, start, setup_dir, log)
+    except OSError as err:
+        ended(pid, start, setup_dir, log)
+        raise setupfile.SetupError("cannot watch sshd %d for the session's end: %s" % (pid, err.strerror or err))
 
 
 def ended(pid, start, setup_dir, log):
