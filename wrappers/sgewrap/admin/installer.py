@@ -279,25 +279,23 @@ def uninstall(sge_root, dry_run=False, report=print):
         report("%s: nothing of sgewrap installed" % dest)
         return []
     removed = []
-    for name in scripts:
-        path = os.path.join(dest, name)
+
+    def remove(path, top):
+        """Remove ``path`` (reported), then the directories up to ``top`` that install made for it
+        and left empty (job-ssh of the links, man/manN of the pages)."""
         if os.path.lexists(path):
             report(("would remove " if dry_run else "removed ") + path)
             if not dry_run:
                 os.unlink(path)
             removed.append(path)
         if not dry_run:
-            _prune(os.path.dirname(path), dest)     # a directory of links (job-ssh) that install made
+            _prune(os.path.dirname(path), top)
+
+    for name in scripts:
+        remove(os.path.join(dest, name), dest)
     root = os.path.abspath(sge_root)
     for rel in manifest["man"]:
-        path = os.path.join(root, rel)
-        if os.path.lexists(path):
-            report(("would remove " if dry_run else "removed ") + path)
-            if not dry_run:
-                os.unlink(path)
-            removed.append(path)
-        if not dry_run:
-            _prune(os.path.dirname(path), root)     # man/manN that only held our pages
+        remove(os.path.join(root, rel), root)
     for name in displaced:
         path = os.path.join(dest, name)
         if os.path.lexists(path + ORIG):
