@@ -20,23 +20,23 @@ def section(title):
 
 
 def rows(text):
-    """The rows of the simple tables in ``text``: the lines between a table's rule lines, the
-    continuation lines (first column empty) joined to their row."""
-    out, rules = [], 0
-    for line in text.splitlines():
-        if re.fullmatch(r"=+( +=+)+", line):
-            rules += 1
+    """The rows of the one simple table in ``text`` (its header row included): the lines between its
+    first and last rule line, a continuation line (first column empty) joined to its row."""
+    lines = text.splitlines()
+    rules = [i for i, line in enumerate(lines) if is_rule(line)]
+    out = []
+    for line in lines[rules[0] + 1:rules[-1]]:
+        if not line.strip() or is_rule(line):
             continue
-        if not line.strip():
-            if rules % 3 == 0:      # a table ends with its third rule line
-                rules = 0
-            continue
-        if rules in (1, 2):
-            if line.startswith(" ") and out:
-                out[-1] += " " + line.strip()
-            else:
-                out.append(line.strip())
+        if line.startswith(" ") and out:
+            out[-1] += " " + line.strip()
+        else:
+            out.append(line.strip())
     return out
+
+
+def is_rule(line):
+    return re.fullmatch(r"=+( +=+)+", line) is not None
 
 
 def test_the_client_wrapper_table_has_each_entry_point_its_slots_and_what_sge_appends():
