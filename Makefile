@@ -64,8 +64,8 @@ man: $(VPY)
 # is in wrappers/debian, put in place in a copy of the tree under build/deb.  Needs: apt-get install
 # debhelper dh-python python3-all dpkg-dev fakeroot (make deb-deps), lintian to check it.
 DEB_VERSION = $(shell sed -n '1s/.*(\(.*\)).*/\1/p' wrappers/debian/changelog)
-DEB := build/deb/sgewrap_$(DEB_VERSION)_all.deb
-DEB_PACKAGES := debhelper dh-python python3-all dpkg-dev fakeroot lintian python3-plumbum python3-shellingham \
+DEB := build/deb/sgewrap_$(DEB_VERSION)_$(shell dpkg --print-architecture).deb
+DEB_PACKAGES := debhelper dh-python python3-all dpkg-dev fakeroot lintian gcc libpam0g-dev python3-plumbum python3-shellingham \
 	debootstrap
 
 deb-deps:

@@ -129,7 +129,7 @@ def daemon_side(rounds=None, wrappers=None):
         stack_before = pam.is_job_stack()
         added = pam.add_line()            # the Perl anchor needs the module line in /etc/pam.d/sshd
         try:
-            pam.write_job_stack(wrappers)
+            pam.install_job_stack(wrappers)
             for r in range(rounds):
                 for label, argv in configs.items():
                     banner[label].append(_banner(argv, env, spool))
@@ -165,7 +165,7 @@ def daemon_side(rounds=None, wrappers=None):
 def adopt_cost(wrappers, rounds=None):
     """An ssh login to this host's port-22 sshd with and without node_access adopt (the user has a
     running job, so the adopted login joins it): rows (part, label, ms, ratio to plain, None)."""
-    from sgewrap.admin import pam
+    from sgewrap.admin import pam, pammodule
     rounds = rounds or int(os.environ.get("BENCH_ADOPT_ROUNDS", "20"))
     login = ["/usr/sbin/runuser", "-u", TEST_USER, "--"] + SSH + [sge.HOST, "true"]
     times = {"plain ssh login": [], "ssh login + node_access adopt": []}
@@ -183,6 +183,7 @@ def adopt_cost(wrappers, rounds=None):
                     with open(pam.PAM_FILE, "wb") as f:
                         f.write(before)
                     if "adopt" in label:
+                        pammodule.ensure_installed(wrappers)
                         pam.add_adopt(wrappers)
                     start = time.perf_counter()
                     if subprocess.run(login, stdin=subprocess.DEVNULL, capture_output=True).returncode != 0:

@@ -172,7 +172,7 @@ def test_selftest_passes(sgewrap, saved_configuration, args):
     if "--tight" in args:      # the job sshds' PAM service for these wrappers (config --apply writes it)
         if os.path.exists(pam.JOB_PAM_FILE) and not pam.is_job_stack():
             os.unlink(pam.JOB_PAM_FILE)
-        pam.write_job_stack(sgewrap.wrappers)
+        pam.install_job_stack(sgewrap.wrappers)
     result = sgewrap("selftest", "--user", TEST_USER, *args)
     assert result.returncode == 0, result.stdout + result.stderr
     rows = [line.split() for line in result.stdout.splitlines()[2:]]

@@ -17,7 +17,7 @@ import time
 import pytest
 
 from lib import auth_log_since, auth_log_size, sge, wait_until
-from sgewrap.admin import pam
+from sgewrap.admin import pam, pammodule
 
 USERS = (sge.TEST_USER, "sgeother", "sgethird", "sgefourth")
 SSH = ["/usr/bin/ssh", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o",
@@ -28,6 +28,7 @@ SSH = ["/usr/bin/ssh", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", 
 def adopt_block(wrappers, *options):
     with open(pam.PAM_FILE, "rb") as f:
         before = f.read()
+    pammodule.ensure_installed(wrappers)
     pam.add_adopt(wrappers, options)
     try:
         yield

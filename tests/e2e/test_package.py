@@ -42,7 +42,7 @@ def package():
     """The built .deb (lintian errors fail the build)."""
     proc = subprocess.run(["make", "-s", "-C", REPO, "deb"], capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    debs = glob.glob(os.path.join(REPO, "build", "deb", "sgewrap_*_all.deb"))
+    debs = glob.glob(os.path.join(REPO, "build", "deb", "sgewrap_*_*.deb"))
     assert len(debs) == 1, debs
     return debs[0]
 

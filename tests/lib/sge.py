@@ -167,7 +167,7 @@ def job_stack(wrappers):
     from sgewrap.admin import pam
     if os.path.exists(pam.JOB_PAM_FILE) and not pam.is_job_stack():
         os.unlink(pam.JOB_PAM_FILE)
-    pam.write_job_stack(wrappers)
+    pam.install_job_stack(wrappers)
 
 
 def front_state():

@@ -46,7 +46,7 @@ def job_stack(host_ready, installed):
             before = None
         if before is not None and not before.startswith(pam.JOB_STACK_MARK):
             os.unlink(pam.JOB_PAM_FILE)
-        pam.write_job_stack(installed)
+        pam.install_job_stack(installed)
         try:
             yield installed
         finally:
@@ -93,27 +93,43 @@ def user_popen(argv, user=TEST_USER, **kw):
 # --- tied to the job, at any PID ------------------------------------------------------------------
 
 
+def cgroup_of(pid):
+    """The cgroup v2 path of ``pid`` ("" if it has none)."""
+    for line in open("/proc/%d/cgroup" % pid):
+        if line.startswith("0::"):
+            return line[3:].strip()
+    return ""
+
+
+def cgroup2_mount():
+    for line in open("/proc/self/mountinfo"):
+        if " - cgroup2 " in line:
+            return line.split()[4]
+    return None
+
+
 def test_the_owners_session_carries_the_job_group_and_environment_at_high_pids(job_sshd, spool):
+    """pam_sgewrap gives the session the job's group and environment, in a cgroup of its own named
+    for the job and the job sshd; no setup file is written for it (none can be left behind)."""
     gid = gid_of(spool)
     with Shepherd(job_sshd, env=job_env(spool), cwd=spool) as sh:
         client = user_popen(ssh_command(sh.port, 'echo $$; id -G; echo "$FOO_FROM_JOB"; read x'),
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         shell_pid = int(client.stdout.readline())
         groups = client.stdout.readline().split()
-        # mid-session: the file is named after the job sshd (the monitor), root's, 0600
-        path = setupfile.path_of(setupfile.SETUP_DIR, sh.daemon_pid)
-        st = os.lstat(path)
-        assert (st.st_uid, st.st_mode & 0o7777) == (0, 0o600)
-        assert open(path).read().splitlines()[0] == spool
+        assert not os.path.lexists(setupfile.path_of(setupfile.SETUP_DIR, sh.daemon_pid))
+        group = cgroup_of(shell_pid)
+        assert group.endswith("/sgewrap-4711.1-%d" % sh.daemon_pid), group
+        assert cgroup_of(sh.daemon_pid) == group
         client.stdin.write("\n")
         client.stdin.close()
         out = client.stdout.read()
         assert client.wait(60) == 0, client.stderr.read()
-        assert shell_pid > 99999 and sh.daemon_pid > 99999    # where the module's %5d lookup fails
+        assert shell_pid > 99999 and sh.daemon_pid > 99999    # where the old module's %5d lookup fails
         assert str(gid) in groups
         assert out == "hello\n"
         sh.wait()
-        assert wait_until(lambda: not os.path.lexists(path), 10, 0.02)    # removed at session close
+    assert wait_until(lambda: not os.path.exists(cgroup2_mount() + group), 10, 0.02)    # removed at the end
 
 
 def test_spool_tree_of_the_grid_engine_admin_user_is_trusted(job_sshd, tmp_path):
@@ -166,17 +182,17 @@ def test_32_concurrent_sessions_each_carry_their_own_group(job_sshd, tmp_path):
     finally:
         for sh in shepherds:
             sh.close()
-    assert wait_until(lambda: not [n for n in setup_files() if n.rsplit(".", 1)[1] in monitors], 10, 0.02)
+    assert not [n for n in setup_files() if n.rsplit(".", 1)[1] in monitors]
+    assert wait_until(lambda: not [n for n in os.listdir(cgroup2_mount()) if n.startswith("sgewrap-50")], 10, 0.05)
 
 
 def watchers_of(monitor):
-    """The PIDs of the session watchers (``node_access session`` forked, reparented, in a session of
-    their own) holding a pidfd of ``monitor``."""
+    """The PIDs of the session watchers (forked by pam_sgewrap from the monitor, reparented, in a
+    session of their own, named sgewrap-watch) holding a pidfd of ``monitor``."""
     found = []
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
-            cmdline = open("/proc/%s/cmdline" % pid, "rb").read().split(b"\0")
-            if b"session" not in cmdline or not any(w.endswith(b"/node_access") for w in cmdline):
+            if open("/proc/%s/comm" % pid).read().strip() != "sgewrap-watch":
                 continue
             fds = os.listdir("/proc/%s/fd" % pid)
             infos = [open("/proc/%s/fdinfo/%s" % (pid, fd)).read() for fd in fds]
@@ -187,31 +203,27 @@ def watchers_of(monitor):
     return found
 
 
-def test_a_sigkilled_sshd_leaves_no_file_and_a_killed_watcher_one_the_next_session_sweeps(job_sshd, spool):
-    """qdel SIGKILLs the job sshd: no PAM close runs, the session's watcher removes its file anyway.
-    With the watcher killed too (by an administrator, the OOM killer), the next session sweeps it."""
-    for kill_watcher in (False, True):
-        with Shepherd(job_sshd, env=job_env(spool), cwd=spool) as sh:
-            client = user_popen(ssh_command(sh.port, "echo up; sleep 60"), stdout=subprocess.PIPE, text=True)
-            assert client.stdout.readline() == "up\n"
-            killed = sh.daemon_pid
-            watchers = watchers_of(killed)
-            assert len(watchers) == 1
-            if kill_watcher:
-                os.kill(watchers[0], signal.SIGKILL)
-                assert wait_until(lambda: procs.stat_of(watchers[0]) is None, 10, 0.02)     # gone, or a zombie
-            os.kill(killed, signal.SIGKILL)          # qdel: no session close, no hook
-            client.kill()
-            client.wait(60)
-        orphan = setupfile.path_of(setupfile.SETUP_DIR, killed)
-        if not kill_watcher:
-            assert wait_until(lambda: not os.path.exists(orphan), 10, 0.02)
-            continue
-        time.sleep(1)
-        assert os.path.exists(orphan)
-        with Shepherd(job_sshd, env=job_env(spool), cwd=spool) as sh:
-            assert ssh(sh.port, "true").returncode == 0
-        assert not os.path.exists(orphan)
+def test_a_sigkilled_sshd_leaves_nothing_of_its_session_running(job_sshd, spool):
+    """qdel SIGKILLs the job sshd: no PAM close runs; the session's watcher kills what the session
+    started (here a process that left the session's process group and ignores SIGHUP) and removes
+    its cgroup.  The watcher is no member of the job: not in its group, process group or cgroup."""
+    with Shepherd(job_sshd, env=job_env(spool), cwd=spool) as sh:
+        client = user_popen(ssh_command(sh.port, "setsid nohup sleep 600 >/dev/null 2>&1 & echo $!; sleep 60"),
+                            stdout=subprocess.PIPE, text=True)
+        left = int(client.stdout.readline())
+        killed = sh.daemon_pid
+        watchers = watchers_of(killed)
+        assert len(watchers) == 1
+        watcher = watchers[0]
+        assert gid_of(spool) not in procs.groups_of(watcher) and "sgewrap-" not in cgroup_of(watcher)
+        group = cgroup_of(left)
+        assert "sgewrap-" in group
+        os.kill(killed, signal.SIGKILL)          # qdel: no session close
+        client.kill()
+        client.wait(60)
+    assert wait_until(lambda: procs.stat_of(left) is None, 10, 0.02)
+    assert wait_until(lambda: not os.path.exists(cgroup2_mount() + group), 10, 0.02)
+    assert wait_until(lambda: procs.stat_of(watcher) is None, 10, 0.02)
 
 
 # --- the second user attacks ----------------------------------------------------------------------
@@ -227,6 +239,7 @@ def test_another_user_who_reaches_the_port_is_refused_and_the_owner_still_gets_i
         monitor = sh.daemon_pid
         sh.wait()
     assert not os.path.exists(setupfile.path_of(setupfile.SETUP_DIR, monitor))
+    assert not watchers_of(monitor)
     assert wait_until(lambda: "session of %s refused: user '%s' is not %s, the owner of job 4711.1"
                       % (OTHER_USER, OTHER_USER, TEST_USER) in auth_log_since(mark), 10, 0.02)
     with Shepherd(job_sshd, env=job_env(spool), cwd=spool) as sh:
@@ -263,7 +276,7 @@ def test_a_user_grabbing_every_setup_file_as_it_appears_delays_and_detaches_noth
                 assert time.monotonic() - start < 10
     finally:
         held, tried = map(int, attacker.communicate(timeout=60)[0].split())
-    assert tried > 0 and held == 0
+    assert held == 0
 
 
 def test_the_sites_sshd_stack_refusing_the_user_does_not_touch_job_sessions(job_sshd, spool):

@@ -201,8 +201,11 @@ def test_tight_without_the_job_pam_service_on_this_host(tmp_path):
 
 
 @pytest.mark.parametrize("change,why", [
-    (lambda t: t.replace("auth     required  pam_sge-qrsh-setup.so\n", ""), "has no 'auth required pam_sge-qrsh"),
-    (lambda t: t.replace("account  required  pam_exec.so", "#"), "does not run 'node_access session'"),
+    (lambda t: t.replace("auth     required  pam_sgewrap.so", "#"), "lacks pam_sgewrap.so job in its auth stack"),
+    (lambda t: t.replace("account  required  pam_sgewrap.so", "#"), "lacks pam_sgewrap.so job in its account"),
+    (lambda t: t.replace("session  required  pam_sgewrap.so", "#"), "lacks pam_sgewrap.so job in its session"),
+    (lambda t: t.replace("auth     required  pam_sgewrap.so job", "auth required pam_sge-qrsh-setup.so\n#"),
+     "was written by sgewrap 0.2"),
     (lambda t: t.replace("@include common-session-noninteractive", "@include common-session"), "pam_systemd.so"),
     (lambda t: t + "session required pam_limits.so\n", "pam_limits.so: it sets limits.conf's limits"),
 ])
@@ -227,10 +230,13 @@ def test_a_job_stack_of_0_2_is_an_error_with_the_migration(tmp_path):
                                                         JOB_STACK_0_2_CLOSE + "@include common-password\n"))
     glob = sgeconf.with_entries(load("builtin")[0], sgeconf.entries("ssh", W, tight=True))
     report = check.analyse(glob, {}, here="n1", pam_file=os.devnull, executable=lambda p: True, job_pam_file=path)
-    assert [p.message.split(" but ")[1] for p in report.errors] == [
+    assert sorted(p.message.split(" but ")[1] for p in report.errors) == [
         "%s was written by sgewrap 0.2: it runs node_access as root at session close with the session's PAM "
         "environment (whatever a module puts there from the user's files reaches a root program's loader); "
-        "re-run 'sgewrap config ssh --tight --apply' (README: Security advisory)" % path]
+        "re-run 'sgewrap config ssh --tight --apply' (README: Security advisory)" % path,
+        "%s was written by sgewrap 0.2: pam_exec runs node_access (a Python start per session; keyboard-interactive "
+        "logins are not tied) and pam_sge-qrsh-setup honours setup files it never checks; re-run 'sgewrap config "
+        "ssh --tight --apply' (README: Security advisory)" % path]
     assert pam.write_job_stack(W, path) and check.analyse(
         glob, {}, here="n1", pam_file=os.devnull, executable=lambda p: True, job_pam_file=path).consistent
 
@@ -923,9 +929,9 @@ def test_check_explains_adopt_and_flags_a_half_configured_block(tmp_path):
     report = check.analyse(glob, {}, here="n1", pam_file=str(pam_file), executable=lambda p: True)
     assert report.consistent and any("node_access adopt in" in n for n in report.notes)
     assert not any("still has" in str(p) for p in report.problems)     # the module line belongs to adopt here
-    pam_file.write_text(pam_file.read_text().replace(pam.PAM_LINE + "\n", ""))
+    pam_file.write_text(pam_file.read_text().replace("auth     required  pam_sgewrap.so setup\n", ""))
     report = check.analyse(glob, {}, here="n1", pam_file=str(pam_file), executable=lambda p: True)
-    assert any("without 'auth required pam_sge-qrsh-setup.so'" in str(p) for p in report.errors)
+    assert any("without 'required  pam_sgewrap.so setup'" in str(p) for p in report.errors)
     (wrappers / "node_access").write_text("#!/usr/bin/python3\n")
     report = check.analyse(glob, {}, here="n1", pam_file=str(pam_file), executable=lambda p: True)
     assert any("as root" in str(p) and "no -I" in str(p) for p in report.errors)

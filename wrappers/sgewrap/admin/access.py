@@ -178,9 +178,13 @@ def adopt(app):
     require_isolated_hook(wrappers)
     with open(app.pam_file) as f:
         backup = save_backup(app.backup_dir, "pam." + os.path.basename(app.pam_file), f.read())
+    from . import pammodule
     try:
+        module, installed = pammodule.ensure_installed(wrappers)
+        if installed:
+            print("installed %s (from %s)" % (module, wrappers))
         changed = pam.add_adopt(wrappers, options, app.pam_file)
-    except OSError as err:
+    except (OSError, ValueError) as err:
         raise AdminError("cannot change %s: %s" % (app.pam_file, err.strerror or err))
     print("%s %s (this host; every execution host needs it); the previous one is %s"
           % ("added node_access adopt to" if changed else "node_access adopt already in", app.pam_file, backup))

@@ -250,7 +250,7 @@ def ensure_job_stack(wrappers_dir, path):
     """Write the job sshds' PAM service (before sge_conf names sge-sshd: never a job sshd without it)."""
     require_isolated_hook(wrappers_dir)
     try:
-        changed = pam.write_job_stack(wrappers_dir, path)
+        changed = pam.install_job_stack(wrappers_dir, path)
     except (OSError, ValueError) as err:
         raise AdminError("cannot write %s: %s" % (path, getattr(err, "strerror", None) or err))
     print("%s %s (this host; every execution host needs it: sgewrap config ssh --tight --apply there, or copy it)"

@@ -13,6 +13,9 @@ Layout (``DEST`` = ``SGE_ROOT/util/resources/wrappers``)::
                                   Engine ships a qlogin_wrapper), put back by uninstall
     DEST/sge-sshd                 a symbolic link to /usr/sbin/sshd: the job sshd, which
                                   runs under that name and so uses /etc/pam.d/sge-sshd
+    DEST/pam_sgewrap.so           the PAM module, built here when gcc and libpam0g-dev are
+                                  (sgewrap config ssh --tight --apply copies it into each
+                                  host's PAM directory: no execution host needs a compiler)
 
 Everything is root-owned (when run as root) and not group/world writable: the
 daemon side runs these files as root.  Installing twice changes nothing.
@@ -261,6 +264,20 @@ def install(sge_root, python=DEFAULT_PYTHON, dry_run=False, with_deps=True, repo
         report("installed %s -> %s" % (path, target))
         written.append(path)
     names = names + sorted(LINKS)
+    from . import pammodule
+    module = os.path.join(dest, pammodule.NAME)
+    why = pammodule.can_build()
+    if why is None:
+        if pammodule.build(module):
+            report("built %s" % module)
+            written.append(module)
+        names.append(pammodule.NAME)
+    elif os.path.exists(module):
+        names.append(pammodule.NAME)
+        report("kept %s (cannot rebuild it here: %s)" % (module, why))
+    else:
+        report("note: %s not built (%s); sgewrap config ssh --tight --apply needs it on every execution host"
+               % (module, why))
     pages = _install_man(os.path.abspath(sge_root), old["man"], report)
     manifest = "".join("script %s\n" % n for n in names) + "".join("displaced %s\n" % n for n in displaced) \
         + "".join("man %s\n" % p for p in pages)

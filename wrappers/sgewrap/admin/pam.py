@@ -23,6 +23,7 @@ from ..rootside.options import MIN_UID
 PAM_FILE = "/etc/pam.d/sshd"
 MODULE = "pam_sge-qrsh-setup.so"
 PAM_LINE = "auth required " + MODULE
+MODULE_SGEWRAP = "pam_sgewrap.so"
 JOB_STACK_MARK = "# sgewrap: the PAM service of the sshd that Grid Engine starts for job sessions"
 #: what the job stack must not reach, and why (check reports it)
 JOB_STACK_FORBIDDEN = {
@@ -101,27 +102,64 @@ def remove_line(path=PAM_FILE):
 # --- the job sshds' own PAM service ----------------------------------------------------------
 
 
+def module_options(wrappers_dir):
+    """The node_access options the module lines carry: who besides root owns the spool, resolved
+    now from the cell's bootstrap (the module then reads no file under SGE_ROOT, which may be on
+    NFS, at session time), else the SGE_ROOT to read it from."""
+    import pwd
+    from ..rootside import jobspool
+    root = jobspool.sge_root_from(os.path.join(wrappers_dir, "node_access"))
+    names = []
+    for uid in sorted(jobspool.admin_uids(root)) if root else ():
+        try:
+            names.append(pwd.getpwuid(uid).pw_name)
+        except KeyError:
+            pass
+    if names:
+        return ["--admin-user=%s" % n for n in names]
+    return ["--sge-root=%s" % root] if root else []
+
+
+def module_line(kind, service, options=()):
+    """A rule for pam_sgewrap.so: ``kind`` (auth, account, session), its ``service`` (job or setup)."""
+    return "%-8s required  %s %s" % (kind, MODULE_SGEWRAP, " ".join([service] + list(options)))
+
+
 def job_stack(wrappers_dir):
     """The text of /etc/pam.d/sge-sshd for the wrappers installed in ``wrappers_dir``."""
-    hook = os.path.join(wrappers_dir, "node_access")
-    if any(c.isspace() for c in hook):
-        raise ValueError("the wrappers directory %r holds white space: pam_exec cannot run it" % wrappers_dir)
+    from .pammodule import JOB
+    if any(c.isspace() for c in wrappers_dir):
+        raise ValueError("the wrappers directory %r holds white space: a PAM line cannot name it" % wrappers_dir)
+    options = module_options(wrappers_dir)
+    if any(c.isspace() for c in "".join(options)):
+        raise ValueError("white space in %s" % " ".join(options))
     return "\n".join((
         JOB_STACK_MARK,
         "# (sge_conf *_daemon \"%s -i\": sshd under the name %s).  Ordinary ssh logins use"
         % (os.path.join(wrappers_dir, JOB_SSHD_NAME), JOB_SSHD_NAME),
         "# /etc/pam.d/sshd, which this does not touch.  Written by \"sgewrap config ssh --tight --apply\",",
-        "# removed by \"sgewrap config --restore\".  Left out on purpose: pam_systemd (it would move",
-        "# job processes into a user slice), pam_limits (Grid Engine sets the job's limits), node-access",
-        "# rules (node_access session admits the job's owner only, on every host of a parallel job), and",
-        "# any program run at close_session (it would run as root with the job's environment).",
-        "auth     required  " + MODULE,
+        "# removed by \"sgewrap config --restore\".  pam_sgewrap admits the job's owner only, gives the",
+        "# session the job's group and environment (setcred) and kills what it leaves (session); it runs",
+        "# no program.  Left out on purpose: pam_systemd (it would move job processes into a user slice),",
+        "# pam_limits (Grid Engine sets the job's limits), node-access rules (only the job's owner gets in,",
+        "# on every host of a parallel job), and any pam_exec line (it would run a root program with the",
+        "# session's PAM environment).",
+        module_line("auth", JOB, options),
         "@include common-auth",
-        "account  required  pam_exec.so quiet %s session" % hook,
+        module_line("account", JOB, options),
         "@include common-account",
+        module_line("session", JOB, options),
         "@include common-session-noninteractive",
         "@include common-password",
         ""))
+
+
+def install_job_stack(wrappers_dir, path=JOB_PAM_FILE):
+    """The module in this host's PAM directory (:func:`sgewrap.admin.pammodule.ensure_installed`), then
+    the job stack that loads it; True if either changed."""
+    from . import pammodule
+    _, changed = pammodule.ensure_installed(wrappers_dir)
+    return write_job_stack(wrappers_dir, path) or changed
 
 
 def is_job_stack(path=JOB_PAM_FILE):
@@ -164,13 +202,15 @@ def job_stack_problems(path=JOB_PAM_FILE, pam_dir=None):
         return ["%s: %s (sgewrap config ssh --tight --apply writes it)" % (path, err.strerror or err)]
     problems = []
     lines = _expanded(text, pam_dir or os.path.dirname(path))
-    auth = [ln for ln in lines if _type_of(ln) == "auth"]
-    if not any(is_module_line(ln) for ln in auth):
-        problems.append("%s has no '%s': sessions do not get the job's group" % (path, PAM_LINE))
-    if not any(_type_of(ln) == "account" and "pam_exec.so" in ln and "node_access" in ln and ln.rstrip().endswith(
-            " session") for ln in lines):
-        problems.append("%s does not run 'node_access session' in its account stack: sessions are not tied to "
-                        "their job nor limited to its owner" % path)
+    ours = {_type_of(ln) for ln in lines if _module_of(ln) == MODULE_SGEWRAP and _words(ln)[3:4] == ["job"]}
+    if any(_module_of(ln) == "pam_exec.so" and "node_access" in ln for ln in lines) or any(
+            is_module_line(ln) for ln in lines):
+        problems.append("%s was written by sgewrap 0.2: pam_exec runs node_access (a Python start per session; "
+                        "keyboard-interactive logins are not tied) and pam_sge-qrsh-setup honours setup files it "
+                        "never checks; re-run 'sgewrap config ssh --tight --apply' (README: Security advisory)" % path)
+    elif ours != {"auth", "account", "session"}:
+        problems.append("%s lacks pam_sgewrap.so job in its %s stack: sessions are not tied to their job nor "
+                        "limited to its owner" % (path, ", ".join(sorted({"auth", "account", "session"} - ours))))
     for module, why in JOB_STACK_FORBIDDEN.items():
         if any(_module_of(ln) == module for ln in lines):
             problems.append("%s reaches %s: %s" % (path, module, why))
@@ -197,6 +237,10 @@ def session_hooks(lines):
 def _type_of(line):
     match = _RULE.match(line.split("#", 1)[0])
     return match.group("type").lower() if match else None
+
+
+def _words(line):
+    return line.split("#", 1)[0].split()
 
 
 def _module_of(line):
@@ -296,8 +340,10 @@ def adopt_lines(wrappers_dir, options=()):
         values, _ = TABLE.parse(list(options))
     except WrapperError as err:
         raise ValueError("node_access adopt %s: %s" % (" ".join(options), err))
+    from .pammodule import SETUP
+    setup = [o for o in options if o.startswith("--setup-dir=")]
     return [ADOPT_MARK,
-            PAM_LINE,
+            module_line("auth", SETUP, setup),
             "account [success=1 default=ignore] pam_succeed_if.so quiet uid < %d" % values.ignore_below_uid,
             "account required pam_exec.so quiet stdout %s %sadopt" % (hook, "".join(o + " " for o in options)),
             ADOPT_END]
@@ -370,9 +416,14 @@ def adopt_problems(path=PAM_FILE):
     if not block:
         return []
     problems = []
-    if not any(is_module_line(line) for line in block):
+    if any(is_module_line(line) for line in block):
+        problems.append("%s: the adopt block was written by sgewrap 0.2: pam_sge-qrsh-setup honours a setup file "
+                        "without checking it was written for the login that reads it (a stale one hands a job's "
+                        "group and environment to the next login with its PID); re-run 'sgewrap node-access "
+                        "--adopt --apply' (README: Security advisory)" % path)
+    elif not any(_module_of(line) == MODULE_SGEWRAP and _type_of(line) == "auth" for line in block):
         problems.append("%s runs node_access adopt without '%s': logins are admitted but not tied to "
-                        "their job" % (path, PAM_LINE))
+                        "their job" % (path, module_line("auth", "setup").split(None, 1)[1]))
     hooks = _adopt_hooks(block)
     if not any(words[:1] == ["account"] for words in hooks):
         problems.append("%s has the adopt block but no 'node_access adopt' account rule: nobody is refused "

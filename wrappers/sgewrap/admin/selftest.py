@@ -403,7 +403,7 @@ class Selftest(Command, cli.Application):
         job_daemons = [c.daemon for c in cases if sgeconf.needs_job_stack(c.daemon)]
         if job_daemons and names and not os.path.exists(pam.JOB_PAM_FILE):
             lent = pam.JOB_PAM_FILE
-            pam.write_job_stack(os.path.dirname(sgeconf.program(job_daemons[0])), lent)
+            pam.install_job_stack(os.path.dirname(sgeconf.program(job_daemons[0])), lent)
             sys.stderr.write("selftest: wrote %s for this run (sgewrap config --apply writes it for good)\n" % lent)
         try:
             for i, case in enumerate(cases, 1):

@@ -21,10 +21,20 @@ SHEPHERD = "sge_shepherd"
 class Stat:
     """The fields of ``/proc/PID/stat`` this project reads."""
 
-    __slots__ = ("pid", "state", "ppid", "start")
+    __slots__ = ("pid", "state", "ppid", "sid", "start")
 
-    def __init__(self, pid, state, ppid, start):
-        self.pid, self.state, self.ppid, self.start = pid, state, ppid, start
+    def __init__(self, pid, state, ppid, start, sid=None):
+        self.pid, self.state, self.ppid, self.start, self.sid = pid, state, ppid, start, sid
+
+
+def parse_stat(data):
+    """(state, ppid, sid, start) from the bytes of ``/proc/PID/stat``, or None if malformed.  comm may
+    hold spaces and ')': the fields start after the last ')'."""
+    fields = data.rsplit(b")", 1)[-1].split() if b")" in data else []
+    try:
+        return fields[0].decode(), int(fields[1]), int(fields[3]), int(fields[19])
+    except (IndexError, ValueError, UnicodeError):
+        return None
 
 
 def stat_of(pid):
@@ -34,15 +44,11 @@ def stat_of(pid):
             data = f.read()
     except (OSError, ValueError, OverflowError):
         return None
-    # comm may hold spaces and ')': the fields start after the last ')'
-    fields = data.rsplit(b")", 1)[-1].split()
-    try:
-        state, ppid, start = fields[0].decode(), int(fields[1]), int(fields[19])
-    except (IndexError, ValueError):
+    parsed = parse_stat(data)
+    if parsed is None or parsed[0] in ("Z", "X"):
         return None
-    if state in ("Z", "X"):
-        return None
-    return Stat(pid, state, ppid, start)
+    state, ppid, sid, start = parsed
+    return Stat(pid, state, ppid, start, sid)
 
 
 def real_uid(pid):
@@ -98,6 +104,24 @@ def shepherds():
             if spool:
                 found[int(entry)] = spool
     return found
+
+
+def connection_monitor(pid):
+    """The sshd monitor that ``pid`` (the process running PAM's account step) serves: ``pid`` itself,
+    or, for a keyboard-interactive login, whose PAM conversation OpenSSH runs in a forked ``[pam]``
+    child of the monitor (measured on 9.2 and 10), that child's parent.  The child is recognised by
+    what its user cannot set: it runs the monitor's own executable as root and is in the monitor's
+    session without leading one (the monitor of a listening sshd leads its session; a job sshd's
+    parent is a shepherd, another executable).  (PID, Stat) or None."""
+    st = stat_of(pid)
+    if st is None:
+        return None
+    parent = st.ppid
+    if (st.sid == parent and st.sid != pid and real_uid(pid) == 0 and real_uid(parent) == 0
+            and link(pid, "exe") is not None and link(pid, "exe") == link(parent, "exe")):
+        pst = stat_of(parent)
+        return (parent, pst) if pst is not None else None
+    return pid, st
 
 
 def alive_as(pid, start):

@@ -66,12 +66,12 @@ class WrongUser(Refused):
 
 
 def monitor():
-    """(PID, Stat) of our parent, sshd's monitor."""
-    pid = os.getppid()
-    st = procs.stat_of(pid)
-    if st is None or procs.real_uid(pid) != 0:
-        raise Refused("parent %d is not a root process" % pid)
-    return pid, st
+    """(PID, Stat) of sshd's monitor: our parent, or its parent when ours is the ``[pam]`` child of a
+    keyboard-interactive login (:func:`sgewrap.rootside.procs.connection_monitor`)."""
+    found = procs.connection_monitor(os.getppid())
+    if found is None or procs.real_uid(found[0]) != 0:
+        raise Refused("parent %d is not a root process" % os.getppid())
+    return found
 
 
 def job_of(st, trust):

@@ -1,0 +1,1082 @@
+/*
+ * pam_sgewrap: ties an sshd session to its Grid Engine job, inside sshd, with no program started.
+ *
+ *   job     the job sshd's own service (/etc/pam.d/sge-sshd, written by "sgewrap config ssh --tight"):
+ *           admits only the owner of the job whose shepherd started this sshd, gives the session the
+ *           job's group and environment, and kills what the session leaves behind when it ends.
+ *   setup   the site's service, under "node_access adopt": reads the setup file that hook wrote for
+ *           this very connection (never one of another process) and joins that job.
+ *
+ * Where each step runs (OpenSSH 9.2 and 10, measured):
+ *   account        the monitor (sshd's per-connection root process, M), or for keyboard-interactive
+ *                  logins a forked "[pam]" child of M;
+ *   setcred        1st (ESTABLISH) in M, 2nd (REINITIALIZE) in the session's own process, a child of M,
+ *                  before it takes the user's uid: the group and the environment are given there;
+ *   open_session   M: the session is moved into a cgroup of its own, watched by a forked watcher.
+ * Nothing is carried from one step to the next: each finds M and the job again from the process
+ * tree (M's parent is the shepherd; the shepherd's working directory is the task's spool), which a
+ * user cannot fake, so no file can be left behind and no PID can be reused under a session.
+ *
+ * Nothing here reads the PAM environment, the process environment or a user's file.  Every read
+ * is of /proc or of root- or admin-owned files, opened O_NOFOLLOW|O_NONBLOCK and bounded.
+ * Options: sgewrap.rootside.nodeaccess.TABLE, made into pam_sgewrap_options.h at build time.
+ */
+#define _GNU_SOURCE
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <limits.h>
+#include <poll.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <syslog.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <security/pam_modules.h>
+#include <security/pam_ext.h>
+
+#include "pam_sgewrap_options.h"
+
+#define SHEPHERD "sge_shepherd"
+#define SPOOL_MAX 1012              /* what pam_sge-qrsh-setup reads, less "/environment" */
+#define CONFIG_MAX (1 << 20)
+#define ENV_MAX (1 << 20)
+#define SMALL_MAX 4096
+#define MAX_ADMINS 8
+#define KILL_ROUNDS 50
+#define SETTLE_MS 5000
+
+struct opts {
+    int facility;
+    int fail_open;
+    const char *sge_root;
+    const char *setup_dir;
+    const char *admins[MAX_ADMINS];
+    int n_admins;
+};
+
+struct trust {
+    uid_t uid[MAX_ADMINS + 2];
+    int n;
+};
+
+struct job {
+    char spool[PATH_MAX];
+    char key[128];
+    char owner[65];
+    gid_t gid;
+};
+
+struct pstat {
+    char state;
+    pid_t ppid;
+    pid_t sid;
+    unsigned long long start;
+};
+
+/* ---------------------------------------------------------------- pure parsers (unit-tested) */
+
+/* /proc/PID/stat: the fields after the last ')' (comm may hold anything). 0, or -1 if malformed. */
+int sgw_parse_stat(const char *data, size_t len, struct pstat *out)
+{
+    const char *p = NULL, *end = data + len;
+    for (const char *q = data; q < end; q++)
+        if (*q == ')')
+            p = q;
+    if (p == NULL)
+        return -1;
+    p++;
+    /* fields from 3: state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime
+       cutime cstime priority nice num_threads itrealvalue starttime */
+    unsigned long long field[20];
+    int n = 0;
+    char state = 0;
+    while (p < end && n < 20) {
+        while (p < end && *p == ' ')
+            p++;
+        if (p >= end)
+            break;
+        if (n == 0 && state == 0) {
+            state = *p++;
+            if (p < end && *p != ' ' && *p != '\n')
+                return -1;
+            field[n++] = 0;
+            continue;
+        }
+        int neg = 0;
+        if (*p == '-') {
+            neg = 1;
+            p++;
+        }
+        if (p >= end || !isdigit((unsigned char)*p))
+            return -1;
+        unsigned long long v = 0;
+        while (p < end && isdigit((unsigned char)*p)) {
+            if (v > (ULLONG_MAX - 9) / 10)
+                return -1;
+            v = v * 10 + (unsigned long long)(*p++ - '0');
+        }
+        if (p < end && *p != ' ' && *p != '\n')
+            return -1;
+        field[n++] = neg ? 0 : v;
+    }
+    if (n < 20 || field[1] > INT_MAX || field[3] > INT_MAX)
+        return -1;
+    out->state = state;
+    out->ppid = (pid_t)field[1];
+    out->sid = (pid_t)field[3];
+    out->start = field[19];
+    return 0;
+}
+
+/* The value of the first "KEY=" line of a spool config file, copied into out; 0, -1 if absent or too long. */
+int sgw_config_value(const char *data, size_t len, const char *key, char *out, size_t cap)
+{
+    size_t klen = strlen(key);
+    const char *p = data, *end = data + len;
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        const char *eol = nl ? nl : end;
+        if ((size_t)(eol - p) > klen && memcmp(p, key, klen) == 0 && p[klen] == '=') {
+            size_t vlen = (size_t)(eol - p) - klen - 1;
+            if (vlen >= cap || memchr(p + klen + 1, '\0', vlen))
+                return -1;
+            memcpy(out, p + klen + 1, vlen);
+            out[vlen] = '\0';
+            return 0;
+        }
+        p = eol + 1;
+    }
+    return -1;
+}
+
+/* A user name as Grid Engine writes job_owner: what jobspool.valid_user accepts. */
+int sgw_valid_user(const char *name)
+{
+    size_t n = strlen(name);
+    if (n == 0 || n > 64 || name[0] == '-')
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!isalnum((unsigned char)name[i]) && !strchr("._-@", name[i]))
+            return 0;
+    return 1;
+}
+
+/* A group id as addgrpid holds it: decimal, 1..2^31-1, optional surrounding white space. */
+int sgw_parse_gid(const char *data, size_t len, gid_t *out)
+{
+    size_t i = 0, digits = 0;
+    unsigned long long v = 0;
+    while (i < len && isspace((unsigned char)data[i]))
+        i++;
+    while (i < len && isdigit((unsigned char)data[i]) && digits < 11) {
+        v = v * 10 + (unsigned long long)(data[i++] - '0');
+        digits++;
+    }
+    while (i < len && isspace((unsigned char)data[i]))
+        i++;
+    if (i != len || digits == 0 || digits > 10 || v == 0 || v > 0x7fffffffULL)
+        return -1;
+    *out = (gid_t)v;
+    return 0;
+}
+
+/* A setup file: "SPOOL\nsgewrap PID START\n...": the spool copied into spool (cap bytes), pid and start.
+   0, or -1 if it is not one sgewrap wrote. */
+int sgw_parse_setup(const char *data, size_t len, char *spool, size_t cap, long long *pid,
+                    unsigned long long *start)
+{
+    const char *nl = memchr(data, '\n', len);
+    if (nl == NULL || (size_t)(nl - data) >= cap || nl == data || memchr(data, '\0', (size_t)(nl - data)))
+        return -1;
+    memcpy(spool, data, (size_t)(nl - data));
+    spool[nl - data] = '\0';
+    const char *p = nl + 1, *end = data + len;
+    const char *nl2 = memchr(p, '\n', (size_t)(end - p));
+    if (nl2 == NULL)
+        return -1;
+    char line[80];
+    if ((size_t)(nl2 - p) >= sizeof line)
+        return -1;
+    memcpy(line, p, (size_t)(nl2 - p));
+    line[nl2 - p] = '\0';
+    char *a = line;
+    if (strncmp(a, "sgewrap ", 8) != 0)
+        return -1;
+    a += 8;
+    unsigned long long v[2];
+    for (int k = 0; k < 2; k++) {
+        if (!isdigit((unsigned char)*a))
+            return -1;
+        v[k] = 0;
+        int digits = 0;
+        while (isdigit((unsigned char)*a)) {
+            if (++digits > 19)
+                return -1;
+            v[k] = v[k] * 10 + (unsigned long long)(*a++ - '0');
+        }
+        if (k == 0 && *a++ != ' ')
+            return -1;
+    }
+    if (*a != '\0' || v[0] == 0 || v[0] > INT_MAX)
+        return -1;
+    *pid = (long long)v[0];
+    *start = v[1];
+    return 0;
+}
+
+/* Call put(line, arg) for each "NAME=value" line of a job's environment file but DISPLAY (Grid
+   Engine's is the submit host's); lines without a name or with NUL are skipped.  The count put. */
+int sgw_each_env(const char *data, size_t len, int (*put)(const char *, void *), void *arg)
+{
+    char line[SMALL_MAX * 4];
+    int count = 0;
+    const char *p = data, *end = data + len;
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        const char *eol = nl ? nl : end;
+        size_t n = (size_t)(eol - p);
+        const char *eq = memchr(p, '=', n);
+        if (eq != NULL && eq != p && n < sizeof line && !memchr(p, '\0', n) && !(n >= 8 && !memcmp(p, "DISPLAY=", 8))) {
+            int name_ok = 1;
+            for (const char *c = p; c < eq; c++)
+                if (!(isalnum((unsigned char)*c) || *c == '_'))
+                    name_ok = 0;
+            if (name_ok) {
+                memcpy(line, p, n);
+                line[n] = '\0';
+                if (put(line, arg) == 0)
+                    count++;
+            }
+        }
+        p = eol + 1;
+    }
+    return count;
+}
+
+/* ----------------------------------------------------------------------------- logging */
+
+static int log_facility = SGEWRAP_DEFAULT_FACILITY_VALUE;
+
+static void say(int prio, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void say(int prio, const char *fmt, ...)
+{
+    char buf[768];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    for (char *c = buf; *c; c++)
+        if ((unsigned char)*c < ' ' || *c == 0x7f)
+            *c = '?';
+    syslog(log_facility | prio, "pam_sgewrap[%d]: %s", (int)getpid(), buf);
+}
+
+/* ------------------------------------------------------------------------ what the kernel says */
+
+/* Read a whole small file (no symlink, no FIFO wait): its length, -1 (errno) on error, -2 if larger than cap-1. */
+static ssize_t read_file(const char *path, char *buf, size_t cap, struct stat *st)
+{
+    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0)
+        return -1;
+    struct stat local;
+    if (st == NULL)
+        st = &local;
+    if (fstat(fd, st) < 0 || !S_ISREG(st->st_mode)) {
+        close(fd);
+        errno = EINVAL;
+        return -1;
+    }
+    size_t got = 0;
+    for (;;) {
+        ssize_t n = read(fd, buf + got, cap - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            int e = errno;
+            close(fd);
+            errno = e;
+            return -1;
+        }
+        if (n == 0)
+            break;
+        got += (size_t)n;
+        if (got == cap) {
+            close(fd);
+            return -2;
+        }
+    }
+    close(fd);
+    buf[got] = '\0';
+    return (ssize_t)got;
+}
+
+static int proc_stat(pid_t pid, struct pstat *out)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0 || sgw_parse_stat(buf, (size_t)n, out) < 0)
+        return -1;
+    return out->state == 'Z' || out->state == 'X' ? -1 : 0;
+}
+
+static long long proc_ruid(pid_t pid)
+{
+    char path[64], buf[SMALL_MAX];
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return -1;
+    buf[n] = '\0';
+    char *line = strstr(buf, "\nUid:");
+    if (line == NULL)
+        return -1;
+    char *end;
+    long long uid = strtoll(line + 5, &end, 10);
+    return end == line + 5 ? -1 : uid;
+}
+
+static int proc_link(pid_t pid, const char *name, char *out, size_t cap)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/%s", (int)pid, name);
+    ssize_t n = readlink(path, out, cap - 1);
+    if (n <= 0 || (size_t)n >= cap - 1)
+        return -1;
+    out[n] = '\0';
+    size_t del = strlen(" (deleted)");
+    if ((size_t)n >= del && strcmp(out + n - del, " (deleted)") == 0)
+        return -1;
+    return 0;
+}
+
+/* The spool directory of the shepherd pid (its cwd), if pid is one: real uid 0 and an executable
+   named sge_shepherd that root owns and nobody else may write.  Never by its name or command line. */
+static int shepherd_spool(pid_t pid, char *spool, size_t cap)
+{
+    char exe[PATH_MAX];
+    struct stat st;
+    if (pid <= 1 || proc_link(pid, "exe", exe, sizeof exe) < 0)
+        return -1;
+    const char *base = strrchr(exe, '/');
+    if (base == NULL || strcmp(base + 1, SHEPHERD) != 0 || proc_ruid(pid) != 0)
+        return -1;
+    if (stat(exe, &st) < 0 || !S_ISREG(st.st_mode) || st.st_uid != 0 || (st.st_mode & 022))
+        return -1;
+    return proc_link(pid, "cwd", spool, cap);
+}
+
+/* ------------------------------------------------------------------------------- the spool */
+
+static void trust_init(struct trust *t, const struct opts *o)
+{
+    t->n = 0;
+    t->uid[t->n++] = 0;
+    char buf[SMALL_MAX];
+    for (int i = 0; i < o->n_admins; i++) {
+        struct passwd pw, *res = NULL;
+        if (getpwnam_r(o->admins[i], &pw, buf, sizeof buf, &res) == 0 && res != NULL && t->n < MAX_ADMINS + 2)
+            t->uid[t->n++] = res->pw_uid;
+        else
+            say(LOG_WARNING, "--admin-user %s: no such user", o->admins[i]);
+    }
+    if (o->n_admins > 0 || o->sge_root == NULL)
+        return;
+    /* SGE_ROOT/<cell>/common/bootstrap: admin_user, in a file root or that user owns, writable by no other */
+    DIR *d = opendir(o->sge_root);
+    if (d == NULL)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL && t->n < MAX_ADMINS + 2) {
+        char path[PATH_MAX], data[SMALL_MAX * 2], name[65];
+        struct stat st;
+        if (e->d_name[0] == '.')
+            continue;
+        if (snprintf(path, sizeof path, "%s/%s/common/bootstrap", o->sge_root, e->d_name) >= (int)sizeof path)
+            continue;
+        ssize_t n = read_file(path, data, sizeof data, &st);
+        if (n < 0 || (st.st_mode & 022))
+            continue;
+        /* "admin_user NAME" */
+        const char *p = data;
+        while (p && *p) {
+            if (strncmp(p, "admin_user", 10) == 0 && (p[10] == ' ' || p[10] == '\t')) {
+                if (sscanf(p + 10, " %64s", name) == 1 && strcasecmp(name, "none") != 0) {
+                    struct passwd pw, *res = NULL;
+                    if (getpwnam_r(name, &pw, buf, sizeof buf, &res) == 0 && res != NULL
+                        && (st.st_uid == 0 || st.st_uid == res->pw_uid))
+                        t->uid[t->n++] = res->pw_uid;
+                }
+                break;
+            }
+            p = strchr(p, '\n');
+            if (p)
+                p++;
+        }
+    }
+    closedir(d);
+}
+
+static int trusted(const struct trust *t, uid_t uid)
+{
+    for (int i = 0; i < t->n; i++)
+        if (t->uid[i] == uid)
+            return 1;
+    return 0;
+}
+
+/* The spool directory and every directory above it: trusted owners, writable by no one else (a
+   sticky directory above excepted, as jobspool.spool_dir says).  0, or -1 with why. */
+static int check_spool(const char *spool, const struct trust *t, char *why, size_t cap)
+{
+    struct stat st;
+    char path[PATH_MAX];
+    if (spool[0] != '/' || strlen(spool) > SPOOL_MAX) {
+        snprintf(why, cap, "spool directory %.200s is not an absolute path of at most %d bytes", spool, SPOOL_MAX);
+        return -1;
+    }
+    for (const char *c = spool; *c; c++)
+        if ((unsigned char)*c <= ' ' || *c == 0x7f) {
+            snprintf(why, cap, "spool directory %.200s holds white space or control characters", spool);
+            return -1;
+        }
+    snprintf(path, sizeof path, "%s", spool);
+    int first = 1;
+    for (;;) {
+        if (lstat(path, &st) < 0 || !S_ISDIR(st.st_mode)) {
+            snprintf(why, cap, "%.200s is not a directory", path);
+            return -1;
+        }
+        if (!trusted(t, st.st_uid)) {
+            snprintf(why, cap, "%s %.200s is owned by uid %d, not root or the Grid Engine admin user",
+                     first ? "job spool directory" : "directory", path, (int)st.st_uid);
+            return -1;
+        }
+        if ((st.st_mode & 022) && (first || !(st.st_mode & S_ISVTX))) {
+            snprintf(why, cap, "%.200s is writable by group or others (mode %o)", path, st.st_mode & 07777);
+            return -1;
+        }
+        first = 0;
+        if (strcmp(path, "/") == 0)
+            return 0;
+        char *slash = strrchr(path, '/');
+        if (slash == path)
+            slash[1] = '\0';
+        else
+            *slash = '\0';
+    }
+}
+
+/* spool/name, a regular file of a trusted owner that no one else may write, read into buf. */
+static ssize_t read_trusted(const char *spool, const char *name, const struct trust *t, char *buf, size_t cap,
+                            char *why, size_t wcap)
+{
+    char path[PATH_MAX];
+    struct stat st;
+    snprintf(path, sizeof path, "%s/%s", spool, name);
+    ssize_t n = read_file(path, buf, cap, &st);
+    if (n == -2) {
+        snprintf(why, wcap, "%.200s is larger than %zu bytes", path, cap - 1);
+        return -1;
+    }
+    if (n < 0) {
+        snprintf(why, wcap, "%.200s: %s", path, strerror(errno));
+        return -1;
+    }
+    if (!trusted(t, st.st_uid) || (st.st_mode & 022)) {
+        snprintf(why, wcap, "%.200s is not root's or the admin user's, or is writable by others", path);
+        return -1;
+    }
+    return n;
+}
+
+/* The job whose spool directory is spool: its owner, key (JOB.TASK or JOB.TASK/PETASK) and group. */
+static int read_job(const char *spool, const struct trust *t, struct job *job, char *why, size_t cap)
+{
+    static char config[CONFIG_MAX + 1];
+    char small[SMALL_MAX], job_id[32], pe_task[64];
+    if (check_spool(spool, t, why, cap) < 0)
+        return -1;
+    snprintf(job->spool, sizeof job->spool, "%s", spool);
+    ssize_t n = read_trusted(spool, "config", t, config, sizeof config, why, cap);
+    if (n < 0)
+        return -1;
+    if (sgw_config_value(config, (size_t)n, "job_owner", job->owner, sizeof job->owner) < 0
+        || !sgw_valid_user(job->owner)) {
+        snprintf(why, cap, "%.200s/config: job_owner is not a user name", spool);
+        return -1;
+    }
+    if (sgw_config_value(config, (size_t)n, "job_id", job_id, sizeof job_id) < 0)
+        job_id[0] = '\0';
+    if (sgw_config_value(config, (size_t)n, "pe_task_id", pe_task, sizeof pe_task) < 0)
+        pe_task[0] = '\0';
+    const char *name = strrchr(spool, '/') + 1;
+    char parent[PATH_MAX];
+    snprintf(parent, sizeof parent, "%s", spool);
+    *strrchr(parent, '/') = '\0';
+    const char *pname = strrchr(parent, '/') ? strrchr(parent, '/') + 1 : parent;
+    size_t idlen = strlen(job_id);
+    int digits = idlen > 0 && strspn(job_id, "0123456789") == idlen;
+    if (digits && strncmp(name, job_id, idlen) == 0 && (name[idlen] == '.' || name[idlen] == '\0'))
+        snprintf(job->key, sizeof job->key, "%.127s", name);
+    else if (digits && strncmp(pname, job_id, idlen) == 0 && (pname[idlen] == '.' || pname[idlen] == '\0')
+             && strcmp(pe_task, name) == 0)
+        snprintf(job->key, sizeof job->key, "%.60s/%.60s", pname, name);
+    else {
+        snprintf(why, cap, "%.200s: not the spool directory of job %.20s", spool, job_id);
+        return -1;
+    }
+    n = read_trusted(spool, "addgrpid", t, small, 64, why, cap);
+    if (n < 0)
+        return -1;
+    if (sgw_parse_gid(small, (size_t)n, &job->gid) < 0) {
+        snprintf(why, cap, "%.200s/addgrpid does not hold a group id above 0", spool);
+        return -1;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------- the connection and its job */
+
+/* The monitor of this connection for the job service: this process if its parent is a shepherd
+   (key and password logins run account here; setcred ESTABLISH and open_session always do), else
+   our parent if its parent is a shepherd (the "[pam]" child of a keyboard-interactive login, and the
+   session's own process at setcred REINITIALIZE).  The shepherd's spool into spool. */
+static pid_t job_monitor(char *spool, size_t cap, char *why, size_t wcap)
+{
+    pid_t me = getpid(), parent = getppid();
+    struct pstat ps;
+    if (shepherd_spool(parent, spool, cap) == 0)
+        return me;
+    if (proc_stat(parent, &ps) == 0 && proc_ruid(parent) == 0 && shepherd_spool(ps.ppid, spool, cap) == 0)
+        return parent;
+    snprintf(why, wcap, "sshd %d was not started by a Grid Engine shepherd", (int)me);
+    return -1;
+}
+
+static int job_of_connection(const struct opts *o, pid_t *monitor, struct job *job, char *why, size_t cap)
+{
+    char spool[PATH_MAX];
+    struct trust t;
+    pid_t m = job_monitor(spool, sizeof spool, why, cap);
+    if (m < 0)
+        return -1;
+    trust_init(&t, o);
+    if (read_job(spool, &t, job, why, cap) < 0)
+        return -1;
+    *monitor = m;
+    return 0;
+}
+
+static const char *user_of(pam_handle_t *pamh)
+{
+    const void *item = NULL;
+    if (pam_get_item(pamh, PAM_USER, &item) != PAM_SUCCESS || item == NULL)
+        return "";
+    return item;
+}
+
+/* ------------------------------------------------------------------------------ the tie itself */
+
+struct putenv_arg {
+    pam_handle_t *pamh;
+};
+
+static int put_one(const char *line, void *arg)
+{
+    return pam_putenv(((struct putenv_arg *)arg)->pamh, line) == PAM_SUCCESS ? 0 : -1;
+}
+
+/* In the session's own process: the job's group among ours, the job's environment in PAM's. */
+static int give_job(pam_handle_t *pamh, const struct job *job, const struct trust *t, char *why, size_t cap)
+{
+    static char env[ENV_MAX + 1];
+    gid_t groups[NGROUPS_MAX + 1];
+    int n = getgroups(NGROUPS_MAX, groups);
+    if (n < 0) {
+        snprintf(why, cap, "getgroups: %s", strerror(errno));
+        return -1;
+    }
+    int have = 0;
+    for (int i = 0; i < n; i++)
+        have |= groups[i] == job->gid;
+    if (!have)
+        groups[n++] = job->gid;
+    if (setgroups((size_t)n, groups) < 0) {
+        snprintf(why, cap, "setgroups: %s", strerror(errno));
+        return -1;
+    }
+    ssize_t len = read_trusted(job->spool, "environment", t, env, sizeof env, why, cap);
+    if (len < 0)
+        return -1;
+    struct putenv_arg arg = {pamh};
+    sgw_each_env(env, (size_t)len, put_one, &arg);
+    return 0;
+}
+
+/* ----------------------------------------------------------------------- reaping the session */
+
+/* The cgroup2 mount point (from our mountinfo) into out; 0, or -1 if there is none. */
+static int cgroup2_mount(char *out, size_t cap)
+{
+    static char info[1 << 16];
+    ssize_t n = read_file("/proc/self/mountinfo", info, sizeof info, NULL);
+    if (n < 0)
+        return -1;
+    for (char *line = info; line && *line;) {
+        char *nl = strchr(line, '\n');
+        if (nl)
+            *nl = '\0';
+        char *sep = strstr(line, " - cgroup2 ");
+        if (sep) {
+            /* id parent major:minor root mountpoint ... */
+            char *f = line;
+            for (int i = 0; i < 4 && f; i++) {
+                f = strchr(f, ' ');
+                if (f)
+                    f++;
+            }
+            if (f) {
+                char *e = strchr(f, ' ');
+                size_t k = e ? (size_t)(e - f) : strlen(f);
+                if (k < cap && !memchr(f, '\\', k)) {
+                    memcpy(out, f, k);
+                    out[k] = '\0';
+                    return 0;
+                }
+            }
+        }
+        line = nl ? nl + 1 : NULL;
+    }
+    return -1;
+}
+
+static int write_str(const char *path, const char *text)
+{
+    int fd = open(path, O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    ssize_t n = write(fd, text, strlen(text));
+    int e = errno;
+    close(fd);
+    errno = e;
+    return n == (ssize_t)strlen(text) ? 0 : -1;
+}
+
+/* The cgroup of the session of monitor m: next to m's own, named for the job and m. */
+static int session_cgroup(pid_t m, const struct job *job, char *out, size_t cap)
+{
+    char mount[PATH_MAX], path[64], data[SMALL_MAX], key[128];
+    if (cgroup2_mount(mount, sizeof mount) < 0)
+        return -1;
+    snprintf(path, sizeof path, "/proc/%d/cgroup", (int)m);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    ssize_t n = read(fd, data, sizeof data - 1);
+    close(fd);
+    if (n <= 0)
+        return -1;
+    data[n] = '\0';
+    char *line = strncmp(data, "0::", 3) == 0 ? data : strstr(data, "\n0::");
+    if (line == NULL)
+        return -1;
+    line += line == data ? 3 : 4;
+    char *nl = strchr(line, '\n');
+    if (nl)
+        *nl = '\0';
+    if (strcmp(line, "/") == 0)
+        line[0] = '\0';
+    snprintf(key, sizeof key, "%s", job->key);
+    for (char *c = key; *c; c++)
+        if (*c == '/')
+            *c = '-';
+    if (snprintf(out, cap, "%s%s/sgewrap-%s-%d", mount, line, key, (int)m) >= (int)cap)
+        return -1;
+    return 0;
+}
+
+static int has_group(pid_t pid, gid_t gid)
+{
+    char path[64], buf[SMALL_MAX];
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return 0;
+    buf[n] = '\0';
+    char *state = strstr(buf, "\nState:");
+    if (state) {
+        state += 7;
+        state += strspn(state, " \t");
+        if (*state == 'Z' || *state == 'X')
+            return 0;           /* a zombie runs nothing and cannot be killed again */
+    }
+    char *g = strstr(buf, "\nGroups:");
+    if (g == NULL)
+        return 0;
+    g += 8;
+    while (*g && *g != '\n') {
+        char *end;
+        unsigned long v = strtoul(g, &end, 10);
+        if (end == g)
+            break;
+        if (v == gid)
+            return 1;
+        g = end;
+        while (*g == ' ' || *g == '\t')
+            g++;
+    }
+    return 0;
+}
+
+/* Freeze, then kill, every process carrying gid: stop what a scan finds, rescan until a scan finds
+   nothing new (a chain that forks between scans is stopped mid-chain), then SIGKILL and SIGCONT
+   them all; again until none is left.  The number signalled. */
+static int kill_gid(gid_t gid)
+{
+    static pid_t found[65536];
+    int total = 0;
+    pid_t me = getpid();
+    for (int round = 0; round < KILL_ROUNDS; round++) {
+        int n = 0, grew = 1;
+        for (int pass = 0; grew && pass < KILL_ROUNDS; pass++) {
+            grew = 0;
+            DIR *d = opendir("/proc");
+            if (d == NULL)
+                return total;
+            struct dirent *e;
+            while ((e = readdir(d)) != NULL && n < (int)(sizeof found / sizeof found[0])) {
+                if (!isdigit((unsigned char)e->d_name[0]))
+                    continue;
+                pid_t pid = (pid_t)atoi(e->d_name);
+                if (pid == me || !has_group(pid, gid))
+                    continue;
+                int seen = 0;
+                for (int i = 0; i < n && !seen; i++)
+                    seen = found[i] == pid;
+                if (!seen) {
+                    kill(pid, SIGSTOP);
+                    found[n++] = pid;
+                    grew = 1;
+                }
+            }
+            closedir(d);
+        }
+        if (n == 0)
+            break;
+        for (int i = 0; i < n; i++) {
+            kill(found[i], SIGKILL);
+            kill(found[i], SIGCONT);
+        }
+        total += n;
+    }
+    return total;
+}
+
+static void kill_session(const char *cgroup, const struct job *job, int reap, pid_t m)
+{
+    char path[PATH_MAX + 32];
+    int killed = 0;
+    if (cgroup[0] && reap) {
+        snprintf(path, sizeof path, "%s/cgroup.kill", cgroup);
+        if (write_str(path, "1") == 0)
+            killed = 1;
+    }
+    if (reap) {
+        int n = kill_gid(job->gid);
+        if (n)
+            say(LOG_NOTICE, "session of sshd %d closed: killed %d process(es) left in job %s (gid %d)",
+                (int)m, n, job->key, (int)job->gid);
+    }
+    if (cgroup[0]) {
+        /* rmdir succeeds once the kernel has reaped every member; bounded */
+        for (int i = 0; i < SETTLE_MS / 10; i++) {
+            if (rmdir(cgroup) == 0 || errno == ENOENT)
+                break;
+            struct timespec ts = {0, 10 * 1000 * 1000};
+            nanosleep(&ts, NULL);
+        }
+    }
+    (void)killed;
+}
+
+/* Leave a watcher: a fork of this process (nothing is exec'd, nothing loaded), in a session of its
+   own, without groups, fds 0-2 on /dev/null and no other fd but a pidfd of m, that kills what is
+   left of the session once m has exited (also when m is SIGKILLed: qdel), then removes its cgroup. */
+static int watch(pid_t m, const char *cgroup, const struct job *job, int reap)
+{
+    int pidfd = (int)syscall(SYS_pidfd_open, m, 0);
+    if (pidfd < 0)
+        return -1;
+    pid_t child = fork();
+    if (child < 0) {
+        close(pidfd);
+        return -1;
+    }
+    if (child > 0) {
+        close(pidfd);
+        while (waitpid(child, NULL, 0) < 0 && errno == EINTR)
+            ;
+        return 0;
+    }
+    /* the middle child */
+    setsid();
+    if (fork() != 0)
+        _exit(0);
+    prctl(PR_SET_NAME, "sgewrap-watch", 0, 0, 0);
+    prctl(PR_SET_PDEATHSIG, 0, 0, 0, 0);
+    for (int s = 1; s < NSIG; s++)
+        if (s != SIGKILL && s != SIGSTOP)
+            signal(s, s == SIGCHLD ? SIG_DFL : SIG_IGN);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    setgroups(0, NULL);
+    if (chdir("/") < 0)
+        _exit(0);
+    int null = open("/dev/null", O_RDWR);
+    for (int fd = 0; fd < 3; fd++)
+        dup2(null, fd);
+    for (int fd = 3; fd < 65536; fd++)
+        if (fd != pidfd)
+            close(fd);
+    struct pollfd p = {pidfd, POLLIN, 0};
+    while (poll(&p, 1, -1) < 0 && errno == EINTR)
+        ;
+    kill_session(cgroup, job, reap, m);
+    _exit(0);
+}
+
+/* ------------------------------------------------------------------------------------ options */
+
+static int parse_opts(int argc, const char **argv, struct opts *o, const char **mode)
+{
+    memset(o, 0, sizeof *o);
+    o->facility = SGEWRAP_DEFAULT_FACILITY_VALUE;
+    o->setup_dir = SGEWRAP_DEFAULT_SETUP_DIR;
+    *mode = NULL;
+#define HAS(opt) (strncmp(a, opt, strlen(opt)) == 0)
+#define VALUE(opt) (a + strlen(opt))
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, SGEWRAP_JOB) == 0 || strcmp(a, SGEWRAP_SETUP) == 0)
+            *mode = a;
+        else if (strcmp(a, SGEWRAP_OPT_FAIL_OPEN) == 0)
+            o->fail_open = 1;
+        else if (HAS(SGEWRAP_OPT_SGE_ROOT) && VALUE(SGEWRAP_OPT_SGE_ROOT)[0] == '/')
+            o->sge_root = VALUE(SGEWRAP_OPT_SGE_ROOT);
+        else if (HAS(SGEWRAP_OPT_SETUP_DIR) && VALUE(SGEWRAP_OPT_SETUP_DIR)[0] == '/')
+            o->setup_dir = VALUE(SGEWRAP_OPT_SETUP_DIR);
+        else if (HAS(SGEWRAP_OPT_ADMIN_USER) && o->n_admins < MAX_ADMINS && VALUE(SGEWRAP_OPT_ADMIN_USER)[0])
+            o->admins[o->n_admins++] = VALUE(SGEWRAP_OPT_ADMIN_USER);
+        else if (HAS(SGEWRAP_OPT_FACILITY)) {
+            int found = 0;
+            for (size_t k = 0; k < sizeof sgewrap_facilities / sizeof sgewrap_facilities[0]; k++)
+                if (strcmp(VALUE(SGEWRAP_OPT_FACILITY), sgewrap_facilities[k].name) == 0) {
+                    o->facility = sgewrap_facilities[k].value;
+                    found = 1;
+                }
+            if (!found)
+                return -1;
+        } else
+            return -1;
+    }
+    if (o->sge_root == NULL && o->n_admins == 0)
+        o->sge_root = SGEWRAP_FALLBACK_SGE_ROOT;
+    log_facility = o->facility;
+    return *mode ? 0 : -1;
+}
+
+#define START(o, mode)                                                                             \
+    struct opts o;                                                                                 \
+    const char *mode;                                                                              \
+    if (parse_opts(argc, argv, &o, &mode) < 0) {                                                   \
+        say(LOG_ERR, "bad arguments in the PAM file (want job|setup and the options of node_access)"); \
+        return PAM_SERVICE_ERR;                                                                    \
+    }
+
+/* ------------------------------------------------------------------------------ job mode */
+
+static int job_account(pam_handle_t *pamh, const struct opts *o)
+{
+    char why[512];
+    pid_t m;
+    struct job job;
+    const char *user = user_of(pamh);
+    if (job_of_connection(o, &m, &job, why, sizeof why) < 0) {
+        if (o->fail_open) {
+            say(LOG_WARNING, "session of %.64s NOT tied to a job (--fail-open): %s", user, why);
+            return PAM_SUCCESS;
+        }
+        say(LOG_ERR, "session of %.64s refused: %s", user, why);
+        return PAM_PERM_DENIED;
+    }
+    if (strcmp(user, job.owner) != 0) {
+        say(LOG_ERR, "session of %.64s refused: user '%.64s' is not %s, the owner of job %s", user, user, job.owner,
+            job.key);
+        return PAM_PERM_DENIED;
+    }
+    return PAM_SUCCESS;
+}
+
+static int job_setcred(pam_handle_t *pamh, const struct opts *o)
+{
+    char why[512];
+    pid_t m;
+    struct job job;
+    const char *user = user_of(pamh);
+    if (job_of_connection(o, &m, &job, why, sizeof why) < 0 || strcmp(user, job.owner) != 0) {
+        if (o->fail_open)
+            return PAM_SUCCESS;
+        say(LOG_ERR, "session of %.64s not given its job: %s", user, why);
+        return PAM_CRED_ERR;
+    }
+    if (m == getpid())
+        return PAM_SUCCESS;         /* ESTABLISH, in the monitor: the session's process comes later */
+    struct trust t;
+    trust_init(&t, o);
+    if (give_job(pamh, &job, &t, why, sizeof why) < 0) {
+        /* sshd only logs a failed setcred of a key login: a session outside its job must not start */
+        say(LOG_ERR, "session of %.64s in job %s refused: %s", user, job.key, why);
+        _exit(1);
+    }
+    return PAM_SUCCESS;
+}
+
+static int job_open(pam_handle_t *pamh, const struct opts *o)
+{
+    char why[512], cgroup[PATH_MAX] = "", path[PATH_MAX + 32], pid[32];
+    pid_t m;
+    struct job job;
+    const char *user = user_of(pamh);
+    if (job_of_connection(o, &m, &job, why, sizeof why) < 0 || strcmp(user, job.owner) != 0 || m != getpid()) {
+        if (o->fail_open)
+            return PAM_SUCCESS;
+        say(LOG_ERR, "session of %.64s refused at its start: %s", user, why);
+        return PAM_SESSION_ERR;
+    }
+    if (session_cgroup(m, &job, cgroup, sizeof cgroup) == 0) {
+        if (mkdir(cgroup, 0755) < 0 && errno != EEXIST)
+            cgroup[0] = '\0';
+    } else
+        cgroup[0] = '\0';
+    if (watch(m, cgroup, &job, 1) < 0) {
+        if (cgroup[0])
+            rmdir(cgroup);
+        say(LOG_ERR, "session of %.64s refused: cannot watch sshd %d for its end: %s", user, (int)m, strerror(errno));
+        return PAM_SESSION_ERR;
+    }
+    if (cgroup[0]) {
+        snprintf(path, sizeof path, "%s/cgroup.procs", cgroup);
+        snprintf(pid, sizeof pid, "%d", (int)m);
+        if (write_str(path, pid) < 0) {
+            say(LOG_WARNING, "sshd %d: cannot join %s (%s): reaping by group id only", (int)m, cgroup,
+                strerror(errno));
+        }
+    }
+    say(LOG_INFO, "job %s: session of %.64s tied to the job (gid %d, sshd %d%s%s)", job.key, user, (int)job.gid,
+        (int)m, cgroup[0] ? ", cgroup " : "", cgroup);
+    return PAM_SUCCESS;
+}
+
+/* ------------------------------------------------------------------------------ setup mode */
+
+/* The setup file of our parent, honoured only if it was written for that very process: root's, mode
+   0600, a regular file, "sgewrap PID START" naming our parent's PID and start time. */
+static int setup_setcred(pam_handle_t *pamh, const struct opts *o)
+{
+    char path[PATH_MAX], data[SMALL_MAX], spool[SPOOL_MAX + 1], why[512];
+    struct stat st;
+    struct pstat ps;
+    long long pid;
+    unsigned long long start;
+    pid_t parent = getppid();
+    snprintf(path, sizeof path, "%s/sge-qrsh-setup.%d", o->setup_dir, (int)parent);
+    ssize_t n = read_file(path, data, sizeof data, &st);
+    if (n == -1 && errno == ENOENT)
+        return PAM_SUCCESS;         /* no job was chosen for this connection */
+    if (n < 0 || st.st_uid != 0 || (st.st_mode & 077)) {
+        say(LOG_WARNING, "%s ignored: not a regular file of root's with mode 0600", path);
+        return PAM_SUCCESS;
+    }
+    if (sgw_parse_setup(data, (size_t)n, spool, sizeof spool, &pid, &start) < 0 || pid != parent
+        || proc_stat(parent, &ps) < 0 || ps.start != start || proc_ruid(parent) != 0) {
+        say(LOG_WARNING, "%s ignored: not written for sshd %d (stale, or not sgewrap's)", path, (int)parent);
+        return PAM_SUCCESS;
+    }
+    struct trust t;
+    struct job job;
+    const char *user = user_of(pamh);
+    trust_init(&t, o);
+    if (read_job(spool, &t, &job, why, sizeof why) < 0 || strcmp(job.owner, user) != 0) {
+        say(LOG_ERR, "session of %.64s refused: its job went away: %s", user, why);
+        _exit(1);
+    }
+    if (give_job(pamh, &job, &t, why, sizeof why) < 0) {
+        say(LOG_ERR, "session of %.64s in job %s refused: %s", user, job.key, why);
+        _exit(1);
+    }
+    return PAM_SUCCESS;
+}
+
+/* ------------------------------------------------------------------------------- PAM's calls */
+
+PAM_EXTERN int pam_sm_authenticate(pam_handle_t *pamh, int flags, int argc, const char **argv)
+{
+    (void)pamh, (void)flags, (void)argc, (void)argv;
+    return PAM_IGNORE;
+}
+
+PAM_EXTERN int pam_sm_setcred(pam_handle_t *pamh, int flags, int argc, const char **argv)
+{
+    START(o, mode);
+    if (!(flags & (PAM_ESTABLISH_CRED | PAM_REINITIALIZE_CRED)))
+        return PAM_SUCCESS;
+    return strcmp(mode, SGEWRAP_JOB) == 0 ? job_setcred(pamh, &o) : setup_setcred(pamh, &o);
+}
+
+PAM_EXTERN int pam_sm_acct_mgmt(pam_handle_t *pamh, int flags, int argc, const char **argv)
+{
+    (void)flags;
+    START(o, mode);
+    return strcmp(mode, SGEWRAP_JOB) == 0 ? job_account(pamh, &o) : PAM_IGNORE;
+}
+
+PAM_EXTERN int pam_sm_open_session(pam_handle_t *pamh, int flags, int argc, const char **argv)
+{
+    (void)flags;
+    START(o, mode);
+    return strcmp(mode, SGEWRAP_JOB) == 0 ? job_open(pamh, &o) : PAM_IGNORE;
+}
+
+PAM_EXTERN int pam_sm_close_session(pam_handle_t *pamh, int flags, int argc, const char **argv)
+{
+    (void)pamh, (void)flags, (void)argc, (void)argv;
+    return PAM_IGNORE;              /* the watcher closes: it also runs when sshd is SIGKILLed */
+}
