@@ -312,16 +312,15 @@ def test_tight_no_root_hook_loads_a_library_named_in_the_jobs_environment(method
 
 @contextlib.contextmanager
 def fail_open_job_stack(wrappers):
-    """/etc/pam.d/sge-sshd with ``node_access --fail-open session`` in its account stack; the file
+    """/etc/pam.d/sge-sshd with ``pam_sgewrap.so job --fail-open`` in each of its stacks; the file
     byte for byte as before afterwards."""
     with open(pam.JOB_PAM_FILE, "rb") as f:
         before = f.read()
-    hook = os.path.join(wrappers, "node_access")
     text = pam.job_stack(wrappers)
-    account = "pam_exec.so quiet %s session" % hook
-    assert account in text
+    module = "pam_sgewrap.so job"
+    assert text.count(module) == 3
     with open(pam.JOB_PAM_FILE, "w") as f:
-        f.write(text.replace(account, "pam_exec.so quiet %s --fail-open session" % hook))
+        f.write(text.replace(module, module + " --fail-open"))
     try:
         yield
     finally:

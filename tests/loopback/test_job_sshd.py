@@ -321,3 +321,41 @@ def test_a_user_made_spool_directory_ties_nothing(job_sshd, tmp_path):
     with Shepherd(job_sshd, env=job_env(spool), cwd=spool) as sh:
         proc = ssh(sh.port, "id -G; echo INSIDE")
         assert proc.returncode == 255 and "INSIDE" not in proc.stdout
+
+
+REFORKER = ("import os, sys, time\n"
+            "os.setsid()\n"
+            "while True:\n"
+            "    time.sleep(0.0003)\n"
+            "    if os.fork():\n"
+            "        os._exit(0)\n")
+
+
+def test_a_re_forking_chain_left_by_a_session_dies_at_its_end(job_sshd, spool):
+    """Root-hooks issue, finding 6: a process that forks and exits every 300 microseconds is never
+    seen twice by a /proc scan.  The session's cgroup holds every descendant of the job sshd, and
+    cgroup.kill takes them all at once."""
+    token = "reforker-%d" % os.getpid()
+    with Shepherd(job_sshd, env=job_env(spool), cwd=spool) as sh:
+        proc = ssh(sh.port, "nohup /usr/bin/python3 -c '%s' %s >/dev/null 2>&1 & sleep 1; echo started" % (
+            REFORKER, token))
+        assert proc.returncode == 0 and "started" in proc.stdout, proc.stderr
+        sh.wait()
+
+    def chain():
+        found = []
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                if token.encode() in open("/proc/%s/cmdline" % pid, "rb").read():
+                    found.append(pid)
+            except OSError:
+                pass
+        return found
+    try:
+        assert wait_until(lambda: not chain(), 15, 0.05), "the re-forking chain outlived its session"
+    finally:
+        for pid in chain():
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+            except OSError:
+                pass
