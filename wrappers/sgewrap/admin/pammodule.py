@@ -1,9 +1,9 @@
-"""pam_sgewrap.so, the root side's PAM module: built from ``wrappers/pam`` with Debian's toolchain.
+"""pam_sgewrap.so, the root side's PAM module: built from ``wrappers/native`` with Debian's toolchain.
 
 The module (C: it lives inside sshd, where no interpreter may start) does
 for the job sshd what ``node_access session`` did through pam_exec, and
 replaces pam_sge-qrsh-setup in the stacks sgewrap writes
-(``wrappers/pam/pam_sgewrap.c`` says how).  Its options are rows of
+(``wrappers/native/pam_sgewrap.c`` says how).  Its options are rows of
 :data:`sgewrap.rootside.nodeaccess.TABLE`: :func:`header` makes them into
 ``pam_sgewrap_options.h`` at build time, so a default is written once.
 
@@ -23,7 +23,7 @@ import tempfile
 
 NAME = "pam_sgewrap.so"
 SOURCE = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
-                      "pam", "pam_sgewrap.c")
+                      "native", "pam_sgewrap.c")
 HEADER = "pam_sgewrap_options.h"
 #: the module's words for its two services (the first argument in a PAM line)
 JOB, SETUP = "job", "setup"
