@@ -65,7 +65,7 @@ man: $(VPY)
 # debhelper dh-python python3-all dpkg-dev fakeroot (make deb-deps), lintian to check it.
 DEB_VERSION = $(shell sed -n '1s/.*(\(.*\)).*/\1/p' wrappers/debian/changelog)
 DEB := build/deb/sgewrap_$(DEB_VERSION)_$(shell dpkg --print-architecture).deb
-DEB_PACKAGES := debhelper dh-python python3-all dpkg-dev fakeroot lintian gcc libpam0g-dev python3-plumbum python3-shellingham \
+DEB_PACKAGES := debhelper dh-python python3-all dpkg-dev fakeroot lintian gcc libc6-dev libpam0g-dev python3-plumbum python3-shellingham \
 	debootstrap
 
 deb-deps:

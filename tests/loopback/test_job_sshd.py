@@ -359,3 +359,22 @@ def test_a_re_forking_chain_left_by_a_session_dies_at_its_end(job_sshd, spool):
                 os.kill(int(pid), signal.SIGKILL)
             except OSError:
                 pass
+
+
+def test_the_launcher_gives_sshd_the_job_sshd_configuration_when_there_is_one(job_sshd, spool):
+    """sge-sshd is the launcher (not a link to sshd): with /etc/ssh/sge-sshd_config (what --apply
+    writes: an Include of the site's file) the session is the same, tied to its job."""
+    from sgewrap import methods
+    from sgewrap.admin import config
+    assert methods.job_sshd_is_launcher(os.path.dirname(job_sshd[0]))
+    with host_lock():
+        existed = os.path.exists(methods.JOB_SSHD_CONFIG)
+        config.write_job_sshd_config()
+        try:
+            with Shepherd(job_sshd, env=job_env(spool), cwd=spool) as sh:
+                proc = ssh(sh.port, "id -G")
+                assert proc.returncode == 0, proc.stderr
+                assert str(gid_of(spool)) in proc.stdout.split()
+        finally:
+            if not existed:
+                os.unlink(methods.JOB_SSHD_CONFIG)

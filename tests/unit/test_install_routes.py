@@ -56,4 +56,7 @@ def test_make_install_writes_isolated_interpreter_lines(tmp_path):
     wrappers = root / "util" / "resources" / "wrappers"
     for name in ROOT_PROGRAMS:
         assert (wrappers / name).read_text().splitlines()[0].endswith(" -I")
-    assert os.readlink(wrappers / "sge-sshd") == "/usr/sbin/sshd"
+    # the job sshd's launcher (static: no loader variable acts on it) and the PAM module, built here
+    launcher = subprocess.run(["file", str(wrappers / "sge-sshd")], capture_output=True, text=True).stdout
+    assert not os.path.islink(wrappers / "sge-sshd") and "static-pie linked" in launcher
+    assert os.path.isfile(wrappers / "pam_sgewrap.so")

@@ -336,7 +336,8 @@ def _check_tunnel_end(report, here, keys, sshd_settings):
 
 def _check_pam_service_name(report, here, daemons, root):
     """On OpenSSH 9.8 and later a job sshd value in force here must select the job PAM service itself."""
-    bare = [key for key, v in daemons if sgeconf.job_service_guard(v)]
+    bare = [key for key, v in daemons if sgeconf.job_service_guard(v)
+            and not methods.job_sshd_is_launcher(os.path.dirname(sgeconf.program(v)))]
     if bare and methods.sshd_uses_pam_service_name(root):
         option = methods.PAM_SERVICE_OPTION
         report.add(ERROR, here, bare[0], "%s: %s run%s the job sshd without -o %s=%s, but this host's sshd is "

@@ -135,7 +135,8 @@ class Config(Command, cli.Application):
                 print("\n# and on every execution host, %s (the job sshds' own PAM service; "
                       "/etc/pam.d/sshd stays as it is):\n%s" % (self.job_pam_file, pam.job_stack(
                           os.path.dirname(sgeconf.program(values["rsh_daemon"])))), end="")
-                if methods.sshd_uses_pam_service_name():
+                if methods.sshd_uses_pam_service_name() and not methods.job_sshd_is_launcher(
+                        os.path.dirname(sgeconf.program(values["rsh_daemon"]))):
                     print("\n# %s; --apply puts there:\n%s" % (GUARD_NOTE, "".join(
                         sgeconf.format_line(k, v) for k, v in sgeconf.guard_entries(values).items())), end="")
             if sgeconf.wraps_logins(values):
@@ -144,14 +145,19 @@ class Config(Command, cli.Application):
         here = not self.host or same_host(self.host, this_host())
         if self.tight and here:
             ensure_job_stack(os.path.dirname(sgeconf.program(values["rsh_daemon"])), self.job_pam_file)
-        if self.tight and here and methods.sshd_uses_pam_service_name():
+        launcher = self.tight and methods.job_sshd_is_launcher(os.path.dirname(sgeconf.program(values["rsh_daemon"])))
+        if launcher:
+            print("note: %s is the launcher: it selects the job PAM service on each host when each session starts "
+                  "(OpenSSH 9.2 and 9.8+ alike, also after an in-place upgrade); no host needs a local entry"
+                  % sgeconf.program(values["rsh_daemon"]))
+        elif self.tight and here and methods.sshd_uses_pam_service_name():
             print(GUARD_NOTE)
             if self.host:     # this host's own local configuration: the guarded values go in at once
                 values = dict(values, **sgeconf.guard_entries(values))
             else:             # first: this host never runs the new global value unguarded
                 apply(sgeconf.guard_entries(values), config_of(this_host(), qconf_list(code=1)) or this_host(),
                       self.backup_dir)
-        elif self.tight and not here:
+        elif self.tight and not here and not launcher:
             print("note: %s's sshd was not looked at: if it is OpenSSH 9.8 or later, run sgewrap config ssh --tight "
                   "--apply on %s itself" % (self.host, self.host))
         apply(values, self.host, self.backup_dir)
@@ -255,9 +261,48 @@ def ensure_job_stack(wrappers_dir, path):
         raise AdminError("cannot write %s: %s" % (path, getattr(err, "strerror", None) or err))
     print("%s %s (this host; every execution host needs it: sgewrap config ssh --tight --apply there, or copy it)"
           % ("wrote" if changed else "unchanged:", path))
+    config = methods.JOB_SSHD_CONFIG if path == pam.JOB_PAM_FILE else os.path.join(os.path.dirname(path),
+                                                                                     "sge-sshd_config")
+    try:
+        changed = write_job_sshd_config(config)
+    except OSError as err:
+        raise AdminError("cannot write %s: %s" % (config, err.strerror or err))
+    print("%s %s (the job sshds' own sshd configuration: it includes %s; port 22 never reads it)"
+          % ("wrote" if changed else "unchanged:", config, methods.SITE_SSHD_CONFIG))
     if pam.has_line(pam.PAM_FILE):
         print("note: %s still has '%s' from sgewrap 0.1: ordinary ssh logins do not need it; remove that line "
               "(sgewrap check explains)" % (pam.PAM_FILE, pam.PAM_LINE))
+
+
+JOB_SSHD_CONFIG_MARK = "# sgewrap: the job sshds' own configuration"
+
+
+def job_sshd_config_text():
+    """The per-host job sshd configuration: job-only options first (sshd keeps the first value it
+    reads), then the site's file."""
+    return "\n".join((
+        JOB_SSHD_CONFIG_MARK + " (sge-sshd, the launcher, starts sshd with -f on it; the site's",
+        "# port-22 sshd never reads it).  Written by \"sgewrap config ssh --tight --apply\", removed with the",
+        "# job PAM service.  Options for job sshds only go above the Include: sshd keeps the first value.",
+        "Include %s" % methods.SITE_SSHD_CONFIG, ""))
+
+
+def write_job_sshd_config(path=None):
+    """Write the job sshd configuration (root's, 0644); True if changed.  A file sgewrap did not write is kept."""
+    from ..rootside.frame import write_atomic
+    path = path or methods.JOB_SSHD_CONFIG
+    text = job_sshd_config_text()
+    try:
+        with open(path) as f:
+            old = f.read()
+    except FileNotFoundError:
+        old = None
+    if old == text:
+        return False
+    if old is not None and not old.startswith(JOB_SSHD_CONFIG_MARK):
+        raise OSError("%s exists and was not written by sgewrap: not replaced" % path)
+    write_atomic(path, text.encode(), 0o644)
+    return True
 
 
 def restore_job_stack(path, glob):
@@ -266,6 +311,14 @@ def restore_job_stack(path, glob):
         return 0
     if pam.remove_job_stack(path):
         print("no *_daemon runs the job sshd any more: removed %s (this host)" % path)
+    try:
+        with open(methods.JOB_SSHD_CONFIG) as f:
+            ours = f.read().startswith(JOB_SSHD_CONFIG_MARK)
+    except OSError:
+        ours = False
+    if ours and path == pam.JOB_PAM_FILE:
+        os.unlink(methods.JOB_SSHD_CONFIG)
+        print("removed %s (this host)" % methods.JOB_SSHD_CONFIG)
     return 0
 
 

@@ -11,8 +11,10 @@ Layout (``DEST`` = ``SGE_ROOT/util/resources/wrappers``)::
     DEST/sgewrap.manifest         what was installed, and what it displaced
     DEST/NAME.sgewrap-orig        a file of the same name that was there before (Grid
                                   Engine ships a qlogin_wrapper), put back by uninstall
-    DEST/sge-sshd                 a symbolic link to /usr/sbin/sshd: the job sshd, which
-                                  runs under that name and so uses /etc/pam.d/sge-sshd
+    DEST/sge-sshd                 the job sshd's launcher (static, built here when gcc and
+                                  libpam0g-dev are): starts sshd under the job PAM service
+                                  /etc/pam.d/sge-sshd on OpenSSH 9.2 and 9.8+ alike; else a
+                                  symbolic link to /usr/sbin/sshd (right on OpenSSH 9.2 only)
     DEST/pam_sgewrap.so           the PAM module, built here when gcc and libpam0g-dev are
                                   (sgewrap config ssh --tight --apply copies it into each
                                   host's PAM directory: no execution host needs a compiler)
@@ -28,7 +30,7 @@ import subprocess
 import sys
 import tempfile
 
-from ..methods import LINKS, PROGRAMS   # symbolic links beside the entry points; the programs
+from ..methods import JOB_SSHD_NAME, LINKS, PROGRAMS   # links beside the entry points; the programs
 
 SRC = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))   # .../wrappers
 PACKAGE = os.path.join(SRC, "sgewrap")
@@ -249,8 +251,15 @@ def install(sge_root, python=DEFAULT_PYTHON, dry_run=False, with_deps=True, repo
         if _write_atomic(path, body, 0o755):
             report("installed %s" % path)
             written.append(path)
+    from . import pammodule
+    native = pammodule.can_build()
     for name, target in sorted(LINKS.items()):
         path = os.path.join(dest, name)
+        if name == JOB_SSHD_NAME and native is None:
+            if pammodule.build(path, source=pammodule.LAUNCHER_SOURCE, mode=0o755):
+                report("built %s (the job sshd's launcher)" % path)
+                written.append(path)
+            continue
         if os.path.islink(path) and os.readlink(path) == target:
             continue
         if os.path.lexists(path) and name not in old_scripts:
@@ -264,9 +273,8 @@ def install(sge_root, python=DEFAULT_PYTHON, dry_run=False, with_deps=True, repo
         report("installed %s -> %s" % (path, target))
         written.append(path)
     names = names + sorted(LINKS)
-    from . import pammodule
     module = os.path.join(dest, pammodule.NAME)
-    why = pammodule.can_build()
+    why = native
     if why is None:
         if pammodule.build(module):
             report("built %s" % module)

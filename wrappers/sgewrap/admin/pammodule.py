@@ -22,8 +22,11 @@ import subprocess
 import tempfile
 
 NAME = "pam_sgewrap.so"
-SOURCE = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
-                      "native", "pam_sgewrap.c")
+NATIVE = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "native")
+SOURCE = os.path.join(NATIVE, "pam_sgewrap.c")
+#: the job sshd's launcher: a static program (no loader variable acts on it)
+LAUNCHER_SOURCE = os.path.join(NATIVE, "sge_sshd.c")
+LAUNCHER_FLAGS = ("-static-pie", "-fPIE")
 HEADER = "pam_sgewrap_options.h"
 #: the module's words for its two services (the first argument in a PAM line)
 JOB, SETUP = "job", "setup"
@@ -66,6 +69,9 @@ def header():
     out.append("};")
     out.append("#define SGEWRAP_DEFAULT_SETUP_DIR %s" % _c_string(rows["--setup-dir"].default))
     out.append("#define SGEWRAP_FALLBACK_SGE_ROOT %s" % _c_string(jobspool.FALLBACK_SGE_ROOTS[0]))
+    from .. import methods
+    for name in ("JOB_SSHD_NAME", "SSHD", "SSHD_SESSION", "PAM_SERVICE_OPTION", "JOB_SSHD_CONFIG"):
+        out.append("#define SGEWRAP_%s %s" % (name, _c_string(getattr(methods, name))))
     out.append("#define SGEWRAP_JOB %s" % _c_string(JOB))
     out.append("#define SGEWRAP_SETUP %s" % _c_string(SETUP))
     assert daemonlog.DEFAULT_FACILITY in facility.choices
@@ -77,6 +83,12 @@ def build_argv(out, include_dir, cc="cc", extra_cflags=(), extra_ldflags=(), sou
     ours = [f for f in CFLAGS if not (f.startswith("-D_FORTIFY_SOURCE")
                                       and any(e.startswith("-D_FORTIFY_SOURCE") for e in extra_cflags))]
     maps = ["-ffile-prefix-map=%s=." % include_dir, "-ffile-prefix-map=%s=." % os.path.dirname(source)]
+    if source == LAUNCHER_SOURCE:
+        ours = [f for f in ours if f != "-fPIC"] + list(LAUNCHER_FLAGS)
+        link = [f for f in LDFLAGS if f != "-shared"]
+        extra_ldflags = [f for f in extra_ldflags if "pie" not in f]
+        return [cc] + ours + list(extra_cflags) + maps + ["-I", include_dir, "-o", out, source] + link \
+            + list(extra_ldflags)
     return ([cc] + ours + list(extra_cflags) + maps + ["-I", include_dir, "-o", out, source]
             + list(LDFLAGS) + list(extra_ldflags) + ["-lpam"])
 
@@ -92,9 +104,10 @@ def can_build(cc="cc"):
     return None
 
 
-def build(out, cc="cc"):
-    """Compile the module into ``out`` (the header made in a temporary directory) unless the same is
-    there; True if ``out`` changed.  ModuleError says why it cannot be built."""
+def build(out, cc="cc", source=SOURCE, mode=0o644):
+    """Compile the module (or with ``source`` :data:`LAUNCHER_SOURCE`, the launcher) into ``out`` (the
+    header made in a temporary directory) unless the same is there; True if ``out`` changed.
+    ModuleError says why it cannot be built."""
     why = can_build(cc)
     if why:
         raise ModuleError(why)
@@ -104,15 +117,15 @@ def build(out, cc="cc"):
         with open(os.path.join(tmp, HEADER), "w") as f:
             f.write(header())
         target = os.path.join(tmp, NAME)
-        proc = subprocess.run(build_argv(target, tmp, cc, flags, ldflags), stdout=subprocess.PIPE,
+        proc = subprocess.run(build_argv(target, tmp, cc, flags, ldflags, source), stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True)
         if proc.returncode:
             raise ModuleError("cc failed:\n" + proc.stdout[-3000:])
-        if os.path.isfile(out) and filecmp.cmp(target, out, shallow=False):
+        if os.path.isfile(out) and not os.path.islink(out) and filecmp.cmp(target, out, shallow=False):
             return False
         tmp_out = out + ".sgewrap-new"
         shutil.copyfile(target, tmp_out)
-        os.chmod(tmp_out, 0o644)
+        os.chmod(tmp_out, mode)
         if os.geteuid() == 0:
             os.chown(tmp_out, 0, 0)
         os.replace(tmp_out, out)
@@ -162,20 +175,24 @@ def ensure_installed(wrappers_dir, directory=None):
 
 
 def main(argv=None):
-    """``python3 -m sgewrap.admin.pammodule header|build OUT``: the header, or the module built into OUT."""
+    """``python3 -m sgewrap.admin.pammodule header|build OUT|build-launcher OUT``: the header, or the module
+    or the job sshd's launcher built into OUT."""
     import sys
     args = list(sys.argv[1:] if argv is None else argv)
     if args == ["header"]:
         sys.stdout.write(header())
         return 0
-    if len(args) == 2 and args[0] == "build":
+    if len(args) == 2 and args[0] in ("build", "build-launcher"):
         try:
-            build(args[1])
+            if args[0] == "build":
+                build(args[1])
+            else:
+                build(args[1], source=LAUNCHER_SOURCE, mode=0o755)
         except ModuleError as err:
             sys.stderr.write("pammodule: %s\n" % err)
             return 1
         return 0
-    sys.stderr.write("usage: python3 -m sgewrap.admin.pammodule header | build OUT\n")
+    sys.stderr.write("usage: python3 -m sgewrap.admin.pammodule header | build OUT | build-launcher OUT\n")
     return 64
 
 

@@ -65,7 +65,8 @@ class Case:
 
 def cases_for(method, wrappers, tight):
     values = sgeconf.entries(method, wrappers, tight=tight, x11=False if method == "ssh" else None)
-    if methods.sshd_uses_pam_service_name():   # what --tight --apply puts into this host's local configuration
+    if methods.sshd_uses_pam_service_name() and not methods.job_sshd_is_launcher(wrappers):
+        # what --tight --apply puts into this host's local configuration
         values.update(sgeconf.guard_entries(values))
     return [Case(method, slot, values[cmd], values[dmn]) for slot, cmd, dmn in sgeconf.PAIRS
             if values[cmd] != "builtin"]

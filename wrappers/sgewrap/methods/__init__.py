@@ -154,6 +154,12 @@ JOB_PAM_FILE = "/etc/pam.d/" + JOB_SSHD_NAME
 #: ``-o PamServiceName=sge-sshd``; OpenSSH 9.2 refuses that option ("Bad configuration option", exit 1).
 SSHD_SESSION = "/usr/lib/openssh/sshd-session"
 PAM_SERVICE_OPTION = "PamServiceName"
+#: the sshd the job sshd runs
+SSHD = "/usr/sbin/sshd"
+#: the job sshds' own per-host configuration: job-only options, then an Include of the site's file; the
+#: launcher (WRAPPERS/sge-sshd, wrappers/native/sge_sshd.c) gives it to sshd with -f; port 22 never reads it
+JOB_SSHD_CONFIG = "/etc/ssh/sge-sshd_config"
+SITE_SSHD_CONFIG = "/etc/ssh/sshd_config"
 #: A directory holding ``ssh`` -> qrsh_ssh: first on PATH inside a parallel job, every tool that
 #: runs ``ssh`` by name (pdsh -R ssh, Dask, Ray, older MPIs) starts its remote commands as tasks.
 JOB_SSH_DIR = "job-ssh"
@@ -165,13 +171,21 @@ JOB_SSH_DIR = "job-ssh"
 SFTP_SERVER = "/usr/lib/openssh/sftp-server"
 SFTP_SERVER_VARIABLE = "SGEWRAP_SFTP_SERVER"
 #: symbolic links installed beside the entry points: name (relative to the wrappers) -> target
-LINKS = {JOB_SSHD_NAME: "/usr/sbin/sshd", JOB_SSH_DIR + "/ssh": "../qrsh_ssh"}
+#: (where the launcher cannot be built, sge-sshd is a link to sshd: right on OpenSSH 9.2 only)
+LINKS = {JOB_SSHD_NAME: SSHD, JOB_SSH_DIR + "/ssh": "../qrsh_ssh"}
 
 
 def sshd_uses_pam_service_name(root="/"):
     """True where this host's sshd (OpenSSH 9.8 and later: ``SSHD_SESSION`` exists under ``root``) takes
     its PAM service from ``PamServiceName``, not from the name it was started under."""
     return os.path.exists(os.path.join(root, SSHD_SESSION.lstrip("/")))
+
+
+def job_sshd_is_launcher(wrappers_dir):
+    """True if ``wrappers_dir``'s sge-sshd is the launcher (a program, not a link to sshd): it selects the
+    job PAM service on every OpenSSH release by itself, when each session starts."""
+    path = os.path.join(wrappers_dir, JOB_SSHD_NAME)
+    return os.path.isfile(path) and not os.path.islink(path)
 
 
 def job_pam_service_options():
