@@ -261,8 +261,9 @@ def ensure_job_stack(wrappers_dir, path):
         raise AdminError("cannot write %s: %s" % (path, getattr(err, "strerror", None) or err))
     print("%s %s (this host; every execution host needs it: sgewrap config ssh --tight --apply there, or copy it)"
           % ("wrote" if changed else "unchanged:", path))
-    config = methods.JOB_SSHD_CONFIG if path == pam.JOB_PAM_FILE else os.path.join(os.path.dirname(path),
-                                                                                     "sge-sshd_config")
+    config = methods.JOB_SSHD_CONFIG
+    if path != pam.JOB_PAM_FILE:         # a job stack elsewhere (a test): its configuration beside it
+        config = os.path.join(os.path.dirname(path), "sge-sshd_config")
     try:
         changed = write_job_sshd_config(config)
     except OSError as err:
