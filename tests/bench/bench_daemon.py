@@ -12,10 +12,17 @@ serves each daemon configuration in turn, alternating, for:
   one stays, and sshd's own processes; the user's command excluded), and of
   the wrapper alone.
 
+- a whole session: ``ssh -p PORT HOST true`` as the test user, from start to
+  exit (key authentication, the PAM stacks, the command, the close): what
+  each ``qrsh -inherit`` of a parallel job pays on the daemon side.
+
 Configurations: bare ``sshd -i``; Grid Engine's Perl ``rshd-wrapper`` (the
 anchor, with the module line in /etc/pam.d/sshd as it needs); the job sshd
-``sge-sshd -i`` with its PAM service and the ``node_access session`` hook;
-``rshdwrapper`` (the exec shim) in front of it.
+``sge-sshd -i`` (the launcher) with its PAM service and pam_sgewrap; the same
+sshd with the PAM side of 0.2.1 (``pam_exec`` running ``node_access session``
+in Python, pam_sge-qrsh-setup reading its setup file: a service of its own,
+/etc/pam.d/sge-sshd-0.2.1, for the run); ``rshdwrapper`` (the exec shim) in
+front of the job sshd.
 """
 import os
 import socket
@@ -34,13 +41,23 @@ PERL_ANCHOR = "/usr/share/gridengine/util/resources/wrappers/rshd-wrapper"
 WRAPPER_NAMES = ("perl", "rshd-wrapper", "python3", "rshdwrapper")
 
 
-def configurations(wrappers):
+#: the PAM side of 0.2.1, for comparison: a Python start per session through pam_exec
+OLD_SERVICE = "sge-sshd-0.2.1"
+OLD_STACK = ("auth     required  pam_sge-qrsh-setup.so\n@include common-auth\n"
+             "account  required  pam_exec.so quiet %s/node_access session\n@include common-account\n"
+             "@include common-session-noninteractive\n@include common-password\n")
+
+
+def configurations(wrappers, old_link=None):
     configs = {
         "bare sshd -i": ["/usr/sbin/sshd", "-i"],
         "Perl rshd-wrapper + sshd -i": [PERL_ANCHOR],
-        "sge-sshd -i (job PAM service + hook)": [os.path.join(wrappers, "sge-sshd"), "-i"],
+        "sge-sshd -i (launcher + pam_sgewrap)": [os.path.join(wrappers, "sge-sshd"), "-i"],
+        "sshd -i + 0.2.1's PAM side (pam_exec hook)": [old_link, "-i"],
         "rshdwrapper -> sge-sshd": [os.path.join(wrappers, "rshdwrapper")],
     }
+    if old_link is None:
+        del configs["sshd -i + 0.2.1's PAM side (pam_exec hook)"]
     if not os.access(PERL_ANCHOR, os.X_OK):
         del configs["Perl rshd-wrapper + sshd -i"]
     return configs
@@ -91,6 +108,22 @@ def _banner(argv, env, cwd):
         return took
 
 
+def _session(argv, env, cwd):
+    """Seconds for a whole ``ssh ... true`` through the daemon ``argv``."""
+    from sgewrap.admin.shepherd import Shepherd
+    import pwd
+    pw = pwd.getpwnam(TEST_USER)
+    with Shepherd(argv, env=env, cwd=cwd) as sh:
+        start = time.perf_counter()
+        proc = subprocess.run(["/usr/sbin/runuser", "-u", TEST_USER, "--"] + SSH +
+                              ["-p", str(sh.port), socket.gethostname(), "true"], capture_output=True,
+                              env={"HOME": pw.pw_dir, "PATH": "/usr/bin:/bin"}, timeout=60)
+        took = time.perf_counter() - start
+        if proc.returncode != 0:
+            raise RuntimeError("%s: the session failed: %s" % (argv[0], proc.stderr[-500:]))
+        return took
+
+
 def _memory(argv, env, cwd):
     from sgewrap.admin.shepherd import Shepherd, as_user  # noqa: F401
     import pwd
@@ -118,24 +151,37 @@ def daemon_side(rounds=None, wrappers=None):
     """Rows (part, label, value, ratio to Perl, ratio to bare sshd) for the bench table."""
     from sgewrap.admin import pam
     rounds = rounds or int(os.environ.get("BENCH_DAEMON_ROUNDS", "40"))
-    configs = configurations(wrappers)
     tmp = tempfile.mkdtemp(prefix="sgewrap-bench-daemon.")
     os.chmod(tmp, 0o755)
+    old_link = os.path.join(tmp, OLD_SERVICE)          # OpenSSH 9.2: the PAM service is the program's name
+    old_pam = os.path.join("/etc/pam.d", OLD_SERVICE)
+    if not os.path.exists("/usr/lib/openssh/sshd-session"):
+        os.symlink("/usr/sbin/sshd", old_link)
+    else:
+        old_link = None
+    configs = configurations(wrappers, old_link)
     spool = make_spool(tmp, 65431, TEST_USER)
     env = {"PATH": "/usr/bin:/bin", "SGE_JOB_SPOOL_DIR": spool, "JOB_ID": "4711"}
     banner = {label: [] for label in configs}
+    session = {label: [] for label in configs}
     memory = {label: [] for label in configs}
     with host_lock():
         stack_before = pam.is_job_stack()
         added = pam.add_line()            # the Perl anchor needs the module line in /etc/pam.d/sshd
         try:
             pam.install_job_stack(wrappers)
+            if old_link:
+                with open(old_pam, "w") as f:
+                    f.write(OLD_STACK % wrappers)
             for r in range(rounds):
                 for label, argv in configs.items():
                     banner[label].append(_banner(argv, env, spool))
+                    session[label].append(_session(argv, env, spool))
                     if r < max(3, rounds // 8):
                         memory[label].append(_memory(argv, env, spool))
         finally:
+            if old_link and os.path.exists(old_pam):
+                os.unlink(old_pam)
             if added:
                 pam.remove_line()
             if not stack_before:
@@ -147,6 +193,11 @@ def daemon_side(rounds=None, wrappers=None):
     for label in configs:
         med = statistics.median(banner[label])
         rows.append(("time to banner", label, med * 1000, med / perl if perl else None, med / bare))
+    perl = statistics.median(session.get("Perl rshd-wrapper + sshd -i", [0])) or None
+    bare = statistics.median(session["bare sshd -i"])
+    for label in configs:
+        med = statistics.median(session[label])
+        rows.append(("session (ssh true)", label, med * 1000, med / perl if perl else None, med / bare))
     mib = 1024.0 * 1024.0
     perl_pss = statistics.median(m[0] for m in memory.get("Perl rshd-wrapper + sshd -i", [(0,)])) or None
     bare_pss = statistics.median(m[0] for m in memory["bare sshd -i"])
