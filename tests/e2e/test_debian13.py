@@ -112,8 +112,8 @@ def test_on_openssh_10_the_launcher_ties_the_owner_s_session_and_refuses_another
                       in auth_log_since(mark), 10, 0.05), auth_log_since(mark)[-2000:]
 
 
-def test_on_openssh_10_a_link_to_sshd_runs_the_site_s_service_the_failure_the_launcher_closes(trixie, installed,
-                                                                                               spool):
+def test_on_openssh_10_a_link_to_sshd_runs_the_site_s_service_which_the_launcher_closes(
+        trixie, installed, spool):
     """0.2's sge-sshd (a link to sshd) on Debian 13: /etc/pam.d/sshd, no job group, another user in."""
     link = os.path.join(installed, "sshd-link")
     with host_lock():
