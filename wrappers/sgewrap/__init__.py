@@ -7,5 +7,5 @@ calling-convention table (:mod:`sgewrap.conventions`), the startup methods
 """
 from .errors import WrapperError
 
-__version__ = "0.2.1"
+__version__ = "0.3.0"
 __all__ = ["WrapperError", "__version__"]

@@ -151,7 +151,7 @@ def rshd_page():
     out = _header("rshdwrapper", 8, "the daemon side of Grid Engine's remote startup, for legacy daemons")
     out += _section("SYNOPSIS", "**rshdwrapper** [*OPTIONS*] [*DAEMON* [*ARGS*...]]")
     out += _section("DESCRIPTION", "For tight integration with ssh, **sgewrap config ssh --tight** names the job "
-                    "sshd (**sge-sshd -i**, sshd under a name of its own and with its own PAM service) in the "
+                    "sshd (**sge-sshd -i**, the launcher that starts sshd under its own PAM service) in the "
                     "**\\*_daemon** entries directly; **rshdwrapper** keeps older configurations and the legacy "
                     "daemons working.  It runs as root, started by the shepherd, writes nothing to its standard "
                     "output or error (they are the client's connection) and logs to syslog.  Its help:",
@@ -218,17 +218,20 @@ def overview_page():
     out += _section("WHICH PROGRAM GOES WHERE", "**sgewrap config** *METHOD* prints the six entries "
                     "(**--apply** sets them); per entry:", _deflist(rows, markup=True))
     out += _section("TIGHT INTEGRATION", "With **sgewrap config ssh --tight --apply** the daemon entries are "
-                    "``W/%s -i``: the real sshd under a name of its own, so that it uses the PAM service "
-                    "**%s**, written by that command: **pam_sge-qrsh-setup** and the **node_access session** "
-                    "hook, which admits only the job's owner, ties the session to its task (the task's "
-                    "additional group id and environment, at any PID) and, when the session closes, kills what "
-                    "the task left running.  The site's **/etc/pam.d/sshd** is not touched.  OpenSSH 9.8 and "
-                    "later (where **%s** exists) take the PAM service from **%s**, not from the name; on such a "
-                    "host that command also puts the daemon entries with ``-o %s=%s`` into the host's local "
-                    "configuration (OpenSSH 9.2 refuses the option), **rshdwrapper** adds it itself there, and "
-                    "**sgewrap check** reports a job sshd in force there without it."
-                    % (methods.JOB_SSHD_NAME, methods.JOB_PAM_FILE, methods.SSHD_SESSION, methods.PAM_SERVICE_OPTION,
-                       methods.PAM_SERVICE_OPTION, methods.JOB_SSHD_NAME))
+                    "``W/%s -i``: a static launcher that starts the real sshd under the PAM service **%s** -- by "
+                    "its name on OpenSSH 9.2, with ``-o %s=%s`` where **%s** exists (OpenSSH 9.8 and later, "
+                    "Debian 13), decided when each session starts -- and with ``-f %s`` (job-only options, then "
+                    "the site's file) when that file is root's.  The service, written by that command, loads "
+                    "**pam_sgewrap.so job** in its auth, account and session steps: it admits only the job's "
+                    "owner, gives the session the task's additional group id and environment (at any PID, for "
+                    "key, password and keyboard-interactive logins) and puts it in a cgroup of its own that a "
+                    "watcher kills when the session's sshd exits (also when it is SIGKILLed).  No program is "
+                    "started.  The site's **/etc/pam.d/sshd** is not touched.  Where the launcher could not be "
+                    "built, **%s** is a link to sshd, and on an OpenSSH 9.8+ host that command puts the daemon "
+                    "entries with the option into the host's local configuration; **sgewrap check** reports a "
+                    "job sshd in force there without it."
+                    % (methods.JOB_SSHD_NAME, methods.JOB_PAM_FILE, methods.PAM_SERVICE_OPTION, methods.JOB_SSHD_NAME,
+                       methods.SSHD_SESSION, methods.JOB_SSHD_CONFIG, methods.JOB_SSHD_NAME))
     out += _section("THE TUNNEL", "Where a firewall lets only ssh reach the execution hosts, "
                     "**sgewrap config ssh --tunnel** adds **--tunnel** to the client wrappers: ssh reaches the "
                     "shepherd's port through the execution host's own sshd (port 22), or through a gateway "
