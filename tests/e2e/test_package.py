@@ -62,9 +62,14 @@ def test_the_package_installs_works_tight_and_purges_clean(cluster, package):
             assert st.st_uid == 0, path
             if not stat.S_ISLNK(st.st_mode):          # (a link's own mode is always 0777)
                 assert not st.st_mode & (stat.S_IWGRP | stat.S_IWOTH), path
-            if stat.S_ISREG(st.st_mode):
+            if name == "sge-sshd":                    # the job sshd's launcher: static, no interpreter
+                kind = subprocess.run(["file", path], capture_output=True, text=True).stdout
+                assert "static-pie linked" in kind, kind
+            elif stat.S_ISREG(st.st_mode):
                 with open(path) as f:
                     assert f.readline() == "#!/usr/bin/python3 -I\n", path
+        modules = [f for f in files if f.endswith("/security/pam_sgewrap.so")]
+        assert len(modules) == 1 and os.stat(modules[0]).st_uid == 0, modules
         version = subprocess.run(["/usr/bin/sgewrap", "--version"], capture_output=True, text=True)
         assert version.returncode == 0 and "sgewrap" in version.stdout
         for page in ("sgewrap-wrappers", "qrsh_ssh", "sgewrap", "node_access"):

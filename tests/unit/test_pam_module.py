@@ -95,13 +95,27 @@ def test_stat_agrees_with_the_python_side(driver, comm, ppid, sid, start):
 
 @pytest.mark.parametrize("raw,want", [
     (b"job_owner=sgetest\njob_id=7\n", "ok sgetest"),
-    (b"job_id=7\njob_owner=a\njob_owner=b\n", "ok a"),            # the first wins, as the Python side
+    (b"job_id=7\njob_owner=a\njob_owner=b\n", "bad"),             # twice: refused, as the Python side does
     (b"xjob_owner=evil\njob_owner=real", "ok real"),
     (b"job_owner", "bad"), (b"", "bad"), (b"job_owner=" + b"x" * 65, "bad"),
     (b"job_owner=a\0b\n", "bad"),
+    # execd writes user-given paths first: a newline in qsub -o must not add an owner (refused, not chosen)
+    (b"stdout_path=/tmp/o\njob_owner=victim\njob_owner=attacker\n", "bad"),
+    (b"job_owner=a\rjob_owner=b\n", "ok a\rjob_owner=b"),          # only \n ends a line, as in Python
 ])
 def test_config_values(driver, raw, want):
     assert driver.one("config", raw) == want
+
+
+def test_the_python_side_refuses_a_doubled_owner_too(tmp_path):
+    from sgewrap.rootside import jobspool
+    spool = tmp_path / "1.1"
+    spool.mkdir()
+    (spool / "config").write_text("stdout_path=/tmp/o\njob_owner=victim\njob_owner=attacker\njob_id=1\n")
+    with pytest.raises(jobspool.NoJob, match="job_owner more than once"):
+        jobspool.job_config(str(spool), jobspool.Trust())
+    (spool / "config").write_text("job_owner=a\x85b\njob_id=1\n")
+    assert jobspool.job_config(str(spool), jobspool.Trust())["job_owner"] == "a\x85b"
 
 
 @pytest.mark.parametrize("raw,want", [(b"20017\n", "ok 20017"), (b" 1 ", "ok 1"), (b"0", "bad"), (b"-5", "bad"),

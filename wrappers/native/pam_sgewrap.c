@@ -141,25 +141,29 @@ int sgw_parse_stat(const char *data, size_t len, struct pstat *out)
     return 0;
 }
 
-/* The value of the first "KEY=" line of a spool config file, copied into out; 0, -1 if absent or too long. */
+/* The value of the "KEY=" line of a spool config file, copied into out; 0, -1 if absent or too long,
+   -2 if the key is there more than once (execd writes user-given paths before job_owner: a newline
+   in one would add a second line that Grid Engine's reader, where the last wins, and ours disagree on). */
 int sgw_config_value(const char *data, size_t len, const char *key, char *out, size_t cap)
 {
     size_t klen = strlen(key);
     const char *p = data, *end = data + len;
+    int found = 0;
     while (p < end) {
         const char *nl = memchr(p, '\n', (size_t)(end - p));
         const char *eol = nl ? nl : end;
         if ((size_t)(eol - p) > klen && memcmp(p, key, klen) == 0 && p[klen] == '=') {
+            if (found++)
+                return -2;
             size_t vlen = (size_t)(eol - p) - klen - 1;
             if (vlen >= cap || memchr(p + klen + 1, '\0', vlen))
                 return -1;
             memcpy(out, p + klen + 1, vlen);
             out[vlen] = '\0';
-            return 0;
         }
         p = eol + 1;
     }
-    return -1;
+    return found ? 0 : -1;
 }
 
 /* A user name as Grid Engine writes job_owner: what jobspool.valid_user accepts. */
@@ -517,20 +521,29 @@ static int read_job(const char *spool, const struct trust *t, struct job *job, c
 {
     static char config[CONFIG_MAX + 1];
     char small[SMALL_MAX], job_id[32], pe_task[64];
+    job->owner[0] = '\0';
     if (check_spool(spool, t, why, cap) < 0)
         return -1;
     snprintf(job->spool, sizeof job->spool, "%s", spool);
     ssize_t n = read_trusted(spool, "config", t, config, sizeof config, why, cap);
     if (n < 0)
         return -1;
-    if (sgw_config_value(config, (size_t)n, "job_owner", job->owner, sizeof job->owner) < 0
-        || !sgw_valid_user(job->owner)) {
+    int rc_id = sgw_config_value(config, (size_t)n, "job_id", job_id, sizeof job_id);
+    int rc_pe = sgw_config_value(config, (size_t)n, "pe_task_id", pe_task, sizeof pe_task);
+    int rc_owner = sgw_config_value(config, (size_t)n, "job_owner", job->owner, sizeof job->owner);
+    if (rc_id == -2 || rc_pe == -2 || rc_owner == -2) {
+        job->owner[0] = '\0';
+        snprintf(why, cap, "%.200s/config names job_owner, job_id or pe_task_id more than once", spool);
+        return -1;
+    }
+    if (rc_owner < 0 || !sgw_valid_user(job->owner)) {
+        job->owner[0] = '\0';
         snprintf(why, cap, "%.200s/config: job_owner is not a user name", spool);
         return -1;
     }
-    if (sgw_config_value(config, (size_t)n, "job_id", job_id, sizeof job_id) < 0)
+    if (rc_id < 0)
         job_id[0] = '\0';
-    if (sgw_config_value(config, (size_t)n, "pe_task_id", pe_task, sizeof pe_task) < 0)
+    if (rc_pe < 0)
         pe_task[0] = '\0';
     const char *name = strrchr(spool, '/') + 1;
     char parent[PATH_MAX];
@@ -641,36 +654,40 @@ static int give_job(pam_handle_t *pamh, const struct job *job, const struct trus
 /* The cgroup2 mount point (from our mountinfo) into out; 0, or -1 if there is none. */
 static int cgroup2_mount(char *out, size_t cap)
 {
-    static char info[1 << 16];
-    ssize_t n = read_file("/proc/self/mountinfo", info, sizeof info, NULL);
-    if (n < 0)
+    /* line by line: users can add mounts (autofs, FUSE), so the table has no size bound of ours */
+    FILE *f = fopen("/proc/self/mountinfo", "re");
+    if (f == NULL)
         return -1;
-    for (char *line = info; line && *line;) {
+    char *line = NULL;
+    size_t size = 0;
+    int rc = -1;
+    while (rc < 0 && getline(&line, &size, f) > 0) {
         char *nl = strchr(line, '\n');
         if (nl)
             *nl = '\0';
         char *sep = strstr(line, " - cgroup2 ");
         if (sep) {
             /* id parent major:minor root mountpoint ... */
-            char *f = line;
-            for (int i = 0; i < 4 && f; i++) {
-                f = strchr(f, ' ');
-                if (f)
-                    f++;
+            char *field = line;
+            for (int i = 0; i < 4 && field; i++) {
+                field = strchr(field, ' ');
+                if (field)
+                    field++;
             }
-            if (f) {
-                char *e = strchr(f, ' ');
-                size_t k = e ? (size_t)(e - f) : strlen(f);
-                if (k < cap && !memchr(f, '\\', k)) {
-                    memcpy(out, f, k);
+            if (field) {
+                char *e = strchr(field, ' ');
+                size_t k = e ? (size_t)(e - field) : strlen(field);
+                if (k < cap && !memchr(field, '\\', k)) {
+                    memcpy(out, field, k);
                     out[k] = '\0';
-                    return 0;
+                    rc = 0;
                 }
             }
         }
-        line = nl ? nl + 1 : NULL;
     }
-    return -1;
+    free(line);
+    fclose(f);
+    return rc;
 }
 
 static int write_str(const char *path, const char *text)
@@ -757,44 +774,55 @@ static int has_group(pid_t pid, gid_t gid)
 
 /* Freeze, then kill, every process carrying gid: stop what a scan finds, rescan until a scan finds
    nothing new (a chain that forks between scans is stopped mid-chain), then SIGKILL and SIGCONT
-   them all; again until none is left.  The number signalled. */
+   them all; again until none is left.  Each process is held by a pidfd opened before its group is
+   checked and signalled through it: a PID that is reused meanwhile is never signalled.  The number
+   signalled. */
+#define MAX_HELD 900
 static int kill_gid(gid_t gid)
 {
-    static pid_t found[65536];
+    static int held[MAX_HELD];
+    static pid_t held_pid[MAX_HELD];
     int total = 0;
     pid_t me = getpid();
     for (int round = 0; round < KILL_ROUNDS; round++) {
         int n = 0, grew = 1;
-        for (int pass = 0; grew && pass < KILL_ROUNDS; pass++) {
+        for (int pass = 0; grew && pass < KILL_ROUNDS && n < MAX_HELD; pass++) {
             grew = 0;
             DIR *d = opendir("/proc");
             if (d == NULL)
-                return total;
+                break;
             struct dirent *e;
-            while ((e = readdir(d)) != NULL && n < (int)(sizeof found / sizeof found[0])) {
+            while ((e = readdir(d)) != NULL && n < MAX_HELD) {
                 if (!isdigit((unsigned char)e->d_name[0]))
                     continue;
                 pid_t pid = (pid_t)atoi(e->d_name);
-                if (pid == me || !has_group(pid, gid))
-                    continue;
-                int seen = 0;
+                int seen = pid == me;
                 for (int i = 0; i < n && !seen; i++)
-                    seen = found[i] == pid;
-                if (!seen) {
-                    kill(pid, SIGSTOP);
-                    found[n++] = pid;
-                    grew = 1;
+                    seen = held_pid[i] == pid;
+                if (seen)
+                    continue;
+                int fd = (int)syscall(SYS_pidfd_open, pid, 0);
+                if (fd < 0)
+                    continue;
+                if (!has_group(pid, gid)) {          /* checked with the process held: it is this one */
+                    close(fd);
+                    continue;
                 }
+                syscall(SYS_pidfd_send_signal, fd, SIGSTOP, NULL, 0);
+                held[n] = fd;
+                held_pid[n++] = pid;
+                grew = 1;
             }
             closedir(d);
         }
-        if (n == 0)
-            break;
         for (int i = 0; i < n; i++) {
-            kill(found[i], SIGKILL);
-            kill(found[i], SIGCONT);
+            syscall(SYS_pidfd_send_signal, held[i], SIGKILL, NULL, 0);
+            syscall(SYS_pidfd_send_signal, held[i], SIGCONT, NULL, 0);
+            close(held[i]);
         }
         total += n;
+        if (n == 0)
+            break;
     }
     return total;
 }
@@ -805,10 +833,9 @@ static void kill_session(const char *cgroup, const struct job *job, int reap, pi
     int killed = 0;
     if (cgroup[0] && reap) {
         snprintf(path, sizeof path, "%s/cgroup.kill", cgroup);
-        if (write_str(path, "1") == 0)
-            killed = 1;
+        killed = write_str(path, "1") == 0;
     }
-    if (reap) {
+    if (reap && !killed) {            /* no cgroup: the task's group, which is all Grid Engine knows too */
         int n = kill_gid(job->gid);
         if (n)
             say(LOG_NOTICE, "session of sshd %d closed: killed %d process(es) left in job %s (gid %d)",
@@ -823,7 +850,6 @@ static void kill_session(const char *cgroup, const struct job *job, int reap, pi
             nanosleep(&ts, NULL);
         }
     }
-    (void)killed;
 }
 
 /* Leave a watcher: a fork of this process (nothing is exec'd, nothing loaded), in a session of its
@@ -840,14 +866,22 @@ static int watch(pid_t m, const char *cgroup, const struct job *job, int reap)
         return -1;
     }
     if (child > 0) {
+        int status = 0;
         close(pidfd);
-        while (waitpid(child, NULL, 0) < 0 && errno == EINTR)
+        while (waitpid(child, &status, 0) < 0 && errno == EINTR)
             ;
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+            errno = EAGAIN;
+            return -1;                  /* no watcher: the session must not start */
+        }
         return 0;
     }
     /* the middle child */
     setsid();
-    if (fork() != 0)
+    pid_t watcher = fork();
+    if (watcher < 0)
+        _exit(1);
+    if (watcher > 0)
         _exit(0);
     prctl(PR_SET_NAME, "sgewrap-watch", 0, 0, 0);
     prctl(PR_SET_PDEATHSIG, 0, 0, 0, 0);
@@ -867,8 +901,9 @@ static int watch(pid_t m, const char *cgroup, const struct job *job, int reap)
         if (fd != pidfd)
             close(fd);
     struct pollfd p = {pidfd, POLLIN, 0};
-    while (poll(&p, 1, -1) < 0 && errno == EINTR)
-        ;
+    while (!(p.revents & (POLLIN | POLLHUP | POLLERR | POLLNVAL)))
+        if (poll(&p, 1, -1) < 0 && errno != EINTR)
+            break;
     kill_session(cgroup, job, reap, m);
     _exit(0);
 }
@@ -929,8 +964,10 @@ static int job_account(pam_handle_t *pamh, const struct opts *o)
     pid_t m;
     struct job job;
     const char *user = user_of(pamh);
+    memset(&job, 0, sizeof job);
     if (job_of_connection(o, &m, &job, why, sizeof why) < 0) {
-        if (o->fail_open) {
+        /* --fail-open admits untied only the job's owner: one whose job could be read that far */
+        if (o->fail_open && job.owner[0] && strcmp(user, job.owner) == 0) {
             say(LOG_WARNING, "session of %.64s NOT tied to a job (--fail-open): %s", user, why);
             return PAM_SUCCESS;
         }
@@ -951,14 +988,21 @@ static int job_setcred(pam_handle_t *pamh, const struct opts *o)
     pid_t m;
     struct job job;
     const char *user = user_of(pamh);
-    if (job_of_connection(o, &m, &job, why, sizeof why) < 0 || strcmp(user, job.owner) != 0) {
-        if (o->fail_open)
+    char spool[PATH_MAX];
+    if (shepherd_spool(getppid(), spool, sizeof spool) == 0)
+        return PAM_SUCCESS;         /* ESTABLISH, in the monitor: account decided; the session's process comes later */
+    memset(&job, 0, sizeof job);
+    int found = job_of_connection(o, &m, &job, why, sizeof why) == 0;
+    if (!found || strcmp(user, job.owner) != 0) {
+        if (!found && o->fail_open && job.owner[0] && strcmp(user, job.owner) == 0)
             return PAM_SUCCESS;
-        say(LOG_ERR, "session of %.64s not given its job: %s", user, why);
-        return PAM_CRED_ERR;
+        if (found)
+            snprintf(why, sizeof why, "user '%.64s' is not %s, the owner of job %s", user, job.owner, job.key);
+        /* the session's own process: sshd only logs a failed setcred of a key login, and a session
+           outside its job must not start */
+        say(LOG_ERR, "session of %.64s refused: %s", user, why);
+        _exit(1);
     }
-    if (m == getpid())
-        return PAM_SUCCESS;         /* ESTABLISH, in the monitor: the session's process comes later */
     struct trust t;
     trust_init(&t, o);
     if (give_job(pamh, &job, &t, why, sizeof why) < 0) {
@@ -975,17 +1019,23 @@ static int job_open(pam_handle_t *pamh, const struct opts *o)
     pid_t m;
     struct job job;
     const char *user = user_of(pamh);
+    memset(&job, 0, sizeof job);
     if (job_of_connection(o, &m, &job, why, sizeof why) < 0 || strcmp(user, job.owner) != 0 || m != getpid()) {
-        if (o->fail_open)
+        if (o->fail_open && job.owner[0] && strcmp(user, job.owner) == 0)
             return PAM_SUCCESS;
         say(LOG_ERR, "session of %.64s refused at its start: %s", user, why);
         return PAM_SESSION_ERR;
     }
     if (session_cgroup(m, &job, cgroup, sizeof cgroup) == 0) {
-        if (mkdir(cgroup, 0755) < 0 && errno != EEXIST)
+        if (mkdir(cgroup, 0755) < 0 && errno != EEXIST) {
+            say(LOG_WARNING, "sshd %d: cannot make %s (%s): reaping by group id only", (int)m, cgroup,
+                strerror(errno));
             cgroup[0] = '\0';
-    } else
+        }
+    } else {
+        say(LOG_NOTICE, "sshd %d: no cgroup v2 here: reaping by group id only", (int)m);
         cgroup[0] = '\0';
+    }
     if (watch(m, cgroup, &job, 1) < 0) {
         if (cgroup[0])
             rmdir(cgroup);

@@ -285,6 +285,8 @@ def job_sshd_config_text():
         JOB_SSHD_CONFIG_MARK + " (sge-sshd, the launcher, starts sshd with -f on it; the site's",
         "# port-22 sshd never reads it).  Written by \"sgewrap config ssh --tight --apply\", removed with the",
         "# job PAM service.  Options for job sshds only go above the Include: sshd keeps the first value.",
+        "# UsePAM: without PAM no job stack runs, and no session would be tied or limited to its owner.",
+        "UsePAM yes",
         "Include %s" % methods.SITE_SSHD_CONFIG, ""))
 
 

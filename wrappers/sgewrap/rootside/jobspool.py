@@ -189,6 +189,10 @@ def trusted_file(spool, name, trust):
     return path
 
 
+#: the config keys that decide whose a job is and which task: each must appear once
+DECISIVE = ("job_owner", "job_id", "pe_task_id")
+
+
 def job_config(spool, trust, limit=1 << 20):
     """``spool/config`` (the shepherd's copy of the job's settings) as a dict; NoJob if untrusted."""
     path = trusted_file(spool, "config", trust)
@@ -198,11 +202,18 @@ def job_config(spool, trust, limit=1 << 20):
         raise NoJob("%s: %s" % (path, err.strerror))
     if len(data) > limit:
         raise NoJob("%s is larger than %d bytes" % (path, limit))
-    values = {}
-    for line in data.decode("utf-8", "replace").splitlines():
+    values, twice = {}, set()
+    for line in data.decode("utf-8", "replace").split("\n"):
         key, eq, value = line.partition("=")
-        if eq and key not in values:
+        if eq and key in values:
+            twice.add(key)
+        elif eq:
             values[key] = value
+    decisive = twice & set(DECISIVE)
+    if decisive:
+        # execd writes user-given paths (qsub -o ...) before job_owner; a newline in one would add a
+        # second job_owner that Grid Engine's own reader (the last wins) and ours (the first) disagree on
+        raise NoJob("%s names %s more than once" % (path, ", ".join(sorted(decisive))))
     return values
 
 
