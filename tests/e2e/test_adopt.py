@@ -212,3 +212,34 @@ def test_slots_on_a_slave_host_without_a_task_yet_follow_the_adopt_failure_polic
     finally:
         sge.delete(job)
         subprocess.run(["rm", "-rf", scratch])
+
+
+REFORKER = ("import os, sys, time\n"
+            "os.setsid()\n"
+            "while True:\n"
+            "    time.sleep(0.0003)\n"
+            "    if os.fork():\n"
+            "        os._exit(0)\n")
+
+
+def test_what_an_adopted_login_leaves_lives_on_with_the_job_and_dies_with_it_even_re_forking(adopt):
+    """Root-hooks issue, finding 6, for adopt: the login's end kills nothing (it shares a running
+    job); at qdel, a chain that forks and exits every 300 microseconds -- which Grid Engine's /proc
+    scan of the job's group never catches whole -- dies with the job: pam_sgewrap put the login in a
+    cgroup of its own, and its watcher kills that cgroup when the task's shepherd exits."""
+    token = "adopt-reforker-%d" % random.randrange(10 ** 6, 10 ** 7)
+    with running_job(sge.TEST_USER) as job:
+        proc = ssh(sge.TEST_USER, "nohup /usr/bin/python3 -c '%s' %s >/dev/null 2>&1 & sleep 1; echo started"
+                   % (REFORKER, token))
+        assert proc.returncode == 0 and "started" in proc.stdout, proc.stderr
+        time.sleep(2)
+        assert sge.processes_with(token), "the login's end killed what it left in a running job"
+        subprocess.run(["/usr/bin/qdel", job], env=sge.ENV, capture_output=True, check=True)
+        try:
+            assert wait_until(lambda: not sge.processes_with(token), 60), "the re-forking chain outlived its job"
+        finally:
+            for pid in sge.processes_with(token):
+                try:
+                    os.kill(int(pid), 9)
+                except OSError:
+                    pass

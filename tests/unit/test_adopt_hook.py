@@ -42,7 +42,7 @@ def node(monkeypatch, tmp_path):
     state = {"created": [], "watched": [], "homes": homes, "active_jobs": str(base / "active_jobs"),
              "create": None}
 
-    def create(pid, spool, d, log=None, reap=None):
+    def create(pid, spool, d, log=None, reap=None, shepherd=None):
         if state["create"]:
             raise state["create"]
         state["created"].append((pid, spool, reap))

@@ -208,6 +208,6 @@ def test_the_adopt_block_skips_the_hook_below_the_hooks_own_uid_bound(tmp_path):
     assert default == 1000 and "uid < %d" % default in "\n".join(pam.adopt_lines(str(tmp_path)))
     lines = pam.adopt_lines(str(tmp_path), ["--ignore-below-uid=500", "--warn-only"])
     assert "account [success=1 default=ignore] pam_succeed_if.so quiet uid < 500" in lines
-    assert lines[3].endswith("node_access --ignore-below-uid=500 --warn-only adopt")
+    assert lines[4].endswith("node_access --ignore-below-uid=500 --warn-only adopt")
     with pytest.raises(ValueError, match="--ignore-below-uid needs a number"):
         pam.adopt_lines(str(tmp_path), ["--ignore-below-uid=x"])

@@ -151,7 +151,25 @@ def test_user_names_agree_with_the_python_side(driver, name, ok):
     assert (driver.one("user", name.encode()) == "ok") is ok is valid_user(name)
 
 
-KINDS = ("stat", "config", "gid", "setup", "env", "user")
+@pytest.mark.parametrize("raw,want", [
+    (b"/s\nsgewrap 9 9\nshepherd 150001 77\n", "ok 150001 77"),
+    (b"/s\nsgewrap 9 9\nreap 5\nshepherd 2 0\n", "ok 2 0"),
+    (b"/s\nsgewrap 9 9\n", "bad"), (b"/s\nsgewrap 9 9\nshepherd 1 5\n", "bad"),     # init is no shepherd
+    (b"/s\nshepherd 12 5", "bad"), (b"shepherd 12\n", "bad"), (b"shepherd 12 5 6\n", "bad"),
+    (b"shepherd 99999999999 5\n", "bad"), (b"shepherd  12 5\n", "bad"),
+])
+def test_the_shepherd_line_of_an_adopted_login_s_setup_file(driver, raw, want):
+    assert driver.one("shepherd", raw) == want
+
+
+def test_the_python_side_writes_the_line_the_module_reads(tmp_path, driver):
+    from sgewrap.rootside import setupfile
+    os.chmod(tmp_path, 0o700)
+    path = setupfile.create(os.getpid(), "/spool/1.1", str(tmp_path), shepherd=(4711, 99))
+    assert driver.one("shepherd", open(path, "rb").read()) == "ok 4711 99"
+
+
+KINDS = ("stat", "config", "gid", "setup", "env", "user", "shepherd")
 
 
 @settings(max_examples=200, deadline=None)

@@ -45,7 +45,8 @@ def tree(monkeypatch, spool, tmp_path):
     monkeypatch.setattr(procs, "shepherd_spool", lambda pid: state["shepherd_spool"] if pid == 400 else None)
     monkeypatch.setattr(procs, "link", lambda pid, name: "/usr/bin/bash")
     monkeypatch.setattr(setupfile, "create",
-                        lambda pid, sp, d, log=None, reap=None: state["created"].append((pid, sp, d, reap)))
+                        lambda pid, sp, d, log=None, reap=None, shepherd=None:
+                        state["created"].append((pid, sp, d, reap)))
     state["watched"] = []
     monkeypatch.setattr(session, "watch", lambda pid, start, d, log: state["watched"].append((pid, start)))
     state["setup"] = str(setup)

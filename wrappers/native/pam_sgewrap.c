@@ -241,6 +241,39 @@ int sgw_parse_setup(const char *data, size_t len, char *spool, size_t cap, long 
     return 0;
 }
 
+/* The "shepherd PID START" line of a setup file (node_access adopt writes it: the task's shepherd,
+   whose end ends an adopted login).  0, or -1 if there is none or it is malformed. */
+int sgw_setup_shepherd(const char *data, size_t len, long long *pid, unsigned long long *start)
+{
+    const char *p = data, *end = data + len;
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        if (nl == NULL)
+            return -1;                  /* only whole lines count */
+        if ((size_t)(nl - p) > 9 && memcmp(p, "shepherd ", 9) == 0) {
+            unsigned long long v[2] = {0, 0};
+            const char *a = p + 9;
+            for (int k = 0; k < 2; k++) {
+                int digits = 0;
+                while (a < nl && isdigit((unsigned char)*a)) {
+                    if (++digits > 19)
+                        return -1;
+                    v[k] = v[k] * 10 + (unsigned long long)(*a++ - '0');
+                }
+                if (digits == 0 || (k == 0 && (a >= nl || *a++ != ' ')))
+                    return -1;
+            }
+            if (a != nl || v[0] <= 1 || v[0] > INT_MAX)
+                return -1;
+            *pid = (long long)v[0];
+            *start = v[1];
+            return 0;
+        }
+        p = nl + 1;
+    }
+    return -1;
+}
+
 /* Call put(line, arg) for each "NAME=value" line of a job's environment file but DISPLAY (Grid
    Engine's is the submit host's); lines without a name or with NUL are skipped.  The count put. */
 int sgw_each_env(const char *data, size_t len, int (*put)(const char *, void *), void *arg)
@@ -827,15 +860,17 @@ static int kill_gid(gid_t gid)
     return total;
 }
 
-static void kill_session(const char *cgroup, const struct job *job, int reap, pid_t m)
+/* kill: the cgroup's members; sweep: where that could not be done, the task's group (a job sshd's
+   session is the whole task; an adopted login leaves the group to Grid Engine's own kill). */
+static void kill_session(const char *cgroup, const struct job *job, int kill, int sweep, pid_t m)
 {
     char path[PATH_MAX + 32];
     int killed = 0;
-    if (cgroup[0] && reap) {
+    if (cgroup[0] && kill) {
         snprintf(path, sizeof path, "%s/cgroup.kill", cgroup);
         killed = write_str(path, "1") == 0;
     }
-    if (reap && !killed) {            /* no cgroup: the task's group, which is all Grid Engine knows too */
+    if (sweep && !killed) {            /* no cgroup: the task's group, which is all Grid Engine knows too */
         int n = kill_gid(job->gid);
         if (n)
             say(LOG_NOTICE, "session of sshd %d closed: killed %d process(es) left in job %s (gid %d)",
@@ -852,22 +887,68 @@ static void kill_session(const char *cgroup, const struct job *job, int reap, pi
     }
 }
 
-/* Leave a watcher: a fork of this process (nothing is exec'd, nothing loaded), in a session of its
-   own, without groups, fds 0-2 on /dev/null and no other fd but a pidfd of m, that kills what is
-   left of the session once m has exited (also when m is SIGKILLed: qdel), then removes its cgroup. */
-static int watch(pid_t m, const char *cgroup, const struct job *job, int reap)
+/* 1 if the cgroup has members (cgroup.events: "populated 1"), 0 if not, -1 if it cannot be read. */
+static int populated(int events_fd)
 {
-    int pidfd = (int)syscall(SYS_pidfd_open, m, 0);
+    char buf[128];
+    ssize_t n = pread(events_fd, buf, sizeof buf - 1, 0);
+    if (n <= 0)
+        return -1;
+    buf[n] = '\0';
+    char *p = strstr(buf, "populated ");
+    return p ? p[10] == '1' : -1;
+}
+
+static void close_from(int low, int keep1, int keep2)
+{
+    for (int fd = low; fd < 1024; fd++)
+        if (fd != keep1 && fd != keep2)
+            close(fd);
+    int hi = keep1 > keep2 ? keep1 : keep2;
+    if (syscall(SYS_close_range, (unsigned)(hi > 1023 ? hi + 1 : 1024), ~0U, 0) < 0)
+        for (int fd = 1024; fd < 65536; fd++)
+            if (fd != keep1 && fd != keep2)
+                close(fd);
+}
+
+/* Leave a watcher: a fork of this process (nothing is exec'd, nothing loaded), in a session of its
+   own, without groups, fds 0-2 on /dev/null and no other fd but pidfds of m and of the shepherd.
+
+   reap (a job sshd's session, the whole task): once m has exited (also when it is SIGKILLed: qdel),
+   kill what is left of the session, then remove its cgroup.
+   !reap (an adopted login, which shares a running job): nothing is killed when the login ends; what
+   it left in its cgroup dies with the job, when the shepherd exits.  The watcher ends early once m
+   has exited and the cgroup is empty.  Refused (-1) when no watcher could be left. */
+static int watch(pid_t m, pid_t shepherd, unsigned long long shepherd_start, const char *cgroup,
+                 const struct job *job, int reap)
+{
+    int pidfd = (int)syscall(SYS_pidfd_open, m, 0), shepfd = -1;
+    struct pstat ps;
     if (pidfd < 0)
         return -1;
+    if (shepherd > 0) {
+        shepfd = (int)syscall(SYS_pidfd_open, shepherd, 0);
+        /* opened, then checked: the pidfd holds the very process whose start time matched */
+        if (shepfd < 0 || proc_stat(shepherd, &ps) < 0 || ps.start != shepherd_start) {
+            close(pidfd);
+            if (shepfd >= 0)
+                close(shepfd);
+            errno = ESRCH;
+            return -1;
+        }
+    }
     pid_t child = fork();
     if (child < 0) {
         close(pidfd);
+        if (shepfd >= 0)
+            close(shepfd);
         return -1;
     }
     if (child > 0) {
         int status = 0;
         close(pidfd);
+        if (shepfd >= 0)
+            close(shepfd);
         while (waitpid(child, &status, 0) < 0 && errno == EINTR)
             ;
         if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
@@ -897,14 +978,41 @@ static int watch(pid_t m, const char *cgroup, const struct job *job, int reap)
     int null = open("/dev/null", O_RDWR);
     for (int fd = 0; fd < 3; fd++)
         dup2(null, fd);
-    for (int fd = 3; fd < 65536; fd++)
-        if (fd != pidfd)
-            close(fd);
-    struct pollfd p = {pidfd, POLLIN, 0};
-    while (!(p.revents & (POLLIN | POLLHUP | POLLERR | POLLNVAL)))
-        if (poll(&p, 1, -1) < 0 && errno != EINTR)
+    close_from(3, pidfd, shepfd);
+    struct pollfd p[2] = {{pidfd, POLLIN, 0}, {shepfd, POLLIN, 0}};
+    for (;;) {
+        p[0].revents = p[1].revents = 0;
+        if (poll(p, shepfd >= 0 ? 2 : 1, -1) < 0) {
+            if (errno == EINTR)
+                continue;
             break;
-    kill_session(cgroup, job, reap, m);
+        }
+        if (shepfd >= 0 && p[1].revents)
+            break;                      /* the job (task) ended: everything of the session goes */
+        if (p[0].revents && p[0].fd >= 0) {
+            if (reap || shepfd < 0)
+                break;                  /* the session was the whole task */
+            close(p[0].fd);             /* an adopted login ended: its leftovers live on with the job */
+            char path[PATH_MAX + 32];
+            snprintf(path, sizeof path, "%s/cgroup.events", cgroup);
+            int events = cgroup[0] ? open(path, O_RDONLY | O_CLOEXEC) : -1;
+            if (events < 0 || populated(events) == 0) {
+                if (cgroup[0])
+                    rmdir(cgroup);
+                _exit(0);
+            }
+            p[0].fd = events;
+            p[0].events = POLLPRI;
+        } else if (p[0].revents && p[0].fd < 0)
+            break;
+        else if (p[0].revents & POLLPRI) {
+            if (populated(p[0].fd) == 0) {
+                rmdir(cgroup);
+                _exit(0);
+            }
+        }
+    }
+    kill_session(cgroup, job, 1, reap, m);
     _exit(0);
 }
 
@@ -1036,7 +1144,7 @@ static int job_open(pam_handle_t *pamh, const struct opts *o)
         say(LOG_NOTICE, "sshd %d: no cgroup v2 here: reaping by group id only", (int)m);
         cgroup[0] = '\0';
     }
-    if (watch(m, cgroup, &job, 1) < 0) {
+    if (watch(m, 0, 0, cgroup, &job, 1) < 0) {
         if (cgroup[0])
             rmdir(cgroup);
         say(LOG_ERR, "session of %.64s refused: cannot watch sshd %d for its end: %s", user, (int)m, strerror(errno));
@@ -1095,6 +1203,53 @@ static int setup_setcred(pam_handle_t *pamh, const struct opts *o)
     return PAM_SUCCESS;
 }
 
+/* An adopted login (in its monitor, at open_session): a cgroup of its own, watched so that what it
+   leaves dies with the job (when the task's shepherd exits), never with the login. */
+static int setup_open(pam_handle_t *pamh, const struct opts *o)
+{
+    char path[PATH_MAX], data[SMALL_MAX], spool[SPOOL_MAX + 1], why[512] = "", cgroup[PATH_MAX] = "",
+        procs[PATH_MAX + 32], self[32], shep_spool[PATH_MAX];
+    struct stat st;
+    struct pstat ps;
+    long long pid, shep;
+    unsigned long long start, shep_start;
+    pid_t m = getpid();
+    snprintf(path, sizeof path, "%s/sge-qrsh-setup.%d", o->setup_dir, (int)m);
+    ssize_t n = read_file(path, data, sizeof data, &st);
+    if (n < 0 || st.st_uid != 0 || (st.st_mode & 077))
+        return PAM_IGNORE;              /* not adopted (or not a file of ours): nothing to watch */
+    if (sgw_parse_setup(data, (size_t)n, spool, sizeof spool, &pid, &start) < 0 || pid != m
+        || proc_stat(m, &ps) < 0 || ps.start != start)
+        return PAM_IGNORE;
+    const char *user = user_of(pamh);
+    struct trust t;
+    struct job job;
+    trust_init(&t, o);
+    if (sgw_setup_shepherd(data, (size_t)n, &shep, &shep_start) < 0
+        || shepherd_spool((pid_t)shep, shep_spool, sizeof shep_spool) < 0 || strcmp(shep_spool, spool) != 0
+        || read_job(spool, &t, &job, why, sizeof why) < 0 || strcmp(job.owner, user) != 0) {
+        say(LOG_ERR, "adopted session of %.64s refused at its start: its job's shepherd is gone or is not the "
+            "setup file's%s%s", user, why[0] ? ": " : "", why);
+        return PAM_SESSION_ERR;
+    }
+    if (session_cgroup(m, &job, cgroup, sizeof cgroup) < 0 || (mkdir(cgroup, 0755) < 0 && errno != EEXIST)) {
+        say(LOG_NOTICE, "sshd %d: no cgroup for the adopted login: it is reaped by Grid Engine's group kill only",
+            (int)m);
+        return PAM_SUCCESS;
+    }
+    if (watch(m, (pid_t)shep, shep_start, cgroup, &job, 0) < 0) {
+        rmdir(cgroup);
+        say(LOG_ERR, "adopted session of %.64s refused: cannot watch job %s for its end: %s", user, job.key,
+            strerror(errno));
+        return PAM_SESSION_ERR;
+    }
+    snprintf(procs, sizeof procs, "%s/cgroup.procs", cgroup);
+    snprintf(self, sizeof self, "%d", (int)m);
+    if (write_str(procs, self) < 0)
+        say(LOG_WARNING, "sshd %d: cannot join %s (%s)", (int)m, cgroup, strerror(errno));
+    return PAM_SUCCESS;
+}
+
 /* ------------------------------------------------------------------------------- PAM's calls */
 
 PAM_EXTERN int pam_sm_authenticate(pam_handle_t *pamh, int flags, int argc, const char **argv)
@@ -1122,7 +1277,7 @@ PAM_EXTERN int pam_sm_open_session(pam_handle_t *pamh, int flags, int argc, cons
 {
     (void)flags;
     START(o, mode);
-    return strcmp(mode, SGEWRAP_JOB) == 0 ? job_open(pamh, &o) : PAM_IGNORE;
+    return strcmp(mode, SGEWRAP_JOB) == 0 ? job_open(pamh, &o) : setup_open(pamh, &o);
 }
 
 PAM_EXTERN int pam_sm_close_session(pam_handle_t *pamh, int flags, int argc, const char **argv)

@@ -45,6 +45,13 @@ int main(void)
                 printf("ok %lld %llu %s\n", pid, start, spool);
             else
                 printf("bad\n");
+        } else if (strcmp(kind, "shepherd") == 0) {
+            long long pid;
+            unsigned long long start;
+            if (sgw_setup_shepherd(data, len, &pid, &start) == 0)
+                printf("ok %lld %llu\n", pid, start);
+            else
+                printf("bad\n");
         } else if (strcmp(kind, "env") == 0) {
             int n = sgw_each_env(data, len, print_env, NULL);
             printf("\x1e%d\n", n);

@@ -345,6 +345,7 @@ def adopt_lines(wrappers_dir, options=()):
     setup = [o for o in options if o.startswith("--setup-dir=")]
     return [ADOPT_MARK,
             module_line("auth", SETUP, setup),
+            module_line("session", SETUP, setup),
             "account [success=1 default=ignore] pam_succeed_if.so quiet uid < %d" % values.ignore_below_uid,
             "account required pam_exec.so quiet stdout %s %sadopt" % (hook, "".join(o + " " for o in options)),
             ADOPT_END]

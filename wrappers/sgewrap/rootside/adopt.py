@@ -97,6 +97,7 @@ def running_tasks(user, trust, active_jobs):
             continue
         st = procs.stat_of(pid)
         if job.owner == user and st is not None:
+            job.shepherd = (pid, st.start)
             found.append((st.start, job))
     return [job for _, job in sorted(found, key=lambda item: item[0], reverse=True)]
 
@@ -231,7 +232,7 @@ def account(environ, opts, trust, log):
         return _refuse(user, verdict.why, log, opts)
     job = verdict.job
     try:
-        session.tie(monitor, monitor_stat.start, job.spool, opts.setup_dir, log)
+        session.tie(monitor, monitor_stat.start, job.spool, opts.setup_dir, log, shepherd=job.shepherd)
     except setupfile.SetupError as err:
         if opts.action_adopt_failure == "allow":
             log("warning", "adopt: %s admitted untied: job %s chosen, but %s" % (user, job.key, err))

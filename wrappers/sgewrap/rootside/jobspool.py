@@ -245,10 +245,11 @@ class Job:
     while the task runs.
     """
 
-    __slots__ = ("spool", "key", "job_id", "owner", "gid")
+    __slots__ = ("spool", "key", "job_id", "owner", "gid", "shepherd")
 
-    def __init__(self, spool, key, job_id, owner, gid):
+    def __init__(self, spool, key, job_id, owner, gid, shepherd=None):
         self.spool, self.key, self.job_id, self.owner, self.gid = spool, key, job_id, owner, gid
+        self.shepherd = shepherd        #: (PID, start) of the task's shepherd, where it was found
 
     def __repr__(self):
         return "Job(%r, %r, owner=%r, gid=%r)" % (self.key, self.spool, self.owner, self.gid)

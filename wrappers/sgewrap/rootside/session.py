@@ -104,12 +104,13 @@ def account(environ, trust, setup_dir, log):
     log("info", "job %s: session of %s tied to the job (gid %d, sshd %d)" % (job.key, user, job.gid, pid))
 
 
-def tie(pid, start, spool, setup_dir, log, reap=None):
+def tie(pid, start, spool, setup_dir, log, reap=None, shepherd=None):
     """Tie the session of the monitor ``pid`` (started at ``start``) to the task in ``spool``: its
     setup file, and a watcher that ends it (:func:`watch`).  Nothing is left behind when either
-    cannot be made: SetupError says which."""
+    cannot be made: SetupError says which.  ``shepherd``: (PID, start) of the task's shepherd, for
+    pam_sgewrap's watcher of an adopted login (its leftovers die when the task ends)."""
     try:
-        setupfile.create(pid, spool, setup_dir, log, reap=reap)
+        setupfile.create(pid, spool, setup_dir, log, reap=reap, shepherd=shepherd)
     except (OSError, setupfile.SetupError) as err:
         raise setupfile.SetupError("cannot write the setup file: %s" % err)
     try:

@@ -154,17 +154,19 @@ def sweep(setup_dir=SETUP_DIR, log=None):
         return _sweep(setup_dir, log)
 
 
-def create(pid, spool, setup_dir=SETUP_DIR, log=None, reap=None):
+def create(pid, spool, setup_dir=SETUP_DIR, log=None, reap=None, shepherd=None):
     """Write the setup file of the running process ``pid`` naming ``spool``; its path.  ``reap``: a
-    job group id whose processes the session's close kills (a third line, ``reap GID``: the module
-    reads only the first)."""
+    job group id whose processes the session's close kills (a line ``reap GID``); ``shepherd``:
+    (PID, start) of the task's shepherd (a line ``shepherd PID START``, which pam_sgewrap's watcher
+    of an adopted login waits for)."""
     if "\n" in spool or len(os.fsencode(spool)) > MAX_SPOOL_BYTES:
         raise SetupError("spool directory %r is longer than pam_sge-qrsh-setup reads or holds a newline" % spool)
     st = procs.stat_of(pid)
     if st is None:
         raise SetupError("process %d is gone" % pid)
     path = path_of(setup_dir, pid)
-    data = os.fsencode(spool) + b"\nsgewrap %d %d\n" % (pid, st.start) + (b"reap %d\n" % reap if reap else b"")
+    data = os.fsencode(spool) + b"\nsgewrap %d %d\n" % (pid, st.start) + (b"reap %d\n" % reap if reap else b"") \
+        + (b"shepherd %d %d\n" % tuple(shepherd) if shepherd else b"")
     with _Locked(setup_dir):
         _sweep(setup_dir, log)
         try:
