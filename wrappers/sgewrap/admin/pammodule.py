@@ -49,7 +49,7 @@ def _c_string(text):
 
 def header():
     """The text of pam_sgewrap_options.h, from node_access's option table."""
-    from ..rootside import daemonlog, jobspool, nodeaccess
+    from ..rootside import daemonlog, gidrange, jobspool, nodeaccess
     rows = {o.flag: o for o in nodeaccess.TABLE.options}
     missing = [f for f in MODULE_OPTIONS if f not in rows]
     if missing:
@@ -66,6 +66,9 @@ def header():
     out.append("};")
     out.append("#define SGEWRAP_DEFAULT_SETUP_DIR %s" % _c_string(rows["--setup-dir"].default))
     out.append("#define SGEWRAP_FALLBACK_SGE_ROOT %s" % _c_string(jobspool.FALLBACK_SGE_ROOTS[0]))
+    out.append("#define SGEWRAP_GID_RANGE_FILE %s" % _c_string(gidrange.CACHE))
+    out.append("#define SGEWRAP_GID_RANGE_MARK %s" % _c_string(os.path.join(gidrange.MARK_DIR, gidrange.MARK)))
+    out.append("#define SGEWRAP_GID_RANGE_MAX %d" % gidrange.MAX_BYTES)
     out.append("#define SGEWRAP_JOB %s" % _c_string(JOB))
     out.append("#define SGEWRAP_SETUP %s" % _c_string(SETUP))
     assert daemonlog.DEFAULT_FACILITY in facility.choices
