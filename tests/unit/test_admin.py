@@ -19,6 +19,7 @@ from sgewrap import methods
 from sgewrap.admin import cli
 from sgewrap.admin import pam, sgeconf
 from sgewrap.admin import check, config
+from sgewrap.rootside import gidrange
 
 DATA = os.path.join(lib.DATA, "sgeconf")
 W = "/opt/sge/util/resources/wrappers"
@@ -252,7 +253,7 @@ def adopted(tmp_path):
     return wrappers, pam_file
 
 
-def test_an_adopt_block_of_0_2_is_an_error_and_apply_replaces_it(capsys, tmp_path):
+def test_an_adopt_block_of_0_2_is_an_error_and_apply_replaces_it(capsys, tmp_path, fake_qconf):
     wrappers, pam_file = adopted(tmp_path)
     assert "close_session" not in pam_file.read_text()
     old = pam_file.read_text().replace(pam.ADOPT_END, "session optional pam_exec.so quiet type=close_session "
@@ -482,6 +483,31 @@ def test_apply_then_restore_global(fake_qconf, capsys, tmp_path):
     assert not stack.exists() and "removed %s" % stack in out
     assert os.readlink(clients / "qlogin") == "qsh" and os.readlink(clients / "qrsh") == "qsh"
     assert not (clients / "qlogin.sgewrap-orig").exists()
+
+
+def test_apply_writes_the_gid_range_cache_of_every_configuration(fake_qconf, capsys, tmp_path, gid_range_cache):
+    """The session reaper's cache (sgewrap.rootside.gidrange): the global gid_range and each local one,
+    whichever host --apply runs on; rewritten by every --apply, so it follows qconf."""
+    (fake_qconf / "node02").write_text("#node02:\ngid_range 20000-20100\n")
+    code, out, err = sgewrap(capsys, "config", "ssh", "--wrappers", W, "--apply", "--backup-dir", str(tmp_path / "b"))
+    assert (code, err) == (0, "")
+    assert "wrote %s: global 65400-65500; node02 20000-20100" % gid_range_cache in out
+    assert gidrange.read() == (gidrange.HEADER + "global 65400-65500\nnode02 20000-20100\n").encode()
+    assert (os.stat(gid_range_cache).st_mode & 0o7777) == 0o644
+    assert gidrange.verdict(20000, host="node02")[0] == gidrange.IN
+    assert gidrange.verdict(20000, host="node01")[0] == gidrange.OUT
+    (fake_qconf / "node02").write_text("#node02:\ngid_range 30000-30100\n")
+    code, out, _ = sgewrap(capsys, "config", "ssh", "--wrappers", W, "--apply", "--backup-dir", str(tmp_path / "b"))
+    assert code == 0 and "nothing changed" in out and "node02 30000-30100" in out
+    assert gidrange.verdict(30000, host="node02")[0] == gidrange.IN
+
+
+def test_a_cache_that_cannot_be_written_is_said_and_apply_goes_on(fake_qconf, capsys, tmp_path, gid_range_cache):
+    os.makedirs(os.path.dirname(gid_range_cache), mode=0o777)
+    os.chmod(os.path.dirname(gid_range_cache), 0o777)
+    code, out, err = sgewrap(capsys, "config", "ssh", "--wrappers", W, "--apply", "--backup-dir", str(tmp_path / "b"))
+    assert (code, err) == (0, "") and "warning: cannot write %s" % gid_range_cache in out
+    assert not os.path.exists(gid_range_cache)
 
 
 def test_apply_twice_changes_nothing(fake_qconf, capsys, tmp_path):
@@ -839,7 +865,7 @@ def test_node_access_apply_and_restore(queue_store, capsys, tmp_path):
     args = ["node-access", "--queue", "all.q", "--wrappers", W, "--backup-dir", str(tmp_path / "b"),
             "--pam-file", str(pamfile)]
     code, out, err = sgewrap(capsys, *args, "--apply")
-    assert (code, err) == (0, "")
+    assert (code, err) == (0, "") and "wrote %s: global 65400-65500" % gidrange.CACHE in out
     queue = (queue_store / "queue.all.q").read_text()
     assert "prolog                root@%s/node_access prolog\n" % W in queue
     assert "epilog                root@%s/node_access epilog\n" % W in queue
@@ -938,7 +964,7 @@ def test_check_explains_adopt_and_flags_a_half_configured_block(tmp_path):
     assert pam.remove_adopt(str(pam_file)) and pam_file.read_text() == "@include common-auth\n"
 
 
-def test_node_access_adopt_apply_and_restore_the_pam_file(capsys, tmp_path):
+def test_node_access_adopt_apply_and_restore_the_pam_file(capsys, tmp_path, fake_qconf, gid_range_cache):
     wrappers = tmp_path / "w"
     wrappers.mkdir()
     (wrappers / "node_access").write_text("#!/usr/bin/python3 -I\n")
@@ -950,6 +976,7 @@ def test_node_access_adopt_apply_and_restore_the_pam_file(capsys, tmp_path):
                              "--adopt-option=--warn-only")
     assert (code, err) == (0, "")
     assert pam.has_adopt(str(pam_file)) and "node_access --warn-only adopt" in pam_file.read_text()
+    assert "wrote %s: global 65400-65500" % gid_range_cache in out and os.path.isfile(gid_range_cache)
     backup = out.split("undo with: sgewrap node-access --restore ")[1].split()[0]
     code, out, err = sgewrap(capsys, "node-access", "--restore", backup, "--pam-file", str(pam_file))
     assert (code, err) == (0, "") and pam_file.read_text() == before
@@ -978,3 +1005,22 @@ def test_check_warns_when_gid_range_is_narrower_than_a_hosts_slots():
     assert len(found) == 1 and "gives 101 group ids, but queue big.q has 150 slots" in found[0]
     report = check.analyse(glob, {}, queues={"small.q": {"slots": "8"}})
     assert not [p for p in report.problems if p.slot == "gid_range"]
+
+
+def test_check_wants_this_host_s_gid_range_cache_where_the_job_sshd_runs(tmp_path, gid_range_cache):
+    """Where sessions are reaped (the job sshd), the cache must be there and say what qconf says: a
+    stale one spares the leftovers of sessions whose group id it does not hold."""
+    glob, hosts = load("tight")
+    args = dict(here="vm", pam_file=os.devnull, executable=lambda p: True, job_pam_file=os.devnull)
+
+    def said():
+        return [p.message for p in check.analyse(glob, hosts, **args).warnings if p.slot == "gid_range"]
+    assert len(said()) == 1 and "there is no %s" % gid_range_cache in said()[0]
+    gidrange.write([("global", "65400-65500")])
+    assert said() == []
+    gidrange.write([("global", "65400-65500"), ("vm", "20000-20100")])
+    assert said() == ["vm: %s says gid_range 20000-20100 for this host, the configuration 65400-65500: a closed "
+                      "session whose group id is outside the cached one is not reaped; sgewrap config ssh --tight "
+                      "--apply on vm rewrites it from qconf" % gid_range_cache]
+    os.unlink(gid_range_cache)
+    assert [p for p in check.analyse(*load("builtin"), **args).problems if p.slot == "gid_range"] == []

@@ -13,7 +13,7 @@ import tempfile
 from plumbum import cli
 
 from . import pam, sgeconf
-from .common import UNREADABLE, AdminError, Command, default_wrappers, run
+from .common import UNREADABLE, AdminError, Command, cache_gid_range, default_wrappers, run
 from .config import DEFAULT_BACKUP_DIR, save_backup
 
 PROGRAM = "node_access"
@@ -124,6 +124,7 @@ class NodeAccess(Command, cli.Application):
             raise AdminError("no such queue: %s" % ", ".join(missing), UNREADABLE)
         for q in self.queue:
             apply_queue(q, wrappers, self.backup_dir, self.replace)
+        print(cache_gid_range())
         try:
             if pam.add_node_access(self.pam_file):
                 print("added the node-access account rules to %s (this host; every execution host needs them)"
@@ -188,6 +189,7 @@ def adopt(app):
         raise AdminError("cannot change %s: %s" % (app.pam_file, err.strerror or err))
     print("%s %s (this host; every execution host needs it); the previous one is %s"
           % ("added node_access adopt to" if changed else "node_access adopt already in", app.pam_file, backup))
+    print(cache_gid_range())
     print("undo with: sgewrap node-access --restore %s (or --remove-adopt)" % backup)
     return 0
 

@@ -111,12 +111,12 @@ def qconf_show(name, code=UNREADABLE):
     return out
 
 
-def read_live():
+def read_live(code=UNREADABLE):
     """(global Config, {host: Config}) from the running qmaster."""
-    glob = sgeconf.parse(qconf_show("global"), "global")
+    glob = sgeconf.parse(qconf_show("global", code=code), "global")
     hosts = {}
-    for host in qconf_list():
-        hosts[host] = sgeconf.parse(qconf_show(host), host)
+    for host in qconf_list(code=code):
+        hosts[host] = sgeconf.parse(qconf_show(host, code=code), host)
     return glob, hosts
 
 
@@ -154,6 +154,32 @@ def read_dir(directory):
 
 def this_host():
     return socket.gethostname()
+
+
+def gid_ranges(glob, hosts):
+    """[(configuration, gid_range)...] of the global configuration and every local one that sets it:
+    what the session reaper's cache holds (:mod:`sgewrap.rootside.gidrange`)."""
+    found = [("global", glob.get("gid_range"))] if glob.get("gid_range") else []
+    return found + [(name, conf.get("gid_range")) for name, conf in hosts.items() if conf.get("gid_range")]
+
+
+def cache_gid_range(path=None):
+    """Write this host's gid_range cache from ``qconf -sconf`` (every configuration), for the reaper that
+    kills a closed session's leftovers by the job's group id only inside it; a line saying what was
+    done.  A cache that cannot be written leaves the reaper as it was (said: --apply goes on)."""
+    from ..rootside import frame, gidrange
+    path = path or gidrange.CACHE
+    try:
+        glob, hosts = read_live(code=FAILED)
+        values = gid_ranges(glob, hosts)
+        if not values or values[0][0] != "global":
+            raise ValueError("the global configuration has no gid_range")
+        gidrange.write(values, path)
+    except (AdminError, ValueError, OSError, frame.UnsafeError) as err:
+        return "warning: cannot write %s (%s): the session reaper goes on by what is there (sgewrap check " \
+            "says what)" % (path, getattr(err, "strerror", None) or err)
+    return "wrote %s: %s (a closed session's leftovers are killed by the job's group id only inside it)" % (
+        path, "; ".join("%s %s" % pair for pair in values))
 
 
 def same_host(a, b):
