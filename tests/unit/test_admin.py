@@ -1024,3 +1024,42 @@ def test_check_wants_this_host_s_gid_range_cache_where_the_job_sshd_runs(tmp_pat
                       "--apply on vm rewrites it from qconf" % gid_range_cache]
     os.unlink(gid_range_cache)
     assert [p for p in check.analyse(*load("builtin"), **args).problems if p.slot == "gid_range"] == []
+
+
+def test_selftest_picks_its_scratch_gid_outside_gid_range_and_unused(monkeypatch):
+    """execd hands out gid_range ids looking only at its own jobs: an id of the selftest's there could go
+    to a job meanwhile, and the scratch session's close would kill that job's processes by it."""
+    import collections
+    from sgewrap.admin import selftest
+    Group = collections.namedtuple("Group", "gr_gid")
+    monkeypatch.setattr("grp.getgrall", lambda: [Group(65000), Group(65003)])
+    monkeypatch.setattr(selftest, "carried_gids", lambda: {65004})
+    picks = {selftest.free_gid([(65001, 65002), (65006, 65533)]) for _ in range(200)}
+    assert picks == {65005}
+    with pytest.raises(check.AdminError, match="no unused group id outside gid_range in 65000-65533"):
+        selftest.free_gid([(65000, 65533)])
+
+
+def test_selftest_knows_this_host_s_gid_range_from_the_cache_else_from_qconf(fake_qconf, monkeypatch):
+    from sgewrap.admin import selftest
+    monkeypatch.setattr(gidrange, "this_host", lambda: "node02")
+    monkeypatch.setattr(selftest, "this_host", lambda: "node02")
+    (fake_qconf / "node02").write_text("#node02:\ngid_range 30000-30100,30200\n")
+    assert selftest.host_gid_ranges() == ([(30000, 30100), (30200, 30200)], "qconf -sconf")
+    gidrange.write([("global", "65400-65500"), ("node02", "20000-20100")])
+    assert selftest.host_gid_ranges() == ([(20000, 20100)], gidrange.CACHE)
+    os.unlink(gidrange.CACHE)
+    monkeypatch.setenv("FAKE_QCONF_FAIL", "1")
+    ranges, why = selftest.host_gid_ranges()
+    assert ranges == [] and why.startswith("no %s, and 'qconf -sconf global' failed" % gidrange.CACHE)
+
+
+def test_carried_gids_sees_a_running_process_s_groups():
+    import subprocess
+    from sgewrap.admin import selftest
+    proc = subprocess.Popen(["/bin/sleep", "30"], extra_groups=[65495])
+    try:
+        assert lib.wait_until(lambda: 65495 in selftest.carried_gids(), 5, 0.01)
+    finally:
+        proc.kill()
+        proc.wait()
