@@ -21,9 +21,11 @@ user's environment):
    (on a slave host a parallel job's tasks each have their own shepherd and
    spool);
 3. the choice: the job the user named in ``~/.sge_adopt_job`` (a job number
-   or ``JOB.TASK``; a regular file of the user's, read with O_NOFOLLOW) -- a
-   job that is not theirs or not here is refused, never swapped -- else the
-   newest (the latest-started shepherd);
+   or ``JOB.TASK``; a regular file of the user's, read as the user with
+   O_NOFOLLOW|O_NONBLOCK within 2 s) -- a job that is not theirs or not here
+   is refused, never swapped, and so is a choice that is there but cannot be
+   read (a link, not the user's, no answer in time) -- else the newest (the
+   latest-started shepherd);
 4. the tie: ``sge-qrsh-setup.<monitor>`` names that task's spool directory;
    pam_sge-qrsh-setup, in the session's own process, adds the job's group
    and environment, so Grid Engine accounts the session's processes and kills
@@ -47,12 +49,13 @@ program started with it is the user's (``LD_PRELOAD``); a ``close_session``
 call (a block written by 0.2) does nothing.
 """
 import os
-import stat
 
-from . import jobspool, procs, session, setupfile
+from . import frame, jobspool, procs, session, setupfile
 
 OK, REFUSE = 0, 1
 CHOICE_FILE = ".sge_adopt_job"
+#: how long reading it may take (seconds), and how many bytes it may hold
+CHOICE_TIMEOUT, CHOICE_BYTES = 2.0, 64
 
 
 class Decision(Exception):
@@ -151,21 +154,24 @@ def job_owner(job_id, sge_root):
 
 
 def named_job(user):
-    """The job the user named in ~/.sge_adopt_job (a number or JOB.TASK), or None."""
+    """The job the user named in ~/.sge_adopt_job (a number or JOB.TASK), or None if they named none
+    (no such file, or an empty one); Decision (refused) if the file is there but cannot be read.
+
+    Read as the user, bounded in time (:func:`sgewrap.rootside.frame.read_as_user`): as root a
+    root-squashed NFS home refuses the read, and a stalled NFS or FUSE home would stall the login.
+    A choice that cannot be read is never taken for none: joining the newest job instead would put
+    the login into a job its user did not name."""
     import pwd
     try:
         pw = pwd.getpwnam(user)
-        fd = os.open(os.path.join(pw.pw_dir, CHOICE_FILE), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except (KeyError, OSError):
+    except KeyError:
         return None
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or st.st_uid != pw.pw_uid:
-            return None
-        text = os.read(fd, 64).decode("ascii", "replace").strip()
-    finally:
-        os.close(fd)
-    return text or None
+    status, value = frame.read_as_user(pw, os.path.join(pw.pw_dir, CHOICE_FILE), CHOICE_TIMEOUT, CHOICE_BYTES)
+    if status == frame.MISSING:
+        return None
+    if status == frame.UNREADABLE:
+        raise Decision("~/%s cannot be read (%s): not guessing which job to join" % (CHOICE_FILE, value), False)
+    return value.decode("ascii", "replace").strip() or None
 
 
 def choose(user, tasks, wanted):
@@ -202,7 +208,10 @@ def decide(user, opts, trust):
         if waiting:
             return Verdict(allowed=opts.action_adopt_failure == "allow", why="your parallel job %s has slots "
                            "here but no task started yet: nothing to join" % waiting[0])
-    wanted = named_job(user)
+    try:
+        wanted = named_job(user)
+    except Decision as decision:
+        return Verdict(allowed=False, why=str(decision), tasks=tasks)
     try:
         return Verdict(job=choose(user, tasks, wanted), tasks=tasks, wanted=wanted)
     except Decision as decision:
