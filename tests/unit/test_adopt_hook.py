@@ -7,6 +7,7 @@ and 9.1 (newer) and bob's 10.1.  The real thing, with real sshd, PAM and jobs: t
 import collections
 import os
 import pathlib
+import re
 import shutil
 import tempfile
 import time
@@ -252,3 +253,71 @@ def test_no_home_or_no_file_names_nothing(homes):
     for home in ("/nonexistent", str(homes["alice"])):
         pw = Pw("alice", 5000, 5000, home)
         assert frame.read_as_user(pw, os.path.join(home, adopt.CHOICE_FILE), 2) == (frame.MISSING, b"")
+
+
+real_waiting_slots = adopt.waiting_slots
+
+
+@pytest.fixture
+def qmaster(node, tmp_path, monkeypatch):
+    """A Grid Engine root whose qstat -j says alice owns every job after DELAY seconds (a file), and an
+    empty active_jobs/77.1 and 78.1 (slots of parallel jobs delivered here, no task started); returns a
+    function that sets the delay."""
+    from sgewrap import locate
+    root = tmp_path / "sge"
+    (root / "default" / "common").mkdir(parents=True)
+    (root / "default" / "common" / "bootstrap").write_text("admin_user none\n")
+    bindir = root / "bin" / locate.arch_guesses()[0]
+    bindir.mkdir(parents=True)
+    delay = tmp_path / "delay"
+    delay.write_text("0")
+    (bindir / "qstat").write_text("#!/bin/sh\nsleep $(cat %s)\necho \"owner: alice\"\n" % delay)
+    (bindir / "qstat").chmod(0o755)
+    for job in (77, 78):
+        os.makedirs(os.path.join(node["active_jobs"], "%d.1" % job), mode=0o755)
+    monkeypatch.setattr(adopt, "waiting_slots", real_waiting_slots)
+    monkeypatch.setattr(adopt, "QSTAT_TIMEOUT", 0.5)
+    monkeypatch.setattr(adopt, "QSTAT_BUDGET", 0.8)
+    node["trust"] = jobspool.Trust(str(root))
+    return lambda seconds: delay.write_text(str(seconds))
+
+
+def login_without_tasks(node, *options):
+    """A login of carol, who has no task here: the empty slot directories are asked of qmaster."""
+    opts, _ = nodeaccess.parse_args(["--active-jobs=" + node["active_jobs"], *options, "adopt"])
+    log = Log()
+    start = time.monotonic()
+    code = adopt.run({"PAM_TYPE": "account", "PAM_USER": "carol"}, opts, node["trust"], log)
+    return code, log, time.monotonic() - start
+
+
+def test_a_slot_of_the_user_s_parallel_job_here_follows_the_adopt_failure_policy(node, qmaster, monkeypatch, capfd):
+    monkeypatch.setattr(adopt, "job_owner", lambda job_id, sge_root, timeout: "carol")
+    code, log, _ = login_without_tasks(node)
+    assert code == 1 and "your parallel job 77 has slots here but no task started yet" in capfd.readouterr().out
+
+
+def test_a_qmaster_that_does_not_answer_in_time_cannot_decide_a_login(node, qmaster, capfd):
+    """One qstat -j per empty active_jobs entry stalled logins as long as qmaster stalled: now each
+    gets QSTAT_TIMEOUT and all of them QSTAT_BUDGET, then --action-adopt-failure decides (logged)."""
+    qmaster(30)
+    code, log, took = login_without_tasks(node)
+    assert code == 1 and took < 2
+    assert "cannot tell whether a parallel job of yours has slots here: qstat -j 77 did not answer within 0.5 s" \
+        in capfd.readouterr().out and "refused carol" in log.text()
+    code, log, took = login_without_tasks(node, "--action-adopt-failure=allow")
+    assert code == 0 and took < 2 and "carol admitted untied: cannot tell whether" in log.text()
+
+
+def test_all_the_qstat_calls_of_one_login_are_bounded_together(node, qmaster, capfd):
+    qmaster(0.45)                 # each answers in time (carol owns none), but two take longer than the budget
+    code, log, took = login_without_tasks(node)
+    out = capfd.readouterr().out
+    assert code == 1 and took < 2
+    assert re.search(r"qstat -j 78 did not answer within 0\.[0-4] s|qstat -j took more than 0\.8 s for the jobs "
+                     r"before 78", out), out
+
+
+def test_a_qmaster_that_answers_in_time_decides(node, qmaster, capfd):
+    code, log, took = login_without_tasks(node)
+    assert code == 1 and "no job of yours runs on this host" in capfd.readouterr().out

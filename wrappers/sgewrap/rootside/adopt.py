@@ -36,7 +36,9 @@ user's environment):
    starts) or allow untied -- and so does a parallel job with slots on this
    host but no task started here yet (execd made its ``active_jobs/JOB.TASK``
    directory on delivery, empty until a task starts; its owner is then asked
-   of qmaster, ``qstat -j JOB``): there is no task to join yet.
+   of qmaster, ``qstat -j JOB``): there is no task to join yet; and so does a
+   login for which qmaster does not answer in time (3 s a ``qstat``, 5 s in
+   all): it cannot be decided.
 
 ``--warn-only`` refuses nobody: it ties where it can and logs what it would
 have refused.  A refusal prints one line for the user (pam_exec ``stdout``)
@@ -104,10 +106,18 @@ def running_tasks(user, trust, active_jobs):
     return [job for _, job in sorted(found, key=lambda item: item[0], reverse=True)]
 
 
+class Undecided(Exception):
+    """qmaster did not say in time whose a job is; the message says which."""
+
+
 def waiting_slots(user, trust, active_jobs):
     """Job numbers of the user's parallel jobs delivered to this host whose task here has not started:
     ``active_jobs/JOB.TASK`` directories (trusted) holding no task, owned (says qmaster) by ``user``.
-    Asked only when no task of the user's runs here."""
+    Asked only when no task of the user's runs here, and only until one is found.  Each ``qstat -j``
+    gets :data:`QSTAT_TIMEOUT` seconds and all of them :data:`QSTAT_BUDGET`: a login must not wait on
+    a slow qmaster once per empty directory.  Undecided when one went unanswered."""
+    import time
+    deadline = time.monotonic() + QSTAT_BUDGET
     found = []
     for directory in active_jobs:
         try:
@@ -124,14 +134,24 @@ def waiting_slots(user, trust, active_jobs):
                 jobspool.spool_dir({"SGE_JOB_SPOOL_DIR": path}, trust)
             except jobspool.NoJob:
                 continue
-            if not [d for d in os.listdir(path) if os.path.isdir(os.path.join(path, d))] \
-                    and job_owner(job_id, trust.sge_root) == user:
+            if [d for d in os.listdir(path) if os.path.isdir(os.path.join(path, d))]:
+                continue
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise Undecided("qstat -j took more than %g s for the jobs before %s" % (QSTAT_BUDGET, job_id))
+            if job_owner(job_id, trust.sge_root, min(QSTAT_TIMEOUT, left)) == user:
                 found.append(job_id)
+                return found
     return found
 
 
-def job_owner(job_id, sge_root):
-    """The owner of job ``job_id`` as qmaster knows it (``qstat -j``), or None."""
+#: seconds for one ``qstat -j``, and for all of one login
+QSTAT_TIMEOUT, QSTAT_BUDGET = 3.0, 5.0
+
+
+def job_owner(job_id, sge_root, timeout=QSTAT_TIMEOUT):
+    """The owner of job ``job_id`` as qmaster knows it (``qstat -j``), or None; Undecided if qstat did
+    not answer within ``timeout`` seconds (it is killed then)."""
     import subprocess
     from .. import locate
     if not sge_root:
@@ -144,7 +164,9 @@ def job_owner(job_id, sge_root):
     try:
         out = subprocess.run([os.path.join(sge_root, "bin", arcs[0], "qstat"), "-j", job_id],
                              env={"SGE_ROOT": sge_root, "SGE_CELL": cell, "PATH": "/usr/bin:/bin"},
-                             stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=10).stdout
+                             stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout).stdout
+    except subprocess.TimeoutExpired:
+        raise Undecided("qstat -j %s did not answer within %.1f s" % (job_id, timeout))
     except (OSError, subprocess.SubprocessError):
         return None
     for line in out.splitlines():
@@ -204,7 +226,11 @@ def decide(user, opts, trust):
     active_jobs = jobspool.active_jobs_dirs(opts.active_jobs)
     tasks = running_tasks(user, trust, active_jobs)
     if not tasks:
-        waiting = waiting_slots(user, trust, active_jobs)
+        try:
+            waiting = waiting_slots(user, trust, active_jobs)
+        except Undecided as why:
+            return Verdict(allowed=opts.action_adopt_failure == "allow", why="cannot tell whether a parallel job of "
+                           "yours has slots here: %s" % why)
         if waiting:
             return Verdict(allowed=opts.action_adopt_failure == "allow", why="your parallel job %s has slots "
                            "here but no task started yet: nothing to join" % waiting[0])
