@@ -1063,3 +1063,77 @@ def test_carried_gids_sees_a_running_process_s_groups():
     finally:
         proc.kill()
         proc.wait()
+
+
+@pytest.mark.parametrize("entry, starts, why", [
+    ("/usr/bin/python3 %s/node_access prolog" % W, "python3", "no -I: not isolated"),
+    ("/usr/bin/python3 -E %s/node_access prolog" % W, "python3", "no -I: not isolated"),
+    ("/usr/bin/python3 -W I %s/node_access prolog" % W, "python3", "no -I: not isolated"),   # -W's argument
+    ("/usr/bin/python3 -I %s/node_access prolog" % W, None, None),
+    ("/usr/bin/python3.11 -sE %s/node_access prolog" % W, None, None),
+    ("%s/node_access prolog" % W, None, None),
+    ("/usr/bin/perl -w /site/prolog.pl", "perl", "no -T: PERL5LIB and PERL5OPT are read"),
+    ("/usr/bin/perl -I/opt/Tools /site/prolog.pl", "perl", "no -T"),       # T in -I's argument is no -T
+    ("/usr/bin/perl -wT /site/prolog.pl", None, None),
+    ("/bin/bash /site/prolog.sh", "bash", "no -p: BASH_ENV and exported functions are read"),
+    ("/bin/bash -p /site/prolog.sh", None, None),
+    ("/bin/sh /site/prolog.sh", None, None),
+    ("/bin/sh -c 'cd / && exec /usr/bin/python3 /site/p.py'", "python3", "no -I"),
+    ("/bin/sh -c 'cd /;python3 -I /site/p.py'", "python3", "looked up in the caller's PATH"),
+    ("/bin/sh -c '/usr/bin/python3 -I /site/p.py | logger'", None, None),
+    ("/usr/bin/env python3 /site/p.py", "python3", "looked up in the caller's PATH"),
+    ("/usr/bin/env X=1 /usr/bin/perl /site/p.pl", "perl", "no -T"),
+    ("/usr/bin/env -i /usr/bin/python3 /site/p.py", None, None),
+])
+def test_a_root_run_entry_that_starts_an_interpreter_without_isolation_is_an_error(entry, starts, why):
+    """A prolog written 'root@/usr/bin/python3 .../node_access prolog' ran the job owner's sitecustomize
+    (PYTHONPATH, user site) as root before node_access could re-execute itself isolated: check says so,
+    for a queue's prolog/epilog, a configuration's and a daemon, naming the entry and the fix."""
+    glob = load("builtin")[0]
+    for queues, conf in [({"all.q": {"prolog": "root@" + entry, "epilog": "NONE"}}, glob),
+                         ({}, sgeconf.with_entries(glob, {"rsh_daemon": entry}))]:
+        errors = [p.message for p in check.analyse(conf, {}, queues=queues).errors if p.slot == "root"]
+        if starts is None:
+            assert errors == []
+            continue
+        assert len(errors) == 1 and " starts %s as root (" % starts in errors[0] and why in errors[0], errors
+        assert ("queue all.q: prolog %r" % ("root@" + entry) if queues else
+                "global configuration: rsh_daemon %r" % entry) in errors[0] and "; fix: " in errors[0]
+
+
+def test_a_prolog_run_as_the_job_s_owner_is_not_root_s_business():
+    glob = load("builtin")[0]
+    queues = {"all.q": {"prolog": "/usr/bin/python3 /site/p.py", "epilog": "sgeadmin@/usr/bin/perl /site/e.pl"}}
+    assert [p for p in check.analyse(glob, {}, queues=queues).errors if p.slot == "root"] == []
+    local = sgeconf.parse("#node01:\nprolog root@/usr/bin/python3 /x\n", "node01")
+    errors = [p.message for p in check.analyse(glob, {"node01": local}).errors if p.slot == "root"]
+    assert len(errors) == 1 and errors[0].startswith("local configuration of node01: prolog 'root@/usr/bin/python3 /x'")
+
+
+def test_node_access_through_an_interpreter_counts_as_node_access_and_is_flagged():
+    glob = load("builtin")[0]
+    queues = {"all.q": {"prolog": "root@/usr/bin/python3 %s/node_access prolog" % W,
+                        "epilog": "root@%s/node_access epilog" % W}}
+    report = check.analyse(glob, {}, queues=queues)
+    assert not any("as its epilog but not as its prolog" in p.message for p in report.errors)
+    assert [p.slot for p in report.errors] == ["root"]
+
+
+def test_node_access_apply_replaces_an_interpreter_prolog_and_flags_other_root_entries(queue_store, capsys, tmp_path):
+    (queue_store / "queue.all.q").write_text(QUEUE.replace(
+        "prolog                NONE", "prolog                root@/usr/bin/python3 %s/node_access prolog" % W))
+    (queue_store / "queue.other.q").write_text(QUEUE.replace("all.q", "other.q").replace(
+        "epilog                NONE", "epilog                root@/usr/bin/perl /site/epilog.pl"))
+    args = ["node-access", "--queue", "all.q", "--wrappers", W, "--apply", "--backup-dir", str(tmp_path / "b"),
+            "--pam-file", str(tmp_path / "pam")]
+    (tmp_path / "pam").write_text("account required pam_nologin.so\n")
+    code, out, err = sgewrap(capsys, *args)
+    assert "prolog                root@%s/node_access prolog\n" % W in (queue_store / "queue.all.q").read_text()
+    assert "replacing, as it is unsafe: queue all.q: prolog 'root@/usr/bin/python3 %s/node_access prolog' starts " \
+           "python3 as root (no -I: not isolated)" % W in out
+    assert code == 1 and err == ""
+    assert "error: queue other.q: epilog 'root@/usr/bin/perl /site/epilog.pl' starts perl as root (no -T: PERL5LIB " \
+           "and PERL5OPT are read): the job's owner's environment reaches it, so their code could run as root; " \
+           "fix: add -T (taint mode)\n" in out
+    (queue_store / "queue.other.q").unlink()
+    assert sgewrap(capsys, *args)[0] == 0

@@ -178,6 +178,10 @@ def analyse(glob, hosts, here=None, pam_file=pam.PAM_FILE, executable=None, queu
             report.add(ERROR, None, "queue " + name, "queue %s runs node_access as its epilog but not as its "
                        "prolog: users never get ssh access to their jobs' hosts" % name)
 
+    # --- what runs as root must not start an interpreter the job's owner can steer -----------------
+    for message in common.interpreter_errors(common.root_run_entries(glob, hosts, queues)):
+        report.add(ERROR, None, "root", message)
+
     # --- enough job group ids for the tasks a host may run at once ----------------------------
     most = max([(q, n) for q, values in (queues or {}).items() for n in _numbers(values.get("slots"))] or [(None, 0)],
                key=lambda pair: pair[1])
@@ -239,7 +243,9 @@ def analyse(glob, hosts, here=None, pam_file=pam.PAM_FILE, executable=None, queu
     root_run = [(key, value(local, key) if local else glob.get(key)) for key in sgeconf.SLOTS
                 if key.endswith("_daemon")]
     root_run += [("queue %s %s" % (q, w), values.get(w)) for q, values in sorted((queues or {}).items())
-                 for w in ("prolog", "epilog") if access.runs_node_access(values.get(w))]
+                 for w in ("prolog", "epilog") if (values.get(w) or "").startswith("root@")]
+    root_run += [("%s (%s)" % (w, here), value(local, w) if local else glob.get(w)) for w in ("prolog", "epilog")
+                 if ((value(local, w) if local else glob.get(w)) or "").startswith("root@")]
     adopt_hooks = []
     try:
         for problem in pam.adopt_problems(pam_file):
@@ -277,18 +283,17 @@ def gid_count(value):
 
 
 def _check_isolated(report, here, entries):
-    """Root-run programs that are Python scripts must start an isolated interpreter (python -I)."""
+    """Root-run programs that are Python scripts must start an isolated interpreter (python -I) by their
+    first line; an interpreter the entry names itself is :func:`common.interpreter_errors`'."""
     for key, v in entries:
-        words = sgeconf.words(v)
-        if words and "@" in words[0].split("/")[0]:
-            words[0] = words[0].split("@", 1)[1]     # prolog "root@/path"
+        words = common.entry_words(v)
         if not words or not posixpath.isabs(words[0]):
             continue
         problem = common.interpreter_problem(words[0])
         if problem:
             report.add(ERROR, here, key, "%s: %s runs %s as root, %s: the job's owner could run code as root "
-                       "(PYTHONPATH...); reinstall it (make install / sgewrap install / the package)" % (
-                           here, key, words[0], problem))
+                       "(PYTHONPATH...); reinstall it (make install / sgewrap install / the package), or give its "
+                       "interpreter line the isolating option" % (here, key, words[0], problem))
 
 
 def _check_gid_range_cache(report, here, tight, configured, path=None):
@@ -441,10 +446,13 @@ class Check(Command, cli.Application):
     where this host's sshd is OpenSSH 9.8 or later, without -o PamServiceName),
     --tunnel with an sshd here that does not forward or takes few connections
     at once, node_access as prolog without epilog (or the reverse) and PAM
-    rules here without a queue that runs it, a gid_range cache here that is
-    missing or stale while the job sshd runs here, and unencrypted methods
-    (warning).  Exit 0: consistent (warnings allowed); 1: not consistent;
-    2: the configuration could not be read.
+    rules here without a queue that runs it, a root-run daemon, prolog or
+    epilog that starts an interpreter without isolation (python without -I,
+    perl without -T, bash without -p, one env finds in the job's PATH; also
+    through sh -c), a gid_range cache here that is missing or stale while the
+    job sshd runs here, and unencrypted methods (warning).  Exit 0:
+    consistent (warnings allowed); 1: not consistent; 2: the configuration
+    could not be read.
     """
 
     source = cli.SwitchAttr("--from", str, argname="DIR",

@@ -57,9 +57,14 @@ def require_isolated(log):
 
     An interpreter that is not isolated imported ``site`` with the caller's
     ``PYTHONPATH``, ``PYTHONHOME``, user site-packages: as root that is the
-    job owner's code.  The installers write ``-I`` into every shebang; this
-    catches a script started another way (``python3 SCRIPT``, a console
-    script of another installer).  Returns only when isolated.
+    job owner's code, and it has run (``sitecustomize``, ``usercustomize``,
+    ``.pth`` files) before this line does.  So this is no defence against a
+    program started that way (``python3 SCRIPT`` in a prolog, a console script
+    of another installer): the installers write ``-I`` into every shebang,
+    and ``sgewrap check`` and ``sgewrap node-access --apply`` flag a root-run
+    entry that names an interpreter without it.  What this does is keep the
+    program's own later imports off the caller's paths.  Returns only when
+    isolated.
     """
     if sys.flags.isolated:
         return
