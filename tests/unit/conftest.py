@@ -73,13 +73,12 @@ def no_system_pam_file_touched():
 
 
 @pytest.fixture(autouse=True)
-def gid_range_cache(tmp_path, monkeypatch):
+def gid_range_cache(tmp_path_factory, monkeypatch):
     """The host's gid_range cache (/var/lib/sgewrap) and the reaper's once-per-boot marker (/run/sgewrap)
     belong to the host, where another run's sessions read them: every unit test gets its own, empty
     places (a forked watcher inherits them); the cache's path."""
     from sgewrap.rootside import gidrange
-    base = tmp_path / "gid-range-cache"
-    base.mkdir(mode=0o755)
+    base = tmp_path_factory.mktemp("gid-range-cache")       # beside tmp_path: a test may list all of that
     monkeypatch.setattr(gidrange, "CACHE", str(base / "lib" / "gid_range"))
     monkeypatch.setattr(gidrange, "MARK_DIR", str(base / "run"))
     return gidrange.CACHE
