@@ -70,3 +70,15 @@ def no_system_pam_file_touched():
             with open(p, "wb") as f:
                 f.write(before[p])
     assert not changed, "a unit test changed the host's %s" % ", ".join(changed)
+
+
+@pytest.fixture(autouse=True)
+def gid_range_cache(tmp_path_factory, monkeypatch):
+    """The host's gid_range cache (/var/lib/sgewrap) and the reaper's once-per-boot marker (/run/sgewrap)
+    belong to the host, where another run's sessions read them: every unit test gets its own, empty
+    places (a forked watcher inherits them); the cache's path."""
+    from sgewrap.rootside import gidrange
+    base = tmp_path_factory.mktemp("gid-range-cache")       # beside tmp_path: a test may list all of that
+    monkeypatch.setattr(gidrange, "CACHE", str(base / "lib" / "gid_range"))
+    monkeypatch.setattr(gidrange, "MARK_DIR", str(base / "run"))
+    return gidrange.CACHE

@@ -19,6 +19,7 @@ from sgewrap import methods
 from sgewrap.admin import cli
 from sgewrap.admin import pam, sgeconf
 from sgewrap.admin import check, config
+from sgewrap.rootside import gidrange
 
 DATA = os.path.join(lib.DATA, "sgeconf")
 W = "/opt/sge/util/resources/wrappers"
@@ -252,7 +253,7 @@ def adopted(tmp_path):
     return wrappers, pam_file
 
 
-def test_an_adopt_block_of_0_2_is_an_error_and_apply_replaces_it(capsys, tmp_path):
+def test_an_adopt_block_of_0_2_is_an_error_and_apply_replaces_it(capsys, tmp_path, fake_qconf):
     wrappers, pam_file = adopted(tmp_path)
     assert "close_session" not in pam_file.read_text()
     old = pam_file.read_text().replace(pam.ADOPT_END, "session optional pam_exec.so quiet type=close_session "
@@ -482,6 +483,31 @@ def test_apply_then_restore_global(fake_qconf, capsys, tmp_path):
     assert not stack.exists() and "removed %s" % stack in out
     assert os.readlink(clients / "qlogin") == "qsh" and os.readlink(clients / "qrsh") == "qsh"
     assert not (clients / "qlogin.sgewrap-orig").exists()
+
+
+def test_apply_writes_the_gid_range_cache_of_every_configuration(fake_qconf, capsys, tmp_path, gid_range_cache):
+    """The session reaper's cache (sgewrap.rootside.gidrange): the global gid_range and each local one,
+    whichever host --apply runs on; rewritten by every --apply, so it follows qconf."""
+    (fake_qconf / "node02").write_text("#node02:\ngid_range 20000-20100\n")
+    code, out, err = sgewrap(capsys, "config", "ssh", "--wrappers", W, "--apply", "--backup-dir", str(tmp_path / "b"))
+    assert (code, err) == (0, "")
+    assert "wrote %s: global 65400-65500; node02 20000-20100" % gid_range_cache in out
+    assert gidrange.read() == (gidrange.HEADER + "global 65400-65500\nnode02 20000-20100\n").encode()
+    assert (os.stat(gid_range_cache).st_mode & 0o7777) == 0o644
+    assert gidrange.verdict(20000, host="node02")[0] == gidrange.IN
+    assert gidrange.verdict(20000, host="node01")[0] == gidrange.OUT
+    (fake_qconf / "node02").write_text("#node02:\ngid_range 30000-30100\n")
+    code, out, _ = sgewrap(capsys, "config", "ssh", "--wrappers", W, "--apply", "--backup-dir", str(tmp_path / "b"))
+    assert code == 0 and "nothing changed" in out and "node02 30000-30100" in out
+    assert gidrange.verdict(30000, host="node02")[0] == gidrange.IN
+
+
+def test_a_cache_that_cannot_be_written_is_said_and_apply_goes_on(fake_qconf, capsys, tmp_path, gid_range_cache):
+    os.makedirs(os.path.dirname(gid_range_cache), mode=0o777)
+    os.chmod(os.path.dirname(gid_range_cache), 0o777)
+    code, out, err = sgewrap(capsys, "config", "ssh", "--wrappers", W, "--apply", "--backup-dir", str(tmp_path / "b"))
+    assert (code, err) == (0, "") and "warning: cannot write %s" % gid_range_cache in out
+    assert not os.path.exists(gid_range_cache)
 
 
 def test_apply_twice_changes_nothing(fake_qconf, capsys, tmp_path):
@@ -839,7 +865,7 @@ def test_node_access_apply_and_restore(queue_store, capsys, tmp_path):
     args = ["node-access", "--queue", "all.q", "--wrappers", W, "--backup-dir", str(tmp_path / "b"),
             "--pam-file", str(pamfile)]
     code, out, err = sgewrap(capsys, *args, "--apply")
-    assert (code, err) == (0, "")
+    assert (code, err) == (0, "") and "wrote %s: global 65400-65500" % gidrange.CACHE in out
     queue = (queue_store / "queue.all.q").read_text()
     assert "prolog                root@%s/node_access prolog\n" % W in queue
     assert "epilog                root@%s/node_access epilog\n" % W in queue
@@ -938,7 +964,7 @@ def test_check_explains_adopt_and_flags_a_half_configured_block(tmp_path):
     assert pam.remove_adopt(str(pam_file)) and pam_file.read_text() == "@include common-auth\n"
 
 
-def test_node_access_adopt_apply_and_restore_the_pam_file(capsys, tmp_path):
+def test_node_access_adopt_apply_and_restore_the_pam_file(capsys, tmp_path, fake_qconf, gid_range_cache):
     wrappers = tmp_path / "w"
     wrappers.mkdir()
     (wrappers / "node_access").write_text("#!/usr/bin/python3 -I\n")
@@ -950,6 +976,7 @@ def test_node_access_adopt_apply_and_restore_the_pam_file(capsys, tmp_path):
                              "--adopt-option=--warn-only")
     assert (code, err) == (0, "")
     assert pam.has_adopt(str(pam_file)) and "node_access --warn-only adopt" in pam_file.read_text()
+    assert "wrote %s: global 65400-65500" % gid_range_cache in out and os.path.isfile(gid_range_cache)
     backup = out.split("undo with: sgewrap node-access --restore ")[1].split()[0]
     code, out, err = sgewrap(capsys, "node-access", "--restore", backup, "--pam-file", str(pam_file))
     assert (code, err) == (0, "") and pam_file.read_text() == before
@@ -978,3 +1005,135 @@ def test_check_warns_when_gid_range_is_narrower_than_a_hosts_slots():
     assert len(found) == 1 and "gives 101 group ids, but queue big.q has 150 slots" in found[0]
     report = check.analyse(glob, {}, queues={"small.q": {"slots": "8"}})
     assert not [p for p in report.problems if p.slot == "gid_range"]
+
+
+def test_check_wants_this_host_s_gid_range_cache_where_the_job_sshd_runs(tmp_path, gid_range_cache):
+    """Where sessions are reaped (the job sshd), the cache must be there and say what qconf says: a
+    stale one spares the leftovers of sessions whose group id it does not hold."""
+    glob, hosts = load("tight")
+    args = dict(here="vm", pam_file=os.devnull, executable=lambda p: True, job_pam_file=os.devnull)
+
+    def said():
+        return [p.message for p in check.analyse(glob, hosts, **args).warnings if p.slot == "gid_range"]
+    assert len(said()) == 1 and "there is no %s" % gid_range_cache in said()[0]
+    gidrange.write([("global", "65400-65500")])
+    assert said() == []
+    gidrange.write([("global", "65400-65500"), ("vm", "20000-20100")])
+    assert said() == ["vm: %s says gid_range 20000-20100 for this host, the configuration 65400-65500: a closed "
+                      "session whose group id is outside the cached one is not reaped; sgewrap config ssh --tight "
+                      "--apply on vm rewrites it from qconf" % gid_range_cache]
+    os.unlink(gid_range_cache)
+    assert [p for p in check.analyse(*load("builtin"), **args).problems if p.slot == "gid_range"] == []
+
+
+def test_selftest_picks_its_scratch_gid_outside_gid_range_and_unused(monkeypatch):
+    """execd hands out gid_range ids looking only at its own jobs: an id of the selftest's there could go
+    to a job meanwhile, and the scratch session's close would kill that job's processes by it."""
+    import collections
+    from sgewrap.admin import selftest
+    Group = collections.namedtuple("Group", "gr_gid")
+    monkeypatch.setattr("grp.getgrall", lambda: [Group(65000), Group(65003)])
+    monkeypatch.setattr(selftest, "carried_gids", lambda: {65004})
+    picks = {selftest.free_gid([(65001, 65002), (65006, 65533)]) for _ in range(200)}
+    assert picks == {65005}
+    with pytest.raises(check.AdminError, match="no unused group id outside gid_range in 65000-65533"):
+        selftest.free_gid([(65000, 65533)])
+
+
+def test_selftest_knows_this_host_s_gid_range_from_the_cache_else_from_qconf(fake_qconf, monkeypatch):
+    from sgewrap.admin import selftest
+    monkeypatch.setattr(gidrange, "this_host", lambda: "node02")
+    monkeypatch.setattr(selftest, "this_host", lambda: "node02")
+    (fake_qconf / "node02").write_text("#node02:\ngid_range 30000-30100,30200\n")
+    assert selftest.host_gid_ranges() == ([(30000, 30100), (30200, 30200)], "qconf -sconf")
+    gidrange.write([("global", "65400-65500"), ("node02", "20000-20100")])
+    assert selftest.host_gid_ranges() == ([(20000, 20100)], gidrange.CACHE)
+    os.unlink(gidrange.CACHE)
+    monkeypatch.setenv("FAKE_QCONF_FAIL", "1")
+    ranges, why = selftest.host_gid_ranges()
+    assert ranges == [] and why.startswith("no %s, and 'qconf -sconf global' failed" % gidrange.CACHE)
+
+
+def test_carried_gids_sees_a_running_process_s_groups():
+    import subprocess
+    from sgewrap.admin import selftest
+    proc = subprocess.Popen(["/bin/sleep", "30"], extra_groups=[65495])
+    try:
+        assert lib.wait_until(lambda: 65495 in selftest.carried_gids(), 5, 0.01)
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.mark.parametrize("entry, starts, why", [
+    ("/usr/bin/python3 %s/node_access prolog" % W, "python3", "no -I: not isolated"),
+    ("/usr/bin/python3 -E %s/node_access prolog" % W, "python3", "no -I: not isolated"),
+    ("/usr/bin/python3 -W I %s/node_access prolog" % W, "python3", "no -I: not isolated"),   # -W's argument
+    ("/usr/bin/python3 -I %s/node_access prolog" % W, None, None),
+    ("/usr/bin/python3.11 -sE %s/node_access prolog" % W, None, None),
+    ("%s/node_access prolog" % W, None, None),
+    ("/usr/bin/perl -w /site/prolog.pl", "perl", "no -T: PERL5LIB and PERL5OPT are read"),
+    ("/usr/bin/perl -I/opt/Tools /site/prolog.pl", "perl", "no -T"),       # T in -I's argument is no -T
+    ("/usr/bin/perl -wT /site/prolog.pl", None, None),
+    ("/bin/bash /site/prolog.sh", "bash", "no -p: BASH_ENV and exported functions are read"),
+    ("/bin/bash -p /site/prolog.sh", None, None),
+    ("/bin/sh /site/prolog.sh", None, None),
+    ("/bin/sh -c 'cd / && exec /usr/bin/python3 /site/p.py'", "python3", "no -I"),
+    ("/bin/sh -c 'cd /;python3 -I /site/p.py'", "python3", "looked up in the caller's PATH"),
+    ("/bin/sh -c '/usr/bin/python3 -I /site/p.py | logger'", None, None),
+    ("/usr/bin/env python3 /site/p.py", "python3", "looked up in the caller's PATH"),
+    ("/usr/bin/env X=1 /usr/bin/perl /site/p.pl", "perl", "no -T"),
+    ("/usr/bin/env -i /usr/bin/python3 /site/p.py", None, None),
+])
+def test_a_root_run_entry_that_starts_an_interpreter_without_isolation_is_an_error(entry, starts, why):
+    """A prolog written 'root@/usr/bin/python3 .../node_access prolog' ran the job owner's sitecustomize
+    (PYTHONPATH, user site) as root before node_access could re-execute itself isolated: check says so,
+    for a queue's prolog/epilog, a configuration's and a daemon, naming the entry and the fix."""
+    glob = load("builtin")[0]
+    for queues, conf in [({"all.q": {"prolog": "root@" + entry, "epilog": "NONE"}}, glob),
+                         ({}, sgeconf.with_entries(glob, {"rsh_daemon": entry}))]:
+        errors = [p.message for p in check.analyse(conf, {}, queues=queues).errors if p.slot == "root"]
+        if starts is None:
+            assert errors == []
+            continue
+        assert len(errors) == 1 and " starts %s as root (" % starts in errors[0] and why in errors[0], errors
+        assert ("queue all.q: prolog %r" % ("root@" + entry) if queues else
+                "global configuration: rsh_daemon %r" % entry) in errors[0] and "; fix: " in errors[0]
+
+
+def test_a_prolog_run_as_the_job_s_owner_is_not_root_s_business():
+    glob = load("builtin")[0]
+    queues = {"all.q": {"prolog": "/usr/bin/python3 /site/p.py", "epilog": "sgeadmin@/usr/bin/perl /site/e.pl"}}
+    assert [p for p in check.analyse(glob, {}, queues=queues).errors if p.slot == "root"] == []
+    local = sgeconf.parse("#node01:\nprolog root@/usr/bin/python3 /x\n", "node01")
+    errors = [p.message for p in check.analyse(glob, {"node01": local}).errors if p.slot == "root"]
+    assert len(errors) == 1 and errors[0].startswith("local configuration of node01: prolog 'root@/usr/bin/python3 /x'")
+
+
+def test_node_access_through_an_interpreter_counts_as_node_access_and_is_flagged():
+    glob = load("builtin")[0]
+    queues = {"all.q": {"prolog": "root@/usr/bin/python3 %s/node_access prolog" % W,
+                        "epilog": "root@%s/node_access epilog" % W}}
+    report = check.analyse(glob, {}, queues=queues)
+    assert not any("as its epilog but not as its prolog" in p.message for p in report.errors)
+    assert [p.slot for p in report.errors] == ["root"]
+
+
+def test_node_access_apply_replaces_an_interpreter_prolog_and_flags_other_root_entries(queue_store, capsys, tmp_path):
+    (queue_store / "queue.all.q").write_text(QUEUE.replace(
+        "prolog                NONE", "prolog                root@/usr/bin/python3 %s/node_access prolog" % W))
+    (queue_store / "queue.other.q").write_text(QUEUE.replace("all.q", "other.q").replace(
+        "epilog                NONE", "epilog                root@/usr/bin/perl /site/epilog.pl"))
+    args = ["node-access", "--queue", "all.q", "--wrappers", W, "--apply", "--backup-dir", str(tmp_path / "b"),
+            "--pam-file", str(tmp_path / "pam")]
+    (tmp_path / "pam").write_text("account required pam_nologin.so\n")
+    code, out, err = sgewrap(capsys, *args)
+    assert "prolog                root@%s/node_access prolog\n" % W in (queue_store / "queue.all.q").read_text()
+    assert "replacing, as it is unsafe: queue all.q: prolog 'root@/usr/bin/python3 %s/node_access prolog' starts " \
+           "python3 as root (no -I: not isolated)" % W in out
+    assert code == 1 and err == ""
+    assert "error: queue other.q: epilog 'root@/usr/bin/perl /site/epilog.pl' starts perl as root (no -T: PERL5LIB " \
+           "and PERL5OPT are read): the job's owner's environment reaches it, so their code could run as root; " \
+           "fix: add -T (taint mode)\n" in out
+    (queue_store / "queue.other.q").unlink()
+    assert sgewrap(capsys, *args)[0] == 0

@@ -6,11 +6,18 @@ and 9.1 (newer) and bob's 10.1.  The real thing, with real sshd, PAM and jobs: t
 """
 import collections
 import os
+import pathlib
+import re
+import shutil
+import tempfile
+import time
 
 import pytest
 
-from lib import make_spool
+from lib import make_spool, wait_until
 from sgewrap.rootside import adopt, jobspool, nodeaccess, procs, session, setupfile
+
+real_stat = procs.stat_of          # the fixture stands in for it; the stall test looks at real processes
 
 
 class Log:
@@ -28,14 +35,26 @@ Pw = collections.namedtuple("Pw", "pw_name pw_uid pw_gid pw_dir")
 
 
 @pytest.fixture
-def node(monkeypatch, tmp_path):
+def homes():
+    """Home directories the users themselves can reach (the choice file is read as its user: below
+    pytest's 0700 tmp_path nobody else could): alice's and bob's, each theirs and 0700."""
+    top = tempfile.mkdtemp(prefix="sgewrap-homes.", dir="/tmp")
+    os.chmod(top, 0o711)
+    found = {}
+    for name, uid in (("alice", 5000), ("bob", 5001)):
+        found[name] = pathlib.Path(top) / name
+        found[name].mkdir(mode=0o700)
+        os.chown(found[name], uid, uid)
+    yield found
+    shutil.rmtree(top)
+
+
+@pytest.fixture
+def node(monkeypatch, tmp_path, homes):
     base = tmp_path / "execd"
     spools = {301: make_spool(base, 65401, "alice", job_id=8), 302: make_spool(base, 65402, "alice", job_id=9),
               303: make_spool(base, 65403, "bob", job_id=10)}
     starts = {301: 100, 302: 200, 303: 150, 500: 42}
-    homes = {"alice": tmp_path / "alice", "bob": tmp_path / "bob"}
-    for home in homes.values():
-        home.mkdir()
     users = {"alice": Pw("alice", 5000, 5000, str(homes["alice"])),
              "bob": Pw("bob", 5001, 5001, str(homes["bob"])),
              "sysuser": Pw("sysuser", 999, 999, "/")}
@@ -72,11 +91,13 @@ def login(node, user="alice", *options, kind="account", active_jobs=None):
     return code, log
 
 
-def choose(node, text, uid=5000):
+def choose(node, text, uid=5000, mode=0o644):
     """alice names a job in her ~/.sge_adopt_job (a file of hers: uid 5000)."""
     choice = node["homes"]["alice"] / adopt.CHOICE_FILE
     choice.write_text(text)
     os.chown(choice, uid, -1)
+    os.chmod(choice, mode)
+    return choice
 
 
 def spool_of(node, job):
@@ -108,10 +129,72 @@ def test_garbage_in_the_choice_file_is_refused(node):
     assert login(node)[0] == 1 and node["created"] == []
 
 
-def test_a_choice_file_that_is_not_the_users_is_ignored(node):
+def refused_for(node, capfd, why):
+    code, log = login(node)
+    out = capfd.readouterr().out
+    assert code == 1 and node["created"] == [] and node["watched"] == [], log.text()
+    assert out == "Access denied by Grid Engine's node_access: ~/.sge_adopt_job cannot be read (%s): not guessing " \
+                  "which job to join.\n" % why
+
+
+def test_a_choice_file_that_is_not_the_users_is_refused_never_guessed(node, capfd):
     choose(node, "8\n", uid=4242)
+    refused_for(node, capfd, "not the user's (owned by uid 4242)")
+
+
+def test_the_choice_is_read_as_the_user_and_a_choice_they_cannot_read_is_refused(node, capfd):
+    """What a root-squashed NFS home does to root (EACCES), a file of alice's she cannot read does to
+    her: read as root, both would have joined the newest job silently."""
+    choose(node, "8\n", mode=0o000)
+    refused_for(node, capfd, "Permission denied")
+    os.chmod(node["homes"]["alice"], 0o000)              # and a home she cannot enter
+    refused_for(node, capfd, "Permission denied")
+
+
+def test_a_link_or_a_fifo_as_the_choice_is_refused(node, capfd):
+    choice = choose(node, "8\n")
+    os.rename(choice, node["homes"]["alice"] / "elsewhere")
+    os.symlink("elsewhere", choice)
+    refused_for(node, capfd, "a symbolic link")
+    os.unlink(choice)
+    os.mkfifo(choice)
+    os.chown(choice, 5000, 5000)
+    refused_for(node, capfd, "not a regular file")
+
+
+def test_a_choice_longer_than_a_job_number_is_refused(node, capfd):
+    choose(node, "8" * (adopt.CHOICE_BYTES + 1))
+    refused_for(node, capfd, "longer than %d bytes" % adopt.CHOICE_BYTES)
+
+
+def test_an_empty_choice_file_names_no_job(node):
+    choose(node, "\n")
     code, _ = login(node)
     assert code == 0 and node["created"] == [(500, spool_of(node, 9), None)]
+
+
+def test_a_choice_that_stalls_is_refused_in_time_and_its_reader_killed(node, capfd, monkeypatch):
+    """A home on a stalled NFS or FUSE mount: the reader (the user's child) never answers.  Stood in for
+    by a reader that sleeps; the login is refused at the bound and nothing is left running."""
+    from sgewrap.rootside import frame
+    monkeypatch.setattr(adopt, "CHOICE_TIMEOUT", 0.3)
+    monkeypatch.setattr(frame, "_read_as", lambda *a: (time.sleep(60), os._exit(0)))
+    choose(node, "8\n")
+    start = time.monotonic()
+    refused_for(node, capfd, "not read within 0.3 s")
+    assert time.monotonic() - start < 1.5
+    assert wait_until(lambda: not _children(), 2, 0.02), _children()
+
+
+def _children():
+    """This process's children that are still running (zombies excluded)."""
+    me = os.getpid()
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        st = real_stat(int(pid))
+        if st is not None and st.ppid == me:
+            found.append(int(pid))
+    return found
 
 
 def test_no_job_here_is_refused_with_a_line_for_the_user(node, capfd):
@@ -163,3 +246,78 @@ def test_explain_says_the_same_as_the_hook(node):
     lines = adopt.explain("alice", opts, jobspool.Trust())
     assert lines[0] == "alice's tasks running here, newest first: 9.1 (gid 65402), 8.1 (gid 65401)"
     assert lines[-1].startswith("alice: admitted, joins job 9.1")
+
+
+def test_no_home_or_no_file_names_nothing(homes):
+    from sgewrap.rootside import frame
+    for home in ("/nonexistent", str(homes["alice"])):
+        pw = Pw("alice", 5000, 5000, home)
+        assert frame.read_as_user(pw, os.path.join(home, adopt.CHOICE_FILE), 2) == (frame.MISSING, b"")
+
+
+real_waiting_slots = adopt.waiting_slots
+
+
+@pytest.fixture
+def qmaster(node, tmp_path, monkeypatch):
+    """A Grid Engine root whose qstat -j says alice owns every job after DELAY seconds (a file), and an
+    empty active_jobs/77.1 and 78.1 (slots of parallel jobs delivered here, no task started); returns a
+    function that sets the delay."""
+    from sgewrap import locate
+    root = tmp_path / "sge"
+    (root / "default" / "common").mkdir(parents=True)
+    (root / "default" / "common" / "bootstrap").write_text("admin_user none\n")
+    bindir = root / "bin" / locate.arch_guesses()[0]
+    bindir.mkdir(parents=True)
+    delay = tmp_path / "delay"
+    delay.write_text("0")
+    (bindir / "qstat").write_text("#!/bin/sh\nsleep $(cat %s)\necho \"owner: alice\"\n" % delay)
+    (bindir / "qstat").chmod(0o755)
+    for job in (77, 78):
+        os.makedirs(os.path.join(node["active_jobs"], "%d.1" % job), mode=0o755)
+    monkeypatch.setattr(adopt, "waiting_slots", real_waiting_slots)
+    monkeypatch.setattr(adopt, "QSTAT_TIMEOUT", 0.5)
+    monkeypatch.setattr(adopt, "QSTAT_BUDGET", 0.8)
+    node["trust"] = jobspool.Trust(str(root))
+    return lambda seconds: delay.write_text(str(seconds))
+
+
+def login_without_tasks(node, *options):
+    """A login of carol, who has no task here: the empty slot directories are asked of qmaster."""
+    opts, _ = nodeaccess.parse_args(["--active-jobs=" + node["active_jobs"], *options, "adopt"])
+    log = Log()
+    start = time.monotonic()
+    code = adopt.run({"PAM_TYPE": "account", "PAM_USER": "carol"}, opts, node["trust"], log)
+    return code, log, time.monotonic() - start
+
+
+def test_a_slot_of_the_user_s_parallel_job_here_follows_the_adopt_failure_policy(node, qmaster, monkeypatch, capfd):
+    monkeypatch.setattr(adopt, "job_owner", lambda job_id, sge_root, timeout: "carol")
+    code, log, _ = login_without_tasks(node)
+    assert code == 1 and "your parallel job 77 has slots here but no task started yet" in capfd.readouterr().out
+
+
+def test_a_qmaster_that_does_not_answer_in_time_cannot_decide_a_login(node, qmaster, capfd):
+    """One qstat -j per empty active_jobs entry stalled logins as long as qmaster stalled: now each
+    gets QSTAT_TIMEOUT and all of them QSTAT_BUDGET, then --action-adopt-failure decides (logged)."""
+    qmaster(30)
+    code, log, took = login_without_tasks(node)
+    assert code == 1 and took < 2
+    assert "cannot tell whether a parallel job of yours has slots here: qstat -j 77 did not answer within 0.5 s" \
+        in capfd.readouterr().out and "refused carol" in log.text()
+    code, log, took = login_without_tasks(node, "--action-adopt-failure=allow")
+    assert code == 0 and took < 2 and "carol admitted untied: cannot tell whether" in log.text()
+
+
+def test_all_the_qstat_calls_of_one_login_are_bounded_together(node, qmaster, capfd):
+    qmaster(0.45)                 # each answers in time (carol owns none), but two take longer than the budget
+    code, log, took = login_without_tasks(node)
+    out = capfd.readouterr().out
+    assert code == 1 and took < 2
+    assert re.search(r"qstat -j 78 did not answer within 0\.[0-4] s|qstat -j took more than 0\.8 s for the jobs "
+                     r"before 78", out), out
+
+
+def test_a_qmaster_that_answers_in_time_decides(node, qmaster, capfd):
+    code, log, took = login_without_tasks(node)
+    assert code == 1 and "no job of yours runs on this host" in capfd.readouterr().out

@@ -60,3 +60,36 @@ def test_make_install_writes_isolated_interpreter_lines(tmp_path):
     launcher = subprocess.run(["file", str(wrappers / "sge-sshd")], capture_output=True, text=True).stdout
     assert not os.path.islink(wrappers / "sge-sshd") and "static-pie linked" in launcher
     assert os.path.isfile(wrappers / "pam_sgewrap.so")
+
+
+def test_the_packaged_programs_import_the_package_s_own_sgewrap_first(tmp_path):
+    """The Debian package's programs run '/usr/bin/python3 -I', which searches /usr/local's
+    dist-packages before Debian's own site: a sgewrap that pip put there would run as root instead of
+    the package's.  Each program puts the package's site before every other site, the standard
+    library still first.  Proved on the generated text: a stand-in for /usr/local's site (placed
+    where python3 -I has it) holds a sgewrap that must not be the one imported."""
+    from sgewrap.admin import installer
+    dest = tmp_path / "usr-lib-sgewrap"
+    site, local = tmp_path / "site" / "dist-packages", tmp_path / "local" / "dist-packages"
+    for where, who in ((site, "the package's"), (local, "/usr/local's")):
+        (where / "sgewrap" / "rootside").mkdir(parents=True)
+        (where / "sgewrap" / "__init__.py").write_text("WHO = %r\n" % who)
+        (where / "sgewrap" / "rootside" / "__init__.py").write_text("")
+        (where / "sgewrap" / "rootside" / "nodeaccess.py").write_text(
+            "import sgewrap, sys, json\ndef main():\n    print(json.dumps([sgewrap.WHO, sys.path]))\n")
+    installer.write_programs(str(dest), sys.executable, str(site), report=lambda *a: None)
+    text = (dest / "node_access").read_text()
+    lines = text.splitlines()
+    assert lines[0] == "#!%s -I" % sys.executable and lines[1].startswith('"""node_access: ')
+    assert lines[2].startswith("import sys") and repr(str(site)) in lines[3]
+    assert lines.index("from sgewrap.rootside.nodeaccess import main") > 3
+    # /usr/local's site where python3 -I has it: the first site directory, after the standard library
+    stand_in = "import sys; sys.path.insert(%d, %r)\n" % (
+        next(i for i, p in enumerate(sys.path + ["-packages"]) if p.endswith("-packages")), str(local))
+    proc = subprocess.run([sys.executable, "-I", "-c", stand_in + text.split("\n", 1)[1]], capture_output=True,
+                          text=True, timeout=60, cwd=str(tmp_path))
+    import json
+    who, path = json.loads(proc.stdout)
+    assert who == "the package's", proc.stderr
+    assert path.index(str(site)) < path.index(str(local))
+    assert all(path.index(p) < path.index(str(site)) for p in path if p.endswith(("lib-dynload", ".zip")))

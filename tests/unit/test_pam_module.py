@@ -72,6 +72,9 @@ def test_the_options_header_comes_from_node_access_s_table():
         assert '"%s' % flag in text
     assert "LOG_%s" % daemonlog.DEFAULT_FACILITY.upper() in text
     assert '"/var/run"' in text
+    from sgewrap.rootside import gidrange
+    assert '#define SGEWRAP_GID_RANGE_FILE "%s"' % gidrange.CACHE in text
+    assert '#define SGEWRAP_GID_RANGE_MARK "%s/%s"' % (gidrange.MARK_DIR, gidrange.MARK) in text
 
 
 STAT = b"%d (%s) S %d %d %d 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 %d 1000 10 18446744073709551615\n"
@@ -169,11 +172,43 @@ def test_the_python_side_writes_the_line_the_module_reads(tmp_path, driver):
     assert driver.one("shepherd", open(path, "rb").read()) == "ok 4711 99"
 
 
+GID_RANGE_CACHE = b"# sgewrap\nglobal 20000-20100\nnode2 65600-65799\nnode3.example.org 65800-65999,70000\n"
+
+
+@pytest.mark.parametrize("host, gid, cache", [
+    ("vm", 20000, GID_RANGE_CACHE), ("vm", 20101, GID_RANGE_CACHE), ("node2", 65700, GID_RANGE_CACHE),
+    ("node2", 20050, GID_RANGE_CACHE), ("node3", 70000, GID_RANGE_CACHE), ("node2.example.org", 65799, GID_RANGE_CACHE),
+    ("vm", 5, b""), ("vm", 5, b"node2 1-10\n"), ("vm", 5, b"global 1-x\n"), ("vm", 5, b"# global 1-10\n"),
+    ("vm", 5, b"global 10-1\n"), ("vm", 5, b"global 1-10 x\n"), ("vm", 5, b"global 1-10,\n"),
+    ("vm", 5, b"\tglobal\t1-10\r\n"), ("vm", 5, b"global 1-10\0\n"), ("vm", 2147483647, b"global 2147483647\n"),
+    ("vm", 5, b"global 2147483648\n"), ("vm", 5, b"vm 1-4\nvm 1-10\nglobal 1-10\n"),
+])
+def test_the_gid_range_cache_is_read_as_the_python_side_reads_it(driver, host, gid, cache):
+    from sgewrap.rootside import gidrange
+    want = {True: "in", False: "out", None: "none"}[gidrange.gid_in_range(cache, host, gid)]
+    assert driver.one("gidrange", b"%s %d\n" % (host.encode(), gid) + cache) == want
+
+
+@settings(max_examples=300, deadline=None)
+@given(host=st.sampled_from(["vm", "node2", "node2.x", "global", "a.b.c"]), gid=st.integers(1, 2 ** 31 - 1),
+       lines=st.lists(st.tuples(st.sampled_from([b"global", b"node2", b"node2.y", b"vm", b"#", b"", b"a"]),
+                                st.one_of(st.binary(max_size=30),
+                                          st.text("0123456789-, \t", max_size=30).map(str.encode))),
+                      max_size=6))
+def test_the_gid_range_cache_agrees_with_the_python_side(driver, host, gid, lines):
+    from sgewrap.rootside import gidrange
+    cache = b"".join(name + b" " + value + b"\n" for name, value in lines)
+    want = {True: "in", False: "out", None: "none"}[gidrange.gid_in_range(cache, host, gid)]
+    assert driver.one("gidrange", b"%s %d\n" % (host.encode(), gid) + cache) == want
+
+
 KINDS = ("stat", "config", "gid", "setup", "env", "user", "shepherd")
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.tuples(st.sampled_from(KINDS), st.binary(max_size=600)), min_size=1, max_size=40))
+@given(st.lists(st.one_of(st.tuples(st.sampled_from(KINDS), st.binary(max_size=600)),
+                          st.tuples(st.just("gidrange"), st.binary(max_size=600).map(lambda b: b"vm 20000\n" + b))),
+                min_size=1, max_size=40))
 def test_fuzz_no_input_makes_a_parser_read_or_write_out_of_bounds(driver, records):
     """Arbitrary bytes, each record in a buffer of exactly its length: ASan and UBSan abort the driver
     (a failed test) on any overread, overflow or undefined behaviour."""

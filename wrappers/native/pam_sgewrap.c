@@ -3,7 +3,8 @@
  *
  *   job     the job sshd's own service (/etc/pam.d/sge-sshd, written by "sgewrap config ssh --tight"):
  *           admits only the owner of the job whose shepherd started this sshd, gives the session the
- *           job's group and environment, and kills what the session leaves behind when it ends.
+ *           job's group and environment, and kills what the session leaves behind when it ends (by
+ *           the job's group id only inside this host's gid_range: sgewrap.rootside.gidrange).
  *   setup   the site's service, under "node_access adopt": reads the setup file that hook wrote for
  *           this very connection (never one of another process) and joins that job.
  *
@@ -39,6 +40,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
+#include <sys/utsname.h>
 #include <sys/wait.h>
 #include <syslog.h>
 #include <time.h>
@@ -272,6 +274,83 @@ int sgw_setup_shepherd(const char *data, size_t len, long long *pid, unsigned lo
         p = nl + 1;
     }
     return -1;
+}
+
+/* A gid_range value ("m-n" and "m" items, comma-separated, 1..2^31-1, low <= high) holds gid: 1 if
+   it does, 0 if not, -1 if [p, end) is no such value (sgewrap.rootside.gidrange.parse_ranges). */
+static int range_holds(const char *p, const char *end, gid_t gid)
+{
+    int inside = 0;
+    for (;;) {
+        unsigned long long v[2] = {0, 0};
+        for (int k = 0; k < 2; k++) {
+            int digits = 0;
+            while (p < end && isdigit((unsigned char)*p)) {
+                if (++digits > 10)
+                    return -1;
+                v[k] = v[k] * 10 + (unsigned long long)(*p++ - '0');
+            }
+            if (digits == 0)
+                return -1;
+            if (k == 0 && p < end && *p == '-')
+                p++;
+            else {
+                if (k == 0)
+                    v[1] = v[0];
+                break;
+            }
+        }
+        if (v[0] == 0 || v[0] > v[1] || v[1] > 0x7fffffffULL)
+            return -1;
+        if ((unsigned long long)gid >= v[0] && (unsigned long long)gid <= v[1])
+            inside = 1;
+        if (p == end)
+            return inside;
+        if (*p++ != ',')
+            return -1;
+    }
+}
+
+/* The length of a host name up to its first dot. */
+static size_t short_len(const char *name, size_t len)
+{
+    const char *dot = memchr(name, '.', len);
+    return dot ? (size_t)(dot - name) : len;
+}
+
+/* The gid_range cache ("NAME VALUE" lines, '#' comments; sgewrap.rootside.gidrange.gid_in_range): 1 if
+   gid is inside the value of host's first line (its name up to the first dot), else of the first
+   "global" line; 0 if outside; -1 if neither line is there or the one that applies is malformed. */
+int sgw_gid_in_range(const char *data, size_t len, const char *host, gid_t gid)
+{
+    const char *p = data, *end = data + len, *value = NULL, *value_end = NULL;
+    size_t hlen = short_len(host, strlen(host));
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        const char *eol = nl ? nl : end, *w[3] = {NULL, NULL, NULL}, *we[3] = {NULL, NULL, NULL};
+        int n = 0;
+        for (const char *q = p; q < eol && n < 3;) {
+            while (q < eol && isspace((unsigned char)*q))
+                q++;
+            if (q == eol)
+                break;
+            w[n] = q;
+            while (q < eol && !isspace((unsigned char)*q))
+                q++;
+            we[n++] = q;
+        }
+        if (n == 2 && *p != '#') {
+            size_t nlen = (size_t)(we[0] - w[0]);
+            if (hlen && short_len(w[0], nlen) == hlen && memcmp(w[0], host, hlen) == 0)
+                return range_holds(w[1], we[1], gid);
+            if (value == NULL && nlen == 6 && memcmp(w[0], "global", 6) == 0) {
+                value = w[1];
+                value_end = we[1];
+            }
+        }
+        p = eol + 1;
+    }
+    return value ? range_holds(value, value_end, gid) : -1;
 }
 
 /* Call put(line, arg) for each "NAME=value" line of a job's environment file but DISPLAY (Grid
@@ -860,8 +939,74 @@ static int kill_gid(gid_t gid)
     return total;
 }
 
+/* No gid_range cache: killed as before, said once per boot (a marker in a directory of root's that
+   /run empties at boot; when that cannot be told, said again rather than never).  1. */
+static int no_gid_range(pid_t m)
+{
+    char dir[PATH_MAX];
+    struct stat st;
+    int fd = -1, said = 0;
+    snprintf(dir, sizeof dir, "%s", SGEWRAP_GID_RANGE_MARK);
+    *strrchr(dir, '/') = '\0';
+    if ((mkdir(dir, 0755) == 0 || errno == EEXIST) && lstat(dir, &st) == 0 && S_ISDIR(st.st_mode)
+        && st.st_uid == 0 && !(st.st_mode & 022)) {
+        fd = open(SGEWRAP_GID_RANGE_MARK, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+        said = fd < 0 && errno == EEXIST;
+    }
+    if (!said)
+        say(LOG_WARNING, "session of sshd %d: job group ids are not checked against gid_range before a session's "
+            "leftovers are killed (no %s: sgewrap config ... --apply writes it); said once per boot", (int)m,
+            SGEWRAP_GID_RANGE_FILE);
+    if (fd >= 0)
+        close(fd);
+    return 1;
+}
+
+/* Whether the watcher may kill by the job's group id: only inside this host's gid_range, as the cache
+   that "sgewrap config|node-access --apply" writes says (sgewrap.rootside.gidrange.reapable: without a
+   cache as before; with one that root cannot rely on, not at all). */
+static int gid_reapable(const struct job *job, pid_t m)
+{
+    static char data[SGEWRAP_GID_RANGE_MAX + 1];
+    char dir[PATH_MAX];
+    struct stat st;
+    struct utsname u;
+    ssize_t n = -1;
+    snprintf(dir, sizeof dir, "%s", SGEWRAP_GID_RANGE_FILE);
+    *strrchr(dir, '/') = '\0';
+    if (lstat(dir, &st) < 0) {
+        if (errno == ENOENT)
+            return no_gid_range(m);
+    } else if (S_ISDIR(st.st_mode) && st.st_uid == 0 && !(st.st_mode & 022)) {
+        n = read_file(SGEWRAP_GID_RANGE_FILE, data, sizeof data, &st);
+        if (n == -1 && errno == ENOENT)
+            return no_gid_range(m);
+    }
+    if (n < 0 || st.st_uid != 0 || (st.st_mode & 022)) {
+        say(LOG_ERR, "session of sshd %d: not killing what carries gid %d: %s (or its directory) is not root's, "
+            "is writable by others or is larger than %d bytes (sgewrap config ... --apply rewrites it)", (int)m,
+            (int)job->gid, SGEWRAP_GID_RANGE_FILE, SGEWRAP_GID_RANGE_MAX);
+        return 0;
+    }
+    if (uname(&u) < 0)
+        u.nodename[0] = '\0';
+    int inside = sgw_gid_in_range(data, (size_t)n, u.nodename, job->gid);
+    if (inside == 0)
+        say(LOG_WARNING, "session of sshd %d: not killing what carries gid %d: outside the gid_range of %s (%s) (a "
+            "stale cache? sgewrap check says; sgewrap config ... --apply rewrites it)", (int)m, (int)job->gid,
+            u.nodename, SGEWRAP_GID_RANGE_FILE);
+    else if (inside < 0)
+        say(LOG_ERR, "session of sshd %d: not killing what carries gid %d: %s has no line for %s, or a malformed "
+            "one (sgewrap config ... --apply rewrites it)", (int)m, (int)job->gid, SGEWRAP_GID_RANGE_FILE,
+            u.nodename);
+    return inside == 1;
+}
+
+
 /* kill: the cgroup's members; sweep: where that could not be done, the task's group (a job sshd's
    session is the whole task; an adopted login leaves the group to Grid Engine's own kill). */
+/* kill: the cgroup's members; sweep: where that could not be done, the task's group, inside gid_range
+   only (a job sshd's session is the whole task; an adopted login leaves the group to Grid Engine). */
 static void kill_session(const char *cgroup, const struct job *job, int kill, int sweep, pid_t m)
 {
     char path[PATH_MAX + 32];
@@ -870,7 +1015,7 @@ static void kill_session(const char *cgroup, const struct job *job, int kill, in
         snprintf(path, sizeof path, "%s/cgroup.kill", cgroup);
         killed = write_str(path, "1") == 0;
     }
-    if (sweep && !killed) {            /* no cgroup: the task's group, which is all Grid Engine knows too */
+    if (sweep && !killed && gid_reapable(job, m)) {  /* no cgroup: the task's group, as Grid Engine knows it */
         int n = kill_gid(job->gid);
         if (n)
             say(LOG_NOTICE, "session of sshd %d closed: killed %d process(es) left in job %s (gid %d)",

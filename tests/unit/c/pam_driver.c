@@ -1,6 +1,7 @@
 /* Test driver for pam_sgewrap's parsers: built with AddressSanitizer and UBSan by
  * tests/unit/test_pam_module.py.  stdin: records "KIND LENGTH\n" followed by LENGTH bytes; stdout:
- * one line per record.  KIND: stat, config (the value of job_owner), gid, setup, env, user. */
+ * one line per record.  KIND: stat, config (the value of job_owner), gid, setup, env, user, gidrange
+ * (a first line "HOST GID", then the gid_range cache). */
 #include "pam_sgewrap.c"
 
 static int print_env(const char *line, void *arg)
@@ -61,6 +62,20 @@ int main(void)
             name[len] = '\0';
             printf(strlen(name) == len && sgw_valid_user(name) ? "ok\n" : "bad\n");
             free(name);
+        } else if (strcmp(kind, "gidrange") == 0) {
+            const char *nl = memchr(data, '\n', len);
+            char head[128];
+            unsigned gid;
+            if (nl == NULL || (size_t)(nl - data) >= sizeof head)
+                return 4;
+            memcpy(head, data, (size_t)(nl - data));
+            head[nl - data] = '\0';
+            char *space = strchr(head, ' ');
+            if (space == NULL || sscanf(space + 1, "%u", &gid) != 1)
+                return 4;
+            *space = '\0';
+            int v = sgw_gid_in_range(nl + 1, len - (size_t)(nl - data) - 1, head, (gid_t)gid);
+            printf("%s\n", v == 1 ? "in" : v == 0 ? "out" : "none");
         } else
             return 3;
         free(data);

@@ -12,8 +12,8 @@ import tempfile
 
 from plumbum import cli
 
-from . import pam, sgeconf
-from .common import UNREADABLE, AdminError, Command, default_wrappers, run
+from . import common, pam, sgeconf
+from .common import UNREADABLE, AdminError, Command, cache_gid_range, default_wrappers, run
 from .config import DEFAULT_BACKUP_DIR, save_backup
 
 PROGRAM = "node_access"
@@ -24,9 +24,12 @@ def hook(wrappers, which):
 
 
 def runs_node_access(value):
-    """True if a prolog/epilog value runs node_access."""
-    words = (value or "").split()
-    return bool(words) and os.path.basename(words[0].split("@", 1)[-1]) == PROGRAM
+    """True if a prolog/epilog value runs node_access: itself, or as the script of an interpreter named
+    first (``root@/usr/bin/python3 .../node_access prolog``: check flags that one)."""
+    words = common.entry_words(value) if value else []
+    if words and common.is_interpreter(words[0]):
+        words = [w for w in words[1:] if not w.startswith("-")]
+    return bool(words) and os.path.basename(words[0]) == PROGRAM
 
 
 def queue_values(text):
@@ -67,7 +70,10 @@ class NodeAccess(Command, cli.Application):
     epilog maintain the list of users with a running job on each host, and
     the account rules for /etc/pam.d/sshd that make sshd consult it (users
     below uid 1000 always pass).  Every execution host of those queues needs
-    the rules.
+    the rules.  --apply replaces a prolog/epilog that starts node_access
+    through an interpreter (python3 .../node_access: not isolated), and then
+    says as an error (exit 1) each daemon, prolog or epilog Grid Engine runs
+    as root that starts an interpreter without isolation.
     """
 
     queue = cli.SwitchAttr("--queue", str, argname="QUEUE", list=True,
@@ -124,6 +130,7 @@ class NodeAccess(Command, cli.Application):
             raise AdminError("no such queue: %s" % ", ".join(missing), UNREADABLE)
         for q in self.queue:
             apply_queue(q, wrappers, self.backup_dir, self.replace)
+        print(cache_gid_range())
         try:
             if pam.add_node_access(self.pam_file):
                 print("added the node-access account rules to %s (this host; every execution host needs them)"
@@ -134,7 +141,22 @@ class NodeAccess(Command, cli.Application):
             raise AdminError("cannot add the account rules to %s: %s" % (self.pam_file, err.strerror or err))
         print("the list is %s; 'node_access repair' rebuilds it, 'node_access list' shows it"
               % pam.NODE_ACCESS_USERS)
+        return root_interpreter_errors()
+
+
+def root_interpreter_errors():
+    """Say (error: ...) each daemon, prolog or epilog Grid Engine runs as root that starts an interpreter
+    without isolation, in any configuration or queue; 1 if there is one, else 0."""
+    try:
+        glob, hosts = common.read_live(code=common.FAILED)
+        found = {q: queue_values(show_queue(q)) for q in queues()}
+    except AdminError as err:
+        print("warning: the root-run entries were not checked for interpreters: %s" % err)
         return 0
+    errors = common.interpreter_errors(common.root_run_entries(glob, hosts, found))
+    for line in errors:
+        print("error: " + line)
+    return 1 if errors else 0
 
 
 def why(user, options):
@@ -188,6 +210,7 @@ def adopt(app):
         raise AdminError("cannot change %s: %s" % (app.pam_file, err.strerror or err))
     print("%s %s (this host; every execution host needs it); the previous one is %s"
           % ("added node_access adopt to" if changed else "node_access adopt already in", app.pam_file, backup))
+    print(cache_gid_range())
     print("undo with: sgewrap node-access --restore %s (or --remove-adopt)" % backup)
     return 0
 
@@ -204,6 +227,9 @@ def apply_queue(name, wrappers, backup_dir, replace):
     if foreign and not replace:
         raise AdminError("queue %s already runs %s: call node_access from it, or give --replace" % (
             name, " and ".join("%s %r" % item for item in foreign.items())))
+    for line in common.interpreter_errors([("queue %s: %s" % (name, w), values.get(w)) for w in wanted
+                                           if (values.get(w) or "").startswith("root@")]):
+        print("replacing, as it is unsafe: " + line)
     backup = save_backup(backup_dir, "queue." + name, text)
     print("saved queue %s to %s" % (name, backup))
     for which, value in wanted.items():

@@ -70,7 +70,7 @@ class Report:
 
 
 def analyse(glob, hosts, here=None, pam_file=pam.PAM_FILE, executable=None, queues=None, sshd_settings=None,
-            job_pam_file=pam.JOB_PAM_FILE, front_state=None, sshd_root="/"):
+            job_pam_file=pam.JOB_PAM_FILE, front_state=None, sshd_root="/", gid_range_cache=None):
     """The Report for a global configuration and the local ones (``{host: Config}``).
 
     ``here``: this host's name, for what can only be checked on this host
@@ -79,6 +79,7 @@ def analyse(glob, hosts, here=None, pam_file=pam.PAM_FILE, executable=None, queu
     ``sshd_settings``: a callable giving this host's ``sshd -T`` as a dict.
     ``front_state``: {name: installed} of this host's qlogin/qrsh front, None if not known.
     ``sshd_root``: where this host's sshd is looked at (tests point it at a fake tree).
+    ``gid_range_cache``: this host's gid_range cache (default :data:`sgewrap.rootside.gidrange.CACHE`).
     """
     executable = executable or (lambda path: os.path.isfile(path) and os.access(path, os.X_OK))
     report = Report()
@@ -177,6 +178,10 @@ def analyse(glob, hosts, here=None, pam_file=pam.PAM_FILE, executable=None, queu
             report.add(ERROR, None, "queue " + name, "queue %s runs node_access as its epilog but not as its "
                        "prolog: users never get ssh access to their jobs' hosts" % name)
 
+    # --- what runs as root must not start an interpreter the job's owner can steer -----------------
+    for message in common.interpreter_errors(common.root_run_entries(glob, hosts, queues)):
+        report.add(ERROR, None, "root", message)
+
     # --- enough job group ids for the tasks a host may run at once ----------------------------
     most = max([(q, n) for q, values in (queues or {}).items() for n in _numbers(values.get("slots"))] or [(None, 0)],
                key=lambda pair: pair[1])
@@ -232,10 +237,15 @@ def analyse(glob, hosts, here=None, pam_file=pam.PAM_FILE, executable=None, queu
             report.add(WARNING, here, key, "%s: %s %r is not an absolute path and not found in this PATH" % (
                 here, key, first))
     _check_pam_service_name(report, here, [(k, value(local, k) if local else glob.get(k)) for k in tight], sshd_root)
+    if tight:
+        _check_gid_range_cache(report, here, tight, value(local, "gid_range") if local else glob.get("gid_range"),
+                               gid_range_cache)
     root_run = [(key, value(local, key) if local else glob.get(key)) for key in sgeconf.SLOTS
                 if key.endswith("_daemon")]
     root_run += [("queue %s %s" % (q, w), values.get(w)) for q, values in sorted((queues or {}).items())
-                 for w in ("prolog", "epilog") if access.runs_node_access(values.get(w))]
+                 for w in ("prolog", "epilog") if (values.get(w) or "").startswith("root@")]
+    root_run += [("%s (%s)" % (w, here), value(local, w) if local else glob.get(w)) for w in ("prolog", "epilog")
+                 if ((value(local, w) if local else glob.get(w)) or "").startswith("root@")]
     adopt_hooks = []
     try:
         for problem in pam.adopt_problems(pam_file):
@@ -273,18 +283,42 @@ def gid_count(value):
 
 
 def _check_isolated(report, here, entries):
-    """Root-run programs that are Python scripts must start an isolated interpreter (python -I)."""
+    """Root-run programs that are Python scripts must start an isolated interpreter (python -I) by their
+    first line; an interpreter the entry names itself is :func:`common.interpreter_errors`'."""
     for key, v in entries:
-        words = sgeconf.words(v)
-        if words and "@" in words[0].split("/")[0]:
-            words[0] = words[0].split("@", 1)[1]     # prolog "root@/path"
+        words = common.entry_words(v)
         if not words or not posixpath.isabs(words[0]):
             continue
         problem = common.interpreter_problem(words[0])
         if problem:
             report.add(ERROR, here, key, "%s: %s runs %s as root, %s: the job's owner could run code as root "
-                       "(PYTHONPATH...); reinstall it (make install / sgewrap install / the package)" % (
-                           here, key, words[0], problem))
+                       "(PYTHONPATH...); reinstall it (make install / sgewrap install / the package), or give its "
+                       "interpreter line the isolating option" % (here, key, words[0], problem))
+
+
+def _check_gid_range_cache(report, here, tight, configured, path=None):
+    """The job sshd's reaper kills by a job's group id only inside the gid_range cached here: it must be
+    there, and say what the configuration says."""
+    from ..rootside import gidrange
+    path = path or gidrange.CACHE
+    fix = "sgewrap config ssh --tight --apply on %s rewrites it from qconf" % here
+    try:
+        with open(path, "rb") as f:
+            data = f.read(gidrange.MAX_BYTES + 1)
+    except FileNotFoundError:
+        report.add(WARNING, here, "gid_range", "%s: %s run%s the job sshd, but there is no %s: a closed session's "
+                   "leftovers are killed by whatever group id its job's addgrpid holds, unchecked against gid_range; "
+                   "%s" % (here, ", ".join(tight), "s" if len(tight) == 1 else "", path, fix))
+        return
+    except OSError as err:
+        report.notes.append("cannot read %s: %s" % (path, err.strerror or err))
+        return
+    cached = gidrange.line_for(data, here)
+    cached = cached.decode("ascii", "replace") if cached is not None else None
+    if cached != configured:
+        report.add(WARNING, here, "gid_range", "%s: %s says gid_range %s for this host, the configuration %s: a "
+                   "closed session whose group id is outside the cached one is not reaped; %s"
+                   % (here, path, cached or "nothing", configured or "nothing", fix))
 
 
 def _check_job_stack(report, here, tight, values, pam_file, job_pam_file):
@@ -413,9 +447,13 @@ class Check(Command, cli.Application):
     where this host's sshd is OpenSSH 9.8 or later, without -o PamServiceName),
     --tunnel with an sshd here that does not forward or takes few connections
     at once, node_access as prolog without epilog (or the reverse) and PAM
-    rules here without a queue that runs it, and unencrypted methods
-    (warning).  Exit 0: consistent (warnings allowed); 1: not consistent;
-    2: the configuration could not be read.
+    rules here without a queue that runs it, a root-run daemon, prolog or
+    epilog that starts an interpreter without isolation (python without -I,
+    perl without -T, bash without -p, one env finds in the job's PATH; also
+    through sh -c), a gid_range cache here that is missing or stale while the
+    job sshd runs here, and unencrypted methods (warning).  Exit 0:
+    consistent (warnings allowed); 1: not consistent; 2: the configuration
+    could not be read.
     """
 
     source = cli.SwitchAttr("--from", str, argname="DIR",

@@ -1,5 +1,6 @@
 """What the subcommands share: the error type, qconf through plumbum, reading configurations, tables."""
 import os
+import re
 import socket
 import sys
 
@@ -111,12 +112,12 @@ def qconf_show(name, code=UNREADABLE):
     return out
 
 
-def read_live():
+def read_live(code=UNREADABLE):
     """(global Config, {host: Config}) from the running qmaster."""
-    glob = sgeconf.parse(qconf_show("global"), "global")
+    glob = sgeconf.parse(qconf_show("global", code=code), "global")
     hosts = {}
-    for host in qconf_list():
-        hosts[host] = sgeconf.parse(qconf_show(host), host)
+    for host in qconf_list(code=code):
+        hosts[host] = sgeconf.parse(qconf_show(host, code=code), host)
     return glob, hosts
 
 
@@ -154,6 +155,32 @@ def read_dir(directory):
 
 def this_host():
     return socket.gethostname()
+
+
+def gid_ranges(glob, hosts):
+    """[(configuration, gid_range)...] of the global configuration and every local one that sets it:
+    what the session reaper's cache holds (:mod:`sgewrap.rootside.gidrange`)."""
+    found = [("global", glob.get("gid_range"))] if glob.get("gid_range") else []
+    return found + [(name, conf.get("gid_range")) for name, conf in hosts.items() if conf.get("gid_range")]
+
+
+def cache_gid_range(path=None):
+    """Write this host's gid_range cache from ``qconf -sconf`` (every configuration), for the reaper that
+    kills a closed session's leftovers by the job's group id only inside it; a line saying what was
+    done.  A cache that cannot be written leaves the reaper as it was (said: --apply goes on)."""
+    from ..rootside import frame, gidrange
+    path = path or gidrange.CACHE
+    try:
+        glob, hosts = read_live(code=FAILED)
+        values = gid_ranges(glob, hosts)
+        if not values or values[0][0] != "global":
+            raise ValueError("the global configuration has no gid_range")
+        gidrange.write(values, path)
+    except (AdminError, ValueError, OSError, frame.UnsafeError) as err:
+        return "warning: cannot write %s (%s): the session reaper goes on by what is there (sgewrap check " \
+            "says what)" % (path, getattr(err, "strerror", None) or err)
+    return "wrote %s: %s (a closed session's leftovers are killed by the job's group id only inside it)" % (
+        path, "; ".join("%s %s" % pair for pair in values))
 
 
 def same_host(a, b):
@@ -203,7 +230,10 @@ def require_isolated_hook(wrappers_dir):
 
 
 def interpreter_problem(path):
-    """Why the script ``path`` would start Python without isolation (None if it would not, or is no script)."""
+    """Why the script ``path`` would start Python without isolation (None if it would not, or is no
+    Python script).  Only Python's line is read: Grid Engine's own Perl ``rshd-wrapper`` is a daemon, and
+    Grid Engine 8.1.9 gives a daemon only the job's ``SGE_*`` variables (measured); what an entry names
+    itself is :func:`command_problem`'s."""
     try:
         with open(path, "rb") as f:
             first = f.readline(256)
@@ -219,6 +249,145 @@ def interpreter_problem(path):
     if not any(w.startswith("-") and not w.startswith("--") and "I" in w for w in words[1:]):
         return "with '#!%s' (no -I: not isolated)" % " ".join(words)
     return None
+
+
+#: interpreters that read code or startup files from the environment they are started with, the option
+#: that stops it, why it is needed, and the options that take an argument (where the option letters end)
+_PYTHON = re.compile(r"^(python|pypy)[0-9.]*$")
+_PERL = re.compile(r"^perl[0-9.]*$")
+SHELLS = ("sh", "dash", "bash", "ksh", "mksh", "zsh", "ash")
+PATH_LOOKUP = "looked up in the caller's PATH"
+
+
+def _letters(args, with_argument):
+    """The option letters given before the first operand (the script), and the words from it on;
+    ``with_argument``: the letters whose option takes an argument (the rest of the word, or the next)."""
+    letters, i = set(), 0
+    while i < len(args):
+        word = args[i]
+        if word == "--":
+            return letters, args[i + 1:]
+        if word.startswith("--"):          # a long option
+            i += 1
+            continue
+        if not word.startswith("-") or word == "-":
+            break
+        for n, letter in enumerate(word[1:]):
+            letters.add(letter)
+            if letter in with_argument:
+                if n == len(word) - 2:
+                    i += 1                 # its argument is the next word
+                break
+        i += 1
+    return letters, args[i:]
+
+
+def is_interpreter(word):
+    """True if the program ``word`` names is an interpreter :func:`command_problem` looks at (or env)."""
+    name = os.path.basename(word)
+    return bool(_PYTHON.match(name) or _PERL.match(name)) or name in SHELLS or name == "env"
+
+
+def command_problem(words):
+    """What a root-run command line (its words, ``user@`` taken off) starts without isolation: (program,
+    why, fix), or None.  Python without ``-I`` (or ``-E -s``) imports the caller's ``PYTHONPATH``,
+    ``sitecustomize`` and user site-packages before the script runs; Perl without ``-T`` reads
+    ``PERL5LIB``/``PERL5OPT``; bash without ``-p`` runs ``BASH_ENV`` and imports exported functions; a
+    program ``env`` finds (without ``-i``) is looked up in the caller's ``PATH``.  ``sh -c``/``bash -c``
+    strings and ``env`` are looked through."""
+    import shlex
+    if not words:
+        return None
+    name = os.path.basename(words[0])
+    args = words[1:]
+    if name == "env":
+        while args and "=" in args[0] and not args[0].startswith("-"):
+            args = args[1:]
+        letters, rest = _letters(args, "uCS")
+        if "i" in letters or (args[:1] == ["-"]) or "--ignore-environment" in args:
+            return None
+        while rest and "=" in rest[0]:
+            rest = rest[1:]
+        if rest and not rest[0].startswith("/"):
+            return rest[0], PATH_LOOKUP, "name %s by its absolute path (or use env -i)" % rest[0]
+        return command_problem(rest)
+    interpreter = _PYTHON.match(name) or _PERL.match(name) or name == "bash"
+    if interpreter and not words[0].startswith("/"):
+        return name, PATH_LOOKUP, "name %s by its absolute path, isolated" % name
+    if _PYTHON.match(name):
+        letters, _ = _letters(args, "cmWXQ")
+        if "I" in letters or {"E", "s"} <= letters:
+            return None
+        return name, "no -I: not isolated", "add -I (%s -I ...), or name the program itself: sgewrap's " \
+            "installers write '#!PYTHON -I' into its first line" % words[0]
+    if _PERL.match(name):
+        letters, _ = _letters(args, "eEIMmxiCdD0l")
+        if "T" in letters:
+            return None
+        return name, "no -T: PERL5LIB and PERL5OPT are read", "add -T (taint mode)"
+    if name in SHELLS:
+        letters, rest = _letters(args, "oO")
+        if name == "bash" and "p" not in letters:
+            return name, "no -p: BASH_ENV and exported functions are read", "add -p (bash -p ...)"
+        if "c" in letters and rest:
+            lexer = shlex.shlex(rest[0], posix=True, punctuation_chars=True)
+            lexer.whitespace_split = True
+            try:
+                inner = list(lexer)
+            except ValueError:
+                return None
+            commands, current = [], []
+            for word in inner + [";"]:
+                if word and all(c in ";&|()" for c in word):
+                    commands.append(current)
+                    current = []
+                else:
+                    current.append(word)
+            for command in commands:
+                while command and (command[0] in ("exec", "command", "nohup", "nice") or "=" in command[0]):
+                    command = command[1:]
+                found = command_problem(command)
+                if found:
+                    return found
+    return None
+
+
+def root_run_entries(glob, hosts, queues=None):
+    """(label, value) of what Grid Engine runs as root, in every configuration: the ``*_daemon`` entries
+    and each ``root@`` prolog and epilog, of the configurations and of the queues."""
+    found = []
+    for name, conf in [("global", glob)] + list(hosts.items()):
+        where = "global configuration" if name == "global" else "local configuration of %s" % name
+        for key in [k for k in sgeconf.SLOTS if k.endswith("_daemon")] + ["prolog", "epilog"]:
+            value = conf.get(key)
+            if key in conf and (key.endswith("_daemon") or (value or "").startswith("root@")):
+                found.append(("%s: %s" % (where, key), value))
+    for queue, values in sorted((queues or {}).items()):
+        for which in ("prolog", "epilog"):
+            if (values.get(which) or "").startswith("root@"):
+                found.append(("queue %s: %s" % (queue, which), values.get(which)))
+    return found
+
+
+def entry_words(value):
+    """The words of a configured command line, a prolog's ``user@`` taken off."""
+    words = sgeconf.words(value)
+    if words and "@" in words[0].split("/")[0]:
+        words[0] = words[0].split("@", 1)[1]
+    return words
+
+
+def interpreter_errors(entries):
+    """One line for each root-run entry that starts an interpreter without isolation: the entry, what it
+    starts, why that is root for the job's owner, and the fix."""
+    out = []
+    for label, value in entries:
+        found = command_problem(entry_words(value))
+        if found:
+            program, why, fix = found
+            out.append("%s %r starts %s as root (%s): the job's owner's environment reaches it, so their code "
+                       "could run as root; fix: %s" % (label, value, program, why, fix))
+    return out
 
 
 def table(header, rows):

@@ -2,7 +2,9 @@
 
 ``--apply`` saves the configuration it changes (the exact ``qconf -sconf``
 output) to a file it names, then changes only the six entries through
-``qconf -Mconf`` (``-Aconf`` for a host without a local configuration yet);
+``qconf -Mconf`` (``-Aconf`` for a host without a local configuration yet),
+and writes this host's gid_range cache for the session reaper
+(:mod:`sgewrap.rootside.gidrange`);
 ``--restore FILE`` puts that file back and checks that ``qconf -sconf`` shows
 it again byte for byte.
 """
@@ -15,8 +17,8 @@ from plumbum import cli
 from .. import methods
 from . import pam, sgeconf
 from . import fronts
-from .common import UNREADABLE, AdminError, Command, config_of, default_wrappers, qconf_list, qconf_show, \
-    require_isolated_hook, run, same_host, this_host
+from .common import UNREADABLE, AdminError, Command, cache_gid_range, config_of, default_wrappers, qconf_list, \
+    qconf_show, require_isolated_hook, run, same_host, this_host
 
 DEFAULT_BACKUP_DIR = "/var/backups/sgewrap"
 
@@ -161,6 +163,7 @@ class Config(Command, cli.Application):
             print("note: %s's sshd was not looked at: if it is OpenSSH 9.8 or later, run sgewrap config ssh --tight "
                   "--apply on %s itself" % (self.host, self.host))
         apply(values, self.host, self.backup_dir)
+        print(cache_gid_range())
         if here and not self.no_front:
             fronts.apply_here(sgeconf.wraps_logins(values))
         return 0

@@ -177,14 +177,33 @@ def _harden(top):
                 os.chmod(name, stat.S_IMODE(st.st_mode) & ~0o022)
 
 
-def write_programs(dest, python, report=print):
+#: where the Debian package puts the sgewrap package: its programs import it from there first
+DEBIAN_SITE = "/usr/lib/python3/dist-packages"
+
+
+def site_first(body, site):
+    """``body`` (an entry point's text after its interpreter line) putting ``site`` on ``sys.path`` before
+    any other site directory, ahead of its imports.  A system ``python3 -I`` searches
+    /usr/local/lib/python3.X/dist-packages before Debian's own site: a sgewrap that pip put there (an
+    older one, say) would run instead of the package's, as root.  The standard library stays first."""
+    head, newline, rest = body.partition("\n")
+    line = ('import sys  # this package\'s sgewrap (%s) before any other site\'s, /usr/local\'s included\n'
+            'sys.path.insert(min([i for i, p in enumerate(sys.path) if p.endswith("-packages")] or [len(sys.path)]), '
+            '%r)\n' % (site, site))
+    if head.startswith('"""') and head.endswith('"""') and len(head) >= 6:
+        return head + newline + line + rest
+    return line + body
+
+
+def write_programs(dest, python, site=DEBIAN_SITE, report=print):
     """Only the entry points and links, for a system python that imports sgewrap from its own
-    site (the Debian package: /usr/lib/sgewrap with ``#!/usr/bin/python3 -I``); the paths written."""
+    ``site`` (the Debian package: /usr/lib/sgewrap with ``#!/usr/bin/python3 -I``, Debian's site put
+    first: :func:`site_first`); the paths written."""
     written = []
     os.makedirs(dest, mode=0o755, exist_ok=True)
     for name in entry_point_names():
         path = os.path.join(dest, name)
-        if _write_atomic(path, ("#!%s -I\n" % python + script_body(name)).encode(), 0o755):
+        if _write_atomic(path, ("#!%s -I\n" % python + site_first(script_body(name), site)).encode(), 0o755):
             written.append(path)
     for name, target in sorted(LINKS.items()):
         path = os.path.join(dest, name)
@@ -341,11 +360,12 @@ def main(argv=None):
     args = list(sys.argv[1:] if argv is None else argv)
     flags = {a for a in args if a.startswith("--")}
     rest = [a for a in args if not a.startswith("--")]
-    if "--programs-only" in flags:        # python3 -m sgewrap.admin.installer --programs-only DEST PYTHON
-        if len(rest) != 2 or not os.path.isabs(rest[1]):
-            sys.stderr.write("usage: python3 -m sgewrap.admin.installer --programs-only DEST /ABSOLUTE/PYTHON\n")
+    if "--programs-only" in flags:        # python3 -m sgewrap.admin.installer --programs-only DEST PYTHON [SITE]
+        if len(rest) not in (2, 3) or not all(os.path.isabs(p) for p in rest[1:]):
+            sys.stderr.write("usage: python3 -m sgewrap.admin.installer --programs-only DEST /ABSOLUTE/PYTHON "
+                             "[/ABSOLUTE/SITE]\n")
             return 64
-        write_programs(rest[0], rest[1], report=lambda *a: None)
+        write_programs(rest[0], rest[1], *rest[2:], report=lambda *a: None)
         return 0
     unknown = flags - {"--uninstall", "--dry-run", "--no-deps"}
     if unknown or not 1 <= len(rest) <= 2:

@@ -52,7 +52,7 @@ def _c_string(text):
 
 def header():
     """The text of pam_sgewrap_options.h, from node_access's option table."""
-    from ..rootside import daemonlog, jobspool, nodeaccess
+    from ..rootside import daemonlog, gidrange, jobspool, nodeaccess
     rows = {o.flag: o for o in nodeaccess.TABLE.options}
     missing = [f for f in MODULE_OPTIONS if f not in rows]
     if missing:
@@ -72,6 +72,9 @@ def header():
     from .. import methods
     for name in ("JOB_SSHD_NAME", "SSHD", "SSHD_SESSION", "PAM_SERVICE_OPTION", "JOB_SSHD_CONFIG"):
         out.append("#define SGEWRAP_%s %s" % (name, _c_string(getattr(methods, name))))
+    out.append("#define SGEWRAP_GID_RANGE_FILE %s" % _c_string(gidrange.CACHE))
+    out.append("#define SGEWRAP_GID_RANGE_MARK %s" % _c_string(os.path.join(gidrange.MARK_DIR, gidrange.MARK)))
+    out.append("#define SGEWRAP_GID_RANGE_MAX %d" % gidrange.MAX_BYTES)
     out.append("#define SGEWRAP_JOB %s" % _c_string(JOB))
     out.append("#define SGEWRAP_SETUP %s" % _c_string(SETUP))
     assert daemonlog.DEFAULT_FACILITY in facility.choices

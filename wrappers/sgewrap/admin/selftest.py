@@ -4,7 +4,8 @@ For each slot to test it does what the shepherd and qrsh do (remote-startup.md,
 sections 1 and 2), through :class:`sgewrap.admin.shepherd.Shepherd`:
 
 - a scratch job spool directory (root-owned, like execd's) holding
-  ``addgrpid`` (an unused group id), ``environment`` and a probe script;
+  ``addgrpid`` (an unused group id outside this host's ``gid_range``: see
+  :func:`free_gid`), ``environment`` and a probe script;
 - a random port on 127.0.0.1; the one connection goes to the configured
   daemon, split on single spaces like the shepherd does, as root, with a
   job-like environment (``SGE_JOB_SPOOL_DIR`` ...) and the spool directory as cwd;
@@ -39,7 +40,7 @@ from .. import methods
 from . import pam, sgeconf
 from .shepherd import Shepherd, as_user
 from .common import FAILED, OK, UNREADABLE, AdminError, Command, config_of, default_wrappers, effective, \
-    qconf_list, qconf_show, table, this_host
+    qconf_list, qconf_show, read_live, table, this_host
 
 MARKER = "SGEWRAP-SELFTEST-OK"
 _PROBE_RE = re.compile(MARKER + r" uid=(\d+) groups=([0-9 ]*) env=\[([^\]\r\n]*)\]")
@@ -157,12 +158,52 @@ def daemon_log_line(lines):
 # --- the scratch job ----------------------------------------------------------------------------
 
 
-def free_gid(low=65400, high=65500):
+#: where the scratch job's group id is picked (below nogroup's 65534), outside this host's gid_range
+SCRATCH_GIDS = (65000, 65533)
+
+
+def host_gid_ranges():
+    """([(low, high)...] of this host's gid_range, where that was read) from the session reaper's cache,
+    else from qconf; ([], why not) when neither says."""
+    from ..rootside import gidrange
+    try:
+        data = gidrange.read()
+    except gidrange.Unusable as err:
+        data, why = None, str(err)
+    else:
+        why = "no %s" % gidrange.CACHE
+    value = gidrange.line_for(data, gidrange.this_host()) if data is not None else None
+    if value is not None and gidrange.parse_ranges(value) is not None:
+        return gidrange.parse_ranges(value), gidrange.CACHE
+    try:
+        glob, hosts = read_live(code=FAILED)
+    except AdminError as err:
+        return [], "%s, and %s" % (why, err)
+    local = config_of(this_host(), hosts)
+    value = effective(glob, hosts.get(local) if local else None, "gid_range")
+    ranges = gidrange.parse_ranges((value or "").encode())
+    return (ranges, "qconf -sconf") if ranges else ([], "%s, and qconf shows gid_range %r" % (why, value))
+
+
+def carried_gids():
+    """Every supplementary group id a running process carries."""
+    from ..rootside import procs
+    return set().union(*(procs.groups_of(int(p)) for p in os.listdir("/proc") if p.isdigit()))
+
+
+def free_gid(ranges=(), low=SCRATCH_GIDS[0], high=SCRATCH_GIDS[1]):
+    """A group id for the scratch job: no group of this host's, carried by no process, and outside this
+    host's gid_range (``ranges``).  Not inside it: execd hands out ids of gid_range looking at nothing but
+    its own jobs (Grid Engine's exec_job.c, get_next_addgrpid), so an id picked there could be given to a
+    job starting meanwhile, and the scratch session's close would kill that job's processes by it.
+    Outside, the reaper leaves the id alone (sgewrap.rootside.gidrange; the job sshd's cgroup still ends
+    the session's processes) and the selftest proves what it checks: the session carries the group."""
     import grp
-    used = {g.gr_gid for g in grp.getgrall()}
-    candidates = [g for g in range(low, high + 1) if g not in used]
+    used = {g.gr_gid for g in grp.getgrall()} | carried_gids()
+    candidates = [g for g in range(low, high + 1)
+                  if g not in used and not any(lo <= g <= hi for lo, hi in ranges)]
     if not candidates:
-        raise AdminError("no unused group id in %d-%d for the scratch job (give --gid)" % (low, high))
+        raise AdminError("no unused group id outside gid_range in %d-%d for the scratch job (give --gid)" % (low, high))
     return random.choice(candidates)
 
 
@@ -362,7 +403,8 @@ class Selftest(Command, cli.Application):
     timeout = cli.SwitchAttr("--timeout", cli.Range(1, 600), argname="SECONDS", default=30,
                              help="per slot")
     gid = cli.SwitchAttr("--gid", cli.Range(1, 2 ** 31 - 1), argname="GID",
-                         help="the scratch job's addgrpid (default: an unused one of 65400-65500)")
+                         help="the scratch job's addgrpid (default: an unused one of 65000-65533 outside this host's "
+                              "gid_range: execd could give one inside to a job meanwhile)")
 
     def main(self, *names):
         if os.geteuid() != 0:
@@ -397,7 +439,15 @@ class Selftest(Command, cli.Application):
                 raise AdminError("every slot of this host's configuration is builtin: nothing to test (name a "
                                  "METHOD to test it before applying it)", UNREADABLE)
         host = self.host or default_host()
-        gid = self.gid or free_gid()
+        ranges, source = host_gid_ranges()
+        if not ranges:
+            sys.stderr.write("selftest: this host's gid_range is not known (%s): the scratch job's group id may "
+                             "be one of it\n" % source)
+        gid = self.gid or free_gid(ranges)
+        if any(low <= gid <= high for low, high in ranges):
+            sys.stderr.write("selftest: warning: --gid %d is inside this host's gid_range (%s): execd may give it to "
+                             "a job meanwhile, and the scratch session's close would kill that job's processes\n"
+                             % (gid, source))
         log = SyslogCapture()
         # testing the job sshd before `config --apply` wrote its PAM service: lend it one for the run
         lent = None

@@ -22,7 +22,7 @@ module here keeps these rules:
 
 The modules: :mod:`frame` (entry, options, filesystem safety), :mod:`daemonlog`,
 :mod:`procs` (process facts from /proc), :mod:`jobspool` (what a job is),
-:mod:`setupfile` (pam_sge-qrsh-setup's files), :mod:`session` and :mod:`adopt`
-(the PAM hooks), :mod:`nodeaccess` (``node_access``), :mod:`rshd`
-(``rshdwrapper``).
+:mod:`gidrange` (which group ids the reaper may kill by), :mod:`setupfile`
+(pam_sge-qrsh-setup's files), :mod:`session` and :mod:`adopt` (the PAM hooks),
+:mod:`nodeaccess` (``node_access``), :mod:`rshd` (``rshdwrapper``).
 """

@@ -21,9 +21,11 @@ user's environment):
    (on a slave host a parallel job's tasks each have their own shepherd and
    spool);
 3. the choice: the job the user named in ``~/.sge_adopt_job`` (a job number
-   or ``JOB.TASK``; a regular file of the user's, read with O_NOFOLLOW) -- a
-   job that is not theirs or not here is refused, never swapped -- else the
-   newest (the latest-started shepherd);
+   or ``JOB.TASK``; a regular file of the user's, read as the user with
+   O_NOFOLLOW|O_NONBLOCK within 2 s) -- a job that is not theirs or not here
+   is refused, never swapped, and so is a choice that is there but cannot be
+   read (a link, not the user's, no answer in time) -- else the newest (the
+   latest-started shepherd);
 4. the tie: ``sge-qrsh-setup.<monitor>`` names that task's spool directory;
    pam_sge-qrsh-setup, in the session's own process, adds the job's group
    and environment, so Grid Engine accounts the session's processes and kills
@@ -34,7 +36,9 @@ user's environment):
    starts) or allow untied -- and so does a parallel job with slots on this
    host but no task started here yet (execd made its ``active_jobs/JOB.TASK``
    directory on delivery, empty until a task starts; its owner is then asked
-   of qmaster, ``qstat -j JOB``): there is no task to join yet.
+   of qmaster, ``qstat -j JOB``): there is no task to join yet; and so does a
+   login for which qmaster does not answer in time (3 s a ``qstat``, 5 s in
+   all): it cannot be decided.
 
 ``--warn-only`` refuses nobody: it ties where it can and logs what it would
 have refused.  A refusal prints one line for the user (pam_exec ``stdout``)
@@ -47,12 +51,13 @@ program started with it is the user's (``LD_PRELOAD``); a ``close_session``
 call (a block written by 0.2) does nothing.
 """
 import os
-import stat
 
-from . import jobspool, procs, session, setupfile
+from . import frame, jobspool, procs, session, setupfile
 
 OK, REFUSE = 0, 1
 CHOICE_FILE = ".sge_adopt_job"
+#: how long reading it may take (seconds), and how many bytes it may hold
+CHOICE_TIMEOUT, CHOICE_BYTES = 2.0, 64
 
 
 class Decision(Exception):
@@ -102,10 +107,18 @@ def running_tasks(user, trust, active_jobs):
     return [job for _, job in sorted(found, key=lambda item: item[0], reverse=True)]
 
 
+class Undecided(Exception):
+    """qmaster did not say in time whose a job is; the message says which."""
+
+
 def waiting_slots(user, trust, active_jobs):
     """Job numbers of the user's parallel jobs delivered to this host whose task here has not started:
     ``active_jobs/JOB.TASK`` directories (trusted) holding no task, owned (says qmaster) by ``user``.
-    Asked only when no task of the user's runs here."""
+    Asked only when no task of the user's runs here, and only until one is found.  Each ``qstat -j``
+    gets :data:`QSTAT_TIMEOUT` seconds and all of them :data:`QSTAT_BUDGET`: a login must not wait on
+    a slow qmaster once per empty directory.  Undecided when one went unanswered."""
+    import time
+    deadline = time.monotonic() + QSTAT_BUDGET
     found = []
     for directory in active_jobs:
         try:
@@ -122,14 +135,24 @@ def waiting_slots(user, trust, active_jobs):
                 jobspool.spool_dir({"SGE_JOB_SPOOL_DIR": path}, trust)
             except jobspool.NoJob:
                 continue
-            if not [d for d in os.listdir(path) if os.path.isdir(os.path.join(path, d))] \
-                    and job_owner(job_id, trust.sge_root) == user:
+            if [d for d in os.listdir(path) if os.path.isdir(os.path.join(path, d))]:
+                continue
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise Undecided("qstat -j took more than %g s for the jobs before %s" % (QSTAT_BUDGET, job_id))
+            if job_owner(job_id, trust.sge_root, min(QSTAT_TIMEOUT, left)) == user:
                 found.append(job_id)
+                return found
     return found
 
 
-def job_owner(job_id, sge_root):
-    """The owner of job ``job_id`` as qmaster knows it (``qstat -j``), or None."""
+#: seconds for one ``qstat -j``, and for all of one login
+QSTAT_TIMEOUT, QSTAT_BUDGET = 3.0, 5.0
+
+
+def job_owner(job_id, sge_root, timeout=QSTAT_TIMEOUT):
+    """The owner of job ``job_id`` as qmaster knows it (``qstat -j``), or None; Undecided if qstat did
+    not answer within ``timeout`` seconds (it is killed then)."""
     import subprocess
     from .. import locate
     if not sge_root:
@@ -142,7 +165,9 @@ def job_owner(job_id, sge_root):
     try:
         out = subprocess.run([os.path.join(sge_root, "bin", arcs[0], "qstat"), "-j", job_id],
                              env={"SGE_ROOT": sge_root, "SGE_CELL": cell, "PATH": "/usr/bin:/bin"},
-                             stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=10).stdout
+                             stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout).stdout
+    except subprocess.TimeoutExpired:
+        raise Undecided("qstat -j %s did not answer within %.1f s" % (job_id, timeout))
     except (OSError, subprocess.SubprocessError):
         return None
     for line in out.splitlines():
@@ -152,21 +177,24 @@ def job_owner(job_id, sge_root):
 
 
 def named_job(user):
-    """The job the user named in ~/.sge_adopt_job (a number or JOB.TASK), or None."""
+    """The job the user named in ~/.sge_adopt_job (a number or JOB.TASK), or None if they named none
+    (no such file, or an empty one); Decision (refused) if the file is there but cannot be read.
+
+    Read as the user, bounded in time (:func:`sgewrap.rootside.frame.read_as_user`): as root a
+    root-squashed NFS home refuses the read, and a stalled NFS or FUSE home would stall the login.
+    A choice that cannot be read is never taken for none: joining the newest job instead would put
+    the login into a job its user did not name."""
     import pwd
     try:
         pw = pwd.getpwnam(user)
-        fd = os.open(os.path.join(pw.pw_dir, CHOICE_FILE), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except (KeyError, OSError):
+    except KeyError:
         return None
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or st.st_uid != pw.pw_uid:
-            return None
-        text = os.read(fd, 64).decode("ascii", "replace").strip()
-    finally:
-        os.close(fd)
-    return text or None
+    status, value = frame.read_as_user(pw, os.path.join(pw.pw_dir, CHOICE_FILE), CHOICE_TIMEOUT, CHOICE_BYTES)
+    if status == frame.MISSING:
+        return None
+    if status == frame.UNREADABLE:
+        raise Decision("~/%s cannot be read (%s): not guessing which job to join" % (CHOICE_FILE, value), False)
+    return value.decode("ascii", "replace").strip() or None
 
 
 def choose(user, tasks, wanted):
@@ -199,11 +227,18 @@ def decide(user, opts, trust):
     active_jobs = jobspool.active_jobs_dirs(opts.active_jobs)
     tasks = running_tasks(user, trust, active_jobs)
     if not tasks:
-        waiting = waiting_slots(user, trust, active_jobs)
+        try:
+            waiting = waiting_slots(user, trust, active_jobs)
+        except Undecided as why:
+            return Verdict(allowed=opts.action_adopt_failure == "allow", why="cannot tell whether a parallel job of "
+                           "yours has slots here: %s" % why)
         if waiting:
             return Verdict(allowed=opts.action_adopt_failure == "allow", why="your parallel job %s has slots "
                            "here but no task started yet: nothing to join" % waiting[0])
-    wanted = named_job(user)
+    try:
+        wanted = named_job(user)
+    except Decision as decision:
+        return Verdict(allowed=False, why=str(decision), tasks=tasks)
     try:
         return Verdict(job=choose(user, tasks, wanted), tasks=tasks, wanted=wanted)
     except Decision as decision:

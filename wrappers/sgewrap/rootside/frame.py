@@ -14,7 +14,10 @@ the job's output files, sshd's PAM conversation).  So, once, here:
   ``O_EXCL|O_NOFOLLOW``, fsync, rename), so a reader sees the old or the new
   content, never a part;
 - :func:`pam_exec_environ`: the environment of a ``pam_exec`` hook with
-  pam_exec's own items told from the PAM environment's.
+  pam_exec's own items told from the PAM environment's;
+- :func:`read_as_user`: a few bytes of a user's own file, read by a child
+  that is the user (never root: a root-squashed NFS home refuses root) and
+  given a hard time bound (NFS, FUSE).
 
 Stdlib only; imports nothing it does not need.
 """
@@ -54,9 +57,14 @@ def require_isolated(log):
 
     An interpreter that is not isolated imported ``site`` with the caller's
     ``PYTHONPATH``, ``PYTHONHOME``, user site-packages: as root that is the
-    job owner's code.  The installers write ``-I`` into every shebang; this
-    catches a script started another way (``python3 SCRIPT``, a console
-    script of another installer).  Returns only when isolated.
+    job owner's code, and it has run (``sitecustomize``, ``usercustomize``,
+    ``.pth`` files) before this line does.  So this is no defence against a
+    program started that way (``python3 SCRIPT`` in a prolog, a console script
+    of another installer): the installers write ``-I`` into every shebang,
+    and ``sgewrap check`` and ``sgewrap node-access --apply`` flag a root-run
+    entry that names an interpreter without it.  What this does is keep the
+    program's own later imports off the caller's paths.  Returns only when
+    isolated.
     """
     if sys.flags.isolated:
         return
@@ -196,3 +204,120 @@ def write_atomic(path, data, mode=0o644):
         except OSError:
             pass
         raise
+
+
+#: what :func:`read_as_user` answers
+READ, MISSING, UNREADABLE = "read", "missing", "unreadable"
+
+
+def _read_as(pw, path, out, limit):
+    """The child of :func:`read_as_user`: become the user, read, answer on ``out``; never returns."""
+    try:
+        null = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):         # pam_exec reads the hook's stdout until EOF: a stuck child must not hold it
+            os.dup2(null, fd)
+        os.closerange(3, out)
+        os.closerange(out + 1, 65536)
+        try:
+            groups = os.getgrouplist(pw.pw_name, pw.pw_gid)
+        except OSError:
+            groups = [pw.pw_gid]
+        if (os.geteuid(), os.getegid()) != (pw.pw_uid, pw.pw_gid):
+            os.setgroups(groups)
+            os.setgid(pw.pw_gid)
+            os.setuid(pw.pw_uid)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+        except (FileNotFoundError, NotADirectoryError):
+            answer = MISSING.encode() + b"\n"
+        except OSError as err:
+            import errno
+            answer = b"%s\n%s" % (UNREADABLE.encode(), b"a symbolic link" if err.errno == errno.ELOOP
+                                  else os.fsencode(err.strerror or str(err)))
+        else:
+            st = os.fstat(fd)
+            data = os.read(fd, limit + 1) if stat.S_ISREG(st.st_mode) else b""
+            if not stat.S_ISREG(st.st_mode):
+                answer = b"%s\nnot a regular file" % UNREADABLE.encode()
+            elif st.st_uid != pw.pw_uid:
+                answer = b"%s\nnot the user's (owned by uid %d)" % (UNREADABLE.encode(), st.st_uid)
+            elif len(data) > limit:
+                answer = b"%s\nlonger than %d bytes" % (UNREADABLE.encode(), limit)
+            else:
+                answer = READ.encode() + b"\n" + data
+        write_all(out, answer)
+    except BaseException as err:       # noqa: B902 -- a fork never returns into the hook
+        try:
+            write_all(out, b"%s\n%s" % (UNREADABLE.encode(), type(err).__name__.encode()))
+        except BaseException:          # noqa: B902
+            pass
+    finally:
+        os._exit(0)
+
+
+def read_as_user(pw, path, timeout, limit=64):
+    """(status, value) of the small file ``path`` of the user ``pw`` (a passwd entry), read as that user:
+    (READ, its bytes), (MISSING, b"") when there is no such file, or (UNREADABLE, why) when it is
+    there but cannot be read in ``timeout`` seconds (a user may write at most ``limit`` bytes there).
+
+    A forked child sets the user's groups, gid and uid, then opens the file O_NOFOLLOW|O_NONBLOCK
+    (no link followed, no FIFO waited on) and passes it back over a pipe.  So what root may read is
+    never the question (a root-squashed NFS home refuses root, and a file the user cannot read is
+    not read for them), and a home on a stalled NFS or FUSE mount stalls only the child: it is
+    killed at the time bound and not waited for (a process stuck in the kernel dies when the call
+    returns).  The child holds no fd but the pipe and /dev/null, and is the user's: the user can
+    stop or kill it, which only makes the answer UNREADABLE."""
+    import select
+    import time
+    r, w = os.pipe()
+    try:
+        child = os.fork()
+    except OSError as err:
+        os.close(r)
+        os.close(w)
+        return UNREADABLE, "cannot fork: %s" % err.strerror
+    if child == 0:
+        os.close(r)
+        _read_as(pw, path, w, limit)
+    os.close(w)
+    data, deadline = b"", time.monotonic() + timeout
+    try:
+        while len(data) <= limit + 64:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([r], [], [], left)[0]:
+                data = None
+                break
+            chunk = os.read(r, 4096)
+            if not chunk:
+                break
+            data += chunk
+    finally:
+        os.close(r)
+        _end_child(child)
+    if data is None:
+        return UNREADABLE, "not read within %g s" % timeout
+    status, _, value = data.partition(b"\n")
+    if status == READ.encode():
+        return READ, value
+    if status == MISSING.encode():
+        return MISSING, b""
+    return UNREADABLE, value.decode("utf-8", "replace") if status == UNREADABLE.encode() else "no answer"
+
+
+def _end_child(pid):
+    """Reap the child ``pid`` if it is done, else kill it; never wait for one stuck in the kernel."""
+    import signal
+    import time
+    for attempt in range(20):
+        try:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if done:
+            return
+        if attempt == 0:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        time.sleep(0.005)

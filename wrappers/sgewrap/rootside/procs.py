@@ -148,7 +148,10 @@ def groups_of(pid):
 def kill_group(gid, sig=9, rounds=20):
     """Send ``sig`` to every process carrying the supplementary group ``gid`` (what Grid Engine's
     ENABLE_ADDGRP_KILL does), again until none is left (a process may fork meanwhile) or
-    ``rounds`` are done; the PIDs signalled.  Only root gives a process a job's group id."""
+    ``rounds`` are done; the PIDs signalled.  Only root gives a process a job's group id; which ids
+    are jobs' is the caller's to check (:func:`sgewrap.rootside.gidrange.reapable`), and 0 never is."""
+    if not 0 < gid <= 0x7fffffff:
+        raise ValueError("not a job's group id: %r" % gid)
     me = os.getpid()
     signalled = set()
     for _ in range(rounds):

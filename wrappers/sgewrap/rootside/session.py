@@ -51,7 +51,7 @@ does nothing.
 """
 import os
 
-from . import jobspool, procs, setupfile
+from . import gidrange, jobspool, procs, setupfile
 from .frame import Cannot
 
 OK, REFUSE = 0, 1
@@ -124,8 +124,10 @@ def ended(pid, start, setup_dir, log):
     """The monitor ``pid`` (started at ``start``) is gone: its setup file goes, and if the file says
     so (a job sshd's session, which is a whole task of its job: ``reap GID``), every process still
     carrying the task's group is killed: the task is over for Grid Engine, and what it left running
-    would escape it.  The file is root's (0600, made under the root-only lock): nothing is read
-    again from the spool here, and an adopted login (no ``reap`` line) never kills its job."""
+    would escape it -- if the group id is one of this host's ``gid_range``
+    (:func:`sgewrap.rootside.gidrange.reapable`).  The file is root's (0600, made under the root-only
+    lock): nothing is read again from the spool here, and an adopted login (no ``reap`` line) never
+    kills its job."""
     try:
         record = setupfile.release(pid, start, setup_dir)
     except (OSError, setupfile.SetupError) as err:
@@ -134,6 +136,8 @@ def ended(pid, start, setup_dir, log):
     if record is None or record[3] is None:
         return
     gid = record[3]
+    if not gidrange.reapable(gid, log, "session of sshd %d" % pid):
+        return
     left = procs.kill_group(gid)
     if left:
         log("notice", "session of sshd %d closed: killed %d process(es) left in its task (gid %d): %s"
