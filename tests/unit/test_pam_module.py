@@ -98,7 +98,9 @@ def test_stat_agrees_with_the_python_side(driver, comm, ppid, sid, start):
 
 @pytest.mark.parametrize("raw,want", [
     (b"job_owner=sgetest\njob_id=7\n", "ok sgetest"),
-    (b"job_id=7\njob_owner=a\njob_owner=b\n", "bad"),             # twice: refused, as the Python side does
+    (b"job_id=7\njob_owner=a\njob_owner=b\n", "bad"),             # two values: refused, as the Python side does
+    (b"pe_task_id=1.n2\njob_owner=a\npe_task_id=1.n2\n", "ok a"),   # execd writes pe_task_id twice (measured)
+    (b"job_owner=a\njob_owner=a\n", "ok a"),
     (b"xjob_owner=evil\njob_owner=real", "ok real"),
     (b"job_owner", "bad"), (b"", "bad"), (b"job_owner=" + b"x" * 65, "bad"),
     (b"job_owner=a\0b\n", "bad"),
@@ -115,8 +117,10 @@ def test_the_python_side_refuses_a_doubled_owner_too(tmp_path):
     spool = tmp_path / "1.1"
     spool.mkdir()
     (spool / "config").write_text("stdout_path=/tmp/o\njob_owner=victim\njob_owner=attacker\njob_id=1\n")
-    with pytest.raises(jobspool.NoJob, match="job_owner more than once"):
+    with pytest.raises(jobspool.NoJob, match="gives job_owner two values"):
         jobspool.job_config(str(spool), jobspool.Trust())
+    (spool / "config").write_text("pe_task_id=1.n2\njob_owner=a\npe_task_id=1.n2\n")   # as execd writes it
+    assert jobspool.job_config(str(spool), jobspool.Trust())["pe_task_id"] == "1.n2"
     (spool / "config").write_text("job_owner=a\x85b\njob_id=1\n")
     assert jobspool.job_config(str(spool), jobspool.Trust())["job_owner"] == "a\x85b"
 

@@ -144,8 +144,9 @@ int sgw_parse_stat(const char *data, size_t len, struct pstat *out)
 }
 
 /* The value of the "KEY=" line of a spool config file, copied into out; 0, -1 if absent or too long,
-   -2 if the key is there more than once (execd writes user-given paths before job_owner: a newline
-   in one would add a second line that Grid Engine's reader, where the last wins, and ours disagree on). */
+   -2 if the key is there again with another value (execd writes user-given paths before job_owner: a
+   newline in one would add a line that Grid Engine's reader, where the last wins, and ours disagree
+   on).  The same value again is fine: execd writes pe_task_id twice for a parallel task (measured). */
 int sgw_config_value(const char *data, size_t len, const char *key, char *out, size_t cap)
 {
     size_t klen = strlen(key);
@@ -155,13 +156,16 @@ int sgw_config_value(const char *data, size_t len, const char *key, char *out, s
         const char *nl = memchr(p, '\n', (size_t)(end - p));
         const char *eol = nl ? nl : end;
         if ((size_t)(eol - p) > klen && memcmp(p, key, klen) == 0 && p[klen] == '=') {
-            if (found++)
-                return -2;
             size_t vlen = (size_t)(eol - p) - klen - 1;
-            if (vlen >= cap || memchr(p + klen + 1, '\0', vlen))
-                return -1;
-            memcpy(out, p + klen + 1, vlen);
-            out[vlen] = '\0';
+            if (found++) {
+                if (vlen != strlen(out) || memcmp(out, p + klen + 1, vlen) != 0)
+                    return -2;
+            } else {
+                if (vlen >= cap || memchr(p + klen + 1, '\0', vlen))
+                    return -1;
+                memcpy(out, p + klen + 1, vlen);
+                out[vlen] = '\0';
+            }
         }
         p = eol + 1;
     }
@@ -645,7 +649,7 @@ static int read_job(const char *spool, const struct trust *t, struct job *job, c
     int rc_owner = sgw_config_value(config, (size_t)n, "job_owner", job->owner, sizeof job->owner);
     if (rc_id == -2 || rc_pe == -2 || rc_owner == -2) {
         job->owner[0] = '\0';
-        snprintf(why, cap, "%.200s/config names job_owner, job_id or pe_task_id more than once", spool);
+        snprintf(why, cap, "%.200s/config gives job_owner, job_id or pe_task_id two values", spool);
         return -1;
     }
     if (rc_owner < 0 || !sgw_valid_user(job->owner)) {

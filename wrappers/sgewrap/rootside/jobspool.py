@@ -206,14 +206,15 @@ def job_config(spool, trust, limit=1 << 20):
     for line in data.decode("utf-8", "replace").split("\n"):
         key, eq, value = line.partition("=")
         if eq and key in values:
-            twice.add(key)
+            if values[key] != value:         # the same again is fine: execd writes pe_task_id twice
+                twice.add(key)
         elif eq:
             values[key] = value
     decisive = twice & set(DECISIVE)
     if decisive:
         # execd writes user-given paths (qsub -o ...) before job_owner; a newline in one would add a
         # second job_owner that Grid Engine's own reader (the last wins) and ours (the first) disagree on
-        raise NoJob("%s names %s more than once" % (path, ", ".join(sorted(decisive))))
+        raise NoJob("%s gives %s two values" % (path, ", ".join(sorted(decisive))))
     return values
 
 
