@@ -214,12 +214,26 @@ def test_slots_on_a_slave_host_without_a_task_yet_follow_the_adopt_failure_polic
         subprocess.run(["rm", "-rf", scratch])
 
 
+#: a chain that forks and exits every 300 microseconds; one process of it in 200 touches the file
+#: argv[1] (a /proc scan cannot tell whether it lives: its PID changes faster than a scan reads)
 REFORKER = ("import os, sys, time\n"
             "os.setsid()\n"
+            "n = 0\n"
             "while True:\n"
             "    time.sleep(0.0003)\n"
+            "    n += 1\n"
+            "    if n % 200 == 0:\n"
+            "        os.utime(sys.argv[1])\n"
             "    if os.fork():\n"
             "        os._exit(0)\n")
+
+
+def beating(path, within=1.0):
+    """True while the chain touches ``path`` (its mtime is less than ``within`` seconds old)."""
+    try:
+        return time.time() - os.stat(path).st_mtime < within
+    except OSError:
+        return False
 
 
 def test_what_an_adopted_login_leaves_lives_on_with_the_job_and_dies_with_it_even_re_forking(adopt):
@@ -227,19 +241,18 @@ def test_what_an_adopted_login_leaves_lives_on_with_the_job_and_dies_with_it_eve
     job); at qdel, a chain that forks and exits every 300 microseconds -- which Grid Engine's /proc
     scan of the job's group never catches whole -- dies with the job: pam_sgewrap put the login in a
     cgroup of its own, and its watcher kills that cgroup when the task's shepherd exits."""
-    token = "adopt-reforker-%d" % random.randrange(10 ** 6, 10 ** 7)
+    beat = "/tmp/sgewrap-adopt-beat-%d" % random.randrange(10 ** 6, 10 ** 7)
     with running_job(sge.TEST_USER) as job:
-        proc = ssh(sge.TEST_USER, "nohup /usr/bin/python3 -c '%s' %s >/dev/null 2>&1 & sleep 1; echo started"
-                   % (REFORKER, token))
-        assert proc.returncode == 0 and "started" in proc.stdout, proc.stderr
-        time.sleep(2)
-        assert sge.processes_with(token), "the login's end killed what it left in a running job"
-        subprocess.run(["/usr/bin/qdel", job], env=sge.ENV, capture_output=True, check=True)
         try:
-            assert wait_until(lambda: not sge.processes_with(token), 60), "the re-forking chain outlived its job"
+            proc = ssh(sge.TEST_USER, "touch %s && nohup /usr/bin/python3 -c '%s' %s >/dev/null 2>&1 & sleep 1; "
+                       "echo started" % (beat, REFORKER, beat))
+            assert proc.returncode == 0 and "started" in proc.stdout, proc.stderr
+            time.sleep(2)
+            assert beating(beat), "the login's end killed what it left in a running job"
+            subprocess.run(["/usr/bin/qdel", job], env=sge.ENV, capture_output=True, check=True)
+            assert wait_until(lambda: not beating(beat, 0.5), 60, 0.2), "the re-forking chain outlived its job"
+            time.sleep(1)
+            assert not beating(beat)
         finally:
-            for pid in sge.processes_with(token):
-                try:
-                    os.kill(int(pid), 9)
-                except OSError:
-                    pass
+            if os.path.exists(beat):
+                os.unlink(beat)        # a chain still running dies on its next touch

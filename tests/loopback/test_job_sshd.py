@@ -323,42 +323,48 @@ def test_a_user_made_spool_directory_ties_nothing(job_sshd, tmp_path):
         assert proc.returncode == 255 and "INSIDE" not in proc.stdout
 
 
+#: a chain that forks and exits every 300 microseconds; one process of it in 200 touches the file
+#: argv[1] (a /proc scan cannot tell whether it lives: its PID changes faster than a scan reads)
 REFORKER = ("import os, sys, time\n"
             "os.setsid()\n"
+            "n = 0\n"
             "while True:\n"
             "    time.sleep(0.0003)\n"
+            "    n += 1\n"
+            "    if n % 200 == 0:\n"
+            "        os.utime(sys.argv[1])\n"
             "    if os.fork():\n"
             "        os._exit(0)\n")
+
+
+def beating(path, within=1.0):
+    """True while the chain touches ``path`` (its mtime is less than ``within`` seconds old)."""
+    try:
+        return time.time() - os.stat(path).st_mtime < within
+    except OSError:
+        return False
 
 
 def test_a_re_forking_chain_left_by_a_session_dies_at_its_end(job_sshd, spool):
     """Root-hooks issue, finding 6: a process that forks and exits every 300 microseconds is never
     seen twice by a /proc scan.  The session's cgroup holds every descendant of the job sshd, and
     cgroup.kill takes them all at once."""
-    token = "reforker-%d" % os.getpid()
-    with Shepherd(job_sshd, env=job_env(spool), cwd=spool) as sh:
-        proc = ssh(sh.port, "nohup /usr/bin/python3 -c '%s' %s >/dev/null 2>&1 & sleep 1; echo started" % (
-            REFORKER, token))
-        assert proc.returncode == 0 and "started" in proc.stdout, proc.stderr
-        sh.wait()
-
-    def chain():
-        found = []
-        for pid in filter(str.isdigit, os.listdir("/proc")):
-            try:
-                if token.encode() in open("/proc/%s/cmdline" % pid, "rb").read():
-                    found.append(pid)
-            except OSError:
-                pass
-        return found
+    beat = "/tmp/sgewrap-tight-beat-%d" % os.getpid()
     try:
-        assert wait_until(lambda: not chain(), 15, 0.05), "the re-forking chain outlived its session"
+        with Shepherd(job_sshd, env=job_env(spool), cwd=spool) as sh:
+            client = user_popen(ssh_command(sh.port, "touch %s && nohup /usr/bin/python3 -c '%s' %s >/dev/null 2>&1 & "
+                                                     "sleep 3; echo done" % (beat, REFORKER, beat)),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            assert wait_until(lambda: beating(beat), 10, 0.05), "the chain never ran"
+            out, err = client.communicate(timeout=60)
+            assert client.returncode == 0 and "done" in out, err
+            sh.wait()
+        assert wait_until(lambda: not beating(beat, 0.5), 15, 0.05), "the re-forking chain outlived its session"
+        time.sleep(1)
+        assert not beating(beat)
     finally:
-        for pid in chain():
-            try:
-                os.kill(int(pid), signal.SIGKILL)
-            except OSError:
-                pass
+        if os.path.exists(beat):
+            os.unlink(beat)
 
 
 def test_the_launcher_gives_sshd_the_job_sshd_configuration_when_there_is_one(job_sshd, spool):
