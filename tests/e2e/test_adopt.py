@@ -17,6 +17,7 @@ import time
 import pytest
 
 from lib import auth_log_since, auth_log_size, sge, wait_until
+from lib.rootside import REFORKER, beating
 from sgewrap.admin import pam, pammodule
 
 USERS = (sge.TEST_USER, "sgeother", "sgethird", "sgefourth")
@@ -212,28 +213,6 @@ def test_slots_on_a_slave_host_without_a_task_yet_follow_the_adopt_failure_polic
     finally:
         sge.delete(job)
         subprocess.run(["rm", "-rf", scratch])
-
-
-#: a chain that forks and exits every 300 microseconds; one process of it in 200 touches the file
-#: argv[1] (a /proc scan cannot tell whether it lives: its PID changes faster than a scan reads)
-REFORKER = ("import os, sys, time\n"
-            "os.setsid()\n"
-            "n = 0\n"
-            "while True:\n"
-            "    time.sleep(0.0003)\n"
-            "    n += 1\n"
-            "    if n % 200 == 0:\n"
-            "        os.utime(sys.argv[1])\n"
-            "    if os.fork():\n"
-            "        os._exit(0)\n")
-
-
-def beating(path, within=1.0):
-    """True while the chain touches ``path`` (its mtime is less than ``within`` seconds old)."""
-    try:
-        return time.time() - os.stat(path).st_mtime < within
-    except OSError:
-        return False
 
 
 def test_what_an_adopted_login_leaves_lives_on_with_the_job_and_dies_with_it_even_re_forking(adopt):

@@ -19,7 +19,8 @@ import tempfile
 
 import pytest
 
-from lib import TEST_USER, auth_log_since, auth_log_size, host_lock, make_spool, sge, wait_until
+from lib import TEST_USER, auth_log_since, auth_log_size, make_spool, sge, wait_until
+from lib.rootside import lent_job_stack
 from sgewrap.admin import pam, pammodule
 from sgewrap.admin.shepherd import Shepherd, as_user
 from sgewrap.rootside import procs, setupfile
@@ -83,24 +84,8 @@ def otp():
 @pytest.fixture(scope="module")
 def otp_job_stack(host_ready, installed, otp):
     """/etc/pam.d/sge-sshd with pam_oath as its authentication (and pam_sgewrap as written)."""
-    with host_lock():
-        try:
-            before = open(pam.JOB_PAM_FILE).read()
-        except FileNotFoundError:
-            before = None
-        pam.install_job_stack(installed)
-        text = pam.job_stack(installed)
-        assert "@include common-auth\n" in text
-        with open(pam.JOB_PAM_FILE, "w") as f:
-            f.write(text.replace("@include common-auth\n", OATH + "\n"))
-        try:
-            yield installed
-        finally:
-            if before is None:
-                os.unlink(pam.JOB_PAM_FILE)
-            else:
-                with open(pam.JOB_PAM_FILE, "w") as f:
-                    f.write(before)
+    with lent_job_stack(installed, lambda text: text.replace("@include common-auth\n", OATH + "\n")):
+        yield installed
 
 
 def unused_gid(start=64100):

@@ -20,6 +20,7 @@ import time
 import pytest
 
 from lib import SSH, TEST_USER, auth_log_since, auth_log_size, host_lock, make_spool, wait_until
+from lib.rootside import REFORKER, beating, lent_job_stack
 from lib.sge import setup_files
 from sgewrap.admin import pam
 from sgewrap.rootside import procs, setupfile
@@ -39,22 +40,8 @@ def unused_gids(n, start=64000):
 @pytest.fixture(scope="module")
 def job_stack(host_ready, installed):
     """/etc/pam.d/sge-sshd for the installed wrappers (put back as found); nobody changes it meanwhile."""
-    with host_lock():
-        try:
-            before = open(pam.JOB_PAM_FILE).read()
-        except FileNotFoundError:
-            before = None
-        if before is not None and not before.startswith(pam.JOB_STACK_MARK):
-            os.unlink(pam.JOB_PAM_FILE)
-        pam.install_job_stack(installed)
-        try:
-            yield installed
-        finally:
-            if before is None:
-                os.unlink(pam.JOB_PAM_FILE)
-            else:
-                with open(pam.JOB_PAM_FILE, "w") as f:
-                    f.write(before)
+    with lent_job_stack(installed):
+        yield installed
 
 
 @pytest.fixture
@@ -321,28 +308,6 @@ def test_a_user_made_spool_directory_ties_nothing(job_sshd, tmp_path):
     with Shepherd(job_sshd, env=job_env(spool), cwd=spool) as sh:
         proc = ssh(sh.port, "id -G; echo INSIDE")
         assert proc.returncode == 255 and "INSIDE" not in proc.stdout
-
-
-#: a chain that forks and exits every 300 microseconds; one process of it in 200 touches the file
-#: argv[1] (a /proc scan cannot tell whether it lives: its PID changes faster than a scan reads)
-REFORKER = ("import os, sys, time\n"
-            "os.setsid()\n"
-            "n = 0\n"
-            "while True:\n"
-            "    time.sleep(0.0003)\n"
-            "    n += 1\n"
-            "    if n % 200 == 0:\n"
-            "        os.utime(sys.argv[1])\n"
-            "    if os.fork():\n"
-            "        os._exit(0)\n")
-
-
-def beating(path, within=1.0):
-    """True while the chain touches ``path`` (its mtime is less than ``within`` seconds old)."""
-    try:
-        return time.time() - os.stat(path).st_mtime < within
-    except OSError:
-        return False
 
 
 def test_a_re_forking_chain_left_by_a_session_dies_at_its_end(job_sshd, spool):

@@ -14,21 +14,11 @@ import time
 
 import pytest
 
+from lib.rootside import Log
 from lib import make_spool, wait_until
 from sgewrap.rootside import adopt, jobspool, nodeaccess, procs, session, setupfile
 
 real_stat = procs.stat_of          # the fixture stands in for it; the stall test looks at real processes
-
-
-class Log:
-    def __init__(self):
-        self.lines = []
-
-    def __call__(self, priority, message):
-        self.lines.append((priority, message))
-
-    def text(self):
-        return "\n".join(m for _, m in self.lines)
 
 
 Pw = collections.namedtuple("Pw", "pw_name pw_uid pw_gid pw_dir")

@@ -9,19 +9,9 @@ import subprocess
 
 import pytest
 
+from lib.rootside import Log
 from lib import wait_until
 from sgewrap.rootside import gidrange, procs, session, setupfile
-
-
-class Log:
-    def __init__(self):
-        self.lines = []
-
-    def __call__(self, priority, message):
-        self.lines.append((priority, message))
-
-    def text(self):
-        return "\n".join(m for _, m in self.lines)
 
 
 def cache(path, text, mode=0o644):

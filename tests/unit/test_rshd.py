@@ -13,21 +13,13 @@ import sys
 import pytest
 from hypothesis import given, settings, strategies as st
 
+from lib.rootside import Log
 from lib import WRAPPERS_SRC, need_root
 from sgewrap.rootside import daemonlog, rshd
 from sgewrap import errors, locate, methods
 from sgewrap.admin import sgeconf
 
 SCRIPT = os.path.join(WRAPPERS_SRC, "rshdwrapper")
-
-
-class Log:
-    def __init__(self):
-        self.lines = []
-        self.facility = None
-
-    def __call__(self, priority, message):
-        self.lines.append((priority, message))
 
 
 # --- options --------------------------------------------------------------------------------

@@ -10,22 +10,9 @@ import time
 
 import pytest
 
+from lib.rootside import Log
 from lib import make_spool, wait_until
 from sgewrap.rootside import jobspool, procs, session, setupfile
-
-
-class Log:
-    def __init__(self):
-        self.lines = []
-
-    def detached(self):
-        pass
-
-    def __call__(self, priority, message):
-        self.lines.append((priority, message))
-
-    def text(self):
-        return "\n".join(m for _, m in self.lines)
 
 
 @pytest.fixture

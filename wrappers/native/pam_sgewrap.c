@@ -444,32 +444,36 @@ static ssize_t read_file(const char *path, char *buf, size_t cap, struct stat *s
     return (ssize_t)got;
 }
 
-static int proc_stat(pid_t pid, struct pstat *out)
+/* /proc/PID/NAME into buf (NUL-terminated, at most cap-1 bytes): its length, or -1. */
+static ssize_t proc_read(pid_t pid, const char *name, char *buf, size_t cap)
 {
-    char path[64], buf[1024];
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/%s", (int)pid, name);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return -1;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
+    ssize_t n = read(fd, buf, cap - 1);
     close(fd);
-    if (n <= 0 || sgw_parse_stat(buf, (size_t)n, out) < 0)
+    if (n <= 0)
+        return -1;
+    buf[n] = '\0';
+    return n;
+}
+
+static int proc_stat(pid_t pid, struct pstat *out)
+{
+    char buf[1024];
+    ssize_t n = proc_read(pid, "stat", buf, sizeof buf);
+    if (n < 0 || sgw_parse_stat(buf, (size_t)n, out) < 0)
         return -1;
     return out->state == 'Z' || out->state == 'X' ? -1 : 0;
 }
 
 static long long proc_ruid(pid_t pid)
 {
-    char path[64], buf[SMALL_MAX];
-    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
+    char buf[SMALL_MAX];
+    if (proc_read(pid, "status", buf, sizeof buf) < 0)
         return -1;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0)
-        return -1;
-    buf[n] = '\0';
     char *line = strstr(buf, "\nUid:");
     if (line == NULL)
         return -1;
@@ -821,18 +825,9 @@ static int write_str(const char *path, const char *text)
 /* The cgroup of the session of monitor m: next to m's own, named for the job and m. */
 static int session_cgroup(pid_t m, const struct job *job, char *out, size_t cap)
 {
-    char mount[PATH_MAX], path[64], data[SMALL_MAX], key[128];
-    if (cgroup2_mount(mount, sizeof mount) < 0)
+    char mount[PATH_MAX], data[SMALL_MAX], key[128];
+    if (cgroup2_mount(mount, sizeof mount) < 0 || proc_read(m, "cgroup", data, sizeof data) < 0)
         return -1;
-    snprintf(path, sizeof path, "/proc/%d/cgroup", (int)m);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    ssize_t n = read(fd, data, sizeof data - 1);
-    close(fd);
-    if (n <= 0)
-        return -1;
-    data[n] = '\0';
     char *line = strncmp(data, "0::", 3) == 0 ? data : strstr(data, "\n0::");
     if (line == NULL)
         return -1;
@@ -853,16 +848,9 @@ static int session_cgroup(pid_t m, const struct job *job, char *out, size_t cap)
 
 static int has_group(pid_t pid, gid_t gid)
 {
-    char path[64], buf[SMALL_MAX];
-    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
+    char buf[SMALL_MAX];
+    if (proc_read(pid, "status", buf, sizeof buf) < 0)
         return 0;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0)
-        return 0;
-    buf[n] = '\0';
     char *state = strstr(buf, "\nState:");
     if (state) {
         state += 7;

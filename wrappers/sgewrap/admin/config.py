@@ -295,20 +295,7 @@ def job_sshd_config_text():
 
 def write_job_sshd_config(path=None):
     """Write the job sshd configuration (root's, 0644); True if changed.  A file sgewrap did not write is kept."""
-    from ..rootside.frame import write_atomic
-    path = path or methods.JOB_SSHD_CONFIG
-    text = job_sshd_config_text()
-    try:
-        with open(path) as f:
-            old = f.read()
-    except FileNotFoundError:
-        old = None
-    if old == text:
-        return False
-    if old is not None and not old.startswith(JOB_SSHD_CONFIG_MARK):
-        raise OSError("%s exists and was not written by sgewrap: not replaced" % path)
-    write_atomic(path, text.encode(), 0o644)
-    return True
+    return pam.write_marked(path or methods.JOB_SSHD_CONFIG, job_sshd_config_text(), JOB_SSHD_CONFIG_MARK)
 
 
 def restore_job_stack(path, glob):

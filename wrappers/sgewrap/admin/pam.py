@@ -171,20 +171,25 @@ def is_job_stack(path=JOB_PAM_FILE):
         return False
 
 
-def write_job_stack(wrappers_dir, path=JOB_PAM_FILE):
-    """Write the job stack (mode 0644, root's); True if changed.  A file sgewrap did not write is refused."""
-    text = job_stack(wrappers_dir)
+def write_marked(path, text, mark):
+    """Write ``text`` (a file sgewrap owns whole, starting with ``mark``) to ``path``, mode 0644, root's;
+    True if changed.  A file there that does not start with ``mark`` was not sgewrap's: refused."""
     try:
         old = _read(path)
     except FileNotFoundError:
         old = None
     if old == text:
         return False
-    if old is not None and not old.startswith(JOB_STACK_MARK):
+    if old is not None and not old.startswith(mark):
         raise OSError("%s exists and was not written by sgewrap: not replaced" % path)
     from ..rootside.frame import write_atomic
     write_atomic(path, text.encode(), 0o644)
     return True
+
+
+def write_job_stack(wrappers_dir, path=JOB_PAM_FILE):
+    """Write the job stack (mode 0644, root's); True if changed.  A file sgewrap did not write is refused."""
+    return write_marked(path, job_stack(wrappers_dir), JOB_STACK_MARK)
 
 
 def remove_job_stack(path=JOB_PAM_FILE):
