@@ -203,6 +203,23 @@ int sgw_parse_gid(const char *data, size_t len, gid_t *out)
     return 0;
 }
 
+/* "PID START" filling [a, end) exactly: two decimals of at most 19 digits, one space between.  0 or -1. */
+static int pid_start(const char *a, const char *end, unsigned long long v[2])
+{
+    for (int k = 0; k < 2; k++) {
+        int digits = 0;
+        v[k] = 0;
+        while (a < end && isdigit((unsigned char)*a)) {
+            if (++digits > 19)
+                return -1;
+            v[k] = v[k] * 10 + (unsigned long long)(*a++ - '0');
+        }
+        if (digits == 0 || (k == 0 && (a >= end || *a++ != ' ')))
+            return -1;
+    }
+    return a == end ? 0 : -1;
+}
+
 /* A setup file: "SPOOL\nsgewrap PID START\n...": the spool copied into spool (cap bytes), pid and start.
    0, or -1 if it is not one sgewrap wrote. */
 int sgw_parse_setup(const char *data, size_t len, char *spool, size_t cap, long long *pid,
@@ -217,30 +234,9 @@ int sgw_parse_setup(const char *data, size_t len, char *spool, size_t cap, long 
     const char *nl2 = memchr(p, '\n', (size_t)(end - p));
     if (nl2 == NULL)
         return -1;
-    char line[80];
-    if ((size_t)(nl2 - p) >= sizeof line)
-        return -1;
-    memcpy(line, p, (size_t)(nl2 - p));
-    line[nl2 - p] = '\0';
-    char *a = line;
-    if (strncmp(a, "sgewrap ", 8) != 0)
-        return -1;
-    a += 8;
     unsigned long long v[2];
-    for (int k = 0; k < 2; k++) {
-        if (!isdigit((unsigned char)*a))
-            return -1;
-        v[k] = 0;
-        int digits = 0;
-        while (isdigit((unsigned char)*a)) {
-            if (++digits > 19)
-                return -1;
-            v[k] = v[k] * 10 + (unsigned long long)(*a++ - '0');
-        }
-        if (k == 0 && *a++ != ' ')
-            return -1;
-    }
-    if (*a != '\0' || v[0] == 0 || v[0] > INT_MAX)
+    if ((size_t)(nl2 - p) < 8 || memcmp(p, "sgewrap ", 8) != 0 || pid_start(p + 8, nl2, v) < 0
+        || v[0] == 0 || v[0] > INT_MAX)
         return -1;
     *pid = (long long)v[0];
     *start = v[1];
@@ -257,19 +253,8 @@ int sgw_setup_shepherd(const char *data, size_t len, long long *pid, unsigned lo
         if (nl == NULL)
             return -1;                  /* only whole lines count */
         if ((size_t)(nl - p) > 9 && memcmp(p, "shepherd ", 9) == 0) {
-            unsigned long long v[2] = {0, 0};
-            const char *a = p + 9;
-            for (int k = 0; k < 2; k++) {
-                int digits = 0;
-                while (a < nl && isdigit((unsigned char)*a)) {
-                    if (++digits > 19)
-                        return -1;
-                    v[k] = v[k] * 10 + (unsigned long long)(*a++ - '0');
-                }
-                if (digits == 0 || (k == 0 && (a >= nl || *a++ != ' ')))
-                    return -1;
-            }
-            if (a != nl || v[0] <= 1 || v[0] > INT_MAX)
+            unsigned long long v[2];
+            if (pid_start(p + 9, nl, v) < 0 || v[0] <= 1 || v[0] > INT_MAX)
                 return -1;
             *pid = (long long)v[0];
             *start = v[1];
@@ -709,15 +694,16 @@ static pid_t job_monitor(char *spool, size_t cap, char *why, size_t wcap)
     return -1;
 }
 
-static int job_of_connection(const struct opts *o, pid_t *monitor, struct job *job, char *why, size_t cap)
+/* The monitor and the job of this connection; t: who may own the spool, made here for the caller. */
+static int job_of_connection(const struct opts *o, pid_t *monitor, struct job *job, struct trust *t, char *why,
+                             size_t cap)
 {
     char spool[PATH_MAX];
-    struct trust t;
     pid_t m = job_monitor(spool, sizeof spool, why, cap);
     if (m < 0)
         return -1;
-    trust_init(&t, o);
-    if (read_job(spool, &t, job, why, cap) < 0)
+    trust_init(t, o);
+    if (read_job(spool, t, job, why, cap) < 0)
         return -1;
     *monitor = m;
     return 0;
@@ -994,16 +980,13 @@ static int gid_reapable(const struct job *job, pid_t m)
     return inside == 1;
 }
 
-
-/* kill: the cgroup's members; sweep: where that could not be done, the task's group (a job sshd's
-   session is the whole task; an adopted login leaves the group to Grid Engine's own kill). */
-/* kill: the cgroup's members; sweep: where that could not be done, the task's group, inside gid_range
+/* The cgroup's members; with sweep, where that could not be done, the task's group, inside gid_range
    only (a job sshd's session is the whole task; an adopted login leaves the group to Grid Engine). */
-static void kill_session(const char *cgroup, const struct job *job, int kill, int sweep, pid_t m)
+static void kill_session(const char *cgroup, const struct job *job, int sweep, pid_t m)
 {
     char path[PATH_MAX + 32];
     int killed = 0;
-    if (cgroup[0] && kill) {
+    if (cgroup[0]) {
         snprintf(path, sizeof path, "%s/cgroup.kill", cgroup);
         killed = write_str(path, "1") == 0;
     }
@@ -1116,7 +1099,9 @@ static int watch(pid_t m, pid_t shepherd, unsigned long long shepherd_start, con
     for (int fd = 0; fd < 3; fd++)
         dup2(null, fd);
     close_from(3, pidfd, shepfd);
+    /* p[0]: m, until an adopted login has ended; then its cgroup's events */
     struct pollfd p[2] = {{pidfd, POLLIN, 0}, {shepfd, POLLIN, 0}};
+    int login_ended = 0;
     for (;;) {
         p[0].revents = p[1].revents = 0;
         if (poll(p, shepfd >= 0 ? 2 : 1, -1) < 0) {
@@ -1126,30 +1111,31 @@ static int watch(pid_t m, pid_t shepherd, unsigned long long shepherd_start, con
         }
         if (shepfd >= 0 && p[1].revents)
             break;                      /* the job (task) ended: everything of the session goes */
-        if (p[0].revents && p[0].fd >= 0) {
-            if (reap || shepfd < 0)
-                break;                  /* the session was the whole task */
-            close(p[0].fd);             /* an adopted login ended: its leftovers live on with the job */
-            char path[PATH_MAX + 32];
-            snprintf(path, sizeof path, "%s/cgroup.events", cgroup);
-            int events = cgroup[0] ? open(path, O_RDONLY | O_CLOEXEC) : -1;
-            if (events < 0 || populated(events) == 0) {
-                if (cgroup[0])
-                    rmdir(cgroup);
-                _exit(0);
-            }
-            p[0].fd = events;
-            p[0].events = POLLPRI;
-        } else if (p[0].revents && p[0].fd < 0)
-            break;
-        else if (p[0].revents & POLLPRI) {
+        if (!p[0].revents)
+            continue;
+        if (login_ended) {
             if (populated(p[0].fd) == 0) {
                 rmdir(cgroup);
                 _exit(0);
             }
+            continue;
         }
+        if (reap || shepfd < 0)
+            break;                      /* the session was the whole task */
+        close(p[0].fd);                 /* an adopted login ended: its leftovers live on with the job */
+        login_ended = 1;
+        char path[PATH_MAX + 32];
+        snprintf(path, sizeof path, "%s/cgroup.events", cgroup);
+        int events = cgroup[0] ? open(path, O_RDONLY | O_CLOEXEC) : -1;
+        if (events < 0 || populated(events) == 0) {
+            if (cgroup[0])
+                rmdir(cgroup);
+            _exit(0);
+        }
+        p[0].fd = events;
+        p[0].events = POLLPRI;
     }
-    kill_session(cgroup, job, 1, reap, m);
+    kill_session(cgroup, job, reap, m);
     _exit(0);
 }
 
@@ -1209,8 +1195,9 @@ static int job_account(pam_handle_t *pamh, const struct opts *o)
     pid_t m;
     struct job job;
     const char *user = user_of(pamh);
+    struct trust t;
     memset(&job, 0, sizeof job);
-    if (job_of_connection(o, &m, &job, why, sizeof why) < 0) {
+    if (job_of_connection(o, &m, &job, &t, why, sizeof why) < 0) {
         /* --fail-open admits untied only the job's owner: one whose job could be read that far */
         if (o->fail_open && job.owner[0] && strcmp(user, job.owner) == 0) {
             say(LOG_WARNING, "session of %.64s NOT tied to a job (--fail-open): %s", user, why);
@@ -1236,8 +1223,9 @@ static int job_setcred(pam_handle_t *pamh, const struct opts *o)
     char spool[PATH_MAX];
     if (shepherd_spool(getppid(), spool, sizeof spool) == 0)
         return PAM_SUCCESS;         /* ESTABLISH, in the monitor: account decided; the session's process comes later */
+    struct trust t;
     memset(&job, 0, sizeof job);
-    int found = job_of_connection(o, &m, &job, why, sizeof why) == 0;
+    int found = job_of_connection(o, &m, &job, &t, why, sizeof why) == 0;
     if (!found || strcmp(user, job.owner) != 0) {
         if (!found && o->fail_open && job.owner[0] && strcmp(user, job.owner) == 0)
             return PAM_SUCCESS;
@@ -1248,8 +1236,6 @@ static int job_setcred(pam_handle_t *pamh, const struct opts *o)
         say(LOG_ERR, "session of %.64s refused: %s", user, why);
         _exit(1);
     }
-    struct trust t;
-    trust_init(&t, o);
     if (give_job(pamh, &job, &t, why, sizeof why) < 0) {
         /* sshd only logs a failed setcred of a key login: a session outside its job must not start */
         say(LOG_ERR, "session of %.64s in job %s refused: %s", user, job.key, why);
@@ -1263,9 +1249,10 @@ static int job_open(pam_handle_t *pamh, const struct opts *o)
     char why[512], cgroup[PATH_MAX] = "", path[PATH_MAX + 32], pid[32];
     pid_t m;
     struct job job;
+    struct trust t;
     const char *user = user_of(pamh);
     memset(&job, 0, sizeof job);
-    if (job_of_connection(o, &m, &job, why, sizeof why) < 0 || strcmp(user, job.owner) != 0 || m != getpid()) {
+    if (job_of_connection(o, &m, &job, &t, why, sizeof why) < 0 || strcmp(user, job.owner) != 0 || m != getpid()) {
         if (o->fail_open && job.owner[0] && strcmp(user, job.owner) == 0)
             return PAM_SUCCESS;
         say(LOG_ERR, "session of %.64s refused at its start: %s", user, why);
@@ -1302,29 +1289,42 @@ static int job_open(pam_handle_t *pamh, const struct opts *o)
 
 /* ------------------------------------------------------------------------------ setup mode */
 
-/* The setup file of our parent, honoured only if it was written for that very process: root's, mode
-   0600, a regular file, "sgewrap PID START" naming our parent's PID and start time. */
-static int setup_setcred(pam_handle_t *pamh, const struct opts *o)
+/* The setup file of the monitor m into data (cap bytes) and its spool, honoured only if it was written
+   for that very process: a regular file of root's, mode 0600, "sgewrap PID START" naming m's PID and
+   start time, m running as root.  Its length; 0 if there is none; -1 if there is one not to honour
+   (logged when loud). */
+static ssize_t setup_file_of(const struct opts *o, pid_t m, char *data, size_t cap, char *spool, size_t spool_cap,
+                             int loud)
 {
-    char path[PATH_MAX], data[SMALL_MAX], spool[SPOOL_MAX + 1], why[512];
+    char path[PATH_MAX];
     struct stat st;
     struct pstat ps;
     long long pid;
     unsigned long long start;
-    pid_t parent = getppid();
-    snprintf(path, sizeof path, "%s/sge-qrsh-setup.%d", o->setup_dir, (int)parent);
-    ssize_t n = read_file(path, data, sizeof data, &st);
+    snprintf(path, sizeof path, "%s/sge-qrsh-setup.%d", o->setup_dir, (int)m);
+    ssize_t n = read_file(path, data, cap, &st);
     if (n == -1 && errno == ENOENT)
-        return PAM_SUCCESS;         /* no job was chosen for this connection */
+        return 0;                   /* no job was chosen for this connection */
     if (n < 0 || st.st_uid != 0 || (st.st_mode & 077)) {
-        say(LOG_WARNING, "%s ignored: not a regular file of root's with mode 0600", path);
-        return PAM_SUCCESS;
+        if (loud)
+            say(LOG_WARNING, "%s ignored: not a regular file of root's with mode 0600", path);
+        return -1;
     }
-    if (sgw_parse_setup(data, (size_t)n, spool, sizeof spool, &pid, &start) < 0 || pid != parent
-        || proc_stat(parent, &ps) < 0 || ps.start != start || proc_ruid(parent) != 0) {
-        say(LOG_WARNING, "%s ignored: not written for sshd %d (stale, or not sgewrap's)", path, (int)parent);
-        return PAM_SUCCESS;
+    if (sgw_parse_setup(data, (size_t)n, spool, spool_cap, &pid, &start) < 0 || pid != m
+        || proc_stat(m, &ps) < 0 || ps.start != start || proc_ruid(m) != 0) {
+        if (loud)
+            say(LOG_WARNING, "%s ignored: not written for sshd %d (stale, or not sgewrap's)", path, (int)m);
+        return -1;
     }
+    return n;
+}
+
+/* In the session's own process: the job of the setup file of our parent, the monitor. */
+static int setup_setcred(pam_handle_t *pamh, const struct opts *o)
+{
+    char data[SMALL_MAX], spool[SPOOL_MAX + 1], why[512];
+    if (setup_file_of(o, getppid(), data, sizeof data, spool, sizeof spool, 1) <= 0)
+        return PAM_SUCCESS;         /* none, or not to be honoured: the login is not tied */
     struct trust t;
     struct job job;
     const char *user = user_of(pamh);
@@ -1344,20 +1344,14 @@ static int setup_setcred(pam_handle_t *pamh, const struct opts *o)
    leaves dies with the job (when the task's shepherd exits), never with the login. */
 static int setup_open(pam_handle_t *pamh, const struct opts *o)
 {
-    char path[PATH_MAX], data[SMALL_MAX], spool[SPOOL_MAX + 1], why[512] = "", cgroup[PATH_MAX] = "",
-        procs[PATH_MAX + 32], self[32], shep_spool[PATH_MAX];
-    struct stat st;
-    struct pstat ps;
-    long long pid, shep;
-    unsigned long long start, shep_start;
+    char data[SMALL_MAX], spool[SPOOL_MAX + 1], why[512] = "", cgroup[PATH_MAX] = "", procs[PATH_MAX + 32],
+        self[32], shep_spool[PATH_MAX];
+    long long shep;
+    unsigned long long shep_start;
     pid_t m = getpid();
-    snprintf(path, sizeof path, "%s/sge-qrsh-setup.%d", o->setup_dir, (int)m);
-    ssize_t n = read_file(path, data, sizeof data, &st);
-    if (n < 0 || st.st_uid != 0 || (st.st_mode & 077))
-        return PAM_IGNORE;              /* not adopted (or not a file of ours): nothing to watch */
-    if (sgw_parse_setup(data, (size_t)n, spool, sizeof spool, &pid, &start) < 0 || pid != m
-        || proc_stat(m, &ps) < 0 || ps.start != start)
-        return PAM_IGNORE;
+    ssize_t n = setup_file_of(o, m, data, sizeof data, spool, sizeof spool, 0);
+    if (n <= 0)
+        return PAM_IGNORE;              /* not adopted (or not a file to honour): nothing to watch */
     const char *user = user_of(pamh);
     struct trust t;
     struct job job;

@@ -304,13 +304,7 @@ def restore_job_stack(path, glob):
         return 0
     if pam.remove_job_stack(path):
         print("no *_daemon runs the job sshd any more: removed %s (this host)" % path)
-    try:
-        with open(methods.JOB_SSHD_CONFIG) as f:
-            ours = f.read().startswith(JOB_SSHD_CONFIG_MARK)
-    except OSError:
-        ours = False
-    if ours and path == pam.JOB_PAM_FILE:
-        os.unlink(methods.JOB_SSHD_CONFIG)
+    if path == pam.JOB_PAM_FILE and pam.remove_marked(methods.JOB_SSHD_CONFIG, JOB_SSHD_CONFIG_MARK):
         print("removed %s (this host)" % methods.JOB_SSHD_CONFIG)
     return 0
 

@@ -271,10 +271,10 @@ def install(sge_root, python=DEFAULT_PYTHON, dry_run=False, with_deps=True, repo
             report("installed %s" % path)
             written.append(path)
     from . import pammodule
-    native = pammodule.can_build()
+    why = pammodule.can_build()     # None: the C parts (launcher, PAM module) are built here
     for name, target in sorted(LINKS.items()):
         path = os.path.join(dest, name)
-        if name == JOB_SSHD_NAME and native is None:
+        if name == JOB_SSHD_NAME and why is None:
             if pammodule.build(path, source=pammodule.LAUNCHER_SOURCE, mode=0o755):
                 report("built %s (the job sshd's launcher)" % path)
                 written.append(path)
@@ -293,7 +293,6 @@ def install(sge_root, python=DEFAULT_PYTHON, dry_run=False, with_deps=True, repo
         written.append(path)
     names = names + sorted(LINKS)
     module = os.path.join(dest, pammodule.NAME)
-    why = native
     if why is None:
         if pammodule.build(module):
             report("built %s" % module)

@@ -163,12 +163,25 @@ def install_job_stack(wrappers_dir, path=JOB_PAM_FILE):
     return write_job_stack(wrappers_dir, path) or changed
 
 
-def is_job_stack(path=JOB_PAM_FILE):
-    """True if ``path`` exists and was written by :func:`write_job_stack`."""
+def is_marked(path, mark):
+    """True if ``path`` exists and starts with ``mark`` (a file sgewrap owns whole)."""
     try:
-        return _read(path).startswith(JOB_STACK_MARK)
+        return _read(path).startswith(mark)
     except FileNotFoundError:
         return False
+
+
+def remove_marked(path, mark):
+    """Remove ``path`` if it starts with ``mark``; True if removed."""
+    if not is_marked(path, mark):
+        return False
+    os.unlink(path)
+    return True
+
+
+def is_job_stack(path=JOB_PAM_FILE):
+    """True if ``path`` exists and was written by :func:`write_job_stack`."""
+    return is_marked(path, JOB_STACK_MARK)
 
 
 def write_marked(path, text, mark):
@@ -194,10 +207,7 @@ def write_job_stack(wrappers_dir, path=JOB_PAM_FILE):
 
 def remove_job_stack(path=JOB_PAM_FILE):
     """Remove the job stack if sgewrap wrote it; True if removed."""
-    if not is_job_stack(path):
-        return False
-    os.unlink(path)
-    return True
+    return remove_marked(path, JOB_STACK_MARK)
 
 
 def job_stack_problems(path=JOB_PAM_FILE, pam_dir=None):

@@ -86,14 +86,11 @@ def build_argv(out, include_dir, cc="cc", extra_cflags=(), extra_ldflags=(), sou
     ours = [f for f in CFLAGS if not (f.startswith("-D_FORTIFY_SOURCE")
                                       and any(e.startswith("-D_FORTIFY_SOURCE") for e in extra_cflags))]
     maps = ["-ffile-prefix-map=%s=." % include_dir, "-ffile-prefix-map=%s=." % os.path.dirname(source)]
-    if source == LAUNCHER_SOURCE:
+    link = list(LDFLAGS) + list(extra_ldflags) + ["-lpam"]
+    if source == LAUNCHER_SOURCE:       # a static-pie program, not a shared module
         ours = [f for f in ours if f != "-fPIC"] + list(LAUNCHER_FLAGS)
-        link = [f for f in LDFLAGS if f != "-shared"]
-        extra_ldflags = [f for f in extra_ldflags if "pie" not in f]
-        return [cc] + ours + list(extra_cflags) + maps + ["-I", include_dir, "-o", out, source] + link \
-            + list(extra_ldflags)
-    return ([cc] + ours + list(extra_cflags) + maps + ["-I", include_dir, "-o", out, source]
-            + list(LDFLAGS) + list(extra_ldflags) + ["-lpam"])
+        link = [f for f in LDFLAGS if f != "-shared"] + [f for f in extra_ldflags if "pie" not in f]
+    return [cc] + ours + list(extra_cflags) + maps + ["-I", include_dir, "-o", out, source] + link
 
 
 def can_build(cc="cc"):
