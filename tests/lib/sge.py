@@ -85,8 +85,40 @@ FW_PE = "fw.pe"              #: $round_robin over test.q and fw.q: master here, 
 NODE3 = "node3"              #: the third execution host, reachable on any port (tests/cluster/up)
 OPEN_QUEUE = "open.q"        #: its queue
 OPEN_PE = "open.pe"          #: $round_robin over test.q and open.q: a job with ranks on vm and node3
-EXEC_HOSTS = (HOST, NODE2, NODE3)
+NODE4 = "node4"              #: the Debian 13 execution host (trixie's execd, OpenSSH 10; tests/cluster/up)
+DEB13_QUEUE = "deb13.q"      #: its queue
+MIXED_PE = "mixed.pe"        #: $round_robin over test.q and deb13.q: a job on a Debian 12 and a Debian 13 host
+NODE4_ROOT = "/var/cache/sgewrap-test/node4"     #: its root file system, as seen from this host
+EXEC_HOSTS = (HOST, NODE2, NODE3, NODE4)
 SPOOL = "/var/spool/gridengine/execd"
+
+
+def root_of(host):
+    """Where ``host``'s own root file system is seen from here ('' for the hosts that share ours)."""
+    return NODE4_ROOT if host == NODE4 else ""
+
+
+def spool_of(host):
+    """``host``'s execd spool directory, as seen from here."""
+    return root_of(host) + os.path.join(SPOOL, host)
+
+
+def node4_holder():
+    """The PID whose network, UTS and mount namespaces are node4's (tests/cluster/up records it)."""
+    with open(os.path.join(CLUSTER_STATE, NODE4 + "-holder.pid")) as f:
+        return int(f.read())
+
+
+def on_node4(argv, user=None, env=None, **kwargs):
+    """argv on node4 (its namespaces, chrooted into its root), as root or as ``user``, with the Grid
+    Engine environment and a PATH (plus ``env``); a CompletedProcess.  What an administrator or a
+    user types on a Debian 13 host."""
+    words = ["%s=%s" % item for item in dict(ENV, PATH="/usr/sbin:/usr/bin:/sbin:/bin", **(env or {})).items()]
+    inner = ["/usr/bin/env", "-i"] + words + list(argv)
+    if user is not None:
+        inner = ["/usr/sbin/runuser", "-u", user, "--"] + inner
+    return subprocess.run(["nsenter", "-t", str(node4_holder()), "-n", "-u", "-m", "chroot", NODE4_ROOT] + inner,
+                          **kwargs)
 
 
 def _netns(pid):
@@ -371,7 +403,7 @@ def delete(job, timeout=60):
     """qdel, and wait until no host keeps a trace of the job (the next test must not see it)."""
     import re
     subprocess.run(["/usr/bin/qdel", job], env=ENV, capture_output=True)
-    traces = ["%s/%s/active_jobs/%s.1" % (SPOOL, h, job) for h in EXEC_HOSTS]
+    traces = ["%s/active_jobs/%s.1" % (spool_of(h), job) for h in EXEC_HOSTS]
     return wait_until(lambda: not (any(os.path.exists(t) for t in traces)
                                    or re.search(r"^\s*%s\s" % job, qstat_all(), re.M)), timeout)
 
@@ -407,7 +439,7 @@ def task_gids(job):
     tasks, read from the execution hosts' spool directories)."""
     found = {}
     for host in EXEC_HOSTS:
-        top = "%s/%s/active_jobs/%s.1" % (SPOOL, host, job)
+        top = "%s/active_jobs/%s.1" % (spool_of(host), job)
         for directory in [top] + [os.path.join(top, d) for d in (os.listdir(top) if os.path.isdir(top) else ())]:
             try:
                 with open(os.path.join(directory, "addgrpid")) as f:
