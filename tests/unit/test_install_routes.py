@@ -93,3 +93,23 @@ def test_the_packaged_programs_import_the_package_s_own_sgewrap_first(tmp_path):
     assert who == "the package's", proc.stderr
     assert path.index(str(site)) < path.index(str(local))
     assert all(path.index(p) < path.index(str(site)) for p in path if p.endswith(("lib-dynload", ".zip")))
+
+
+def test_an_offline_host_takes_the_dependencies_from_the_distribution(tmp_path):
+    """An execution host often reaches no package index (node4, the Debian 13 host of the test cluster,
+    reaches none): where PYTHON has Debian's python3-plumbum and python3-shellingham, make install copies
+    them into the wrappers' environment instead of asking pip; a PYTHON without them still gets pip."""
+    from sgewrap.admin import installer
+    found = installer._system_dependencies("/usr/bin/python3")
+    assert sorted(found) == ["plumbum", "shellingham"], "make deps installs python3-plumbum, python3-shellingham"
+    assert all(os.path.isfile(os.path.join(p, "__init__.py")) for p in found.values()), found
+    without = tmp_path / "python-without"
+    without.write_text("#!/bin/sh\nexit 1\n")
+    without.chmod(0o755)
+    assert installer._system_dependencies(str(without)) == {}
+    root = tmp_path / "sge"
+    out = subprocess.run(["make", "-s", "-C", REPO, "install", "SGE_ROOT=" + str(root), "PYTHON=/usr/bin/python3"],
+                         capture_output=True, text=True, timeout=600,
+                         env=dict(os.environ, PIP_INDEX_URL="http://0.0.0.0:9/"))     # no index: pip would fail
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "copied plumbum, shellingham from /usr/bin/python3's own packages" in out.stdout, out.stdout

@@ -154,6 +154,20 @@ def _site_packages(venv_python):
     return out
 
 
+def _system_dependencies(python):
+    """{name: package directory} of DEPENDENCIES as ``python`` itself imports them (isolated: Debian's
+    python3-plumbum and python3-shellingham), or {} if it lacks any.  Taken before pip: an execution
+    host often reaches no package index, and the versions are the distribution's."""
+    code = "import json, %s; print(json.dumps([m.__path__[0] for m in (%s,)]))" % (
+        ", ".join(DEPENDENCIES), ", ".join(DEPENDENCIES))
+    proc = subprocess.run([python, "-I", "-c", code], capture_output=True, text=True)
+    if proc.returncode:
+        return {}
+    import json
+    paths = json.loads(proc.stdout)
+    return dict(zip(DEPENDENCIES, paths)) if all(os.path.isdir(p) for p in paths) else {}
+
+
 def _tree_identical(a, b):
     import filecmp
     if not os.path.isdir(b):
@@ -247,7 +261,15 @@ def install(sge_root, python=DEFAULT_PYTHON, dry_run=False, with_deps=True, repo
         shutil.copytree(PACKAGE, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
         report("installed %s" % target)
         written.append(target)
-    if with_deps and any(not os.path.isdir(os.path.join(site, d)) for d in DEPENDENCIES):
+    system = _system_dependencies(python) if with_deps else {}
+    if system and any(not _tree_identical(path, os.path.join(site, d)) for d, path in system.items()):
+        for name, path in system.items():
+            target = os.path.join(site, name)
+            shutil.rmtree(target, ignore_errors=True)
+            shutil.copytree(path, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        report("copied %s from %s's own packages into %s" % (", ".join(DEPENDENCIES), python, site))
+        written.append(site)
+    elif with_deps and not system and any(not os.path.isdir(os.path.join(site, d)) for d in DEPENDENCIES):
         subprocess.run([python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
                         "--no-warn-script-location", "--target", site] + list(DEPENDENCIES),
                        check=True, env=dict(os.environ, PIP_ROOT_USER_ACTION="ignore"))
