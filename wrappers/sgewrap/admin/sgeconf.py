@@ -370,18 +370,24 @@ def program(value):
 
 
 def is_tight(value):
-    """True for a daemon value that runs a tight-integration wrapper (needs the PAM line)."""
+    """True for a daemon value that runs a tight-integration wrapper (needs the PAM line), or sshd itself
+    told to run under the job PAM service (``/usr/sbin/sshd -i -o PamServiceName=sge-sshd``)."""
     p = program(value)
-    return p is not None and posixpath.basename(p) in TIGHT_NAMES
+    return p is not None and (posixpath.basename(p) in TIGHT_NAMES or _sshd_for_jobs(value))
+
+
+def _sshd_for_jobs(value):
+    return posixpath.basename(program(value) or "") == "sshd" and pam_service(value) == JOB_SSHD_NAME
 
 
 def needs_job_stack(value):
-    """True for a daemon value that runs sshd under the job's PAM service (sge-sshd, rshdwrapper's sshd)."""
+    """True for a daemon value that runs sshd under the job's PAM service (sge-sshd, rshdwrapper's sshd, sshd
+    with ``-o PamServiceName=sge-sshd``)."""
     p = program(value)
     if p is None:
         return False
     name = posixpath.basename(p)
-    return name == JOB_SSHD_NAME or (name == "rshdwrapper" and classify(value) == "ssh")
+    return name == JOB_SSHD_NAME or (name == "rshdwrapper" and classify(value) == "ssh") or _sshd_for_jobs(value)
 
 
 def is_daemon_program(value):
