@@ -14,10 +14,11 @@ import shutil
 from plumbum import cli
 
 from .. import methods
-from . import pam, sgeconf
+from . import hostfacts, pam, sgeconf
 from . import access
 from . import common
-from .common import OK, FAILED, AdminError, Command, config_of, read_dir, read_live, run, table, this_host
+from .common import OK, FAILED, UNREADABLE, AdminError, Command, config_of, read_dir, read_live, run, same_host, \
+    table, this_host
 
 OTHERS = "*"          #: the hosts without a local configuration
 ERROR, WARNING = "error", "warning"
@@ -56,6 +57,9 @@ class Report:
         if not any(p.message == message for p in self.problems):
             self.problems.append(Problem(severity, host, slot, message))
 
+    def by_host(self, host):
+        return [p for p in self.problems if p.host == host]
+
     @property
     def errors(self):
         return [p for p in self.problems if p.severity == ERROR]
@@ -70,7 +74,8 @@ class Report:
 
 
 def analyse(glob, hosts, here=None, pam_file=pam.PAM_FILE, executable=None, queues=None, sshd_settings=None,
-            job_pam_file=pam.JOB_PAM_FILE, front_state=None, sshd_root="/", gid_range_cache=None):
+            job_pam_file=pam.JOB_PAM_FILE, front_state=None, sshd_root="/", gid_range_cache=None,
+            exec_hosts=None, facts=None):
     """The Report for a global configuration and the local ones (``{host: Config}``).
 
     ``here``: this host's name, for what can only be checked on this host
@@ -80,6 +85,8 @@ def analyse(glob, hosts, here=None, pam_file=pam.PAM_FILE, executable=None, queu
     ``front_state``: {name: installed} of this host's qlogin/qrsh front, None if not known.
     ``sshd_root``: where this host's sshd is looked at (tests point it at a fake tree).
     ``gid_range_cache``: this host's gid_range cache (default :data:`sgewrap.rootside.gidrange.CACHE`).
+    ``exec_hosts``: the execution hosts (qconf -sel); ``facts``: {host: recorded facts}
+    (:mod:`sgewrap.admin.hostfacts`); None skips the check of every host's job sshd.
     """
     executable = executable or (lambda path: os.path.isfile(path) and os.access(path, os.X_OK))
     report = Report()
@@ -135,6 +142,12 @@ def analyse(glob, hosts, here=None, pam_file=pam.PAM_FILE, executable=None, queu
                 if v != v.strip() or "  " in v:
                     report.add(WARNING, name, key, "%s: %s %r has extra spaces: the shepherd splits on single "
                                "spaces, so it gets empty arguments" % (where, key, v))
+                service = sgeconf.pam_service(v)
+                if sgeconf.is_tight(v) and sgeconf.classify(v) == "ssh" \
+                        and service not in (None, methods.JOB_SSHD_NAME):
+                    report.add(ERROR, name, key, "%s: %s runs the job sshd under the PAM service %r, not %s: its "
+                               "sessions are neither tied to their job nor limited to its owner" % (
+                                   where, key, service, methods.JOB_SSHD_NAME))
                 if not sgeconf.is_daemon_program(v) and sgeconf.classify(v) != "unknown":
                     report.add(ERROR, name, key, "%s: %s runs %s, a client, not a daemon" % (
                         where, key, posixpath.basename(first)))
@@ -193,6 +206,11 @@ def analyse(glob, hosts, here=None, pam_file=pam.PAM_FILE, executable=None, queu
                        "at once tasks fail to start; widen it (the README's Scale section)"
                        % ("global" if name == "global" else name + "'s", conf.get("gid_range"), ids, most[0],
                           most[1], ids))
+
+    # --- every execution host's job sshd, from the facts its root recorded ---------------------------
+    if facts is not None:
+        _check_recorded_hosts(report, exec_hosts or [], here, facts,
+                              lambda host: [(k, value(host, k)) for k in sgeconf.SLOTS if k.endswith("_daemon")])
 
     # --- on this host -------------------------------------------------------------------
     if here is None:
@@ -368,6 +386,36 @@ def _check_tunnel_end(report, here, keys, sshd_settings):
                    % (here, ", ".join(keys), settings.get("maxstartups"), start))
 
 
+def _check_recorded_hosts(report, exec_hosts, here, facts, daemons_of):
+    """For each execution host running a job sshd value: what its root recorded (sgewrap facts) says about
+    the PAM service its sessions run under.  This host is checked live below; its record only for age."""
+    for host in exec_hosts:
+        daemons = [(k, v) for k, v in daemons_of(host) if sgeconf.needs_job_stack(v)]
+        if not daemons:
+            continue
+        found = facts.get(host)
+        if found is None:
+            if not (here and same_host(host, here)):
+                report.add(WARNING, host, daemons[0][0], "%s: %s run%s the job sshd, but %s's facts were never "
+                           "recorded (%s/%s): whether its sessions run under the job PAM service is not known "
+                           "here; run sgewrap config ssh --tight --apply (or sgewrap facts --record) on %s"
+                           % (host, ", ".join(k for k, _ in daemons), "s" * (len(daemons) == 1), host,
+                              hostfacts.DIRECTORY, host, host))
+            continue
+        if here and same_host(host, here):
+            stale = hostfacts.changed(found, hostfacts.collect(found.get("wrappers") or ""))
+            if stale:
+                report.add(WARNING, host, "facts", "%s: this host's recorded facts are stale (%s); other hosts' "
+                           "check judges it by them: sgewrap facts --record" % (
+                               host, "; ".join("%s was %r, is %r" % item for item in stale)))
+            continue
+        for key, message in hostfacts.problems(found, daemons):
+            report.add(ERROR, host, key, message)
+        if not report.by_host(host):
+            report.notes.append("%s: job sshd %s, %s, job PAM service %s (recorded %s)" % (
+                host, found.get("job_sshd"), found.get("sshd"), found.get("job_stack"), hostfacts._when(found)))
+
+
 def _check_pam_service_name(report, here, daemons, root):
     """On OpenSSH 9.8 and later a job sshd value in force here must select the job PAM service itself."""
     bare = [key for key, v in daemons if sgeconf.job_service_guard(v)
@@ -478,7 +526,12 @@ class Check(Command, cli.Application):
             glob, hosts = read_live()
             queues = {q: access.queue_values(access.show_queue(q)) for q in access.queues()}
             here = self.here or this_host()
+        exec_hosts = facts = None
+        if not self.source:
+            exec_hosts = run([sgeconf.QCONF, "-sel"], code=UNREADABLE)[1].split()
+            facts = hostfacts.load()
         report = analyse(glob, hosts, here=here, pam_file=self.pam_file, queues=queues, sshd_settings=sshd_T,
-                         job_pam_file=self.job_pam_file, front_state=front_here() if here else None)
+                         job_pam_file=self.job_pam_file, front_state=front_here() if here else None,
+                         exec_hosts=exec_hosts, facts=facts)
         print((json_report if self.as_json else text_report)(report, glob, hosts, here), end="")
         return OK if report.consistent else FAILED

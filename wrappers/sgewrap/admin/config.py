@@ -16,7 +16,7 @@ from plumbum import cli
 
 from .. import methods
 from . import pam, sgeconf
-from . import fronts
+from . import fronts, hostfacts
 from .common import UNREADABLE, AdminError, Command, cache_gid_range, config_of, default_wrappers, qconf_list, \
     qconf_show, require_isolated_hook, run, same_host, this_host
 
@@ -113,7 +113,10 @@ class Config(Command, cli.Application):
             follow_guards(before, glob)
             if not self.no_front:
                 fronts.apply_here(sgeconf.wraps_logins(glob.as_dict()))
-            return restore_job_stack(self.job_pam_file, glob)
+            code = restore_job_stack(self.job_pam_file, glob)
+            if self.job_pam_file == pam.JOB_PAM_FILE and hostfacts.load().get(this_host()):
+                hostfacts.record_here(None)       # the record follows what is here now
+            return code
         if method is None:
             raise AdminError("give a METHOD (%s) or --restore FILE" % ", ".join(sgeconf.METHODS), UNREADABLE)
         if method not in sgeconf.METHODS:
@@ -164,6 +167,8 @@ class Config(Command, cli.Application):
                   "--apply on %s itself" % (self.host, self.host))
         apply(values, self.host, self.backup_dir)
         print(cache_gid_range())
+        if self.tight and here and self.job_pam_file == pam.JOB_PAM_FILE:
+            hostfacts.record_here(os.path.dirname(sgeconf.program(values["rsh_daemon"])))
         if here and not self.no_front:
             fronts.apply_here(sgeconf.wraps_logins(values))
         return 0

@@ -1,0 +1,245 @@
+"""What each execution host's job sshd will be, as that host's root saw it: so that ``sgewrap check``,
+run on one host, can say for every host whether its job sessions run under the job PAM service.
+
+``sgewrap config ssh --tight --apply`` (and ``sgewrap facts --record``) run as root on a host record
+its facts into the cell's common directory, ``$SGE_ROOT/$SGE_CELL/common/sgewrap-hosts/HOST``
+(root-owned, one JSON object): its OpenSSH (version, whether it takes the PAM service from
+``PamServiceName``: 9.8 and later), the job sshd it would run (the launcher, a link to sshd, or
+missing), its job PAM stack, the PAM module, and an identity of its sshd (size and modification
+time of ``sshd`` and ``sshd-session``).  A record is stale once the host's sshd changed (an in-place
+upgrade): ``sgewrap facts`` on that host compares, and ``sgewrap check`` reports the record's age
+and what it was taken from.  The launcher makes a stale record harmless for the PAM service (it
+decides when each session starts); a host without the launcher is exactly the case a stale record
+would hide, which is why ``check`` names the record it judged by.
+"""
+import json
+import os
+import socket
+import subprocess
+import tempfile
+import time
+
+from plumbum import cli
+
+from .. import __version__, methods
+from . import pam, sgeconf
+from .common import UNREADABLE, AdminError, Command
+
+#: below the cell's common directory
+DIRECTORY = "sgewrap-hosts"
+#: facts kept, in this order
+KEYS = ("host", "recorded", "sgewrap", "os", "sshd", "pam_service_name", "sshd_id", "wrappers", "job_sshd",
+        "job_stack", "module")
+
+
+def directory(sge_root=None, cell=None):
+    """The cell's record directory."""
+    sge_root = sge_root or os.environ.get("SGE_ROOT") or ""
+    if not os.path.isabs(sge_root):
+        raise AdminError("SGE_ROOT is not set: source $SGE_ROOT/$SGE_CELL/common/settings.sh", UNREADABLE)
+    return os.path.join(sge_root, cell or os.environ.get("SGE_CELL") or "default", "common", DIRECTORY)
+
+
+def _os_name(root):
+    try:
+        with open(os.path.join(root, "etc/os-release")) as f:
+            for line in f:
+                if line.startswith("PRETTY_NAME="):
+                    return line.split("=", 1)[1].strip().strip('"')
+    except OSError:
+        pass
+    return "unknown"
+
+
+def _sshd_version(root):
+    if root != "/":
+        return None
+    try:
+        proc = subprocess.run([methods.SSHD, "-V"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    words = (proc.stderr or proc.stdout).split()
+    return words[0].rstrip(",") if words else None
+
+
+def sshd_id(root="/"):
+    """What changes when the host's sshd is upgraded: size and mtime of sshd and sshd-session."""
+    parts = []
+    for path in (methods.SSHD, methods.SSHD_SESSION):
+        try:
+            st = os.stat(os.path.join(root, path.lstrip("/")))
+            parts.append("%s:%d:%d" % (os.path.basename(path), st.st_size, int(st.st_mtime)))
+        except OSError:
+            parts.append("%s:-" % os.path.basename(path))
+    return " ".join(parts)
+
+
+def job_sshd_kind(wrappers_dir):
+    """``launcher``, ``link`` (to sshd: what sgewrap 0.2 installed, or make install without a compiler) or
+    ``missing``."""
+    path = os.path.join(wrappers_dir, methods.JOB_SSHD_NAME)
+    if os.path.islink(path):
+        return "link"
+    return "launcher" if methods.job_sshd_is_launcher(wrappers_dir) else "missing"
+
+
+def collect(wrappers_dir, root="/", host=None, pam_directory=None):
+    """This host's facts (a dict with :data:`KEYS`); ``root`` and ``pam_directory`` for tests."""
+    from . import pammodule
+    problems = pam.job_stack_problems(os.path.join(root, methods.JOB_PAM_FILE.lstrip("/")))
+    return {
+        "host": host or socket.gethostname(),
+        "recorded": int(time.time()),
+        "sgewrap": __version__,
+        "os": _os_name(root),
+        "sshd": _sshd_version(root),
+        "pam_service_name": methods.sshd_uses_pam_service_name(root),
+        "sshd_id": sshd_id(root),
+        "wrappers": wrappers_dir,
+        "job_sshd": job_sshd_kind(wrappers_dir),
+        "job_stack": problems or "ok",
+        "module": pammodule.installed(pam_directory) is not None,
+    }
+
+
+def record(facts, where=None):
+    """Write ``facts`` as ``where``/HOST (root-owned, 0644), atomically; the path."""
+    where = where or directory()
+    os.makedirs(where, mode=0o755, exist_ok=True)
+    path = os.path.join(where, facts["host"])
+    fd, tmp = tempfile.mkstemp(dir=where, prefix=".sgewrap-")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump({k: facts[k] for k in KEYS}, f, indent=1, sort_keys=False)
+            f.write("\n")
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    return path
+
+
+def load(where=None):
+    """{host: facts} of every record that root owns and no one else can write (others are ignored:
+    a record is a claim about a root-side setup)."""
+    where = where or directory()
+    found = {}
+    try:
+        names = sorted(os.listdir(where))
+    except OSError:
+        return found
+    for name in names:
+        path = os.path.join(where, name)
+        try:
+            st = os.lstat(path)
+            if not (st.st_uid == 0 and not st.st_mode & 0o022 and os.path.isfile(path)) or name.startswith("."):
+                continue
+            with open(path) as f:
+                facts = json.load(f)
+        except (OSError, ValueError):
+            continue
+        if isinstance(facts, dict) and facts.get("host") == name:
+            found[name] = facts
+    return found
+
+
+def changed(old, new):
+    """What of ``old`` (a record) no longer holds in ``new`` (this host now): ``[(key, old, new)]``."""
+    return [(k, old.get(k), new.get(k)) for k in ("sshd_id", "pam_service_name", "job_sshd", "job_stack", "module")
+            if old.get(k) != new.get(k)]
+
+
+def _when(facts):
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(facts.get("recorded") or 0))
+
+
+def problems(facts, daemons):
+    """Why host ``facts`` would start job sessions outside the job PAM service, or fail them, with the
+    daemon values in force there (``[(key, value)]``): ``[(key, message)]``."""
+    found = []
+    host = facts.get("host")
+    said = "recorded %s: %s, %s" % (_when(facts), facts.get("os"), facts.get("sshd") or "sshd of unknown version")
+    for key, value in daemons:
+        if not sgeconf.needs_job_stack(value):
+            continue
+        service = sgeconf.pam_service(value)
+        launcher = sgeconf.is_job_sshd(value) and facts.get("job_sshd") == "launcher"
+        if facts.get("job_stack") != "ok":
+            found.append((key, "%s: %s runs the job sshd, but its job PAM service is not right: %s (%s)"
+                          % (host, key, "; ".join(facts.get("job_stack") or ["?"]), said)))
+        if sgeconf.is_job_sshd(value) and facts.get("job_sshd") == "missing":
+            found.append((key, "%s: %s runs %s, which is missing there (%s)"
+                          % (host, key, sgeconf.program(value), said)))
+        elif facts.get("pam_service_name") and not launcher and service != methods.JOB_SSHD_NAME:
+            found.append((key, "%s: %s runs the job sshd %s without -o %s=%s, and %s's sshd takes its PAM service "
+                          "from %s (OpenSSH 9.8 or later): job sessions would run under its 'sshd' service, untied "
+                          "and open to any user at the port (%s); fix: make install with a compiler there (the "
+                          "launcher), or sgewrap config ssh --tight --apply on %s"
+                          % (host, key, "(a link to sshd there)" if facts.get("job_sshd") == "link" else "",
+                             methods.PAM_SERVICE_OPTION, methods.JOB_SSHD_NAME, host, methods.PAM_SERVICE_OPTION,
+                             said, host)))
+        elif not facts.get("pam_service_name") and service is not None and not launcher:
+            found.append((key, "%s: %s passes -o %s=%s, which %s's sshd (older than 9.8) refuses: every job session "
+                          "there fails (%s)" % (host, key, methods.PAM_SERVICE_OPTION, service, host, said)))
+        if not facts.get("module"):
+            found.append((key, "%s: %s runs the job sshd, but pam_sgewrap.so is not in its PAM directory (%s)"
+                          % (host, key, said)))
+    return found
+
+
+def record_here(wrappers_dir, report=print):
+    """Record this host's facts (as ``--apply`` does); a note instead of an error where the common directory
+    cannot be written (a root-squashed NFS export): the other hosts' ``check`` then lacks this one."""
+    from .common import default_wrappers
+    try:
+        path = record(collect(wrappers_dir or default_wrappers()))
+    except (OSError, AdminError) as err:
+        report("note: cannot record this host's facts in %s: %s; sgewrap check on other hosts will say it has "
+               "none" % (_safe_directory(), getattr(err, "strerror", None) or err))
+        return None
+    report("recorded this host's job sshd facts in %s (sgewrap check reads them on every host)" % path)
+    return path
+
+
+def _safe_directory():
+    try:
+        return directory()
+    except AdminError:
+        return "$SGE_ROOT/$SGE_CELL/common/" + DIRECTORY
+
+
+class Facts(Command, cli.Application):
+    """Show what this host's job sshd will be, and record it for sgewrap check on the other hosts
+
+    Prints this host's facts: its OpenSSH, whether it takes the PAM service from PamServiceName
+    (9.8 and later), the job sshd in the wrappers directory (the launcher, a link to sshd, or
+    missing), the job PAM service and the PAM module; then whether the record in the cell's common
+    directory ($SGE_ROOT/$SGE_CELL/common/sgewrap-hosts/HOST) still says the same.  --record (as
+    root) writes it; sgewrap config ssh --tight --apply does too.  Exit 0: the record is up to date
+    (or was just written); 1: it is missing or stale; 2: bad usage or no SGE_ROOT.
+    """
+
+    record = cli.Flag("--record", help="write this host's facts into the cell's common directory (as root)")
+    wrappers = cli.SwitchAttr("--wrappers", str, argname="DIR",
+                              help="the wrappers directory whose sge-sshd to look at (default: this sgewrap's)")
+
+    def main(self):
+        from .common import default_wrappers
+        wrappers = os.path.abspath(self.wrappers) if self.wrappers else default_wrappers()
+        now = collect(wrappers)
+        for key in KEYS:
+            print("%-16s %s" % (key, "; ".join(now[key]) if isinstance(now[key], list) else now[key]))
+        if self.record:
+            return 0 if record_here(wrappers) else 1
+        old = load().get(now["host"])
+        if old is None:
+            print("record: none in %s (sgewrap facts --record, or sgewrap config ssh --tight --apply)" % directory())
+            return 1
+        stale = changed(old, now)
+        if stale:
+            print("record: stale (recorded %s): %s; sgewrap facts --record" % (_when(old), "; ".join(
+                "%s was %r, is %r" % item for item in stale)))
+            return 1
+        print("record: up to date (recorded %s)" % _when(old))
+        return 0
