@@ -117,6 +117,15 @@ exec </dev/null >/dev/null 2>&1
 while others; do sleep 1; done
 exit "$s"
 """
+#: What --linger does, for --help and the man page
+LINGER_HELP = ("--linger (or %s=1 in the job's environment, for tools whose ssh command can carry no option): "
+               "for launchers that detach (ipyparallel's nohup ... &).  The command runs under a small /bin/sh "
+               "script of the task; when the command exits, qrsh_ssh returns its exit status at once and lets go "
+               "of the tool's standard input, output and error, while the task stays open (a child of qrsh_ssh "
+               "keeps qrsh running) as long as a process of the user carries the task's additional group id: "
+               "what the command left running stays a task of the job, accounted, and ends with qdel or the job. "
+               "A command that leaves nothing ends its task at once. Each lingering command holds a slot of "
+               "its host." % LINGER_VARIABLE)
 #: after the command's status came on standard output: how long qrsh_ssh waits for its line on standard
 #: error (all the command's error output is then passed on) before it returns anyway
 LINGER_STDERR_WAIT = 5.0
@@ -181,9 +190,9 @@ TOOLS = {
             "its SSHCommandRunner argv is accepted (-tt: no pty, bash -i warns 'no job control'; ControlMaster, "
             "ControlPath, ControlPersist ignored; user@IP) (unit test); port forwarding (-L) refused; not run "
             "in CI"),
-    "ipyparallel": ("ipyparallel", "python3-ipyparallel", "c.SSHLauncher.ssh_cmd = ['{qrsh_ssh}']",
-                    "cannot yet: its argv is accepted (unit test), but the engine it starts detaches and ends "
-                    "with the task's session"),
+    "ipyparallel": ("ipyparallel", "python3-ipyparallel", "c.SSHLauncher.ssh_cmd = ['{qrsh_ssh}', '--linger']",
+                    "works with --linger: the engine it starts with nohup ... & stays a task of the job while it "
+                    "runs, answers, ends with the cluster or qdel (CI); scp_cmd: scp -S and the same path"),
     "dask": ("Dask SSHCluster", "python3-distributed", None,
              "cannot: asyncssh speaks ssh itself, there is no ssh program to replace; use adopt instead (README: "
              "Adopt): its logins to a host of the job join the job"),
@@ -227,10 +236,12 @@ def tools_table(path):
 def usage(path=None):
     """The --help text, with the tools' settings for this installation."""
     here = path or os.path.join("$SGE_ROOT/util/resources/wrappers", NAME)
+    import textwrap
     lines = [__doc__.strip().split("\n\n")[0].replace("\n", " ").replace("``", ""), "",
-             "usage: %s [ssh options] [user@]host [options] [--] command ..." % NAME,
-             "       %s host [-l user] [-n] command ..." % NAME, "",
-             "In a job script (hosts: %s; HOST: another host of the job):" % HOSTS_WORD]
+             "usage: %s [--linger] [ssh options] [user@]host [options] [--] command ..." % NAME,
+             "       %s host [-l user] [-n] command ..." % NAME, ""]
+    lines += textwrap.wrap(LINGER_HELP, 100)
+    lines += ["", "In a job script (hosts: %s; HOST: another host of the job):" % HOSTS_WORD]
     lines += ["  " + line for line in tools_table(here)]
     lines += ["", "What qrsh -inherit has no counterpart for:"]
     lines += ["  %s: %s" % (what, policy) for what, policy in policies()]
