@@ -28,7 +28,7 @@ from sgewrap import qrshssh
 pytestmark = [pytest.mark.cluster, pytest.mark.slot("rsh"), pytest.mark.methods("ssh-tight")]
 
 #: what a job running these tools may leave behind if its tasks escaped it
-PROCESSES = JOB_PROCESSES + ("sftp-server", "sftp", "scp", "rsync", "qrsh_ssh", "qrsh", "julia", "cat")
+PROCESSES = JOB_PROCESSES + ("sftp-server", "sftp", "scp", "rsync", "qrsh_ssh", "qrsh", "julia", "cat", "python3")
 #: every remote side reports this way (REMOTE WHAT HOST TASK-GID GROUPS); the SFTP server and rsync's
 #: server into $S/remote.log (their standard output is the protocol), the workers on standard output
 REPORTS = r"^REMOTE (\S+) (\S+) (\d+) (\S+)"
@@ -64,6 +64,44 @@ echo "MASTER $(hostname) $(cat "$SGE_JOB_SPOOL_DIR/addgrpid")"
 {steps}
 """
 COOKIE = "0123456789abcdef"
+#: this host's address on node3's link (tests/cluster/up: HOST3_ADDR): where node3's engines find the
+#: controller (vm's own name resolves to 127.0.0.1 here)
+HOST_ON_NODE3 = "10.202.0.1"
+#: ipyparallel (Debian's python3-ipyparallel 7.1) as its documentation sets it up, with TOOLS["ipyparallel"]'s
+#: setting: a controller here, one engine on node3 started by its SSH engine launcher (profile create,
+#: mkdir, scp of the connection file, then ``nohup ENGINE > LOG 2>&1 </dev/null & echo __remote_pid=$!__``,
+#: and every 60 s a waiter through ssh); the engine reports where it runs; then HOLD seconds, then stop.
+#: The remote profile is another directory than the local one: the hosts share their file systems, and
+#: scp of a file onto itself would empty it.
+IPYPARALLEL = """import os, sys, time
+from traitlets.config import Config
+import ipyparallel as ipp
+S, ssh, scp, node, location, hold = sys.argv[1:7]
+c = Config()
+c.SSHEngineSetLauncher.engines = {{node: 1}}
+c.SSHLauncher.ssh_cmd = ssh.split()
+c.SSHLauncher.scp_cmd = scp.split()
+c.SSHLauncher.remote_python = "/usr/bin/python3"
+c.SSHEngineSetLauncher.remote_profile_dir = S + "/remote-profile"
+cluster = ipp.Cluster(config=c, profile_dir=S + "/profile", cluster_id="sgewrap", engine_launcher_class="ssh",
+                      controller_ip="*", controller_location=location)
+t = time.monotonic()
+rc = cluster.start_and_connect_sync(n=1)
+print("STARTED %.1f" % (time.monotonic() - t), flush=True)
+
+
+def where():
+    import os, socket
+    with open(os.environ["SGE_JOB_SPOOL_DIR"] + "/addgrpid") as f:
+        return socket.gethostname(), f.read().strip(), ",".join(map(str, os.getgroups())), os.getpid()
+
+
+for host, gid, groups, pid in rc[:].apply_sync(where):
+    print("REMOTE ipyparallel %s %s %s pid=%d" % (host, gid, groups, pid), flush=True)
+time.sleep(float(hold))
+cluster.stop_cluster_sync()
+print("STOPPED", flush=True)
+"""
 
 
 def tool(key, wrappers):
@@ -277,17 +315,49 @@ def test_julia_and_charm_start_their_workers_as_tasks(method, cluster, scratch, 
         assert "Charmrun remote shell(node3.0)> starting the node program" in out
 
 
-@pytest.mark.parametrize("holder", ["sftp", "julia", "charm"])
+def ipyparallel_line(scratch, cluster, hold):
+    """The job script line that runs IPYPARALLEL with TOOLS["ipyparallel"]'s ssh_cmd (``--linger``)."""
+    with open(os.path.join(scratch, "ipp.py"), "w") as f:
+        f.write(IPYPARALLEL.format())
+    ssh = re.search(r"ssh_cmd = \[(.*)\]", qrshssh.setting(qrshssh.TOOLS["ipyparallel"][2], os.path.join(
+        cluster, "qrsh_ssh"))).group(1).replace("'", "").replace(",", " ")
+    return "/usr/bin/python3 $S/ipp.py $S '%s' 'scp -S %s' %s %s %s" % (
+        ssh, os.path.join(cluster, "qrsh_ssh"), sge.NODE3, HOST_ON_NODE3, hold)
+
+
+#: ipyparallel's jobs hold a task on node3 for the engine and one for its waiter (an ssh every 60 s), and
+#: start more (profile, mkdir, scp; at the stop a kill and a second waiter at once): measured, 4 slots
+#: there are not enough (execd "didn't accept task" for the fifth task at the stop); 8 there
+IPP_SLOTS = "16"
+
+
+def test_ipyparallel_engine_started_over_ssh_lingers_as_a_task_and_answers(method, cluster, scratch):
+    """ipyparallel's SSH engine launcher through ``qrsh_ssh --linger``: its ``nohup ... &`` engine on
+    node3 outlives the ssh that started it (which returns at once with the engine's pid), runs in that
+    task's group on node3, answers apply_sync, and stops with the cluster; the job ends cleanly."""
+    with sge.user_script(JOB.format(S=scratch, steps=steps(ipyparallel_line(scratch, cluster, 0)))) as path:
+        proc = sge.qrsh("-pe", sge.OPEN_PE, IPP_SLOTS, *QUEUES[2:], path, queue=QUEUES[1],
+                        stdin=subprocess.DEVNULL, text=True, timeout=300)
+    out = proc.stdout
+    assert proc.returncode == 0 and "STOPPED" in out, out + proc.stderr
+    all_steps_passed(out, 1)
+    remote_sides_in_tasks_of_node3(out, out, "ipyparallel")
+
+
+@pytest.mark.parametrize("holder", ["sftp", "julia", "charm", "ipyparallel"])
 def test_qdel_of_a_job_whose_remote_side_runs_leaves_nothing(method, cluster, scratch, holder):
     """A job whose sftp session (its stdin never ends: the relay stays), Julia worker or charmrun node
     program still runs on node3: qdel, and nothing of it is left on either host."""
+    slots = SLOTS
     if holder == "sftp":
         line = "sleep 600 | SGEWRAP_SFTP_SERVER=$S/report-sftp-server %s -b - node3" % tool("sftp", cluster)
         name = "sftp-server"
+    elif holder == "ipyparallel":
+        line, name, slots = ipyparallel_line(scratch, cluster, 600), "python3", IPP_SLOTS
     else:
         line = replay(holder, scratch, cluster, 600)
         name = "sleep"
-    with sge.batch_job(JOB.format(S=scratch, steps=line), "-pe", sge.OPEN_PE, SLOTS, *QUEUES) as (job, _):
+    with sge.batch_job(JOB.format(S=scratch, steps=line), "-pe", sge.OPEN_PE, slots, *QUEUES) as (job, _):
         tasks = {}
 
         def held_on_node3():

@@ -551,3 +551,108 @@ def test_the_relay_stops_when_the_tool_stops_reading(here, tmp_path):
     proc.stdout.close()
     proc.wait(timeout=30)
     assert proc.returncode != 0 and b"Traceback" not in proc.stderr.read()
+
+
+# --- --linger: launchers that detach -------------------------------------------------------------------
+
+@pytest.mark.parametrize("argv,environ", [(["--linger", "node02", "echo", "a b"], {}),
+                                          (["-n", "--linger", "-x", "node02", "echo", "a b"], {}),
+                                          (["node02", "echo", "a b"], {"SGEWRAP_LINGER": "1"}),
+                                          (["node02", "echo", "a b"], {"SGEWRAP_LINGER": "yes"})])
+def test_linger_runs_the_command_under_the_stub_with_no_shell_of_its_own(job, argv, environ):
+    """--linger (or SGEWRAP_LINGER=1): qrsh -inherit -noshell HOST /bin/sh -c LINGER_SCRIPT sh MARKER
+    'COMMAND' (the words joined as ssh joins them; the user's shell runs them inside the stub)."""
+    todo = qrshssh.plan(argv, dict(job, **environ), "alice")
+    assert todo.linger and todo.nostdin == ("-n" in argv)
+    assert todo.marker.startswith("qrsh_ssh-linger-") and len(todo.marker) == len("qrsh_ssh-linger-") + 24
+    assert todo.command[1:] == ["-inherit"] + (["-nostdin"] if "-n" in argv else []) + [
+        "-noshell", "node02", "/bin/sh", "-c", qrshssh.LINGER_SCRIPT, "sh", todo.marker, "echo a b"]
+
+
+@pytest.mark.parametrize("value", ["", "0", "no"])
+def test_without_linger_nothing_changes(job, value):
+    todo = qrshssh.plan(["node02", "true"], dict(job, SGEWRAP_LINGER=value), "alice")
+    assert not todo.linger and todo.command[1:] == ["-inherit", "node02", "true"]
+
+
+def test_the_linger_stub_holds_no_backslash_and_is_posix_sh():
+    """Son of Grid Engine's qrsh_starter turns backslash-n into a newline: none in the stub; dash -n."""
+    assert "\\" not in qrshssh.LINGER_SCRIPT
+    assert subprocess.run(["dash", "-n", "-c", qrshssh.LINGER_SCRIPT]).returncode == 0
+
+
+#: Stands in for ``qrsh -inherit -noshell``: the task's words run here with the task's additional group
+#: id (GID, the fake $SGE_JOB_SPOOL_DIR/addgrpid) as their only supplementary group (setpriv, as root)
+QRSH_TASK = """#!/bin/sh
+[ "$1" = -inherit ] && shift
+[ "$1" = -nostdin ] && { shift; exec </dev/null; }
+[ "$1" = -noshell ] && shift
+shift
+exec setpriv --groups "$(cat "$SGE_JOB_SPOOL_DIR/addgrpid")" "$@"
+"""
+
+
+@pytest.fixture
+def task(job, tmp_path):
+    """A job environment whose qrsh runs the task here in a group of its own (QRSH_TASK; needs root)."""
+    if os.getuid() != 0:
+        pytest.skip("needs root (setpriv --groups): run as root")
+    (tmp_path / "bin" / "qrsh").write_text(QRSH_TASK)
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    gid = 64000 + os.getpid() % 1000          # a group no other test process carries
+    (spool / "addgrpid").write_text("%d\n" % gid)
+    env = dict(job, SGE_JOB_SPOOL_DIR=str(spool), PYTHONPATH=WRAPPERS_SRC, SHELL="/bin/sh")
+    return env, gid
+
+
+def _in_group(gid):
+    return [p for p in os.listdir("/proc") if p.isdigit() and _groups(p) and gid in _groups(p)]
+
+
+def _groups(pid):
+    try:
+        with open("/proc/%s/status" % pid) as f:
+            state = next(line for line in f if line.startswith("State:"))
+            if " Z " in state or "zombie" in state:
+                return set()
+            f.seek(0)
+            return {int(g) for line in f if line.startswith("Groups:") for g in line.split()[1:]}
+    except (OSError, StopIteration):
+        return set()
+
+
+def _wait_until(predicate, timeout):
+    import time
+    deadline = time.monotonic() + timeout
+    while not predicate() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return predicate()
+
+
+def test_linger_returns_the_status_at_once_and_holds_the_task_while_a_detached_process_runs(task):
+    """ipyparallel's way: ``nohup ENGINE > LOG 2>&1 </dev/null & echo pid=$!``.  qrsh_ssh returns 0 and
+    the pid at once (a tool reading its output to the end is not held), the task (its stub) stays while
+    the detached process runs and ends when it does."""
+    import time
+    env, gid = task
+    start = time.monotonic()
+    done = subprocess.run([sys.executable, os.path.join(WRAPPERS_SRC, "qrsh_ssh"), "--linger", "node02",
+                           "nohup sleep 3 >/dev/null 2>&1 </dev/null & echo pid=$!"], env=env, capture_output=True,
+                          text=True, timeout=30)
+    took = time.monotonic() - start
+    assert (done.returncode, done.stderr) == (0, "") and done.stdout.startswith("pid="), done
+    assert took < 2.5, took
+    assert len(_in_group(gid)) >= 2, "the stub and the detached sleep run on"
+    assert _wait_until(lambda: not _in_group(gid), 10), "the stub ends after the sleep"
+
+
+def test_linger_passes_output_input_and_status_and_ends_at_once_if_nothing_is_left(task):
+    """What the login shell printed before the stub is dropped, the command's output, error output and
+    exit status pass, standard input reaches it; nothing left: the task ends with the command."""
+    env, gid = task
+    done = subprocess.run([sys.executable, os.path.join(WRAPPERS_SRC, "qrsh_ssh"), "--linger", "node02",
+                           "cat; printf 'no newline'; echo oops >&2; exit 7"], env=env, input=b"x" * 300000,
+                          capture_output=True, timeout=30)
+    assert (done.returncode, done.stdout, done.stderr) == (7, b"x" * 300000 + b"no newline", b"oops\n")
+    assert _wait_until(lambda: not _in_group(gid), 5)

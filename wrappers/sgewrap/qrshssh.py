@@ -10,6 +10,7 @@ Accepts what those tools pass to ssh::
              [-o option] [-P tag] [-p port] [-Q query] [-R ...] [-S path] [-W host:port] [-w ...]
              [user@]host [options] [--] [command ...]
     qrsh_ssh host [-l user] [-n] command ...          (the rsh spelling)
+    qrsh_ssh --linger [ssh options] ...                (also SGEWRAP_LINGER=1: see LINGER)
 
 Options may follow the host, as OpenSSH reads them, unless ``--`` came before the host.
 
@@ -19,7 +20,9 @@ shape ssh's own connection (cipher, identity, port, verbosity, compression...) a
 have nothing to do; what qrsh -inherit has no counterpart for (a pty, agent and X11 forwarding,
 connection sharing, ``-O``) follows the policies in ``POLICIES``.  ``-s sftp`` (scp, sftp) runs
 the execution host's SFTP server as the task with no shell of the user's, and qrsh_ssh stays to
-drop what a login shell prints before it (``relay``).  Refused with one line and an
+drop what a login shell prints before it (``relay``).  ``--linger`` (or ``SGEWRAP_LINGER=1`` in
+the environment) keeps the task open while what the command left running in the background runs
+(``linger``), for launchers that detach (ipyparallel).  Refused with one line and an
 exit code, never half-started: no parallel job here (no ``PE_HOSTFILE``/``JOB_ID``: 72), a host
 the job was not granted (67), another user than the job's owner (``-l``/``user@``: 64), port
 forwarding or a proxy (``-L -R -D -W -w -J``, ``-o *Forward``/``ProxyCommand``/``ProxyJump``:
@@ -67,6 +70,65 @@ SUBSYSTEMS = ("sftp",)
 SUBSYSTEM_SCRIPT = 'echo "$1" && exec "$2"'
 #: what the relay keeps of the output before the marker (shown on stderr if no marker comes)
 MAX_BEFORE_MARKER = 65536
+#: qrsh_ssh's own option that asks for LINGER, and the environment variable that does (for tools whose
+#: ssh command can carry no option: pdsh's and Ray's ``ssh`` from PATH); its values that mean yes
+LINGER_OPTION = "--linger"
+LINGER_VARIABLE = "SGEWRAP_LINGER"
+LINGER_YES = ("1", "yes", "true")
+#: How a command runs under --linger, through ``qrsh -inherit -noshell`` like a subsystem: ``/bin/sh -c
+#: SCRIPT sh MARKER COMMAND``.  It prints MARKER's line (what a login shell printed before is dropped),
+#: runs COMMAND through the user's shell as ssh would, prints "MARKER STATUS" on standard output and
+#: error (qrsh_ssh returns STATUS to the tool there), then keeps the task (and its session) open while
+#: a process of the user carries the task's additional group id, other than this script, its ancestors
+#: (qrsh_starter, the session) and its own children (grep, sleep), zombies aside: what COMMAND left in
+#: the background, detached or not.  The line is "MARKER STATUS W", W 1 if it stays, 0 if nothing was left (then the
+#: task ends at once).  No backslash in it (SUBSYSTEM_SCRIPT says why).
+LINGER_SCRIPT = """echo "$1"
+"${SHELL:-/bin/sh}" -c "$2"
+s=$? w=0
+parent() {
+    pp=
+    while read -r k v r; do [ "$k" = PPid: ] && pp=$v; done 2>/dev/null <"/proc/$1/status"
+}
+others() {
+    grep -lsE "^Groups:.*[[:space:]]$g[[:space:]]" /proc/[0-9]*/status | {
+        while read -r f; do
+            u= pp= st=
+            while read -r k v r; do
+                case $k in Uid:) u=$v ;; PPid:) pp=$v ;; State:) st=$v ;; esac
+            done 2>/dev/null <"$f"
+            p=${f#/proc/} p=${p%/status}
+            [ "$u" = "$me" ] && [ "$pp" != $$ ] && [ "$st" != Z ] || continue
+            case $up in *" $p "*) continue ;; esac
+            exit 0
+        done
+        exit 1
+    }
+}
+if g=$(cat "$SGE_JOB_SPOOL_DIR/addgrpid" 2>/dev/null) && me=$(id -u); then
+    up=" $$ " p=$$
+    while parent "$p" && [ -n "$pp" ] && [ "$pp" -gt 1 ]; do up="$up$pp " p=$pp; done
+    others && w=1
+fi
+echo "$1 $s $w"
+echo "$1 $s $w" >&2
+exec </dev/null >/dev/null 2>&1
+[ "$w" = 1 ] || exit "$s"
+while others; do sleep 1; done
+exit "$s"
+"""
+#: What --linger does, for --help and the man page
+LINGER_HELP = ("--linger (or %s=1 in the job's environment, for tools whose ssh command can carry no option): "
+               "for launchers that detach (ipyparallel's nohup ... &).  The command runs under a small /bin/sh "
+               "script of the task; when the command exits, qrsh_ssh returns its exit status at once and lets go "
+               "of the tool's standard input, output and error, while the task stays open (a child of qrsh_ssh "
+               "keeps qrsh running) as long as a process of the user carries the task's additional group id: "
+               "what the command left running stays a task of the job, accounted, and ends with qdel or the job. "
+               "A command that leaves nothing ends its task at once. Each lingering command holds a slot of "
+               "its host." % LINGER_VARIABLE)
+#: after the command's status came on standard output: how long qrsh_ssh waits for its line on standard
+#: error (all the command's error output is then passed on) before it returns anyway
+LINGER_STDERR_WAIT = 5.0
 
 #: What qrsh_ssh does with what qrsh -inherit has no counterpart for: (what, policy; {server} and
 #: {variable}: the SFTP server's, methods).  ``--help`` and the man page show them (policies()).
@@ -128,9 +190,9 @@ TOOLS = {
             "its SSHCommandRunner argv is accepted (-tt: no pty, bash -i warns 'no job control'; ControlMaster, "
             "ControlPath, ControlPersist ignored; user@IP) (unit test); port forwarding (-L) refused; not run "
             "in CI"),
-    "ipyparallel": ("ipyparallel", "python3-ipyparallel", "c.SSHLauncher.ssh_cmd = ['{qrsh_ssh}']",
-                    "cannot yet: its argv is accepted (unit test), but the engine it starts detaches and ends "
-                    "with the task's session"),
+    "ipyparallel": ("ipyparallel", "python3-ipyparallel", "c.SSHLauncher.ssh_cmd = ['{qrsh_ssh}', '--linger']",
+                    "works with --linger: the engine it starts with nohup ... & stays a task of the job while it "
+                    "runs, answers, ends with the cluster or qdel (CI); scp_cmd: scp -S and the same path"),
     "dask": ("Dask SSHCluster", "python3-distributed", None,
              "cannot: asyncssh speaks ssh itself, there is no ssh program to replace; use adopt instead (README: "
              "Adopt): its logins to a host of the job join the job"),
@@ -174,10 +236,12 @@ def tools_table(path):
 def usage(path=None):
     """The --help text, with the tools' settings for this installation."""
     here = path or os.path.join("$SGE_ROOT/util/resources/wrappers", NAME)
+    import textwrap
     lines = [__doc__.strip().split("\n\n")[0].replace("\n", " ").replace("``", ""), "",
-             "usage: %s [ssh options] [user@]host [options] [--] command ..." % NAME,
-             "       %s host [-l user] [-n] command ..." % NAME, "",
-             "In a job script (hosts: %s; HOST: another host of the job):" % HOSTS_WORD]
+             "usage: %s [--linger] [ssh options] [user@]host [options] [--] command ..." % NAME,
+             "       %s host [-l user] [-n] command ..." % NAME, ""]
+    lines += textwrap.wrap(LINGER_HELP, 100)
+    lines += ["", "In a job script (hosts: %s; HOST: another host of the job):" % HOSTS_WORD]
     lines += ["  " + line for line in tools_table(here)]
     lines += ["", "What qrsh -inherit has no counterpart for:"]
     lines += ["  %s: %s" % (what, policy) for what, policy in policies()]
@@ -187,11 +251,12 @@ def usage(path=None):
 
 
 class Request:
-    __slots__ = ("host", "users", "nostdin", "verbose", "command", "subsystem", "control", "control_path")
+    __slots__ = ("host", "users", "nostdin", "verbose", "command", "subsystem", "control", "control_path",
+                 "linger")
 
     def __init__(self):
         self.host = self.control = self.control_path = None
-        self.nostdin = self.verbose = self.subsystem = False
+        self.nostdin = self.verbose = self.subsystem = self.linger = False
         self.command = []
         #: every user named (-l, user@): which one ssh would take depends on their order, so all must
         #: be the job's owner
@@ -294,6 +359,10 @@ def _options(req, argv, i):
     while i < len(argv) and argv[i].startswith("-") and argv[i] != "-":
         if argv[i] == "--":
             return i + 1, True
+        if argv[i] == LINGER_OPTION:            # qrsh_ssh's own, not ssh's
+            req.linger = True
+            i += 1
+            continue
         i = _flags(req, argv[i], i, argv)
     return i, False
 
@@ -462,11 +531,13 @@ def qrsh_program(environ):
 
 
 class Plan:
-    """What qrsh_ssh runs: qrsh's argv; for a subsystem the marker the server's output starts after."""
-    __slots__ = ("command", "verbose", "marker")
+    """What qrsh_ssh runs: qrsh's argv; for a subsystem or --linger the marker the remote output starts
+    after (--linger: and ends with, and whether the tool's standard input goes to the task)."""
+    __slots__ = ("command", "verbose", "marker", "linger", "nostdin")
 
-    def __init__(self, command, verbose=False, marker=None):
+    def __init__(self, command, verbose=False, marker=None, linger=False, nostdin=False):
         self.command, self.verbose, self.marker = command, verbose, marker
+        self.linger, self.nostdin = linger, nostdin
 
 
 def subsystem_words(req, environ):
@@ -487,6 +558,10 @@ def plan(argv, environ, me):
     if req.subsystem:
         words, marker = subsystem_words(req, environ)
         return Plan(command + words, req.verbose, marker)
+    if req.linger or environ.get(LINGER_VARIABLE, "").lower() in LINGER_YES:
+        marker = "qrsh_ssh-linger-%s" % os.urandom(12).hex()
+        words = ["-noshell", req.host, "/bin/sh", "-c", LINGER_SCRIPT, "sh", marker, " ".join(req.command)]
+        return Plan(command + words, req.verbose, marker, linger=True, nostdin=req.nostdin)
     return Plan(command + [req.host, " ".join(req.command)], req.verbose)
 
 
@@ -563,6 +638,212 @@ def relay(command, marker):
     return code
 
 
+def _spawn_own_group(command, stdin, stdout, stderr, others):
+    """Start qrsh ``command`` in a process group of its own (it may outlive this process: the tool's
+    Ctrl-C and kills of its process group then reach it only through this one); its pid."""
+    import signal
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.setpgid(0, 0)
+            for fd, to in ((stdin, 0), (stdout, 1), (stderr, 2)):
+                os.dup2(fd, to)
+            for fd in others:
+                os.close(fd)
+            signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+            os.execv(command[0], command)
+        except OSError as err:
+            os.write(2, ("%s: error: cannot run %s: %s\n" % (NAME, command[0], err.strerror or err)).encode())
+        finally:
+            os._exit(EXEC_FAILED)
+    return pid
+
+
+class _Lines:
+    """One stream of the lingering task (its standard output or error): passes bytes on to ``fd``
+    and stops at "MARKER STATUS W\n" (the end line), keeping back what may be the start of it."""
+
+    def __init__(self, fd, marker, started):
+        self.fd, self.end, self.started = fd, marker.encode() + b" ", started
+        self.start = marker.encode() + b"\n"
+        self.held, self.found = b"", None
+
+    def feed(self, chunk):
+        """Pass ``chunk`` on; (STATUS, W) once the end line has come, else None."""
+        if self.found:          # what qrsh itself says after it
+            self.flush(chunk)
+            return None
+        self.held += chunk
+        if not self.started:
+            at = self.held.find(self.start)
+            if at < 0:
+                self.held = self.held[-MAX_BEFORE_MARKER:]
+                return None
+            self.started, self.held = True, self.held[at + len(self.start):]
+        at = self.held.find(self.end)
+        if at >= 0:
+            line = self.held[at + len(self.end):]
+            if b"\n" in line:
+                words = line.split(b"\n", 1)[0].split()
+                self.flush(self.held[:at])
+                self.held, self.found = b"", (int(words[0]), words[1:] == [b"1"])
+                return self.found
+            self.flush(self.held[:at])
+            self.held = self.held[at:]
+            return None
+        keep = len(self.end) - 1
+        self.flush(self.held[:-keep] if len(self.held) > keep else b"")
+        self.held = self.held[-keep:] if len(self.held) > keep else self.held
+        return None
+
+    def flush(self, data):
+        try:
+            _write_all(self.fd, data)
+        except BrokenPipeError:     # the tool stopped reading: what is left goes nowhere
+            pass
+
+
+def _drain(fds):
+    """Read ``fds`` to their end, keeping nothing."""
+    import select
+    fds = list(fds)
+    while fds:
+        for fd in select.select(fds, [], [])[0]:
+            if not os.read(fd, 262144):
+                os.close(fd)
+                fds.remove(fd)
+
+
+def _hand_off(fds):
+    """Leave the task's streams ``fds`` to a child of its own session that reads them to their end (the
+    lingering qrsh never blocks on a full pipe), and close the tool's standard input, output and error
+    there: the tool reading this program's output to its end is not held by the task."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.setsid()
+            null = os.open(os.devnull, os.O_RDWR)
+            for fd in (0, 1, 2):
+                os.dup2(null, fd)
+            _drain(fds)
+        finally:
+            os._exit(0)
+    for fd in fds:
+        os.close(fd)
+
+
+def linger(command, marker, nostdin):
+    """Run qrsh ``command`` (the LINGER_SCRIPT task) and return the remote command's exit status as soon
+    as its end line comes, leaving the task running while what the command started runs.
+
+    qrsh's standard input, output and error pass through pipes: the tool's input goes to the task (unless
+    ``nostdin``), its output comes back without what the login shell printed before the marker, and at
+    the end line on both output and error (error: at most LINGER_STDERR_WAIT seconds later) this
+    program returns STATUS; if the task stays (W=1), a child of its own session keeps reading what qrsh
+    still says, and qrsh (in a process group of its own) runs on, still a task of the job.  SIGINT,
+    SIGTERM, SIGHUP and SIGQUIT are passed on to qrsh until then.  If qrsh ends without the end line,
+    its exit status, as ``relay``."""
+    import select
+    import signal
+    import time
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    in_r, in_w = os.pipe()
+    pid = _spawn_own_group(command, in_r, out_w, err_w, (in_r, in_w, out_r, out_w, err_r, err_w))
+    for fd in (in_r, out_w, err_w):
+        os.close(fd)
+
+    def pass_on(signum, frame):
+        try:
+            os.kill(pid, signum)
+        except OSError:
+            pass
+
+    for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
+        if signal.getsignal(number) != signal.SIG_IGN:
+            signal.signal(number, pass_on)
+    streams = {out_r: _Lines(1, marker, False), err_r: _Lines(2, marker, True)}
+    reading = set(streams)
+    stdin_open = not nostdin
+    if stdin_open:
+        try:
+            os.fstat(0)
+        except OSError:
+            stdin_open = False
+    if not stdin_open:
+        os.close(in_w)
+    else:
+        os.set_blocking(in_w, False)
+    deadline, pending = None, b""           # pending: the tool's input the task has not taken yet
+    try:
+        while reading:
+            wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+            ready, writable, _ = select.select(list(reading) + ([0] if stdin_open and not pending else []),
+                                               [in_w] if stdin_open and pending else [], [], wait)
+            if not ready and not writable and deadline is not None:
+                break
+            if writable:
+                try:
+                    pending = pending[os.write(in_w, pending):]
+                except BlockingIOError:
+                    pass
+                except OSError:             # BrokenPipe: the task takes no more
+                    stdin_open, pending = False, b""
+                    os.close(in_w)
+            if 0 in ready:
+                try:
+                    pending = os.read(0, 65536)
+                except BlockingIOError:     # the tool's end may be non-blocking
+                    pending = b""
+                    continue
+                except OSError:
+                    pending = b""
+                if not pending:
+                    stdin_open = False
+                    os.close(in_w)
+            for fd in ready:
+                if fd == 0:
+                    continue
+                chunk = os.read(fd, 262144)
+                if chunk:
+                    streams[fd].feed(chunk)
+                else:
+                    reading.discard(fd)
+            found = streams[out_r].found
+            if found is not None and found[1]:              # the task stays
+                if streams[err_r].found or err_r not in reading:
+                    break
+                if deadline is None:
+                    deadline = time.monotonic() + LINGER_STDERR_WAIT
+    except BaseException:
+        pass_on(signal.SIGTERM, None)
+        raise
+    if stdin_open:
+        os.close(in_w)
+    found = streams[out_r].found
+    if found is not None and found[1]:              # let go of the tool
+        streams[err_r].flush(streams[err_r].held if streams[err_r].found is None else b"")
+        _hand_off([out_r, err_r])
+        return found[0]
+    for fd in streams:
+        os.close(fd)
+    if found is None:
+        if not streams[out_r].started and streams[out_r].held:    # no marker came: what did may say why
+            os.write(2, streams[out_r].held)
+        else:
+            streams[out_r].flush(streams[out_r].held)
+        streams[err_r].flush(streams[err_r].held)
+    _, status = os.waitpid(pid, 0)
+    if found is not None:
+        return found[0]
+    code = os.waitstatus_to_exitcode(status)
+    if code < 0:
+        signal.signal(-code, signal.SIG_DFL)
+        os.kill(os.getpid(), -code)
+        return 128 - code
+    return code
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--help"]:
@@ -578,6 +859,8 @@ def main(argv=None):
             return answer.code
         if todo.verbose:
             sys.stderr.write("%s: %s\n" % (NAME, " ".join(todo.command)))
+        if todo.linger:
+            return linger(todo.command, todo.marker, todo.nostdin)
         if todo.marker:
             return relay(todo.command, todo.marker)
         try:

@@ -115,8 +115,8 @@ def client_page(name):
 def qrsh_ssh_page():
     name = qrshssh.NAME
     out = _header(name, 1, "ssh-compatible qrsh -inherit for tools inside a parallel job")
-    out += _section("SYNOPSIS", "**qrsh_ssh** [*ssh options*] [*user*\\ @]\\ *host* [*options*] [**--**] "
-                                "*command* ...", "**qrsh_ssh** *host* [**-l** *user*] [**-n**] *command* ...")
+    out += _section("SYNOPSIS", "**qrsh_ssh** [**--linger**] [*ssh options*] [*user*\\ @]\\ *host* [*options*] "
+                                "[**--**] *command* ...", "**qrsh_ssh** *host* [**-l** *user*] [**-n**] *command* ...")
     doc = [p.replace("\n", " ") for p in qrshssh.__doc__.strip().split("\n\n")]
     out += _section("DESCRIPTION", _escape(doc[0]).replace("\\`\\`", "``"),
                     "It runs ``qrsh -inherit [-nostdin] HOST 'COMMAND...'``: the command's words joined with "
@@ -126,6 +126,7 @@ def qrsh_ssh_page():
                     "nothing to do.  Options may follow the host, as OpenSSH reads them, unless **--** came "
                     "before the host.  Also installed as **job-ssh/ssh** beside it, for tools that run "
                     "**ssh** by name from **PATH**.")
+    out += _section("LINGER", _escape(qrshssh.LINGER_HELP))
     out += _section("REFUSED", "With one line on standard error and exit 64: port forwarding, stdio "
                     "forwarding, tunnels and jump hosts (**-L -R -D -W -w -J**, **-o** *\\*Forward*, "
                     "*ProxyCommand*, *ProxyJump*), queries (**-Q -G**), **-f**, **-N**, no command, another "
