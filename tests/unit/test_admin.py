@@ -358,6 +358,8 @@ elif args[0] in ("-Mconf", "-Aconf"):
     with open(path(name), "w") as f:
         f.write("#%%s:\n%%s\n" %% (name, text))
     print('root@vm modified "%%s" in configuration list' %% name)
+elif args == ["-sel"]:
+    print("\n".join(sorted(n for n in os.listdir(store) if n != "global" and not n.startswith((".", "queue.")))))
 elif args == ["-sql"]:
     queues = sorted(n[6:] for n in os.listdir(store) if n.startswith("queue."))
     if not queues:
@@ -423,7 +425,7 @@ def test_check_reads_qconf(fake_qconf, capsys):
     code, out, err = sgewrap(capsys, "check", "--this-host", "nowhere-host")
     assert code == 0, out + err
     assert "configurations: global, node01 (local)" in out
-    assert qconf_log(fake_qconf) == ["-sconf global", "-sconfl", "-sconf node01", "-sql"]
+    assert qconf_log(fake_qconf) == ["-sconf global", "-sconfl", "-sconf node01", "-sql", "-sel"]
 
 
 def test_qconf_failure_is_one_line(fake_qconf, capsys, monkeypatch):

@@ -528,7 +528,8 @@ class Check(Command, cli.Application):
             here = self.here or this_host()
         exec_hosts = facts = None
         if not self.source:
-            exec_hosts = run([sgeconf.QCONF, "-sel"], code=UNREADABLE)[1].split()
+            rc, out, _ = run([sgeconf.QCONF, "-sel"], code=UNREADABLE, retcode=None)
+            exec_hosts = out.split() if rc == 0 else []     # 1: "no execution host defined"
             facts = hostfacts.load()
         report = analyse(glob, hosts, here=here, pam_file=self.pam_file, queues=queues, sshd_settings=sshd_T,
                          job_pam_file=self.job_pam_file, front_state=front_here() if here else None,
