@@ -9,6 +9,7 @@ tight ``qrsh`` runs through the packaged wrappers and carries its job's group; `
 import glob
 import os
 import re
+import shutil
 import stat
 import subprocess
 
@@ -111,3 +112,38 @@ def test_the_package_installs_works_tight_and_purges_clean(cluster, package):
     assert not left, "files of the package left after purge: %s" % left[:10]
     assert not os.path.exists(PACKAGED) and not os.path.exists("/usr/lib/python3/dist-packages/sgewrap")
     assert _pam_files() == pam_before
+
+
+def test_the_package_built_on_debian_12_installs_and_runs_on_debian_13(package, tmp_path):
+    """One package for both releases: the .deb built here (Debian 12: Python 3.11, glibc 2.36) installed with
+    dpkg on a copy of node4's Debian 13 root (Python 3.13, glibc 2.41, PAM 1.7, plumbum 1.9): its
+    dependencies hold there, its programs run under trixie's Python, the module lands in trixie's PAM
+    directory, and purging leaves nothing.  (The launcher and module it carries are the ones
+    test_debian13.py ties OpenSSH 10 sessions with.)"""
+    root = str(tmp_path / "trixie")
+    subprocess.run(["cp", "-a", "--reflink=auto", sge.NODE4_ROOT, root], check=True, timeout=300)
+    shutil.copy(package, os.path.join(root, "tmp", "sgewrap.deb"))
+
+    def inside(*argv):
+        script = "mount --make-rprivate / && mount --rbind /proc %s/proc && mount --rbind /dev %s/dev && " \
+                 "exec chroot %s \"$@\"" % (root, root, root)
+        return subprocess.run(["unshare", "--mount", "sh", "-c", script, "sh", *argv], capture_output=True,
+                              text=True, timeout=300, env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
+    installed = inside("dpkg", "-i", "/tmp/sgewrap.deb")
+    assert installed.returncode == 0, installed.stdout[-2000:] + installed.stderr[-2000:]
+    assert inside("python3", "-c", "import sys; assert sys.version_info[:2] >= (3, 13)").returncode == 0
+    version = inside("/usr/bin/sgewrap", "--version")
+    assert version.returncode == 0 and "sgewrap" in version.stdout, version.stdout + version.stderr
+    printed = inside("/usr/bin/sgewrap", "config", "ssh", "--tight")
+    assert printed.returncode == 0 and "%s/sge-sshd -i" % PACKAGED in printed.stdout, printed.stdout + printed.stderr
+    for program in ("qrsh_ssh", "ssh_wrapper", "node_access", "rshdwrapper"):
+        helped = inside(os.path.join(PACKAGED, program), "--help")
+        assert helped.returncode == 0 and "usage" in helped.stdout.lower(), (program, helped.stderr)
+    listed = inside("dpkg", "-L", "sgewrap").stdout.split()
+    assert "/usr/lib/x86_64-linux-gnu/security/pam_sgewrap.so" in listed
+    kind = subprocess.run(["file", root + PACKAGED + "/sge-sshd"], capture_output=True, text=True).stdout
+    assert "static-pie linked" in kind, kind
+    purged = inside("dpkg", "--purge", "sgewrap")
+    assert purged.returncode == 0, purged.stderr
+    left = [f for f in listed if os.path.lexists(root + f) and not os.path.isdir(root + f)]
+    assert not left, left[:10]
