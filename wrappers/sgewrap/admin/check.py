@@ -499,7 +499,10 @@ class Check(Command, cli.Application):
     epilog that starts an interpreter without isolation (python without -I,
     perl without -T, bash without -p, one env finds in the job's PATH; also
     through sh -c), a gid_range cache here that is missing or stale while the
-    job sshd runs here, and unencrypted methods (warning).  Exit 0:
+    job sshd runs here, and unencrypted methods (warning).  For every
+    execution host (qconf -sel) running a job sshd value it reads the facts
+    that host's root recorded (sgewrap facts, config ssh --tight --apply) and
+    reports one whose sessions would run outside the job PAM service or fail.  Exit 0:
     consistent (warnings allowed); 1: not consistent; 2: the configuration
     could not be read.
     """
