@@ -178,6 +178,13 @@ def test_another_user_at_the_shepherd_s_port_on_debian_13_is_refused(node4):
     assert not command_ran, "the attacker's command ran in the owner's job sshd on node4"
 
 
+def _node4_sshd_of(user):
+    """{PID: name} of ``user``'s sshd processes on node4 (its network namespace)."""
+    node4_net = procs.link(sge.node4_holder(), "ns/net")
+    return {p: n for p, n in sge.processes_of(user, sge.SSHD_PROCESSES).items()
+            if procs.link(p, "ns/net") == node4_net}
+
+
 def test_qdel_of_a_job_on_debian_13_leaves_nothing(node4):
     token = str(os.getpid() * 1000 + 4)
     name = "deb13qdel"
@@ -198,6 +205,9 @@ def test_qdel_of_a_job_on_debian_13_leaves_nothing(node4):
         wait_until(lambda: not (sge.processes_with(token) or sge.processes_in_groups(gids)), 30, 0.2)
         assert not sge.processes_with(token), "processes of the deleted job are still running on node4"
         assert not sge.processes_in_groups(gids), sge.processes_in_groups(gids)
+        # OpenSSH 10's own processes of the session (sshd-session as the user) are gone too
+        wait_until(lambda: not _node4_sshd_of(TEST_USER), 30, 0.2)
+        assert not _node4_sshd_of(TEST_USER), _node4_sshd_of(TEST_USER)
     finally:
         for pid in sge.processes_with(token):
             try:

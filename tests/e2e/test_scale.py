@@ -43,4 +43,4 @@ def test_a_master_starts_many_tight_tasks_at_once_on_two_hosts(method, tasks):
 
 
 def _left():
-    return sge.processes_of(sge.TEST_USER, ("sshd", "sge-sshd", "task.sh", "qrsh", "ssh", "sleep"))
+    return sge.processes_of(sge.TEST_USER, sge.SSHD_PROCESSES + ("task.sh", "qrsh", "ssh", "sleep"))

@@ -16,7 +16,7 @@ from . import DATA, sge, wait_until
 QUEUES = ("-q", "%s,%s" % (sge.QUEUE, sge.OPEN_QUEUE), "-masterq", "%s@%s" % (sge.QUEUE, sge.HOST))
 #: the MPI daemons and sshd a job leaves behind if its tasks escaped it
 JOB_PROCESSES = ("orted", "hydra_pmi_proxy", "mpirun.openmpi", "mpiexec.hydra", "ring.openmpi", "ring.mpich",
-                 "sshd", "sge-sshd", "pdsh", "parallel", "perl", "sleep")
+                 "pdsh", "parallel", "perl", "sleep") + sge.SSHD_PROCESSES
 #: what pdsh and GNU parallel run on each host: the task's group and this session's groups
 REPORT = "echo TASK $(hostname) $(cat $SGE_JOB_SPOOL_DIR/addgrpid) $(id -G | tr \\  ,)"
 

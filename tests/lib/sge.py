@@ -475,6 +475,11 @@ def host_of(pid):
     return {"sgewrap-node2": NODE2, "sgewrap-node3": NODE3}.get(ns, HOST if not ns else ns)
 
 
+#: what a session's sshd is called, on OpenSSH 9.2 and 10 (sshd -i execs sshd-session, which runs sshd-auth
+#: for authentication; a job sshd started by the launcher keeps the launcher's name until sshd execs)
+SSHD_PROCESSES = ("sshd", "sge-sshd", "sshd-session", "sshd-auth")
+
+
 def processes_of(user, names):
     """{PID: name} of the processes of ``user`` named one of ``names`` (/proc/PID/comm)."""
     import pwd
