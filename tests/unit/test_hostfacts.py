@@ -35,7 +35,8 @@ def tree(tmp_path, name, openssh_10=False, job_sshd="launcher", stack=True, modu
     (security / "pam_unix.so").write_bytes(b"")
     if module:
         (security / "pam_sgewrap.so").write_bytes(b"")
-    return hostfacts.collect(str(wrappers), root=str(root), host=name, pam_directory=str(security))
+    facts = hostfacts.collect(str(wrappers), root=str(root), host=name, pam_directory=str(security))
+    return dict(facts, wrappers=W)          # as on a real host: the path every host's configuration names
 
 
 def test_facts_say_what_the_job_sshd_will_be(tmp_path):
@@ -70,7 +71,8 @@ def test_an_in_place_upgrade_makes_the_record_stale(tmp_path):
     root = tmp_path / "n1"
     (root / "usr/lib/openssh").mkdir(parents=True)
     (root / "usr/lib/openssh/sshd-session").write_bytes(b"session")
-    after = hostfacts.collect(before["wrappers"], root=str(root), host="n1", pam_directory=str(root / "security"))
+    after = hostfacts.collect(str(root / "wrappers"), root=str(root), host="n1",
+                              pam_directory=str(root / "security"))
     assert [k for k, _, _ in hostfacts.changed(before, after)] == ["sshd_id", "pam_service_name"]
 
 
@@ -170,3 +172,15 @@ def test_plain_sshd_naming_the_job_service_is_tight_and_needs_the_job_stack(tmp_
     stack.write_text(pam.job_stack(W))
     assert check.analyse(glob, {}, here="n1", pam_file=os.devnull, executable=lambda p: True,
                          job_pam_file=str(stack)).consistent
+
+
+def test_check_a_record_of_another_wrappers_directory_is_not_judged(mixed):
+    """The value in force names wrappers the host's record does not describe: say so, judge nothing."""
+    other = sgeconf.entries("ssh", "/usr/lib/sgewrap", tight=True)
+    glob = sgeconf.parse("#global:\n" + "".join(sgeconf.format_line(k, v) for k, v in other.items()))
+    report = analyse(glob, {}, mixed, ["vm", "node4"])
+    assert report.consistent
+    assert [p.message for p in report.warnings if p.host == "node4"] == [
+        "node4: qlogin_daemon, rlogin_daemon, rsh_daemon run /usr/lib/sgewrap/sge-sshd, but node4's record describes "
+        "the wrappers in %s: record again there (sgewrap facts --record --wrappers /usr/lib/sgewrap)"
+        % mixed["node4"]["wrappers"]]

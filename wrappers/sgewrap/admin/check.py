@@ -409,7 +409,15 @@ def _check_recorded_hosts(report, exec_hosts, here, facts, daemons_of):
                            "check judges it by them: sgewrap facts --record" % (
                                host, "; ".join("%s was %r, is %r" % item for item in stale)))
             continue
-        for key, message in hostfacts.problems(found, daemons):
+        elsewhere = [(k, v) for k, v in daemons if sgeconf.is_job_sshd(v)
+                     and os.path.dirname(sgeconf.program(v)) != found.get("wrappers")]
+        if elsewhere:
+            report.add(WARNING, host, elsewhere[0][0], "%s: %s run%s %s, but %s's record describes the wrappers in "
+                       "%s: record again there (sgewrap facts --record --wrappers %s)" % (
+                           host, ", ".join(k for k, _ in elsewhere), "s" * (len(elsewhere) == 1),
+                           sgeconf.program(elsewhere[0][1]), host, found.get("wrappers"),
+                           os.path.dirname(sgeconf.program(elsewhere[0][1]))))
+        for key, message in hostfacts.problems(found, [d for d in daemons if d not in elsewhere]):
             report.add(ERROR, host, key, message)
         if not report.by_host(host):
             report.notes.append("%s: job sshd %s, %s, job PAM service %s (recorded %s)" % (
