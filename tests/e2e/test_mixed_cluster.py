@@ -236,6 +236,11 @@ def test_check_sees_the_debian_13_host_through_its_recorded_facts(node4, cluster
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert re.search(r"^note: node4: job sshd launcher, OpenSSH_10\.\S+, job PAM service ok \(recorded ",
                      proc.stdout, re.M), proc.stdout
+    # selftest, run here, says the same of the other execution hosts after its own live run
+    selftest = subprocess.run([os.path.join(cluster, "sgewrap"), "selftest", "--user", TEST_USER, "ssh", "--tight"],
+                              env=sge.ENV, capture_output=True, text=True, timeout=180)
+    assert selftest.returncode == 0, selftest.stdout + selftest.stderr
+    assert re.search(r"^  ok: node4: job sshd launcher, OpenSSH_10", selftest.stdout, re.M), selftest.stdout
     launcher = sge.NODE4_ROOT + os.path.join(cluster, "sge-sshd")
     saved = launcher + ".test-saved"
     os.rename(launcher, saved)

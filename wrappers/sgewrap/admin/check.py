@@ -17,8 +17,8 @@ from .. import methods
 from . import hostfacts, pam, sgeconf
 from . import access
 from . import common
-from .common import OK, FAILED, UNREADABLE, AdminError, Command, config_of, read_dir, read_live, run, same_host, \
-    table, this_host
+from .common import OK, FAILED, UNREADABLE, AdminError, Command, config_of, read_dir, read_live, run, table, \
+    this_host
 
 OTHERS = "*"          #: the hosts without a local configuration
 ERROR, WARNING = "error", "warning"
@@ -388,40 +388,12 @@ def _check_tunnel_end(report, here, keys, sshd_settings):
 
 def _check_recorded_hosts(report, exec_hosts, here, facts, daemons_of):
     """For each execution host running a job sshd value: what its root recorded (sgewrap facts) says about
-    the PAM service its sessions run under.  This host is checked live below; its record only for age."""
-    for host in exec_hosts:
-        daemons = [(k, v) for k, v in daemons_of(host) if sgeconf.needs_job_stack(v)]
-        if not daemons:
-            continue
-        found = facts.get(host)
-        if found is None:
-            if not (here and same_host(host, here)):
-                report.add(WARNING, host, daemons[0][0], "%s: %s run%s the job sshd, but %s's facts were never "
-                           "recorded (%s/%s): whether its sessions run under the job PAM service is not known "
-                           "here; run sgewrap config ssh --tight --apply (or sgewrap facts --record) on %s"
-                           % (host, ", ".join(k for k, _ in daemons), "s" * (len(daemons) == 1), host,
-                              hostfacts.DIRECTORY, host, host))
-            continue
-        if here and same_host(host, here):
-            stale = hostfacts.changed(found, hostfacts.collect(found.get("wrappers") or ""))
-            if stale:
-                report.add(WARNING, host, "facts", "%s: this host's recorded facts are stale (%s); other hosts' "
-                           "check judges it by them: sgewrap facts --record" % (
-                               host, "; ".join("%s was %r, is %r" % item for item in stale)))
-            continue
-        elsewhere = [(k, v) for k, v in daemons if sgeconf.is_job_sshd(v)
-                     and os.path.dirname(sgeconf.program(v)) != found.get("wrappers")]
-        if elsewhere:
-            report.add(WARNING, host, elsewhere[0][0], "%s: %s run%s %s, but %s's record describes the wrappers in "
-                       "%s: record again there (sgewrap facts --record --wrappers %s)" % (
-                           host, ", ".join(k for k, _ in elsewhere), "s" * (len(elsewhere) == 1),
-                           sgeconf.program(elsewhere[0][1]), host, found.get("wrappers"),
-                           os.path.dirname(sgeconf.program(elsewhere[0][1]))))
-        for key, message in hostfacts.problems(found, [d for d in daemons if d not in elsewhere]):
-            report.add(ERROR, host, key, message)
-        if not report.by_host(host):
-            report.notes.append("%s: job sshd %s, %s, job PAM service %s (recorded %s)" % (
-                host, found.get("job_sshd"), found.get("sshd"), found.get("job_stack"), hostfacts._when(found)))
+    the PAM service its sessions run under (:func:`hostfacts.judge`)."""
+    for severity, host, key, message in hostfacts.judge(exec_hosts, here, facts, daemons_of):
+        if severity == "note":
+            report.notes.append(message)
+        else:
+            report.add(ERROR if severity == "error" else WARNING, host, key, message)
 
 
 def _check_pam_service_name(report, here, daemons, root):

@@ -188,6 +188,49 @@ def problems(facts, daemons):
     return found
 
 
+def judge(exec_hosts, here, facts, daemons_of):
+    """What the records say of each host of ``exec_hosts`` that runs a job sshd value (``daemons_of(host)``:
+    its ``[(key, value)]`` in force): ``[(severity, host, key, message)]``, severity ``error``,
+    ``warning`` or ``note`` (fine).  ``here`` (checked live by the caller) only for its record's age."""
+    from .common import same_host
+    found = []
+    for host in exec_hosts:
+        daemons = [(k, v) for k, v in daemons_of(host) if sgeconf.needs_job_stack(v)]
+        if not daemons:
+            continue
+        record = facts.get(host)
+        this = bool(here) and same_host(host, here)
+        if record is None:
+            if not this:
+                found.append(("warning", host, daemons[0][0], "%s: %s run%s the job sshd, but %s's facts were "
+                              "never recorded (%s/%s): whether its sessions run under the job PAM service is not "
+                              "known here; run sgewrap config ssh --tight --apply (or sgewrap facts --record) on %s"
+                              % (host, ", ".join(k for k, _ in daemons), "s" * (len(daemons) == 1), host,
+                                 DIRECTORY, host, host)))
+            continue
+        if this:
+            stale = changed(record, collect(record.get("wrappers") or ""))
+            if stale:
+                found.append(("warning", host, "facts", "%s: this host's recorded facts are stale (%s); other "
+                              "hosts' check judges it by them: sgewrap facts --record" % (
+                                  host, "; ".join("%s was %r, is %r" % item for item in stale))))
+            continue
+        elsewhere = [(k, v) for k, v in daemons if sgeconf.is_job_sshd(v)
+                     and os.path.dirname(sgeconf.program(v)) != record.get("wrappers")]
+        if elsewhere:
+            found.append(("warning", host, elsewhere[0][0], "%s: %s run%s %s, but %s's record describes the "
+                          "wrappers in %s: record again there (sgewrap facts --record --wrappers %s)" % (
+                              host, ", ".join(k for k, _ in elsewhere), "s" * (len(elsewhere) == 1),
+                              sgeconf.program(elsewhere[0][1]), host, record.get("wrappers"),
+                              os.path.dirname(sgeconf.program(elsewhere[0][1])))))
+        wrong = problems(record, [d for d in daemons if d not in elsewhere])
+        found += [("error", host, key, message) for key, message in wrong]
+        if not wrong and not elsewhere:
+            found.append(("note", host, None, "%s: job sshd %s, %s, job PAM service %s (recorded %s)" % (
+                host, record.get("job_sshd"), record.get("sshd"), record.get("job_stack"), _when(record))))
+    return found
+
+
 def record_here(wrappers_dir, report=print):
     """Record this host's facts (as ``--apply`` does); a note instead of an error where the common directory
     cannot be written (a root-squashed NFS export): the other hosts' ``check`` then lacks this one."""

@@ -470,4 +470,30 @@ class Selftest(Command, cli.Application):
         rows = [[c.label, c.slot, "pass" if c.passed else "FAIL", "%.2f s" % c.seconds, c.detail] for c in cases]
         rows += [[name, "-", "skipped", "-", "SGE's own protocol: no wrapper or daemon to test"] for name in skipped]
         print(table(["METHOD", "SLOT", "RESULT", "TIME", "DETAIL"], rows), end="")
-        return OK if all(c.passed for c in cases) else FAILED
+        others_fail = other_hosts(job_daemons) if job_daemons else False
+        return OK if all(c.passed for c in cases) and not others_fail else FAILED
+
+
+def other_hosts(job_daemons):
+    """The other execution hosts, as their roots recorded them (sgewrap facts): whether each one's job sshd
+    would run under the job PAM service with the daemon values in force there; True if one would not."""
+    from . import hostfacts
+    from .common import run
+    try:
+        glob, hosts = read_live()
+        rc, out, _ = run([sgeconf.QCONF, "-sel"], code=UNREADABLE, retcode=None)
+        facts = hostfacts.load()
+    except AdminError as err:
+        print("other execution hosts: not looked at (%s)" % err)
+        return False
+
+    def daemons_of(host):
+        local = hosts.get(host)
+        return [(k, local.get(k) if local is not None and k in local else glob.get(k))
+                for k in sgeconf.SLOTS if k.endswith("_daemon")]
+    verdicts = hostfacts.judge(out.split() if rc == 0 else [], this_host(), facts, daemons_of)
+    if verdicts:
+        print("other execution hosts, as their roots recorded them (sgewrap facts):")
+    for severity, host, _, message in verdicts:
+        print("  %s: %s" % ({"note": "ok"}.get(severity, severity), message))
+    return any(v[0] == "error" for v in verdicts)
