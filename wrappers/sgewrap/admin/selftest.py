@@ -389,7 +389,10 @@ class Selftest(Command, cli.Application):
     configured daemon (job-like environment, scratch job spool directory with
     an addgrpid); the configured command runs as --user with SGE's exact
     arguments.  Without METHOD the entries configured for this host are
-    tested.  Exit 0: every method passed; 1: one failed; 2: cannot start.
+    tested.  With a job sshd among them it then says, for every other
+    execution host, what that host's recorded facts (sgewrap facts) tell of
+    its job sshd.  Exit 0: every method passed; 1: one failed (or another
+    host's job sshd would run outside the job PAM service); 2: cannot start.
     """
 
     user = cli.SwitchAttr("--user", str, argname="USER", mandatory=True,
