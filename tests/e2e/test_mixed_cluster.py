@@ -28,12 +28,16 @@ ATTACKER = "sgeother"
 #: typed or run in a session: TIED-42 only above PID 150000, carrying the task's group, on Debian 13
 TIED = ('test $$ -gt 150000 && id -G | tr " " "\\n" | grep -qx "$(cat $SGE_JOB_SPOOL_DIR/addgrpid)" '
         '&& grep -q "^13\\." /etc/debian_version && echo TIED-$((6*7))')
-#: a parallel job's master: one qrsh -inherit to $1, which reports where and as what it runs
+#: a parallel job's master: one qrsh -inherit to $1, which reports where and as what it runs, then the
+#: same through qrsh_ssh (in $2)
 MASTER = """#!/bin/sh
 echo "master on $(hostname) release $(cat /etc/debian_version)"
 /usr/bin/qrsh -inherit -nostdin "$1" 'echo "task on $(hostname) release $(cat /etc/debian_version)\
  gid=$(cat $SGE_JOB_SPOOL_DIR/addgrpid) groups=$(id -G | tr " " ,) pid=$$"'
 echo "master done $?"
+# a tool that only knows ssh, through qrsh_ssh (this host's installed copy: Python 3.11 or 3.13)
+"$2/qrsh_ssh" "$1" 'echo "ssh-task on $(hostname) gid=$(cat $SGE_JOB_SPOOL_DIR/addgrpid) groups=$(id -G | tr " " ,)"'
+echo "qrsh_ssh done $?"
 """
 
 
@@ -70,9 +74,19 @@ def test_node4_is_debian_13_with_openssh_10_and_its_own_build(node4, cluster):
     # built on node4 by its own make install: a static launcher, the module in node4's PAM directory
     launcher = os.path.join(sge.NODE4_ROOT + cluster, "sge-sshd")
     assert not os.path.islink(launcher) and open(launcher, "rb").read(4) == b"\x7fELF"
-    assert re.search(r"built .*pam_sgewrap\.so", node4), node4
+    module = sge.NODE4_ROOT + os.path.join(cluster, "pam_sgewrap.so")
+    with open(module, "rb") as f, open(os.path.join(cluster, "pam_sgewrap.so"), "rb") as mine:
+        assert f.read() != mine.read(), "node4's module is its own build (trixie's gcc), not this host's"
+    # its gid_range cache holds its own line (node4 cannot resolve every other host's name: those are skipped)
+    assert "\nnode4 66000-66199\n" in open(os.path.join(sge.NODE4_ROOT, "var/lib/sgewrap/gid_range")).read()
     stack = open(os.path.join(sge.NODE4_ROOT, "etc/pam.d/sge-sshd")).read()
     assert "pam_sgewrap.so job" in stack, stack
+    # every installed program runs under trixie's Python 3.13 (and its plumbum 1.9, copied by make install)
+    from sgewrap.admin import installer
+    for name in installer.entry_point_names():
+        helped = sge.on_node4([os.path.join(cluster, name), "--help"], capture_output=True, text=True, timeout=60)
+        assert helped.returncode == 0 and helped.stdout, (name, helped.stdout[-500:], helped.stderr[-500:])
+    assert "python3.13" in os.listdir(os.path.join(sge.NODE4_ROOT + cluster, "sgewrap.venv", "lib"))
 
 
 def test_tight_qrsh_to_debian_13_is_tied_above_pid_150000(node4):
@@ -88,7 +102,7 @@ def test_tight_logins_to_debian_13_are_tied_above_pid_150000(node4, client):
 
 @pytest.mark.parametrize("master, target", [(sge.HOST, sge.NODE4), (sge.NODE4, sge.HOST)],
                          ids=["debian12-to-debian13", "debian13-to-debian12"])
-def test_qrsh_inherit_between_debian_12_and_13_is_tied_both_ways(node4, master, target):
+def test_qrsh_inherit_between_debian_12_and_13_is_tied_both_ways(node4, cluster, master, target):
     script = os.path.join(home(TEST_USER), "mixed-master.sh")      # /home is shared, /tmp is not
     with open(script, "w") as f:
         f.write(MASTER)
@@ -96,7 +110,7 @@ def test_qrsh_inherit_between_debian_12_and_13_is_tied_both_ways(node4, master, 
     master_queue = "%s@%s" % (sge.DEB13_QUEUE if master == sge.NODE4 else sge.QUEUE, master)
     try:
         sge.wait_no_user_jobs()
-        proc = sge.qrsh("-pe", sge.MIXED_PE, "2", "-masterq", master_queue, script, target,
+        proc = sge.qrsh("-pe", sge.MIXED_PE, "4", "-masterq", master_queue, script, target, cluster,
                         queue="%s,%s" % (sge.QUEUE, sge.DEB13_QUEUE), stdin=subprocess.DEVNULL, text=True,
                         timeout=180)
     finally:
@@ -110,6 +124,9 @@ def test_qrsh_inherit_between_debian_12_and_13_is_tied_both_ways(node4, master, 
     assert host == target and release == ("13" if target == sge.NODE4 else "12"), proc.stdout
     assert gid in groups.split(","), "the task carries its own group: %s" % proc.stdout
     assert int(pid) > 150000
+    through = re.search(r"^ssh-task on (\S+) gid=(\d+) groups=(\S+)$", proc.stdout, re.M)
+    assert through and "qrsh_ssh done 0" in proc.stdout, proc.stdout + proc.stderr
+    assert through.group(1) == target and through.group(2) in through.group(3).split(","), proc.stdout
 
 
 def _listening_ports(pid):

@@ -347,6 +347,9 @@ elif args[0] == "-sconf":
     if not os.path.exists(path(name)):
         sys.stderr.write("configuration %%s not defined\n" %% name)
         sys.exit(1)
+    if open(path(name)).read().startswith("#UNRESOLVABLE"):
+        sys.stderr.write('can\'t resolve hostname "%%s": can\'t resolve host name\n' %% name)
+        sys.exit(1)
     sys.stdout.write(open(path(name)).read())
 elif args[0] in ("-Mconf", "-Aconf"):
     name = os.path.basename(args[1])
@@ -485,6 +488,18 @@ def test_apply_then_restore_global(fake_qconf, capsys, tmp_path):
     assert not stack.exists() and "removed %s" % stack in out
     assert os.readlink(clients / "qlogin") == "qsh" and os.readlink(clients / "qrsh") == "qsh"
     assert not (clients / "qlogin.sgewrap-orig").exists()
+
+
+def test_a_configuration_this_host_cannot_read_is_left_out_of_its_gid_range_cache(
+        fake_qconf, capsys, tmp_path, gid_range_cache):
+    """node4 (the Debian 13 test host) resolves only itself and the master: qconf -sconf node2 fails there.
+    Its own line and the global one are what its reaper needs: the others are left out, and said so."""
+    (fake_qconf / "node02").write_text("#UNRESOLVABLE\n")
+    code, out, err = sgewrap(capsys, "config", "ssh", "--wrappers", W, "--apply", "--backup-dir", str(tmp_path / "b"))
+    assert (code, err) == (0, "")
+    assert "wrote %s: global 65400-65500 (a closed session's leftovers are killed by the job's group id only " \
+           "inside it); not read here: node02 (qconf -sconf failed for it; this host's own line does not depend " \
+           "on it)" % gid_range_cache in out
 
 
 def test_apply_writes_the_gid_range_cache_of_every_configuration(fake_qconf, capsys, tmp_path, gid_range_cache):

@@ -170,8 +170,17 @@ def cache_gid_range(path=None):
     done.  A cache that cannot be written leaves the reaper as it was (said: --apply goes on)."""
     from ..rootside import frame, gidrange
     path = path or gidrange.CACHE
+    skipped = []
     try:
-        glob, hosts = read_live(code=FAILED)
+        glob = sgeconf.parse(qconf_show("global", code=FAILED), "global")
+        hosts = {}
+        for name in qconf_list(code=FAILED):
+            try:
+                hosts[name] = sgeconf.parse(qconf_show(name, code=FAILED), name)
+            except AdminError:      # qconf resolves the name here first; another host's may not resolve
+                if same_host(name, this_host()):
+                    raise
+                skipped.append(name)
         values = gid_ranges(glob, hosts)
         if not values or values[0][0] != "global":
             raise ValueError("the global configuration has no gid_range")
@@ -179,8 +188,10 @@ def cache_gid_range(path=None):
     except (AdminError, ValueError, OSError, frame.UnsafeError) as err:
         return "warning: cannot write %s (%s): the session reaper goes on by what is there (sgewrap check " \
             "says what)" % (path, getattr(err, "strerror", None) or err)
-    return "wrote %s: %s (a closed session's leftovers are killed by the job's group id only inside it)" % (
-        path, "; ".join("%s %s" % pair for pair in values))
+    return "wrote %s: %s (a closed session's leftovers are killed by the job's group id only inside it)%s" % (
+        path, "; ".join("%s %s" % pair for pair in values),
+        "; not read here: %s (qconf -sconf failed for it; this host's own line does not depend on it)"
+        % ", ".join(skipped) if skipped else "")
 
 
 def same_host(a, b):

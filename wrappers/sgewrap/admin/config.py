@@ -203,7 +203,11 @@ def apply(values, host, backup_dir):
         print("%s %-15s %s" % (name, key, values[key]))
     if not host:
         for other in qconf_list(code=1):
-            local = sgeconf.parse(qconf_show(other, code=1), other)
+            try:
+                local = sgeconf.parse(qconf_show(other, code=1), other)
+            except AdminError as err:       # qconf resolves the name here first: it may not resolve here
+                print("note: the local configuration of %s was not read here (%s)" % (other, err))
+                continue
             overriding = [k for k in keys if k in local
                           and local.get(k) not in (values[k], sgeconf.job_service_guard(values[k]))]
             if overriding:
