@@ -184,3 +184,24 @@ def test_check_a_record_of_another_wrappers_directory_is_not_judged(mixed):
         "node4: qlogin_daemon, rlogin_daemon, rsh_daemon run /usr/lib/sgewrap/sge-sshd, but node4's record describes "
         "the wrappers in %s: record again there (sgewrap facts --record --wrappers /usr/lib/sgewrap)"
         % mixed["node4"]["wrappers"]]
+
+
+def test_a_record_is_never_written_through_a_link_or_into_a_directory_others_may_write(tmp_path):
+    """The common directory is the admin user's: a record directory that is a link (to /etc, say) or that
+    others may write is refused, and nothing is written there."""
+    facts = tree(tmp_path, "n1")
+    target = tmp_path / "elsewhere"
+    target.mkdir()
+    link = tmp_path / "cell-link"
+    link.symlink_to(target)
+    with pytest.raises(Exception, match="symbolic link"):
+        hostfacts.record(facts, str(link))
+    assert list(target.iterdir()) == []
+    loose = tmp_path / "loose"
+    loose.mkdir()
+    loose.chmod(0o777)
+    with pytest.raises(Exception, match="not group/other writable"):
+        hostfacts.record(facts, str(loose))
+    assert list(loose.iterdir()) == []
+    with pytest.raises(ValueError):
+        hostfacts.record(dict(facts, host="../etc"), str(tmp_path / "cell"))

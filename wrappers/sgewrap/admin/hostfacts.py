@@ -16,7 +16,6 @@ import json
 import os
 import socket
 import subprocess
-import tempfile
 import time
 
 from plumbum import cli
@@ -103,21 +102,38 @@ def collect(wrappers_dir, root="/", host=None, pam_directory=None):
 
 
 def record(facts, where=None):
-    """Write ``facts`` as ``where``/HOST (root-owned, 0644), atomically; the path."""
+    """Write ``facts`` as ``where``/HOST (root-owned, 0644), atomically; the path.
+
+    The cell's common directory belongs to Grid Engine's admin user, who could swap ``where`` for a link
+    between a check and a write: the directory is opened once (no link followed, root's, writable by
+    root alone) and every step after works relative to that open directory."""
+    from ..rootside import frame
     where = where or directory()
-    os.makedirs(where, mode=0o755, exist_ok=True)
-    path = os.path.join(where, facts["host"])
-    fd, tmp = tempfile.mkstemp(dir=where, prefix=".sgewrap-")
+    frame.private_dir(where, create=True)
+    fd = os.open(where, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     try:
-        with os.fdopen(fd, "w") as f:
-            json.dump({k: facts[k] for k in KEYS}, f, indent=1, sort_keys=False)
-            f.write("\n")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-    return path
+        st = os.fstat(fd)
+        if st.st_uid != os.geteuid() or st.st_mode & 0o022:
+            raise frame.UnsafeError("%s changed under us (uid %d, mode %o)" % (where, st.st_uid, st.st_mode))
+        name = facts["host"]
+        if "/" in name or name.startswith("."):
+            raise ValueError("not a host name: %r" % name)
+        tmp = ".%s.%d" % (name, os.getpid())
+        out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=fd)
+        try:
+            os.fchmod(out, 0o644)
+            frame.write_all(out, (json.dumps({k: facts[k] for k in KEYS}, indent=1) + "\n").encode())
+            os.fsync(out)
+        finally:
+            os.close(out)
+        try:
+            os.replace(tmp, name, src_dir_fd=fd, dst_dir_fd=fd)
+        except BaseException:
+            os.unlink(tmp, dir_fd=fd)
+            raise
+    finally:
+        os.close(fd)
+    return os.path.join(where, name)
 
 
 def load(where=None):
@@ -135,7 +151,7 @@ def load(where=None):
             st = os.lstat(path)
             if not (st.st_uid == 0 and not st.st_mode & 0o022 and os.path.isfile(path)) or name.startswith("."):
                 continue
-            with open(path) as f:
+            with open(os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)) as f:
                 facts = json.load(f)
         except (OSError, ValueError):
             continue
@@ -235,9 +251,10 @@ def record_here(wrappers_dir, report=print):
     """Record this host's facts (as ``--apply`` does); a note instead of an error where the common directory
     cannot be written (a root-squashed NFS export): the other hosts' ``check`` then lacks this one."""
     from .common import default_wrappers
+    from ..rootside.frame import Cannot
     try:
         path = record(collect(wrappers_dir or default_wrappers()))
-    except (OSError, AdminError) as err:
+    except (OSError, AdminError, Cannot, ValueError) as err:
         report("note: cannot record this host's facts in %s: %s; sgewrap check on other hosts will say it has "
                "none" % (_safe_directory(), getattr(err, "strerror", None) or err))
         return None
