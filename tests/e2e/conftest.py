@@ -9,11 +9,12 @@ carry the job's group id (what accounting and qdel rely on);
 ``@pytest.mark.methods("ssh", ...)`` to the methods named.
 """
 import dataclasses
+import os
 import subprocess
 
 import pytest
 
-from lib import host_lock, need, sge
+from lib import REPO, host_lock, need, sge
 from sgewrap import conventions
 
 
@@ -133,3 +134,27 @@ def method(request, cluster):
     sge.apply(entries)
     sge.front(sgeconf.wraps_logins(entries))    # what `sgewrap config --apply` does on a submit host
     return m
+
+
+@pytest.fixture(scope="session")
+def node4(method, cluster):
+    """node4 set up by its administrator: the project installed there (at the path this host's copy has:
+    the global configuration names it), then --apply there.  What both printed."""
+    wrappers = cluster
+    install_root = os.path.dirname(os.path.dirname(os.path.dirname(wrappers)))
+    install = sge.on_node4(["make", "-s", "-C", REPO, "install", "SGE_ROOT=" + install_root,
+                            "PYTHON=/usr/bin/python3"], capture_output=True, text=True, timeout=900)
+    assert install.returncode == 0, install.stdout[-3000:] + install.stderr[-3000:]
+    apply = sge.on_node4([os.path.join(wrappers, "sgewrap"), "config", "ssh", "--tight", "--no-x11", "--apply"],
+                         capture_output=True, text=True, timeout=120)
+    assert apply.returncode == 0, apply.stdout + apply.stderr
+    # one global configuration serves both releases: what this host's fixture applied is already right
+    assert "global configuration: the six entries already have these values; nothing changed" in apply.stdout, \
+        apply.stdout
+    assert "is the launcher" in apply.stdout, apply.stdout
+    # README's order: then, on the hosts that applied before, sgewrap facts --record (they learn node4's
+    # host keys, which a rebuilt node4 root changes)
+    subprocess.run([os.path.join(wrappers, "sgewrap"), "facts", "--record"], env=sge.ENV, capture_output=True,
+                   timeout=120)
+    sge.wait_queues_up(sge.DEB13_QUEUE)
+    return install.stdout + apply.stdout

@@ -19,7 +19,7 @@ import subprocess
 
 import pytest
 
-from lib import REPO, TEST_USER, sge, wait_until
+from lib import TEST_USER, sge, wait_until
 from sgewrap.rootside import procs
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slot("rsh"), pytest.mark.methods("ssh-tight")]
@@ -43,26 +43,6 @@ echo "qrsh_ssh done $?"
 
 def home(user):
     return pwd.getpwnam(user).pw_dir
-
-
-@pytest.fixture(scope="module")
-def node4(method, cluster):
-    """node4 set up by its administrator: the project installed there (at the path this host's copy has:
-    the global configuration names it), then --apply there.  What both printed."""
-    wrappers = cluster
-    install_root = os.path.dirname(os.path.dirname(os.path.dirname(wrappers)))
-    install = sge.on_node4(["make", "-s", "-C", REPO, "install", "SGE_ROOT=" + install_root,
-                            "PYTHON=/usr/bin/python3"], capture_output=True, text=True, timeout=900)
-    assert install.returncode == 0, install.stdout[-3000:] + install.stderr[-3000:]
-    apply = sge.on_node4([os.path.join(wrappers, "sgewrap"), "config", "ssh", "--tight", "--no-x11", "--apply"],
-                         capture_output=True, text=True, timeout=120)
-    assert apply.returncode == 0, apply.stdout + apply.stderr
-    # one global configuration serves both releases: what this host's fixture applied is already right
-    assert "global configuration: the six entries already have these values; nothing changed" in apply.stdout, \
-        apply.stdout
-    assert "is the launcher" in apply.stdout, apply.stdout
-    sge.wait_queues_up(sge.DEB13_QUEUE)
-    return install.stdout + apply.stdout
 
 
 def test_node4_is_debian_13_with_openssh_10_and_its_own_build(node4, cluster):

@@ -68,14 +68,14 @@ class PtySession:
             pass
 
 
-def user_pty(argv, env=None):
-    """``argv`` run as the test user (runuser, no shell) in a :class:`PtySession`; ``env``: its
+def user_pty(argv, env=None, user=TEST_USER):
+    """``argv`` run as ``user`` (runuser, no shell) in a :class:`PtySession`; ``env``: its
     environment (by default a login's, without Grid Engine's variables)."""
     if env is None:
-        pw = pwd.getpwnam(TEST_USER)
-        env = {"HOME": pw.pw_dir, "USER": TEST_USER, "LOGNAME": TEST_USER, "PATH": "/usr/bin:/bin",
+        pw = pwd.getpwnam(user)
+        env = {"HOME": pw.pw_dir, "USER": user, "LOGNAME": user, "PATH": "/usr/bin:/bin",
                "TERM": "xterm", "LANG": "C.UTF-8"}
-    return PtySession(["/usr/sbin/runuser", "-u", TEST_USER, "--"] + list(argv), env=env)
+    return PtySession(["/usr/sbin/runuser", "-u", user, "--"] + list(argv), env=env)
 
 
 class Tmux:

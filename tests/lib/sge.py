@@ -313,13 +313,13 @@ def qrsh(*words, queue=QUEUE, **kwargs):
 
 
 def login(argv, password=False, command="echo $((6*7))-$(id -un)", expect=None, timeout=90, capture=False,
-          env=None):
+          env=None, user=TEST_USER):
     """Drive an interactive qlogin/qrsh ``argv`` as the test user in a real pty: wait for the
     shell prompt (typing user and password first if asked), type ``command``, wait for
     ``expect`` (default: what the default command prints), exit; the client's exit code
     (``capture``: everything the session showed, once it exited 0).  ``env``: more variables."""
     from .ptydrive import user_pty
-    session = user_pty(argv, env=dict(user_env(), **(env or {})))
+    session = user_pty(argv, env=dict(user_env(user), **(env or {})), user=user)
     try:
         if password:
             session.expect("login:", timeout=timeout)
@@ -329,7 +329,7 @@ def login(argv, password=False, command="echo $((6*7))-$(id -un)", expect=None, 
                 session.send(f.read().strip() + "\r")
         session.expect("$ ", timeout=timeout)
         session.send(command + "\r")
-        session.expect(expect or "42-" + TEST_USER)
+        session.expect(expect or "42-" + user)
         session.send("exit\r")
         code = session.wait(60)
         if capture:

@@ -14,7 +14,7 @@ import shutil
 from plumbum import cli
 
 from .. import methods
-from . import hostfacts, pam, sgeconf
+from . import hostfacts, pam, sgeconf, sshtrust
 from . import access
 from . import common
 from .common import OK, FAILED, UNREADABLE, AdminError, Command, config_of, read_dir, read_live, run, table, \
@@ -277,6 +277,15 @@ def analyse(glob, hosts, here=None, pam_file=pam.PAM_FILE, executable=None, queu
     _check_isolated(report, here, root_run + [h for h in adopt_hooks if h[1]])
     _check_job_stack(report, here, tight, [value(local, k) if local else glob.get(k) for k in tight],
                      pam_file, job_pam_file)
+    if facts is not None and (os.path.exists(sshtrust.CLIENT_DROPIN)
+                              or sshtrust.has_block(sshtrust.SHOSTS_EQUIV, sshtrust.SHOSTS_WHAT)):
+        missing = sshtrust.hostbased_problems(facts, exec_hosts or [])
+        for problem in missing:
+            report.add(ERROR, here, "host-based", "%s: host-based authentication: %s" % (here, problem))
+        if not missing:
+            report.notes.append("%s: host-based authentication to the job sshds is complete here (setuid "
+                                "ssh-keysign, EnableSSHKeysign, the job sshds' options, every execution host in "
+                                "%s and its keys in %s)" % (here, sshtrust.SHOSTS_EQUIV, sshtrust.KNOWN_HOSTS))
     return report
 
 

@@ -43,7 +43,7 @@ Sgewrap.subcommand("selftest", "sgewrap.admin.selftest.Selftest")
 Sgewrap.subcommand("explain", "sgewrap.admin.explain.Explain")
 Sgewrap.subcommand("node-access", "sgewrap.admin.access.NodeAccess")
 Sgewrap.subcommand("front", "sgewrap.admin.fronts.Front")
-Sgewrap.subcommand("facts", "sgewrap.admin.hostfacts.Facts")
+Sgewrap.subcommand("facts", "sgewrap.admin.facts.Facts")
 
 
 def main(argv=None):

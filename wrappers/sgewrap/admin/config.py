@@ -16,7 +16,7 @@ from plumbum import cli
 
 from .. import methods
 from . import pam, sgeconf
-from . import fronts, hostfacts
+from . import fronts, hostfacts, sshtrust
 from .common import UNREADABLE, AdminError, Command, cache_gid_range, config_of, default_wrappers, qconf_list, \
     qconf_show, require_isolated_hook, run, same_host, this_host
 
@@ -102,6 +102,11 @@ class Config(Command, cli.Application):
                                        "removes); the site's /etc/pam.d/sshd is never touched")
 
     no_front = cli.Flag("--no-front", help="leave qlogin and qrsh as they are (see sgewrap front)")
+    hostbased = cli.Flag("--hostbased", requires=["--tight"],
+                         help="ssh --tight: host-based authentication between the cluster's hosts, for the job "
+                              "sshds only (their own configuration, /etc/ssh/shosts.equiv's block of the "
+                              "submit and execution hosts, the client drop-in "
+                              "/etc/ssh/ssh_config.d/sgewrap-hostbased.conf); without it --apply takes them out")
 
     def main(self, method=None):
         if self.restore:
@@ -114,6 +119,9 @@ class Config(Command, cli.Application):
             if not self.no_front:
                 fronts.apply_here(sgeconf.wraps_logins(glob.as_dict()))
             code = restore_job_stack(self.job_pam_file, glob)
+            if self.job_pam_file == pam.JOB_PAM_FILE and not any(
+                    sgeconf.classify(glob.get(k), k) == "ssh" for k in sgeconf.SLOTS):
+                withdraw_trust(self.backup_dir)
             if self.job_pam_file == pam.JOB_PAM_FILE and hostfacts.load().get(this_host()):
                 hostfacts.record_here(None)       # the record follows what is here now
             return code
@@ -148,8 +156,11 @@ class Config(Command, cli.Application):
                 print("\n# note: " + sgeconf.PTY_NOTE)
             return 0
         here = not self.host or same_host(self.host, this_host())
+        if self.hostbased and not here:
+            raise AdminError("--hostbased writes this host's files: run it on %s itself" % self.host, UNREADABLE)
         if self.tight and here:
-            ensure_job_stack(os.path.dirname(sgeconf.program(values["rsh_daemon"])), self.job_pam_file)
+            ensure_job_stack(os.path.dirname(sgeconf.program(values["rsh_daemon"])), self.job_pam_file,
+                             hostbased=self.hostbased)
         launcher = self.tight and methods.job_sshd_is_launcher(os.path.dirname(sgeconf.program(values["rsh_daemon"])))
         if launcher:
             print("note: %s is the launcher: it selects the job PAM service on each host when each session starts "
@@ -167,8 +178,9 @@ class Config(Command, cli.Application):
                   "--apply on %s itself" % (self.host, self.host))
         apply(values, self.host, self.backup_dir)
         print(cache_gid_range())
-        if self.tight and here and self.job_pam_file == pam.JOB_PAM_FILE:
+        if method == "ssh" and here and self.job_pam_file == pam.JOB_PAM_FILE:
             hostfacts.record_here(os.path.dirname(sgeconf.program(values["rsh_daemon"])))
+            publish_trust(self.hostbased, self.backup_dir)
         if here and not self.no_front:
             fronts.apply_here(sgeconf.wraps_logins(values))
         return 0
@@ -264,7 +276,75 @@ def follow_guards(before, after):
                                                      + ["%s now %s" % (k, mine[k]) for k in moved])))
 
 
-def ensure_job_stack(wrappers_dir, path):
+def save_original(backup_dir, path):
+    """The first time sgewrap changes ``path``: a copy (or a note that it did not exist) in ``backup_dir``."""
+    name = os.path.join(backup_dir, "original" + path.replace("/", "_"))
+    if os.path.exists(name):
+        return
+    os.makedirs(backup_dir, mode=0o700, exist_ok=True)
+    try:
+        with open(path, "rb") as f:
+            data = b"present\n" + f.read()
+    except FileNotFoundError:
+        data = b"absent\n"
+    from ..rootside.frame import write_atomic
+    write_atomic(name, data, 0o600)
+
+
+def compare_original(backup_dir, path):
+    """After sgewrap took its part out of ``path``: a line saying whether it is as it was before."""
+    name = os.path.join(backup_dir, "original" + path.replace("/", "_"))
+    try:
+        with open(name, "rb") as f:
+            saved = f.read()
+    except FileNotFoundError:
+        return "%s: sgewrap's part taken out (no copy of the original to compare with)" % path
+    try:
+        with open(path, "rb") as f:
+            now = b"present\n" + f.read()
+    except FileNotFoundError:
+        now = b"absent\n"
+    if now == saved:
+        os.unlink(name)
+        return "%s: as it was before sgewrap (byte for byte)" % path
+    return "%s: sgewrap's part taken out; the administrator changed the rest since (kept; the original is in %s)" \
+        % (path, name)
+
+
+def publish_trust(hostbased, backup_dir):
+    """This host's ssh trust from every host's record: the known-hosts block; with ``hostbased`` the
+    host-based files (else they are taken out)."""
+    records = hostfacts.load()
+    if not records:
+        return
+    save_original(backup_dir, sshtrust.KNOWN_HOSTS)
+    if sshtrust.write_known_hosts(records):
+        print("wrote the cluster's host keys into %s (%d host%s recorded: %s)" % (
+            sshtrust.KNOWN_HOSTS, len(records), "s" * (len(records) != 1), ", ".join(sorted(records))))
+    if hostbased:
+        hosts = sshtrust.cluster_hosts()
+        save_original(backup_dir, sshtrust.SHOSTS_EQUIV)
+        if sshtrust.write_hostbased(records, hosts):
+            print("wrote host-based authentication for the job sshds: %s (block), %s; hosts: %s"
+                  % (sshtrust.SHOSTS_EQUIV, sshtrust.CLIENT_DROPIN, ", ".join(hosts)))
+        unrecorded = [h for h in hosts if h not in records]
+        if unrecorded:
+            print("note: no record of %s yet: their host keys are not known here; run --apply there, then "
+                  "sgewrap facts --record here" % ", ".join(unrecorded))
+    elif sshtrust.remove_hostbased():
+        print("took host-based authentication out (no --hostbased): " + compare_original(
+            backup_dir, sshtrust.SHOSTS_EQUIV))
+
+
+def withdraw_trust(backup_dir):
+    """No slot runs ssh any more: the known-hosts block and the host-based files go."""
+    if sshtrust.take_block(sshtrust.KNOWN_HOSTS, sshtrust.KNOWN_HOSTS_WHAT):
+        print(compare_original(backup_dir, sshtrust.KNOWN_HOSTS))
+    if sshtrust.remove_hostbased():
+        print(compare_original(backup_dir, sshtrust.SHOSTS_EQUIV))
+
+
+def ensure_job_stack(wrappers_dir, path, hostbased=False):
     """Write the job sshds' PAM service (before sge_conf names sge-sshd: never a job sshd without it)."""
     require_isolated_hook(wrappers_dir)
     try:
@@ -277,7 +357,7 @@ def ensure_job_stack(wrappers_dir, path):
     if path != pam.JOB_PAM_FILE:         # a job stack elsewhere (a test): its configuration beside it
         config = os.path.join(os.path.dirname(path), "sge-sshd_config")
     try:
-        changed = write_job_sshd_config(config)
+        changed = write_job_sshd_config(config, hostbased)
     except OSError as err:
         raise AdminError("cannot write %s: %s" % (config, err.strerror or err))
     print("%s %s (the job sshds' own sshd configuration: it includes %s; port 22 never reads it)"
@@ -290,21 +370,25 @@ def ensure_job_stack(wrappers_dir, path):
 JOB_SSHD_CONFIG_MARK = "# sgewrap: the job sshds' own configuration"
 
 
-def job_sshd_config_text():
+def job_sshd_config_text(hostbased=False):
     """The per-host job sshd configuration: job-only options first (sshd keeps the first value it
     reads), then the site's file."""
-    return "\n".join((
+    lines = [
         JOB_SSHD_CONFIG_MARK + " (sge-sshd, the launcher, starts sshd with -f on it; the site's",
         "# port-22 sshd never reads it).  Written by \"sgewrap config ssh --tight --apply\", removed with the",
         "# job PAM service.  Options for job sshds only go above the Include: sshd keeps the first value.",
         "# UsePAM: without PAM no job stack runs, and no session would be tied or limited to its owner.",
-        "UsePAM yes",
-        "Include %s" % methods.SITE_SSHD_CONFIG, ""))
+        "UsePAM yes"]
+    if hostbased:
+        lines += ["# --hostbased: which hosts in /etc/ssh/shosts.equiv, their keys in ssh_known_hosts; the client's",
+                  "# name from the packet (through --tunnel the peer address is the node itself)"]
+        lines += list(sshtrust.JOB_SSHD_HOSTBASED)
+    return "\n".join(lines + ["Include %s" % methods.SITE_SSHD_CONFIG, ""])
 
 
-def write_job_sshd_config(path=None):
+def write_job_sshd_config(path=None, hostbased=False):
     """Write the job sshd configuration (root's, 0644); True if changed.  A file sgewrap did not write is kept."""
-    return pam.write_marked(path or methods.JOB_SSHD_CONFIG, job_sshd_config_text(), JOB_SSHD_CONFIG_MARK)
+    return pam.write_marked(path or methods.JOB_SSHD_CONFIG, job_sshd_config_text(hostbased), JOB_SSHD_CONFIG_MARK)
 
 
 def restore_job_stack(path, glob):

@@ -18,17 +18,17 @@ import socket
 import subprocess
 import time
 
-from plumbum import cli
-
 from .. import __version__, methods
 from . import pam, sgeconf
-from .common import UNREADABLE, AdminError, Command
+from .common import UNREADABLE, AdminError
 
 #: below the cell's common directory
 DIRECTORY = "sgewrap-hosts"
 #: facts kept, in this order
 KEYS = ("host", "recorded", "sgewrap", "os", "sshd", "pam_service_name", "sshd_id", "wrappers", "job_sshd",
-        "job_stack", "module")
+        "job_stack", "module", "names", "addresses", "host_keys")
+#: sshd's public host keys (what the cluster's ssh_known_hosts lists for this host)
+HOST_KEYS = "/etc/ssh/ssh_host_*_key.pub"
 
 
 def directory(sge_root=None, cell=None):
@@ -73,6 +73,46 @@ def sshd_id(root="/"):
     return " ".join(parts)
 
 
+def host_keys(root="/"):
+    """This host's public host keys, ``["TYPE BASE64"...]`` (comments dropped), sorted."""
+    import glob
+    found = set()
+    for path in glob.glob(os.path.join(root, HOST_KEYS.lstrip("/"))):
+        try:
+            with open(path) as f:
+                words = f.read().split()
+        except OSError:
+            continue
+        if len(words) >= 2 and words[0].startswith(("ssh-", "ecdsa-", "sk-")):
+            found.add("%s %s" % (words[0], words[1]))
+    return sorted(found)
+
+
+def names_and_addresses(host):
+    """(names, addresses) by which other hosts reach this one: its name, its fully qualified name, and the
+    addresses of its interfaces but loopback and link-local ones (``ip -o addr``)."""
+    import ipaddress
+    names = [host]
+    fqdn = socket.getfqdn(host)
+    if fqdn != host and "." in fqdn and not fqdn.startswith("localhost"):
+        names.append(fqdn)
+    addresses = []
+    try:
+        out = subprocess.run(["ip", "-o", "addr", "show"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        out = ""
+    for line in out.splitlines():
+        words = line.split()
+        if len(words) >= 4 and words[2] in ("inet", "inet6"):
+            try:
+                address = ipaddress.ip_interface(words[3]).ip
+            except ValueError:
+                continue
+            if not (address.is_loopback or address.is_link_local) and str(address) not in addresses:
+                addresses.append(str(address))
+    return names, addresses
+
+
 def job_sshd_kind(wrappers_dir):
     """``launcher``, ``link`` (to sshd: what sgewrap 0.2 installed, or make install without a compiler) or
     ``missing``."""
@@ -86,8 +126,10 @@ def collect(wrappers_dir, root="/", host=None, pam_directory=None):
     """This host's facts (a dict with :data:`KEYS`); ``root`` and ``pam_directory`` for tests."""
     from . import pammodule
     problems = pam.job_stack_problems(os.path.join(root, methods.JOB_PAM_FILE.lstrip("/")))
+    host = host or socket.gethostname()
+    names, addresses = names_and_addresses(host) if root == "/" else ([host], [])
     return {
-        "host": host or socket.gethostname(),
+        "host": host,
         "recorded": int(time.time()),
         "sgewrap": __version__,
         "os": _os_name(root),
@@ -98,6 +140,9 @@ def collect(wrappers_dir, root="/", host=None, pam_directory=None):
         "job_sshd": job_sshd_kind(wrappers_dir),
         "job_stack": problems or "ok",
         "module": pammodule.installed(pam_directory) is not None,
+        "names": names,
+        "addresses": addresses,
+        "host_keys": host_keys(root),
     }
 
 
@@ -162,11 +207,12 @@ def load(where=None):
 
 def changed(old, new):
     """What of ``old`` (a record) no longer holds in ``new`` (this host now): ``[(key, old, new)]``."""
-    return [(k, old.get(k), new.get(k)) for k in ("sshd_id", "pam_service_name", "job_sshd", "job_stack", "module")
+    return [(k, old.get(k), new.get(k)) for k in ("sshd_id", "pam_service_name", "job_sshd", "job_stack", "module",
+                                                  "host_keys")
             if old.get(k) != new.get(k)]
 
 
-def _when(facts):
+def when(facts):
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(facts.get("recorded") or 0))
 
 
@@ -175,7 +221,7 @@ def problems(facts, daemons):
     daemon values in force there (``[(key, value)]``): ``[(key, message)]``."""
     found = []
     host = facts.get("host")
-    said = "recorded %s: %s, %s" % (_when(facts), facts.get("os"), facts.get("sshd") or "sshd of unknown version")
+    said = "recorded %s: %s, %s" % (when(facts), facts.get("os"), facts.get("sshd") or "sshd of unknown version")
     for key, value in daemons:
         if not sgeconf.needs_job_stack(value):
             continue
@@ -243,7 +289,7 @@ def judge(exec_hosts, here, facts, daemons_of):
         found += [("error", host, key, message) for key, message in wrong]
         if not wrong and not elsewhere:
             found.append(("note", host, None, "%s: job sshd %s, %s, job PAM service %s (recorded %s)" % (
-                host, record.get("job_sshd"), record.get("sshd"), record.get("job_stack"), _when(record))))
+                host, record.get("job_sshd"), record.get("sshd"), record.get("job_stack"), when(record))))
     return found
 
 
@@ -267,39 +313,3 @@ def _safe_directory():
         return directory()
     except AdminError:
         return "$SGE_ROOT/$SGE_CELL/common/" + DIRECTORY
-
-
-class Facts(Command, cli.Application):
-    """Show what this host's job sshd will be, and record it for sgewrap check on the other hosts
-
-    Prints this host's facts: its OpenSSH, whether it takes the PAM service from PamServiceName
-    (9.8 and later), the job sshd in the wrappers directory (the launcher, a link to sshd, or
-    missing), the job PAM service and the PAM module; then whether the record in the cell's common
-    directory ($SGE_ROOT/$SGE_CELL/common/sgewrap-hosts/HOST) still says the same.  --record (as
-    root) writes it; sgewrap config ssh --tight --apply does too.  Exit 0: the record is up to date
-    (or was just written); 1: it is missing or stale; 2: bad usage or no SGE_ROOT.
-    """
-
-    record = cli.Flag("--record", help="write this host's facts into the cell's common directory (as root)")
-    wrappers = cli.SwitchAttr("--wrappers", str, argname="DIR",
-                              help="the wrappers directory whose sge-sshd to look at (default: this sgewrap's)")
-
-    def main(self):
-        from .common import default_wrappers
-        wrappers = os.path.abspath(self.wrappers) if self.wrappers else default_wrappers()
-        now = collect(wrappers)
-        for key in KEYS:
-            print("%-16s %s" % (key, "; ".join(now[key]) if isinstance(now[key], list) else now[key]))
-        if self.record:
-            return 0 if record_here(wrappers) else 1
-        old = load().get(now["host"])
-        if old is None:
-            print("record: none in %s (sgewrap facts --record, or sgewrap config ssh --tight --apply)" % directory())
-            return 1
-        stale = changed(old, now)
-        if stale:
-            print("record: stale (recorded %s): %s; sgewrap facts --record" % (_when(old), "; ".join(
-                "%s was %r, is %r" % item for item in stale)))
-            return 1
-        print("record: up to date (recorded %s)" % _when(old))
-        return 0

@@ -1,0 +1,61 @@
+"""The ssh trust files sgewrap writes from the hosts' records (sgewrap.admin.sshtrust): managed blocks
+that go back out byte for byte, known-hosts patterns for any port, and what check reports missing."""
+import os
+
+from sgewrap.admin import sshtrust
+
+NODE4 = {"host": "node4", "names": ["node4"], "addresses": ["10.203.0.2", "fd00::4"],
+         "host_keys": ["ssh-ed25519 AAAAnode4", "ssh-rsa AAAArsa4"]}
+VM = {"host": "vm", "names": ["vm", "vm.example.org"], "addresses": ["10.203.0.1"], "host_keys": ["ssh-ed25519 AAAAvm"]}
+
+
+def test_patterns_cover_every_name_and_address_on_any_port():
+    assert sshtrust.patterns(NODE4) == ["node4", "[node4]:*", "10.203.0.2", "[10.203.0.2]:*", "fd00::4",
+                                        "[fd00::4]:*"]
+    assert sshtrust.known_hosts_body({"node4": NODE4, "vm": VM}) == [
+        "node4,[node4]:*,10.203.0.2,[10.203.0.2]:*,fd00::4,[fd00::4]:* ssh-ed25519 AAAAnode4",
+        "node4,[node4]:*,10.203.0.2,[10.203.0.2]:*,fd00::4,[fd00::4]:* ssh-rsa AAAArsa4",
+        "vm,[vm]:*,vm.example.org,[vm.example.org]:*,10.203.0.1,[10.203.0.1]:* ssh-ed25519 AAAAvm"]
+
+
+def test_a_block_goes_in_and_out_leaving_the_site_s_file_byte_for_byte(tmp_path):
+    path = str(tmp_path / "ssh_known_hosts")
+    site = "# the site's own\nother.example.org ssh-ed25519 AAAAother"        # no final newline
+    with open(path, "w") as f:
+        f.write(site)
+    assert sshtrust.put_block(path, sshtrust.KNOWN_HOSTS_WHAT, ["a b c"])
+    assert not sshtrust.put_block(path, sshtrust.KNOWN_HOSTS_WHAT, ["a b c"])         # again: unchanged
+    assert sshtrust.put_block(path, sshtrust.KNOWN_HOSTS_WHAT, ["d e f"])             # replaced, not added
+    text = open(path).read()
+    assert text.count("# sgewrap: begin") == 1 and "d e f" in text and "a b c" not in text
+    assert sshtrust.block_lines(path, sshtrust.KNOWN_HOSTS_WHAT) == ["d e f"]
+    assert sshtrust.take_block(path, sshtrust.KNOWN_HOSTS_WHAT)
+    assert open(path).read() == site + "\n"      # the newline the block needed stays: the rest is the site's
+    missing = str(tmp_path / "none")
+    sshtrust.put_block(missing, sshtrust.KNOWN_HOSTS_WHAT, ["x"])
+    assert sshtrust.take_block(missing, sshtrust.KNOWN_HOSTS_WHAT) and not os.path.exists(missing)
+
+
+def test_hostbased_files_and_what_is_missing(tmp_path):
+    records = {"node4": NODE4, "vm": VM}
+    equiv, dropin, known = (str(tmp_path / n) for n in ("shosts.equiv", "dropin.conf", "known"))
+    config = tmp_path / "sge-sshd_config"
+    config.write_text("UsePAM yes\nInclude /etc/ssh/sshd_config\n")
+    keysign = tmp_path / "ssh-keysign"
+    keysign.write_text("")
+    keysign.chmod(0o755)
+    args = dict(job_sshd_config=str(config), equiv=equiv, dropin=dropin, known_hosts=known, keysign=str(keysign))
+    found = sshtrust.hostbased_problems(records, ["vm", "node4", "node3"], **args)
+    assert [p.split(":")[0].split(" ")[0] for p in found] == [
+        str(keysign), dropin, str(config), str(config), equiv, known]
+    keysign.chmod(0o4755)
+    sshtrust.write_hostbased(records, ["vm", "node4", "node3"], equiv=equiv, dropin=dropin)
+    sshtrust.write_known_hosts(records, known)
+    config.write_text("UsePAM yes\n%s\nInclude /etc/ssh/sshd_config\n" % "\n".join(sshtrust.JOB_SSHD_HOSTBASED))
+    assert sshtrust.hostbased_problems(records, ["vm", "node4", "node3"], **args) == []
+    assert sshtrust.block_lines(equiv, sshtrust.SHOSTS_WHAT) == [
+        "node3", "node4", "10.203.0.2", "fd00::4", "vm", "vm.example.org", "10.203.0.1"]
+    text = open(dropin).read()
+    assert text.splitlines()[2] == "EnableSSHKeysign yes"         # outside any Host block: ssh-keysign reads it
+    assert "Host node3 node4 10.203.0.2 fd00::4 vm vm.example.org 10.203.0.1\n    HostbasedAuthentication yes" in text
+    assert sshtrust.remove_hostbased(equiv, dropin) and not os.path.exists(equiv) and not os.path.exists(dropin)

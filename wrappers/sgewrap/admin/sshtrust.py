@@ -1,0 +1,213 @@
+"""Trust between the cluster's hosts for ssh, from what each host's root published (its record,
+:mod:`sgewrap.admin.hostfacts`): the host keys every ssh client knows, and host-based authentication.
+
+**Host keys** (every method).  A job sshd listens on a random port, so a user's ssh looks up
+``[node]:PORT``: the system-wide ``/etc/ssh/ssh_known_hosts`` gets a managed block listing, for
+every recorded host of the cluster, its names and addresses, each also as ``[NAME]:*``, with the
+public keys that host's root published: never a key learnt on first use.
+
+**Host-based authentication** (``--hostbased``; remote_startup(5) recommends it): scoped to what
+needs it.
+
+- the job sshds: ``HostbasedAuthentication yes`` and ``HostbasedUsesNameFromPacketOnly yes`` in their
+  own configuration (``/etc/ssh/sge-sshd_config``, which the site's port-22 sshd never reads);
+- who may come in: ``/etc/ssh/shosts.equiv`` gets a managed block of the cluster's hosts (submit and
+  execution hosts, ``qconf -ss``/``-sel``, each by its names and addresses), and nothing else;
+  ``IgnoreRhosts`` stays as it is (users' ``.rhosts``/``.shosts`` are not read); root never logs in
+  this way (sshd does not honour ``shosts.equiv`` for root);
+- the client side: a drop-in ``/etc/ssh/ssh_config.d/sgewrap-hostbased.conf`` (``EnableSSHKeysign
+  yes``, read by the setuid ``ssh-keysign``, and ``HostbasedAuthentication yes`` for the cluster's
+  hosts only).
+
+Each file is a managed block or a drop-in; removing it gives the file back as it was.
+"""
+import os
+
+from .. import methods
+from . import pam, sgeconf
+
+KNOWN_HOSTS = "/etc/ssh/ssh_known_hosts"
+SHOSTS_EQUIV = "/etc/ssh/shosts.equiv"
+CLIENT_DROPIN = "/etc/ssh/ssh_config.d/sgewrap-hostbased.conf"
+SSH_KEYSIGN = "/usr/lib/openssh/ssh-keysign"
+BEGIN = "# sgewrap: begin %s (written by sgewrap; do not edit inside, sgewrap config --restore takes it out)"
+END = "# sgewrap: end %s"
+KNOWN_HOSTS_WHAT = "the cluster's host keys"
+SHOSTS_WHAT = "the cluster's hosts, for host-based authentication of the job sshds"
+DROPIN_MARK = "# sgewrap: host-based authentication to the cluster's hosts"
+#: the job sshds' own options for host-based authentication (above the Include of the site's file)
+JOB_SSHD_HOSTBASED = ("HostbasedAuthentication yes", "HostbasedUsesNameFromPacketOnly yes")
+
+
+def patterns(record):
+    """The known_hosts patterns of a host: each name and address, plain and as ``[x]:*`` (any port)."""
+    words = list(record.get("names") or [record["host"]]) + list(record.get("addresses") or [])
+    out = []
+    for word in words:
+        for pattern in (word, "[%s]:*" % word):
+            if pattern not in out:
+                out.append(pattern)
+    return out
+
+
+def known_hosts_body(records):
+    """The lines of the known-hosts block: one per host key of every record."""
+    lines = []
+    for name in sorted(records):
+        record = records[name]
+        for key in record.get("host_keys") or ():
+            lines.append("%s %s" % (",".join(patterns(record)), key))
+    return lines
+
+
+def equiv_body(records, hosts):
+    """The lines of the shosts.equiv block: every name and address of ``hosts`` (recorded ones by their
+    records, the others by name)."""
+    lines = []
+    for host in sorted(set(hosts)):
+        record = records.get(host) or {}
+        for word in list(record.get("names") or [host]) + list(record.get("addresses") or []):
+            if word not in lines:
+                lines.append(word)
+    return lines
+
+
+def client_text(records, hosts):
+    words = " ".join(equiv_body(records, hosts))
+    return "\n".join((
+        DROPIN_MARK + " (written by sgewrap config ssh --hostbased --apply;",
+        "# removed by sgewrap config --restore).  ssh-keysign reads EnableSSHKeysign outside any Host block.",
+        "EnableSSHKeysign yes",
+        "Host " + words,
+        "    HostbasedAuthentication yes",
+        ""))
+
+
+def _read(path):
+    try:
+        with open(path) as f:
+            return f.read()
+    except FileNotFoundError:
+        return None
+
+
+def without_block(text, what):
+    """``text`` with sgewrap's block ``what`` taken out (exactly as it was before the block went in)."""
+    begin, end = BEGIN % what, END % what
+    lines = text.splitlines(True)
+    out, inside = [], False
+    for line in lines:
+        bare = line.rstrip("\n")
+        if bare == begin:
+            inside = True
+        elif inside and bare == end:
+            inside = False
+        elif not inside:
+            out.append(line)
+    return "".join(out)
+
+
+def put_block(path, what, body):
+    """Put sgewrap's block ``what`` holding ``body`` (lines) at the end of ``path`` (made if missing),
+    replacing an earlier one; the rest of the file is kept byte for byte.  True if changed."""
+    from ..rootside.frame import write_atomic
+    old = _read(path)
+    rest = without_block(old or "", what)
+    if rest and not rest.endswith("\n"):
+        rest += "\n"
+    new = rest + "\n".join([BEGIN % what] + list(body) + [END % what]) + "\n"
+    if new == old:
+        return False
+    write_atomic(path, new.encode(), 0o644)
+    return True
+
+
+def take_block(path, what):
+    """Take sgewrap's block ``what`` out of ``path`` (the file goes if nothing else was in it); True if
+    changed."""
+    from ..rootside.frame import write_atomic
+    old = _read(path)
+    if old is None or (BEGIN % what) not in old.splitlines():
+        return False
+    rest = without_block(old, what)
+    if rest:
+        write_atomic(path, rest.encode(), 0o644)
+    else:
+        os.unlink(path)
+    return True
+
+
+def has_block(path, what):
+    return (BEGIN % what) in (_read(path) or "").splitlines()
+
+
+def block_lines(path, what):
+    """The lines inside sgewrap's block ``what`` of ``path`` (empty if none)."""
+    text = _read(path) or ""
+    inside = text.split(BEGIN % what + "\n", 1)
+    return inside[1].split(END % what, 1)[0].splitlines() if len(inside) == 2 else []
+
+
+def write_known_hosts(records, path=KNOWN_HOSTS):
+    return put_block(path, KNOWN_HOSTS_WHAT, known_hosts_body(records))
+
+
+def write_hostbased(records, hosts, equiv=SHOSTS_EQUIV, dropin=CLIENT_DROPIN):
+    """shosts.equiv's block and the client drop-in; True if either changed."""
+    changed = put_block(equiv, SHOSTS_WHAT, equiv_body(records, hosts))
+    return pam.write_marked(dropin, client_text(records, hosts), DROPIN_MARK) or changed
+
+
+def remove_hostbased(equiv=SHOSTS_EQUIV, dropin=CLIENT_DROPIN):
+    changed = take_block(equiv, SHOSTS_WHAT)
+    return pam.remove_marked(dropin, DROPIN_MARK) or changed
+
+
+def hostbased_problems(records, hosts, job_sshd_config=methods.JOB_SSHD_CONFIG, equiv=SHOSTS_EQUIV,
+                       dropin=CLIENT_DROPIN, known_hosts=KNOWN_HOSTS, keysign=SSH_KEYSIGN):
+    """What host-based authentication between the cluster's hosts lacks on this host: sentences."""
+    import stat
+    found = []
+    try:
+        st = os.stat(keysign)
+        if not (st.st_mode & stat.S_ISUID and st.st_uid == 0):
+            found.append("%s is not setuid root: ssh cannot sign with this host's key" % keysign)
+    except OSError as err:
+        found.append("%s: %s (openssh-client)" % (keysign, err.strerror))
+    if "EnableSSHKeysign yes" not in (_read(dropin) or "").splitlines():
+        found.append("%s lacks EnableSSHKeysign yes (sgewrap config ssh --hostbased --apply writes it)" % dropin)
+    config = (_read(job_sshd_config) or "").splitlines()
+    for option in JOB_SSHD_HOSTBASED:
+        if option not in config:
+            found.append("%s lacks '%s': the job sshds refuse host-based logins" % (job_sshd_config, option))
+    covered = set(block_lines(equiv, SHOSTS_WHAT))
+    missing = [h for h in sorted(set(hosts)) if h not in covered]
+    if missing:
+        found.append("%s does not list %s: logins from there are refused" % (equiv, ", ".join(missing)))
+    known = " ".join(block_lines(known_hosts, KNOWN_HOSTS_WHAT))
+    unknown = [h for h in sorted(records) if "[%s]:*" % h not in known]
+    if unknown:
+        found.append("%s has no key of %s: ssh to its job sshds asks or refuses" % (known_hosts, ", ".join(unknown)))
+    return found
+
+
+def cluster_hosts():
+    """The cluster's submit and execution hosts (qconf -ss, -sel)."""
+    from .common import UNREADABLE, run
+    hosts = []
+    for option in ("-ss", "-sel"):
+        rc, out, _ = run([sgeconf.QCONF, option], code=UNREADABLE, retcode=None)
+        hosts += [h for h in out.split() if rc == 0 and h not in hosts]
+    return hosts
+
+
+def refresh_trust():
+    """After this host recorded anew (sgewrap facts --record): the blocks already here, from every record
+    (a host that recorded after this one's --apply becomes known)."""
+    from . import hostfacts
+    records = hostfacts.load()
+    if has_block(KNOWN_HOSTS, KNOWN_HOSTS_WHAT) and write_known_hosts(records):
+        print("refreshed the cluster's host keys in %s (%s)" % (KNOWN_HOSTS, ", ".join(sorted(records))))
+    if has_block(SHOSTS_EQUIV, SHOSTS_WHAT) and write_hostbased(
+            records, cluster_hosts()):
+        print("refreshed %s and %s" % (SHOSTS_EQUIV, CLIENT_DROPIN))
