@@ -22,7 +22,9 @@ connection sharing, ``-O``) follows the policies in ``POLICIES``.  ``-s sftp`` (
 the execution host's SFTP server as the task with no shell of the user's, and qrsh_ssh stays to
 drop what a login shell prints before it (``relay``).  ``--linger`` (or ``SGEWRAP_LINGER=1`` in
 the environment) keeps the task open while what the command left running in the background runs
-(``linger``), for launchers that detach (ipyparallel).  Refused with one line and an
+(``linger``), for launchers that detach (ipyparallel).  Each command holds one of the job's slot
+locks of its host while qrsh runs and waits for a free one (``take_slot``: many at once queue for
+the job's slots); a task the execd refuses all the same is tried again (``run_task``).  Refused with one line and an
 exit code, never half-started: no parallel job here (no ``PE_HOSTFILE``/``JOB_ID``: 72), a host
 the job was not granted (67), another user than the job's owner (``-l``/``user@``: 64), port
 forwarding or a proxy (``-L -R -D -W -w -J``, ``-o *Forward``/``ProxyCommand``/``ProxyJump``:
@@ -197,7 +199,8 @@ TOOLS = {
     "pdsh": ("pdsh", "pdsh", "PATH={job_ssh}:$PATH pdsh -R ssh -w {hosts} {command}",
              "works: one task per host (CI)"),
     "parallel": ("GNU parallel", "parallel", "parallel --ssh {qrsh_ssh} -S {hosts} --nonall {command}",
-                 "works: one task per host (CI)"),
+                 "works: one task per host (CI); -j64 to a host of 2 slots: all 64 run, queued for its slots "
+                 "(CI)"),
     "scp": ("scp", "openssh-client", "scp -S {qrsh_ssh} [-O] [-r] SOURCE HOST:TARGET",
             "works: SFTP (OpenSSH 9's default) and -O, files and directories, both ways, byte for byte (CI)"),
     "sftp": ("sftp", "openssh-client", "sftp -S {qrsh_ssh} [-b BATCHFILE] HOST",
@@ -206,7 +209,8 @@ TOOLS = {
               "works: both ways, byte for byte (CI); its remote side runs through the login shell, which must "
               "print nothing on standard output, as over ssh"),
     "clush": ("ClusterShell", "clustershell", "clush -O ssh_path={qrsh_ssh} -w {hosts} {command}",
-              "its argv is accepted, one task per host (unit test: clush 1.9's argv); not run in CI"),
+              "works: one task per host (CI); a fan-out of 64 to a host of 2 slots (-f 64, its exec worker): "
+              "all 64 run, queued for its slots (CI)"),
     "julia": ("Julia", "not in Debian 12", 'julia -e \'using Distributed; addprocs(["HOST"]; ssh="{qrsh_ssh}")\'',
               "works: each worker a task, the cookie on stdin (CI: Distributed's exact argv replayed); "
               "tunnel=true cannot (port forwarding)"),
@@ -231,7 +235,8 @@ EXIT_CODES = ((USAGE, "usage, another user, or what qrsh -inherit cannot honour 
               (INTERNAL, "internal error"),
               (EXEC_FAILED, "qrsh could not be started"),
               (NO_JOB, "not inside a parallel job (JOB_ID, PE_HOSTFILE)"),
-              (SSH_FAILED, "as ssh's own failure: -O (no master runs), or qrsh -inherit got no exit status back"))
+              (SSH_FAILED, "as ssh's own failure: -O (no master runs), qrsh -inherit got no exit status back, or "
+                           "the host took no task for %d s (its slots in use)" % RETRY_SECONDS))
 #: the job's hosts, comma-separated, in a job script (for {hosts})
 HOSTS_WORD = "$(awk '{print $1}' \"$PE_HOSTFILE\" | paste -sd, -)"
 
@@ -268,6 +273,7 @@ def usage(path=None):
              "usage: %s [--linger] [ssh options] [user@]host [options] [--] command ..." % NAME,
              "       %s host [-l user] [-n] command ..." % NAME, ""]
     lines += textwrap.wrap(LINGER_HELP, 100)
+    lines += [""] + textwrap.wrap(SLOTS_HELP, 100)
     lines += ["", "In a job script (hosts: %s; HOST: another host of the job):" % HOSTS_WORD]
     lines += ["  " + line for line in tools_table(here)]
     lines += ["", "What qrsh -inherit has no counterpart for:"]
