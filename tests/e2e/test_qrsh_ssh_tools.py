@@ -422,3 +422,36 @@ def test_clush_runs_one_task_on_each_host_and_exit_statuses_come_back(method, cl
     assert sorted(h for h, _, _ in found) == sorted([sge.HOST, sge.NODE3]), out
     assert all(gid in groups.split(",") for _, gid, groups in found) and len({g for _, g, _ in found}) == 2, out
     assert re.findall(r"^EXIT (\d+) (\d+)$", out, re.M) == [(c, c) for c in ("42", "255", "0", "67", "64")], out
+
+
+#: Ctrl-C of a tool: qrsh_ssh in a process group of its own (as a tool's child in a terminal's foreground
+#: group), SIGINT to that group once the remote command has started; what the remote traps saw
+CTRL_C = """import os, signal, subprocess, sys, time
+S, qrsh_ssh = sys.argv[1:3]
+remote = ("for s in INT TERM HUP; do trap \\"echo $s >> $S/trap; exit 1\\" $s; done; echo started; "
+          "sleep 300 & wait").replace("$S", S)
+p = subprocess.Popen([qrsh_ssh, "node3", remote], stdout=subprocess.PIPE, start_new_session=True, text=True)
+print("REMOTE", p.stdout.readline().strip(), flush=True)
+time.sleep(1)
+os.killpg(p.pid, signal.SIGINT)
+t = time.monotonic()
+p.wait(120)
+print("CTRLC %d %.1f" % (p.returncode, time.monotonic() - t), flush=True)
+time.sleep(3)
+"""
+
+
+def test_ctrl_c_of_the_tool_ends_the_remote_command_and_leaves_nothing(method, cluster, scratch):
+    """A SIGINT to qrsh_ssh's process group: qrsh_ssh ends at once and nothing of the remote command is
+    left.  Measured (README: Ctrl-C): the status is 129 and the remote command's INT, TERM and HUP traps
+    do not run (qrsh -inherit passes SIGINT to its ssh client, which closes the connection; the session's
+    end kills the task with SIGKILL); checked here so that a change shows."""
+    with open(os.path.join(scratch, "ctrlc.py"), "w") as f:
+        f.write(CTRL_C)
+    out = run_job(JOB.format(S=scratch, steps=steps("/usr/bin/python3 $S/ctrlc.py $S %s" % os.path.join(
+        cluster, "qrsh_ssh"))))
+    assert "REMOTE started" in out, out
+    code, took = re.search(r"^CTRLC (-?\d+) ([\d.]+)$", out, re.M).groups()
+    assert (code, float(took) < 10) == ("129", True), out
+    assert not os.path.exists(os.path.join(scratch, "trap")), "a remote trap ran: update README (Ctrl-C)"
+    assert not sge.processes_of(sge.TEST_USER, ("sleep",)), "the remote command was left running"
