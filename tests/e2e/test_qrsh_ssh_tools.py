@@ -21,7 +21,7 @@ import tempfile
 
 import pytest
 
-from lib import sge, wait_until
+from lib import mpijobs, sge, wait_until
 from lib.mpijobs import JOB_PROCESSES, QUEUES, gid_range, qdel_leaves_nothing
 from sgewrap import qrshssh
 
@@ -370,3 +370,88 @@ def test_qdel_of_a_job_whose_remote_side_runs_leaves_nothing(method, cluster, sc
         for pid in held:        # in the group of a task of its own host
             assert {tasks[g] for g in sge.proc_groups(pid) if g in tasks} == {sge.NODE3}, pid
         qdel_leaves_nothing(job, tasks, PROCESSES)
+
+
+#: many at once: what each of the 64 commands runs on node3 (its number, host, task group, groups)
+MANY = "echo MANY {n} $(hostname) $(cat $SGE_JOB_SPOOL_DIR/addgrpid) $(id -G | tr \\  ,)"
+
+
+def many_at_once(out, count=64):
+    """``count`` MANY lines, numbers 1..count, each from node3 in a task's group of node3 it carries."""
+    found = re.findall(r"^MANY (\d+) (\S+) (\d+) (\S+)$", out, re.M)
+    assert sorted(int(n) for n, _, _, _ in found) == list(range(1, count + 1)), out
+    node3 = gid_range((sge.NODE3,), everywhere=False)
+    for _, host, gid, groups in found:
+        assert host == sge.NODE3 and int(gid) in node3 and gid in groups.split(","), found
+
+
+@pytest.mark.parametrize("fan_out", ["parallel", "clush"])
+def test_64_at_once_to_a_host_of_two_slots_all_run_as_tasks(method, cluster, fan_out):
+    """GNU parallel -j64 and ClusterShell's fan-out of 64 (-f 64: its exec worker runs TOOLS["clush"]'s
+    qrsh_ssh once per name) to node3, where the job holds 2 slots: qrsh_ssh queues the connections for
+    the slots (before: 13 of 64 ran, Grid Engine refused the others), every command runs in a task of
+    node3 and nothing is refused."""
+    qrsh_ssh = os.path.join(cluster, "qrsh_ssh")
+    if fan_out == "parallel":
+        line = "seq 64 | %s -j64 -S node3 %s" % (tool("parallel", cluster).split(" -S")[0],
+                                                 shlex.quote(MANY.format(n="{}")))
+    else:
+        # the exec worker runs its command line through a shell of its own: quoted twice
+        line = "clush -N -R exec -f 64 -w 'n[1-64]' %s node3 %s" % (
+            qrsh_ssh, shlex.quote(shlex.quote(MANY.format(n="$(echo %h | tr -d n)"))))
+    out = run_job(JOB.format(S="/tmp", steps=steps(line)))
+    all_steps_passed(out, 1)
+    many_at_once(out)
+
+
+def test_clush_runs_one_task_on_each_host_and_exit_statuses_come_back(method, cluster):
+    """TOOLS["clush"]'s setting across vm and node3 (its ssh worker: one qrsh_ssh per host); the exit
+    status through qrsh_ssh is the remote command's (42 is 42, 255 is the command's own too), and
+    qrsh_ssh's own refusals keep their codes."""
+    qrsh_ssh = os.path.join(cluster, "qrsh_ssh")
+    clush = qrshssh.setting(qrshssh.TOOLS["clush"][2], qrsh_ssh, command="'%s'" % mpijobs.REPORT)
+    text = JOB.format(S="/tmp", steps="hosts=%s\n" % qrshssh.HOSTS_WORD + steps(
+        clush,
+        "%s node3 'exit 42'; echo \"EXIT 42 $?\"" % qrsh_ssh,
+        "%s -n node3 'exit 255'; echo \"EXIT 255 $?\"" % qrsh_ssh,
+        "%s node3 'true'; echo \"EXIT 0 $?\"" % qrsh_ssh,
+        "%s node2 'true' 2>/dev/null; echo \"EXIT 67 $?\"" % qrsh_ssh,
+        "%s -L 1:h:2 node3 'true' 2>/dev/null; echo \"EXIT 64 $?\"" % qrsh_ssh))
+    out = run_job(text)
+    found = re.findall(r"TASK (\S+) (\d+) (\S+)$", out, re.M)
+    assert sorted(h for h, _, _ in found) == sorted([sge.HOST, sge.NODE3]), out
+    assert all(gid in groups.split(",") for _, gid, groups in found) and len({g for _, g, _ in found}) == 2, out
+    assert re.findall(r"^EXIT (\d+) (\d+)$", out, re.M) == [(c, c) for c in ("42", "255", "0", "67", "64")], out
+
+
+#: Ctrl-C of a tool: qrsh_ssh in a process group of its own (as a tool's child in a terminal's foreground
+#: group), SIGINT to that group once the remote command has started; what the remote traps saw
+CTRL_C = """import os, signal, subprocess, sys, time
+S, qrsh_ssh = sys.argv[1:3]
+remote = ("for s in INT TERM HUP; do trap \\"echo $s >> $S/trap; exit 1\\" $s; done; echo started; "
+          "sleep 300 & wait").replace("$S", S)
+p = subprocess.Popen([qrsh_ssh, "node3", remote], stdout=subprocess.PIPE, start_new_session=True, text=True)
+print("REMOTE", p.stdout.readline().strip(), flush=True)
+time.sleep(1)
+os.killpg(p.pid, signal.SIGINT)
+t = time.monotonic()
+p.wait(120)
+print("CTRLC %d %.1f" % (p.returncode, time.monotonic() - t), flush=True)
+time.sleep(3)
+"""
+
+
+def test_ctrl_c_of_the_tool_ends_the_remote_command_and_leaves_nothing(method, cluster, scratch):
+    """A SIGINT to qrsh_ssh's process group: qrsh_ssh ends at once and nothing of the remote command is
+    left.  Measured (README: Ctrl-C): the status is 129 and the remote command's INT, TERM and HUP traps
+    do not run (qrsh -inherit passes SIGINT to its ssh client, which closes the connection; the session's
+    end kills the task with SIGKILL); checked here so that a change shows."""
+    with open(os.path.join(scratch, "ctrlc.py"), "w") as f:
+        f.write(CTRL_C)
+    out = run_job(JOB.format(S=scratch, steps=steps("/usr/bin/python3 $S/ctrlc.py $S %s" % os.path.join(
+        cluster, "qrsh_ssh"))))
+    assert "REMOTE started" in out, out
+    code, took = re.search(r"^CTRLC (-?\d+) ([\d.]+)$", out, re.M).groups()
+    assert (code, float(took) < 10) == ("129", True), out
+    assert not os.path.exists(os.path.join(scratch, "trap")), "a remote trap ran: update README (Ctrl-C)"
+    assert not sge.processes_of(sge.TEST_USER, ("sleep",)), "the remote command was left running"

@@ -656,3 +656,115 @@ def test_linger_passes_output_input_and_status_and_ends_at_once_if_nothing_is_le
                           capture_output=True, timeout=30)
     assert (done.returncode, done.stdout, done.stderr) == (7, b"x" * 300000 + b"no newline", b"oops\n")
     assert _wait_until(lambda: not _in_group(gid), 5)
+
+
+# --- many at once: the job's slots of each host --------------------------------------------------------
+
+def test_a_hosts_task_slots_are_its_slots_in_pe_hostfile_less_the_job_scripts_on_the_master(job, tmp_path):
+    assert qrshssh.task_slots("node01.example.org", job) == 3          # the master host (first line)
+    assert qrshssh.task_slots("node02", job) == 4
+    hostfile = tmp_path / "two-queues"
+    hostfile.write_text("m 1 a.q@m UNDEFINED\nn 2 a.q@n UNDEFINED\nn 3 b.q@n UNDEFINED\n")
+    environ = dict(job, PE_HOSTFILE=str(hostfile))
+    assert (qrshssh.task_slots("m", environ), qrshssh.task_slots("n", environ)) == (1, 5)
+
+
+def test_a_slot_lock_is_waited_for_until_one_is_free(job, tmp_path):
+    """node02's 4 slots: four holders, the fifth waits until one lets go; the locks live in $TMPDIR."""
+    import threading
+    environ = dict(job, TMPDIR=str(tmp_path))
+    held = [qrshssh.take_slot("node02", environ) for _ in range(4)]
+    assert None not in held and len(os.listdir(tmp_path / qrshssh.SLOT_DIR)) == 4
+    got = []
+    waiter = threading.Thread(target=lambda: got.append(qrshssh.take_slot("node02", environ)))
+    waiter.start()
+    waiter.join(0.5)
+    assert waiter.is_alive() and not got
+    os.close(held.pop())
+    waiter.join(5)
+    assert got and got[0] is not None
+    for fd in held + got:
+        os.close(fd)
+    assert qrshssh.take_slot("node02", dict(job)) is None           # no $TMPDIR: nothing is counted
+
+
+#: Stands in for ``qrsh -inherit HOST COMMAND`` on an execd that runs LIMIT tasks of the job at once and
+#: refuses another with Grid Engine's words (exit 1); it logs each start and refusal in $SEEN
+QRSH_LIMITED = """#!/bin/sh
+shift
+i=0
+while [ $i -lt "$LIMIT" ]; do
+    if mkdir "$SEEN/slot.$i" 2>/dev/null; then
+        echo started >> "$SEEN/log"
+        /bin/sh -c "$2"
+        s=$?
+        rmdir "$SEEN/slot.$i"
+        exit $s
+    fi
+    i=$((i + 1))
+done
+echo refused >> "$SEEN/log"
+echo "error: executing task of job 42 failed: execution daemon on host \\"$1\\" didn't accept task" >&2
+exit 1
+"""
+
+
+@pytest.fixture
+def limited(job, tmp_path):
+    """A job environment whose qrsh takes 2 tasks at once (QRSH_LIMITED); node02 has 2 slots."""
+    (tmp_path / "bin" / "qrsh").write_text(QRSH_LIMITED)
+    (tmp_path / "pe_hostfile").write_text("node01.example.org 1 q@node01 UNDEFINED\nnode02 2 q@node02 UNDEFINED\n")
+    seen = tmp_path / "seen"
+    seen.mkdir()
+    (tmp_path / "tmpdir").mkdir()
+    return dict(job, LIMIT="2", SEEN=str(seen), TMPDIR=str(tmp_path / "tmpdir"), PYTHONPATH=WRAPPERS_SRC), seen
+
+
+def _many(environ, count, command):
+    script = os.path.join(WRAPPERS_SRC, "qrsh_ssh")
+    procs = [subprocess.Popen([sys.executable, script, "node02", command.replace("%d", str(i))], env=environ,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for i in range(count)]
+    return [(p.wait(timeout=120), p.stdout.read(), p.stderr.read()) for p in procs]
+
+
+def test_sixteen_at_once_to_a_host_of_two_slots_all_run_and_none_is_refused(limited):
+    environ, seen = limited
+    done = _many(environ, 16, "sleep 0.2; echo out %d; echo err %d >&2; exit 7")
+    assert [d[0] for d in done] == [7] * 16
+    assert [d[1] for d in done] == [b"out %d\n" % i for i in range(16)]
+    assert [d[2] for d in done] == [b"err %d\n" % i for i in range(16)]
+    assert (seen / "log").read_text().split() == ["started"] * 16
+
+
+def test_without_slot_locks_a_refused_task_is_tried_again(limited):
+    """No $TMPDIR (nothing counted): the execd's refusals are not the tool's; each task runs in the end."""
+    environ, seen = limited
+    done = _many(dict(environ, TMPDIR=""), 6, "sleep 0.3; echo out %d")
+    assert [d[:2] for d in done] == [(0, b"out %d\n" % i) for i in range(6)]
+    assert all(d[2] == b"" for d in done), done
+    log = (seen / "log").read_text().split()
+    assert log.count("started") == 6 and "refused" in log
+
+
+def test_a_task_refused_for_good_is_one_line_and_255(limited, monkeypatch, capfd):
+    environ, seen = limited
+    monkeypatch.setattr(qrshssh, "RETRY_SECONDS", 1.0)
+    monkeypatch.setenv("LIMIT", "2")
+    monkeypatch.setenv("SEEN", str(seen))
+    (seen / "slot.0").mkdir()
+    (seen / "slot.1").mkdir()           # both taken outside qrsh_ssh (another host's, MPI's own)
+    todo = qrshssh.plan(["node02", "true"], environ, "alice")
+    with pytest.raises(errors.WrapperError) as e:
+        qrshssh.run_task(todo.command, todo.host, environ)
+    assert e.value.code == 255 and str(e.value) == ("node02 took no task of job 42 for 1 s: all the slots the job "
+                                                    "holds there are in use (2 for tasks, $PE_HOSTFILE)")
+    assert capfd.readouterr().err == ""
+    assert (seen / "log").read_text().split().count("refused") >= 2
+
+
+def test_another_failure_of_qrsh_is_passed_on_as_it_is(limited):
+    environ, seen = limited
+    (seen.parent / "bin" / "qrsh").write_text("#!/bin/sh\necho 'error: executing task of job 42 failed: "
+                                              "no free queue'>&2\nexit 1\n")
+    done = _many(environ, 1, "true")
+    assert done == [(1, b"", b"error: executing task of job 42 failed: no free queue\n")]

@@ -22,7 +22,9 @@ connection sharing, ``-O``) follows the policies in ``POLICIES``.  ``-s sftp`` (
 the execution host's SFTP server as the task with no shell of the user's, and qrsh_ssh stays to
 drop what a login shell prints before it (``relay``).  ``--linger`` (or ``SGEWRAP_LINGER=1`` in
 the environment) keeps the task open while what the command left running in the background runs
-(``linger``), for launchers that detach (ipyparallel).  Refused with one line and an
+(``linger``), for launchers that detach (ipyparallel).  Each command holds one of the job's slot
+locks of its host while qrsh runs and waits for a free one (``take_slot``: many at once queue for
+the job's slots); a task the execd refuses all the same is tried again (``run_task``).  Refused with one line and an
 exit code, never half-started: no parallel job here (no ``PE_HOSTFILE``/``JOB_ID``: 72), a host
 the job was not granted (67), another user than the job's owner (``-l``/``user@``: 64), port
 forwarding or a proxy (``-L -R -D -W -w -J``, ``-o *Forward``/``ProxyCommand``/``ProxyJump``:
@@ -32,6 +34,7 @@ qrsh -inherit's when no exit status came back from the task, and the answer to `
 """
 import os
 import pwd
+import re
 import sys
 
 from .errors import BAD_HOST, EXEC_FAILED, INTERNAL, NO_CLIENT, NO_JOB, USAGE, WrapperError, run_cli
@@ -130,6 +133,32 @@ LINGER_HELP = ("--linger (or %s=1 in the job's environment, for tools whose ssh 
 #: error (all the command's error output is then passed on) before it returns anyway
 LINGER_STDERR_WAIT = 5.0
 
+#: Many at once (clush -f 64, parallel -j64): each qrsh -inherit needs a free slot of the job on its
+#: host, or its execd refuses the task ("didn't accept task", qrsh exits 1).  qrsh_ssh takes one of the
+#: host's slot locks (flock on SLOT_DIR/HOST.I in $TMPDIR, which Grid Engine makes per job and host, so
+#: the connections that one host of the job opens are counted together) for as long as its qrsh runs,
+#: and waits for a free one: extra connections queue instead of failing.  I counts the slots the job
+#: holds on HOST ($PE_HOSTFILE), less the job script's own on the master host (the first line).
+SLOT_DIR = "qrsh_ssh-slots"
+#: how long (seconds) a waiting qrsh_ssh sleeps between two looks at the locks (a random part of it)
+SLOT_POLL = 0.1
+#: what qrsh -inherit says when the execd refuses the task (qsh.c, MSG_QSH_EXECUTINGTASKOFJOBFAILED_IS
+#: with MSG_GDI_EXECDONHOSTDIDNTACCEPTTASK_S); a slot held outside these locks (another host's
+#: qrsh_ssh, MPI's own qrsh -inherit, the job script's slot with job_is_first_task FALSE counted
+#: wrong) is waited for this many seconds, then refused with one line (SSH_FAILED)
+REFUSED_TASK = re.compile(rb'^error: executing task of job \d+ failed: execution daemon on host "[^"\n]*" '
+                          rb"didn't accept task\n$")
+REFUSED_PREFIX = b"error: executing task of job "
+RETRY_SECONDS = 30.0
+#: the tables' words for it (--help, the man page)
+SLOTS_HELP = ("Many at once: each command holds one of the job's slots on its host while it runs (Grid Engine "
+              "refuses a task beyond them). qrsh_ssh takes one of that host's slots ($PE_HOSTFILE; on the "
+              "job's master host one less, the job script's) and waits for a free one, so a tool that opens "
+              "more connections than there are slots (clush -f 64, parallel -j64) runs them as slots free up; "
+              "the slots are counted per host the connections come from ($TMPDIR/%s). A task Grid Engine "
+              "refuses all the same (a slot held by another host's or MPI's own qrsh -inherit) is tried again "
+              "for %d s, then refused with one line, exit 255." % (SLOT_DIR, RETRY_SECONDS))
+
 #: What qrsh_ssh does with what qrsh -inherit has no counterpart for: (what, policy; {server} and
 #: {variable}: the SFTP server's, methods).  ``--help`` and the man page show them (policies()).
 POLICIES = (
@@ -170,7 +199,8 @@ TOOLS = {
     "pdsh": ("pdsh", "pdsh", "PATH={job_ssh}:$PATH pdsh -R ssh -w {hosts} {command}",
              "works: one task per host (CI)"),
     "parallel": ("GNU parallel", "parallel", "parallel --ssh {qrsh_ssh} -S {hosts} --nonall {command}",
-                 "works: one task per host (CI)"),
+                 "works: one task per host (CI); -j64 to a host of 2 slots: all 64 run, queued for its slots "
+                 "(CI)"),
     "scp": ("scp", "openssh-client", "scp -S {qrsh_ssh} [-O] [-r] SOURCE HOST:TARGET",
             "works: SFTP (OpenSSH 9's default) and -O, files and directories, both ways, byte for byte (CI)"),
     "sftp": ("sftp", "openssh-client", "sftp -S {qrsh_ssh} [-b BATCHFILE] HOST",
@@ -179,7 +209,8 @@ TOOLS = {
               "works: both ways, byte for byte (CI); its remote side runs through the login shell, which must "
               "print nothing on standard output, as over ssh"),
     "clush": ("ClusterShell", "clustershell", "clush -O ssh_path={qrsh_ssh} -w {hosts} {command}",
-              "its argv is accepted, one task per host (unit test: clush 1.9's argv); not run in CI"),
+              "works: one task per host (CI); a fan-out of 64 to a host of 2 slots (-f 64, its exec worker): "
+              "all 64 run, queued for its slots (CI)"),
     "julia": ("Julia", "not in Debian 12", 'julia -e \'using Distributed; addprocs(["HOST"]; ssh="{qrsh_ssh}")\'',
               "works: each worker a task, the cookie on stdin (CI: Distributed's exact argv replayed); "
               "tunnel=true cannot (port forwarding)"),
@@ -204,7 +235,8 @@ EXIT_CODES = ((USAGE, "usage, another user, or what qrsh -inherit cannot honour 
               (INTERNAL, "internal error"),
               (EXEC_FAILED, "qrsh could not be started"),
               (NO_JOB, "not inside a parallel job (JOB_ID, PE_HOSTFILE)"),
-              (SSH_FAILED, "as ssh's own failure: -O (no master runs), or qrsh -inherit got no exit status back"))
+              (SSH_FAILED, "as ssh's own failure: -O (no master runs), qrsh -inherit got no exit status back, or "
+                           "the host took no task for %d s (its slots in use)" % RETRY_SECONDS))
 #: the job's hosts, comma-separated, in a job script (for {hosts})
 HOSTS_WORD = "$(awk '{print $1}' \"$PE_HOSTFILE\" | paste -sd, -)"
 
@@ -241,6 +273,7 @@ def usage(path=None):
              "usage: %s [--linger] [ssh options] [user@]host [options] [--] command ..." % NAME,
              "       %s host [-l user] [-n] command ..." % NAME, ""]
     lines += textwrap.wrap(LINGER_HELP, 100)
+    lines += [""] + textwrap.wrap(SLOTS_HELP, 100)
     lines += ["", "In a job script (hosts: %s; HOST: another host of the job):" % HOSTS_WORD]
     lines += ["  " + line for line in tools_table(here)]
     lines += ["", "What qrsh -inherit has no counterpart for:"]
@@ -397,16 +430,30 @@ def parse(argv):
     return req
 
 
-def granted_hosts(environ):
-    """The hosts of this parallel job (``$PE_HOSTFILE``, first word of each line)."""
+def granted_lines(environ):
+    """(host, slots) of each line of this parallel job's ``$PE_HOSTFILE``, the master's first."""
     path = environ.get("PE_HOSTFILE")
     if not environ.get("JOB_ID") or not path:
         raise WrapperError(NO_JOB, "not inside a parallel job (JOB_ID and PE_HOSTFILE are not set)")
     try:
         with open(path) as f:
-            return [line.split()[0] for line in f if line.split()]
+            words = [line.split() for line in f if line.split()]
     except OSError as err:
         raise WrapperError(NO_JOB, "cannot read PE_HOSTFILE %s: %s" % (path, err.strerror))
+    return [(w[0], int(w[1]) if len(w) > 1 and w[1].isdigit() else 1) for w in words]
+
+
+def granted_hosts(environ):
+    """The hosts of this parallel job (``$PE_HOSTFILE``, first word of each line)."""
+    return [host for host, _ in granted_lines(environ)]
+
+
+def task_slots(host, environ):
+    """How many tasks of the job ``host`` (its name in ``$PE_HOSTFILE``) runs at once: the slots the job
+    holds there, less the job script's own on the master host (the first line) if that leaves any."""
+    lines = granted_lines(environ)
+    slots = sum(n for h, n in lines if h == host)
+    return slots - 1 if lines and lines[0][0] == host and slots > 1 else slots
 
 
 #: bounds of the search for a host named by an alias or an address: the job's hosts resolved to
@@ -532,12 +579,13 @@ def qrsh_program(environ):
 
 class Plan:
     """What qrsh_ssh runs: qrsh's argv; for a subsystem or --linger the marker the remote output starts
-    after (--linger: and ends with, and whether the tool's standard input goes to the task)."""
-    __slots__ = ("command", "verbose", "marker", "linger", "nostdin")
+    after (--linger: and ends with, and whether the tool's standard input goes to the task); the host
+    (its name in ``$PE_HOSTFILE``)."""
+    __slots__ = ("command", "verbose", "marker", "linger", "nostdin", "host")
 
-    def __init__(self, command, verbose=False, marker=None, linger=False, nostdin=False):
+    def __init__(self, command, verbose=False, marker=None, linger=False, nostdin=False, host=None):
         self.command, self.verbose, self.marker = command, verbose, marker
-        self.linger, self.nostdin = linger, nostdin
+        self.linger, self.nostdin, self.host = linger, nostdin, host
 
 
 def subsystem_words(req, environ):
@@ -557,12 +605,176 @@ def plan(argv, environ, me):
     command = [qrsh_program(environ), "-inherit"] + (["-nostdin"] if req.nostdin else [])
     if req.subsystem:
         words, marker = subsystem_words(req, environ)
-        return Plan(command + words, req.verbose, marker)
+        return Plan(command + words, req.verbose, marker, host=req.host)
     if req.linger or environ.get(LINGER_VARIABLE, "").lower() in LINGER_YES:
         marker = "qrsh_ssh-linger-%s" % os.urandom(12).hex()
         words = ["-noshell", req.host, "/bin/sh", "-c", LINGER_SCRIPT, "sh", marker, " ".join(req.command)]
-        return Plan(command + words, req.verbose, marker, linger=True, nostdin=req.nostdin)
-    return Plan(command + [req.host, " ".join(req.command)], req.verbose)
+        return Plan(command + words, req.verbose, marker, linger=True, nostdin=req.nostdin, host=req.host)
+    return Plan(command + [req.host, " ".join(req.command)], req.verbose, host=req.host)
+
+
+def take_slot(host, environ):
+    """Hold one of ``host``'s slot locks (SLOT_DIR): wait until one is free; its descriptor (close-on-exec:
+    the lock lasts while this process, or a child it hands the descriptor to, keeps it open), or None where
+    nothing can be counted (no $TMPDIR, an unwritable one, no slot of the job on ``host``)."""
+    import fcntl
+    import random
+    import time
+    top = environ.get("TMPDIR")
+    count = task_slots(host, environ)
+    if not top or not os.path.isabs(top) or count < 1:
+        return None
+    directory = os.path.join(top, SLOT_DIR)
+    try:
+        os.mkdir(directory, 0o700)
+    except FileExistsError:
+        pass
+    except OSError:
+        return None
+    name = host.replace("/", "_")
+    first = os.getpid() % count
+    while True:
+        for k in range(count):
+            path = os.path.join(directory, "%s.%d" % (name, (first + k) % count))
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+            except OSError:
+                return None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return fd
+            except BlockingIOError:
+                os.close(fd)
+        time.sleep(SLOT_POLL * (0.5 + random.random()))
+
+
+class _Judge:
+    """qrsh's standard error on its way to ``fd``: held back only while it may still be the execd's
+    refusal of the task (REFUSED_TASK, one line and nothing else), passed on as it comes otherwise."""
+
+    def __init__(self, fd):
+        self.fd, self.held, self.judging = fd, b"", True
+
+    def feed(self, chunk):
+        if self.judging:
+            self.held += chunk
+            head = self.held[:len(REFUSED_PREFIX)]
+            line = self.held.split(b"\n", 1)
+            if REFUSED_PREFIX.startswith(head) and len(self.held) <= 512 and (
+                    len(line) == 1 or (line[1] == b"" and REFUSED_TASK.match(self.held))):
+                return
+            self.judging, chunk, self.held = False, self.held, b""
+        try:
+            _write_all(self.fd, chunk)
+        except BrokenPipeError:
+            pass
+
+    def refused(self):
+        """True if all qrsh said is the refusal (then nothing of it was passed on)."""
+        return bool(REFUSED_TASK.match(self.held))
+
+    def flush(self):
+        self.judging, held, self.held = False, self.held, b""
+        self.feed(held)
+
+
+def _passing_on(pid):
+    """Pass SIGINT, SIGTERM, SIGHUP and SIGQUIT on to ``pid`` from now on (not those the tool ignores:
+    sftp starts its ssh with SIGINT ignored)."""
+    import signal
+
+    def pass_on(signum, frame):
+        try:
+            os.kill(pid, signum)
+        except OSError:             # already gone
+            pass
+
+    for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
+        if signal.getsignal(number) != signal.SIG_IGN:
+            signal.signal(number, pass_on)
+    return pass_on
+
+
+def _status(status):
+    """The exit status of a child's wait status; if it died of a signal, this process dies of it too."""
+    import signal
+    code = os.waitstatus_to_exitcode(status)
+    if code < 0:
+        signal.signal(-code, signal.SIG_DFL)
+        os.kill(os.getpid(), -code)
+        return 128 - code
+    return code
+
+
+def attempt(command):
+    """Run qrsh ``command`` once, its standard input and output the tool's, its standard error passed
+    on through a pipe (judged: _Judge), signals passed on; (exit status, refused: True if the execd
+    refused the task and nothing else happened)."""
+    import select
+    import signal
+    err_r, err_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.dup2(err_w, 2)
+            os.close(err_r)
+            os.close(err_w)
+            signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+            os.execv(command[0], command)
+        except OSError as err:
+            os.write(2, ("%s: error: cannot run %s: %s\n" % (NAME, command[0], err.strerror or err)).encode())
+        finally:
+            os._exit(EXEC_FAILED)
+    os.close(err_w)
+    pass_on = _passing_on(pid)
+    judge, status, reading = _Judge(2), None, True
+    try:
+        while reading:
+            # qrsh's children may keep its standard error open after it exits (an ssh master): once qrsh
+            # is gone, what is there is read and no more is waited for
+            if select.select([err_r], [], [], 0.2)[0]:
+                chunk = os.read(err_r, 65536)
+                if chunk:
+                    judge.feed(chunk)
+                    continue
+                reading = False
+            if status is None:
+                done, st = os.waitpid(pid, os.WNOHANG)
+                if done:
+                    status = st
+            elif not select.select([err_r], [], [], 0)[0]:
+                reading = False
+    except BaseException:
+        pass_on(signal.SIGTERM, None)
+        raise
+    os.close(err_r)
+    if status is None:
+        _, status = os.waitpid(pid, 0)
+    if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 1 and judge.refused():
+        return 1, True
+    judge.flush()
+    for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
+        if signal.getsignal(number) == pass_on:
+            signal.signal(number, signal.SIG_DFL)
+    return _status(status), False
+
+
+def run_task(command, host, environ):
+    """``attempt`` qrsh ``command`` until the execd takes the task, at most RETRY_SECONDS; then one line."""
+    import time
+    deadline = time.monotonic() + RETRY_SECONDS
+    pause = 0.25
+    while True:
+        code, refused = attempt(command)
+        if not refused:
+            return code
+        if time.monotonic() + pause > deadline:
+            raise WrapperError(SSH_FAILED, "%s took no task of job %s for %d s: all the slots the job holds there "
+                                           "are in use (%d for tasks, $PE_HOSTFILE)" % (
+                                               host, environ.get("JOB_ID", "?"), RETRY_SECONDS,
+                                               task_slots(host, environ)))
+        time.sleep(pause)
+        pause = min(pause * 2, 2.0)
 
 
 def _write_all(fd, data):
@@ -714,10 +926,11 @@ def _drain(fds):
                 fds.remove(fd)
 
 
-def _hand_off(fds):
+def _hand_off(fds, slot=None):
     """Leave the task's streams ``fds`` to a child of its own session that reads them to their end (the
     lingering qrsh never blocks on a full pipe), and close the tool's standard input, output and error
-    there: the tool reading this program's output to its end is not held by the task."""
+    there: the tool reading this program's output to its end is not held by the task.  The child keeps
+    the host's ``slot`` lock (take_slot) until then: a lingering task holds its slot."""
     pid = os.fork()
     if pid == 0:
         try:
@@ -732,7 +945,7 @@ def _hand_off(fds):
         os.close(fd)
 
 
-def linger(command, marker, nostdin):
+def linger(command, marker, nostdin, slot=None):
     """Run qrsh ``command`` (the LINGER_SCRIPT task) and return the remote command's exit status as soon
     as its end line comes, leaving the task running while what the command started runs.
 
@@ -823,7 +1036,7 @@ def linger(command, marker, nostdin):
     found = streams[out_r].found
     if found is not None and found[1]:              # let go of the tool
         streams[err_r].flush(streams[err_r].held if streams[err_r].found is None else b"")
-        _hand_off([out_r, err_r])
+        _hand_off([out_r, err_r], slot)
         return found[0]
     for fd in streams:
         os.close(fd)
@@ -859,13 +1072,14 @@ def main(argv=None):
             return answer.code
         if todo.verbose:
             sys.stderr.write("%s: %s\n" % (NAME, " ".join(todo.command)))
+        import signal
+        if signal.getsignal(signal.SIGINT) != signal.SIG_IGN:        # while waiting for a slot: ends here
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+        slot = take_slot(todo.host, os.environ)
         if todo.linger:
-            return linger(todo.command, todo.marker, todo.nostdin)
+            return linger(todo.command, todo.marker, todo.nostdin, slot)
         if todo.marker:
             return relay(todo.command, todo.marker)
-        try:
-            os.execv(todo.command[0], todo.command)
-        except OSError as err:
-            raise WrapperError(EXEC_FAILED, "cannot run %s: %s" % (todo.command[0], err.strerror or err))
+        return run_task(todo.command, todo.host, os.environ)
 
     run_cli(NAME, body)

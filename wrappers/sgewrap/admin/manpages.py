@@ -127,6 +127,7 @@ def qrsh_ssh_page():
                     "before the host.  Also installed as **job-ssh/ssh** beside it, for tools that run "
                     "**ssh** by name from **PATH**.")
     out += _section("LINGER", _escape(qrshssh.LINGER_HELP))
+    out += _section("MANY AT ONCE", _escape(qrshssh.SLOTS_HELP))
     out += _section("REFUSED", "With one line on standard error and exit 64: port forwarding, stdio "
                     "forwarding, tunnels and jump hosts (**-L -R -D -W -w -J**, **-o** *\\*Forward*, "
                     "*ProxyCommand*, *ProxyJump*), queries (**-Q -G**), **-f**, **-N**, no command, another "
