@@ -559,7 +559,7 @@ class Check(Command, cli.Application):
             rc, out, _ = run([sgeconf.QCONF, "-sel"], code=UNREADABLE, retcode=None)
             exec_hosts = out.split() if rc == 0 else []     # 1: "no execution host defined"
             facts = hostfacts.load()
-        report = analyse(glob, hosts, here=here, pam_file=self.pam_file, queues=queues, sshd_settings=sshd_T, job_ssh=jobssh.DROP_IN,
+        report = analyse(glob, hosts, here=here, pam_file=self.pam_file, queues=queues, sshd_settings=sshd_T,
                          job_pam_file=self.job_pam_file, front_state=front_here() if here else None,
                          exec_hosts=exec_hosts, facts=facts,
                          job_ssh=None if self.source else jobssh.DROP_IN)
