@@ -32,7 +32,7 @@ def test_garbage_is_no_job_name(name):
     assert err.value.code == BAD_HOST and "is not a job name" in str(err.value)
 
 
-QSTAT_G_T = """job-ID  prior   name       user         state submit/start at     queue                          master ja-task-ID
+QSTAT_G_T = """job-ID  prior   name       user         state submit/start at     queue         master ja-task-ID
 ------------------------------------------------------------------------------------------------------------------
    2662 0.25000 sleep      sgetest      r     11/30/2026 19:31:53 open.q@node3                   MASTER 1
    2662 0.25000 sleep      sgetest      r     11/30/2026 19:31:53 open.q@node3                   MASTER 2
@@ -90,10 +90,12 @@ TCP = b"""  sl  local_address rem_address   st tx_queue rx_queue tr tm->when ret
    2: 020011AC:0016 010011AC:C350 06 00000000:00000000 02:000A7F3A 00000000     0        0 0 3 0
 garbage
 """
-TCP6 = b"""  sl  local_address                         remote_address                        st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
-   0: 0000000000000000FFFF00000100007F:0016 0000000000000000FFFF00000201A8C0:A411 01 00000000:00000000 00:00000000 00000000     0        0 3333 1 0 20 4 30 10 -1
-   1: 00000000000000000000000001000000:0016 00000000000000000000000001000000:A412 01 00000000:00000000 00:00000000 00000000     0        0 4444 1 0 20 4 30 10 -1
-"""
+TCP6 = b"\n".join([
+    b"  sl  local_address                         remote_address                        st tx_queue rx_queue ...",
+    b"   0: 0000000000000000FFFF00000100007F:0016 0000000000000000FFFF00000201A8C0:A411 01 00000000:00000000 "
+    b"00:00000000 00000000     0        0 3333 1 0 20 4 30 10 -1",
+    b"   1: 00000000000000000000000001000000:0016 00000000000000000000000001000000:A412 01 00000000:00000000 "
+    b"00:00000000 00000000     0        0 4444 1 0 20 4 30 10 -1", b""])
 
 
 @pytest.mark.skipif(sys.byteorder != "little", reason="the sample tables are a little-endian host's")

@@ -213,7 +213,8 @@ def choose(target, owner, me, tasks):
         chosen = here[0]
     else:
         chosen = ([t for t in with_host if t.master] or with_host)[0]
-    why = _state_refusal(job, chosen.state)
+    master = [t for t in with_host if t.master and t.task == chosen.task]
+    why = _state_refusal(job, (master[0] if master else chosen).state)    # a slave host's line may say t
     if why:
         raise Refused(why)
     return numbers[0], chosen.host
@@ -316,12 +317,13 @@ def proxy(name, environ, me):
     target = parse_name(name)
     task, host = lookup(target, me, environ)
     sock = connect(host)
+    note = _note_path(name, environ)        # the ssh above us, now: once it is gone, getppid() is another
     address, port = sock.getsockname()[:2]
     variable = record_name(address, port)
-    remember_host(name, host, environ)
     rc, out, err = ask(["qalter", "-ac", "%s=%s@%s" % (variable, task, host), target.job], environ)
     if rc != 0:
         raise Refused("cannot record this connection on job %s: %s" % (target.job, (err or out).strip()[:200]))
+    remember_host(note, host)
 
     def stop(signum, frame):
         raise SystemExit(0)
@@ -339,6 +341,7 @@ def proxy(name, environ, me):
             ask(["qalter", "-dc", variable, target.job], environ)
         except WrapperError:
             pass
+        forget_host(note)
     return 0
 
 
@@ -351,14 +354,21 @@ def _note_path(name, environ):
     return os.path.join(directory, "qssh-host.%d.%s" % (os.getppid(), name.lower()))
 
 
-def remember_host(name, host, environ):
-    path = _note_path(name, environ)
+def remember_host(path, host):
     if path:
         try:
             fd = os.open(path + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
             os.write(fd, host.encode())
             os.close(fd)
             os.rename(path + ".tmp", path)
+        except OSError:
+            pass
+
+
+def forget_host(path):
+    if path:
+        try:
+            os.unlink(path)
         except OSError:
             pass
 
