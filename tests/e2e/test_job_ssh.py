@@ -147,9 +147,9 @@ def test_a_port_forward_reaches_a_listener_started_in_the_job(setup):
     port, local = random.randrange(20000, 30000), random.randrange(30000, 40000)
     with running_job(USER) as job:
         proc = ssh(config, "%s.job" % job, "cd /tmp && nohup python3 -m http.server %d --bind 127.0.0.1 "
-                   ">/dev/null 2>&1 & sleep 1; echo started" % port)
+                   "</dev/null >/dev/null 2>&1 & sleep 1; echo started" % port)
         assert "started" in proc.stdout, proc.stderr
-        server = [p for p in sge.processes_with("http.server %d" % port)]
+        server = sge.processes_with("%d\0--bind" % port)
         assert server and all(int(gid_of(job)) in groups_of(p) for p in server)
         forward = subprocess.Popen(["/usr/sbin/runuser", "-u", USER, "--", "/usr/bin/ssh", "-F", config, "-N", "-L",
                                     "%d:127.0.0.1:%d" % (local, port), "%s.job" % job], env=dict(sge.ENV, HOME=HOME),
