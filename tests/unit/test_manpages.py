@@ -83,7 +83,7 @@ def test_a_client_page_says_what_its_help_says(name):
         assert usage in page
 
 
-@pytest.mark.parametrize("name,section", [("rshdwrapper", 8), ("node_access", 8), ("qrsh_ssh", 1)])
+@pytest.mark.parametrize("name,section", [("rshdwrapper", 8), ("node_access", 8), ("qrsh_ssh", 1), ("qssh", 1)])
 def test_a_page_holds_its_programs_help(name, section):
     page = text_of(os.path.join(MAN, "%s.%d" % (name, section)))
     text = _help(name)
@@ -101,7 +101,7 @@ def test_a_page_holds_its_programs_help(name, section):
 
 
 @pytest.mark.parametrize("sub", ["", "config", "check", "install", "node-access", "front", "selftest", "explain",
-                                 "uninstall"])
+                                 "uninstall", "job-ssh"])
 def test_the_sgewrap_page_holds_every_commands_help(sub):
     page = text_of(os.path.join(MAN, "sgewrap.8"))
     text = _help("sgewrap", *([sub] if sub else []))

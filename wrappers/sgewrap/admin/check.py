@@ -14,11 +14,11 @@ import shutil
 from plumbum import cli
 
 from .. import methods
-from . import hostfacts, pam, sgeconf, sshtrust
+from . import hostfacts, jobssh, pam, sgeconf, sshtrust
 from . import access
 from . import common
 from .common import OK, FAILED, UNREADABLE, AdminError, Command, config_of, read_dir, read_live, run, table, \
-    this_host
+    same_host, this_host
 
 OTHERS = "*"          #: the hosts without a local configuration
 ERROR, WARNING = "error", "warning"
@@ -75,7 +75,7 @@ class Report:
 
 def analyse(glob, hosts, here=None, pam_file=pam.PAM_FILE, executable=None, queues=None, sshd_settings=None,
             job_pam_file=pam.JOB_PAM_FILE, front_state=None, sshd_root="/", gid_range_cache=None,
-            exec_hosts=None, facts=None):
+            exec_hosts=None, facts=None, job_ssh=None):
     """The Report for a global configuration and the local ones (``{host: Config}``).
 
     ``here``: this host's name, for what can only be checked on this host
@@ -87,6 +87,8 @@ def analyse(glob, hosts, here=None, pam_file=pam.PAM_FILE, executable=None, queu
     ``gid_range_cache``: this host's gid_range cache (default :data:`sgewrap.rootside.gidrange.CACHE`).
     ``exec_hosts``: the execution hosts (qconf -sel); ``facts``: {host: recorded facts}
     (:mod:`sgewrap.admin.hostfacts`); None skips the check of every host's job sshd.
+    ``job_ssh``: the path of this host's ``sgewrap job-ssh`` drop-in; where it exists, what ``ssh -L`` and
+    ``-D`` into jobs need of this host's sshd is reported.
     """
     executable = executable or (lambda path: os.path.isfile(path) and os.access(path, os.X_OK))
     report = Report()
@@ -233,6 +235,8 @@ def analyse(glob, hosts, here=None, pam_file=pam.PAM_FILE, executable=None, queu
                         if key.endswith("_command") and "--tunnel" in sgeconf.words(conf.get(key))})
     if tunnelled:
         _check_tunnel_end(report, here, tunnelled, sshd_settings)
+    if job_ssh and os.path.exists(job_ssh):
+        _check_job_ssh(report, here, job_ssh, sshd_settings, exec_hosts)
     local = config_of(here, hosts)
     tight = []
     for key in sgeconf.SLOTS:
@@ -395,6 +399,30 @@ def _check_tunnel_end(report, here, keys, sshd_settings):
                    % (here, ", ".join(keys), settings.get("maxstartups"), start))
 
 
+def _check_job_ssh(report, here, drop_in, sshd_settings, exec_hosts):
+    """ssh JOB.job is set up here (the drop-in): ``ssh -L`` and ``-D`` into a job need the execution hosts'
+    sshd to forward; this host's is read live, the others' are named for the administrator to look at."""
+    try:
+        settings = sshd_settings() if sshd_settings else None
+    except Exception as err:
+        settings = None
+        report.notes.append("%s: cannot read 'sshd -T' (%s): AllowTcpForwarding for job-ssh not checked" % (here, err))
+    if settings:
+        forwarding = settings.get("allowtcpforwarding", "yes")
+        is_exec = any(same_host(h, here) for h in exec_hosts or [])
+        if forwarding in ("no", "remote") and is_exec:
+            report.add(WARNING, here, "job-ssh", "%s: %s is set up (ssh JOB.job), but this execution host's sshd has "
+                       "AllowTcpForwarding %s: ssh -L and -D into jobs here (Jupyter, VS Code) are refused"
+                       % (here, drop_in, forwarding))
+        else:
+            report.notes.append("job-ssh: %s; this host's sshd has AllowTcpForwarding %s%s" % (
+                drop_in, forwarding, "" if is_exec else " (not an execution host)"))
+    others = [h for h in exec_hosts or [] if not same_host(h, here)]
+    if others:
+        report.notes.append("job-ssh: ssh -L and -D into jobs need AllowTcpForwarding yes (or local) on %s: run "
+                            "sgewrap check there" % ", ".join(others))
+
+
 def _check_recorded_hosts(report, exec_hosts, here, facts, daemons_of):
     """For each execution host running a job sshd value: what its root recorded (sgewrap facts) says about
     the PAM service its sessions run under (:func:`hostfacts.judge`)."""
@@ -525,6 +553,7 @@ class Check(Command, cli.Application):
             facts = hostfacts.load()
         report = analyse(glob, hosts, here=here, pam_file=self.pam_file, queues=queues, sshd_settings=sshd_T,
                          job_pam_file=self.job_pam_file, front_state=front_here() if here else None,
-                         exec_hosts=exec_hosts, facts=facts)
+                         exec_hosts=exec_hosts, facts=facts,
+                         job_ssh=None if self.source else jobssh.DROP_IN)
         print((json_report if self.as_json else text_report)(report, glob, hosts, here), end="")
         return OK if report.consistent else FAILED

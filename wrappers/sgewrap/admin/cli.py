@@ -44,6 +44,7 @@ Sgewrap.subcommand("explain", "sgewrap.admin.explain.Explain")
 Sgewrap.subcommand("node-access", "sgewrap.admin.access.NodeAccess")
 Sgewrap.subcommand("front", "sgewrap.admin.fronts.Front")
 Sgewrap.subcommand("facts", "sgewrap.admin.facts.Facts")
+Sgewrap.subcommand("job-ssh", "sgewrap.admin.jobssh.JobSsh")
 
 
 def main(argv=None):

@@ -260,10 +260,28 @@ def overview_page():
     return out
 
 
+def qssh_page():
+    from .. import jobssh
+    out = _header("qssh", 1, "ssh into a running Grid Engine job by its number")
+    out += _section("SYNOPSIS", "**qssh** [**--host** *HOST*] *JOB*\\ [.\\ *TASK*] [*ssh options*] [*command*]",
+                    "**ssh** *JOB*\\ **.job** \\| *JOB*\\ **.**\\ *TASK*\\ **.job** \\| *HOST*\\ **.**\\ *JOB*\\ "
+                    "**.job** (with **sgewrap job-ssh**)")
+    doc = [p.replace("\n", " ") for p in jobssh.__doc__.strip().split("\n\n")]
+    out += _section("DESCRIPTION", _escape(doc[0]).replace("\\`\\`", "``"), _escape(doc[3]).replace("\\`\\`", "``"),
+                    "The session joins the job on its host through the node's sshd and **node_access adopt** "
+                    "(**node_access**\\ (8)): its processes carry the task's additional group id, are "
+                    "accounted to the job and killed with it, and have the job's environment.  PAM cannot "
+                    "choose the working directory: **cd $SGE_O_WORKDIR**.")
+    out += _section("USAGE", _literal(jobssh.USAGE_TEXT))
+    out += _section("SEE ALSO", _see_also("ssh(1)", "ssh_config(5)", "node_access(8)", "sgewrap(8)", "qstat(1)",
+                                          "qalter(1)"))
+    return out
+
+
 def pages():
     """{file name: reStructuredText} of every page: one per program of the registry, in its section,
     and the overview."""
-    own = {"qrsh_ssh": qrsh_ssh_page, "rshdwrapper": rshd_page, "node_access": node_access_page,
+    own = {"qrsh_ssh": qrsh_ssh_page, "qssh": qssh_page, "rshdwrapper": rshd_page, "node_access": node_access_page,
            "sgewrap": sgewrap_page}
     found = {"%s.%d" % (name, p.section): own[name]() if name in own else client_page(name)
              for name, p in sorted(methods.PROGRAMS.items())}

@@ -125,6 +125,8 @@ PROGRAMS = dict(
      for name, (_, slots, _) in ENTRY_POINTS.items()},
     qrsh_ssh=Program("sgewrap.qrshssh", "user", 1, "inside a parallel job, an ssh-compatible front for qrsh "
                                                    "-inherit"),
+    qssh=Program("sgewrap.jobssh", "user", 1, "ssh into a running job by its number; the ProxyCommand of "
+                                              "ssh JOB.job"),
     rshdwrapper=Program("sgewrap.rootside.rshd", "root", 8, "paste into *_daemon: a daemon started with nothing "
                                                             "of the job owner's in its way"),
     node_access=Program("sgewrap.rootside.nodeaccess", "root", 8, "the PAM hooks of job sshds and adopt, the "

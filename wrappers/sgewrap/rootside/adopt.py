@@ -20,7 +20,12 @@ user's environment):
    names the user as owner: job tasks and the tasks of parallel jobs alike
    (on a slave host a parallel job's tasks each have their own shepherd and
    spool);
-3. the choice: the job the user named in ``~/.sge_adopt_job`` (a job number
+3. the choice: the task ``qssh`` recorded for this very connection (its
+   peer address and port, read from the monitor's socket in ``/proc``;
+   ``qssh_ADDRESS_PORT=TASK@HOST`` in the context of one of the user's
+   running jobs, asked of qmaster: ``qstat -u USER -s rs``, ``qstat -j``)
+   -- a record whose task does not run here, or two records, refuse;
+   without a record, the job the user named in ``~/.sge_adopt_job`` (a job number
    or ``JOB.TASK``; a regular file of the user's, read as the user with
    O_NOFOLLOW|O_NONBLOCK within 2 s) -- a job that is not theirs or not here
    is refused, never swapped, and so is a choice that is there but cannot be
@@ -150,9 +155,10 @@ def waiting_slots(user, trust, active_jobs):
 QSTAT_TIMEOUT, QSTAT_BUDGET = 3.0, 5.0
 
 
-def job_owner(job_id, sge_root, timeout=QSTAT_TIMEOUT):
-    """The owner of job ``job_id`` as qmaster knows it (``qstat -j``), or None; Undecided if qstat did
-    not answer within ``timeout`` seconds (it is killed then)."""
+def qstat(args, sge_root, timeout=QSTAT_TIMEOUT):
+    """The standard output of ``qstat ARGS`` (Grid Engine's own, from ``sge_root``, with a fixed
+    environment), or None when it cannot run; Undecided if it did not answer within ``timeout`` seconds
+    (it is killed then)."""
     import subprocess
     from .. import locate
     if not sge_root:
@@ -163,17 +169,97 @@ def job_owner(job_id, sge_root, timeout=QSTAT_TIMEOUT):
         return None
     cell = os.path.basename(os.path.dirname(os.path.dirname(cells[0])))
     try:
-        out = subprocess.run([os.path.join(sge_root, "bin", arcs[0], "qstat"), "-j", job_id],
-                             env={"SGE_ROOT": sge_root, "SGE_CELL": cell, "PATH": "/usr/bin:/bin"},
-                             stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout).stdout
+        return subprocess.run([os.path.join(sge_root, "bin", arcs[0], "qstat")] + list(args),
+                              env={"SGE_ROOT": sge_root, "SGE_CELL": cell, "PATH": "/usr/bin:/bin"},
+                              stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout).stdout
     except subprocess.TimeoutExpired:
-        raise Undecided("qstat -j %s did not answer within %.1f s" % (job_id, timeout))
+        raise Undecided("qstat %s did not answer within %.1f s" % (" ".join(args)[:60], timeout))
     except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def job_owner(job_id, sge_root, timeout=QSTAT_TIMEOUT):
+    """The owner of job ``job_id`` as qmaster knows it (``qstat -j``), or None; Undecided if qstat did
+    not answer within ``timeout`` seconds (it is killed then)."""
+    out = qstat(["-j", job_id], sge_root, timeout)
+    if out is None:
         return None
     for line in out.splitlines():
         if line.startswith("owner:"):
             return line.split(":", 1)[1].strip()
     return None
+
+
+#: the context variable ``qssh`` records a connection under (:mod:`sgewrap.jobssh`): PREFIX ADDRESS _ PORT
+RECORD_PREFIX = "qssh_"
+
+
+def record_name(peer):
+    """The context variable that names the connection from ``peer`` (address, port)."""
+    return "%s%s_%d" % (RECORD_PREFIX, peer[0], peer[1])
+
+
+def job_blocks(text):
+    """[(job number, owner, {context variable: value})] of ``qstat -j JOB,...`` output."""
+    found = []
+    for block in text.split("\n=" + "=" * 20):
+        fields = {}
+        for line in block.splitlines():
+            name, sep, value = line.partition(":")
+            if sep and name and not name[0].isspace():
+                fields.setdefault(name.strip(), value.strip())
+        if fields.get("job_number", "").isdigit() and "owner" in fields:
+            context = {}
+            for pair in fields.get("context", "").split(","):
+                name, sep, value = pair.partition("=")
+                if sep:
+                    context[name] = value
+            found.append((fields["job_number"], fields["owner"], context))
+    return found
+
+
+def recorded(user, peer, sge_root):
+    """[(job number, task number)] the user's running or suspended jobs record for the connection from
+    ``peer``: only the user's own jobs are asked (``qstat -u USER -s rs``, then ``qstat -j`` of them), so
+    a record written on anyone else's job never counts.  Two queries, :data:`QSTAT_TIMEOUT` seconds each,
+    :data:`QSTAT_BUDGET` in all; Undecided when qmaster did not answer in time."""
+    import time
+    deadline = time.monotonic() + QSTAT_BUDGET
+    listing = qstat(["-u", user, "-s", "rs"], sge_root)
+    if listing is None:
+        raise Undecided("qstat cannot run here: cannot tell whether qssh recorded this connection")
+    jobs = sorted({line.split()[0] for line in listing.splitlines() if line.split()[:1] != []
+                   and line.split()[0].isdigit()}, key=int)
+    if not jobs:
+        return []
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise Undecided("qstat -u %s took more than %g s" % (user, QSTAT_BUDGET))
+    text = qstat(["-j", ",".join(jobs)], sge_root, min(QSTAT_TIMEOUT, left))
+    if text is None:
+        raise Undecided("qstat -j cannot run here: cannot tell whether qssh recorded this connection")
+    name = record_name(peer)
+    found = []
+    for job, owner, context in job_blocks(text):
+        if owner == user and job in jobs and name in context:
+            task = context[name].split("@")[0]
+            found.append((job, task if task.isdigit() else ""))
+    return found
+
+
+def recorded_task(records, tasks, peer):
+    """The task a connection's record names, among the user's tasks here (the oldest of that job task's
+    shepherds: a parallel job's tasks on this host end one by one, its first lives as long as the
+    others); Decision (refused) when the record names none running here, or there are several records."""
+    if len(records) > 1:
+        raise Decision("%d of your jobs record this connection (%s:%d): %s; not guessing" % (
+            len(records), peer[0], peer[1], ", ".join("%s.%s" % r for r in records)), False)
+    job_id, task = records[0]
+    mine = [j for j in tasks if j.job_id == job_id and j.key.split("/")[0] == "%s.%s" % (job_id, task)]
+    if not mine:
+        raise Decision("this connection is for job %s.%s (qssh), which has no task running on this host"
+                       % (job_id, task), False)
+    return mine[-1]
 
 
 def named_job(user):
@@ -216,16 +302,29 @@ def choose(user, tasks, wanted):
 class Verdict:
     """What to do with a login: join ``job``, or admit untied (``allowed``) or refuse, and ``why``."""
 
-    __slots__ = ("job", "allowed", "why", "tasks", "wanted")
+    __slots__ = ("job", "allowed", "why", "tasks", "wanted", "recorded")
 
-    def __init__(self, job=None, allowed=False, why="", tasks=(), wanted=None):
+    def __init__(self, job=None, allowed=False, why="", tasks=(), wanted=None, recorded=False):
         self.job, self.allowed, self.why, self.tasks, self.wanted = job, allowed, why, tasks, wanted
+        self.recorded = recorded
 
 
-def decide(user, opts, trust):
-    """The Verdict on a login of a user not :func:`exempt` on this host now (steps 2, 3, 5 of the plan)."""
+def decide(user, opts, trust, peer=None):
+    """The Verdict on a login of a user not :func:`exempt` on this host now (steps 2, 3, 5 of the plan);
+    ``peer``: the connection's (address, port), whose qssh record, if any, decides."""
     active_jobs = jobspool.active_jobs_dirs(opts.active_jobs)
     tasks = running_tasks(user, trust, active_jobs)
+    if peer is not None:
+        try:
+            records = recorded(user, peer, trust.sge_root)
+        except Undecided as why:
+            return Verdict(allowed=opts.action_adopt_failure == "allow", why="cannot tell which job this "
+                           "connection is for: %s" % why, tasks=tasks)
+        if records:
+            try:
+                return Verdict(job=recorded_task(records, tasks, peer), tasks=tasks, recorded=True)
+            except Decision as decision:
+                return Verdict(allowed=False, why=str(decision), tasks=tasks, recorded=True)
     if not tasks:
         try:
             waiting = waiting_slots(user, trust, active_jobs)
@@ -259,12 +358,16 @@ def account(environ, opts, trust, log):
         monitor, monitor_stat = session.monitor()
     except session.Refused:
         return _refuse(user, "the process above the hook is not sshd's root process", log, opts)
-    verdict = decide(user, opts, trust)
+    peer = procs.connection_peer(monitor, monitor_stat.start)
+    if peer is None:
+        return _refuse(user, "the connection's address cannot be read from sshd's socket", log, opts)
+    source = "%s port %d" % peer
+    verdict = decide(user, opts, trust, peer)
     if verdict.job is None:
         if verdict.allowed:
-            log("notice", "adopt: %s admitted untied: %s" % (user, verdict.why))
+            log("notice", "adopt: %s from %s admitted untied: %s" % (user, source, verdict.why))
             return OK
-        return _refuse(user, verdict.why, log, opts)
+        return _refuse(user, verdict.why, log, opts, source)
     job = verdict.job
     try:
         session.tie(monitor, monitor_stat.start, job.spool, opts.setup_dir, log, shepherd=job.shepherd)
@@ -274,15 +377,18 @@ def account(environ, opts, trust, log):
             return OK
         return _refuse(user, "your job %s runs here, but the session cannot join it: %s" % (job.key, err),
                        log, opts)
-    log("info", "adopt: %s's ssh session joins job %s (gid %d, sshd %d)" % (user, job.key, job.gid, monitor))
+    log("info", "adopt: %s's ssh session from %s joins job %s (gid %d, sshd %d, %s)" % (
+        user, source, job.key, job.gid, monitor, "as qssh recorded" if verdict.recorded else
+        "named in ~/%s" % CHOICE_FILE if verdict.wanted else "the newest"))
     return OK
 
 
-def _refuse(user, why, log, opts):
+def _refuse(user, why, log, opts, source=None):
+    where = " from %s" % source if source else ""
     if opts.warn_only:
-        log("warning", "adopt (--warn-only): would refuse %s: %s" % (user, why))
+        log("warning", "adopt (--warn-only): would refuse %s%s: %s" % (user, where, why))
         return OK
-    log("notice", "adopt: refused %s: %s" % (user, why))
+    log("notice", "adopt: refused %s%s: %s" % (user, where, why))
     try:
         os.write(1, ("Access denied by Grid Engine's node_access: %s.\n" % why).encode("utf-8", "replace"))
     except OSError:

@@ -166,3 +166,75 @@ def kill_group(gid, sig=9, rounds=20):
             except OSError:
                 pass
     return sorted(signalled)
+
+
+#: ``/proc/PID/net/tcp`` state of an established connection
+TCP_ESTABLISHED = "01"
+
+
+def _hex_address(text):
+    """An address of ``/proc/net/tcp[6]`` (each 32-bit word printed in the host's byte order) as a string;
+    an IPv4-mapped IPv6 address as IPv4 (what a peer reaching a dual-stack sshd over IPv4 looks like)."""
+    import ipaddress
+    import sys
+    raw = bytes.fromhex(text)
+    if len(raw) not in (4, 16):
+        raise ValueError("not an address: %r" % text)
+    if sys.byteorder == "little":
+        raw = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
+    ip = ipaddress.ip_address(raw)
+    if ip.version == 6 and ip.ipv4_mapped:
+        ip = ip.ipv4_mapped
+    return str(ip)
+
+
+def parse_tcp_table(data):
+    """[(local (address, port), remote (address, port), state, inode)] of the bytes of
+    ``/proc/PID/net/tcp`` or ``tcp6``; malformed lines are skipped."""
+    found = []
+    for line in data.decode("ascii", "replace").splitlines()[1:]:
+        fields = line.split()
+        try:
+            (la, lp), (ra, rp) = (f.split(":") for f in fields[1:3])
+            found.append(((_hex_address(la), int(lp, 16)), (_hex_address(ra), int(rp, 16)), fields[3],
+                          int(fields[9])))
+        except (ValueError, IndexError):
+            continue
+    return found
+
+
+def socket_inodes(pid):
+    """The inodes of the sockets process ``pid`` holds open (``/proc/PID/fd/N -> socket:[INODE]``)."""
+    found = set()
+    try:
+        names = os.listdir("/proc/%d/fd" % pid)
+    except OSError:
+        return found
+    for name in names:
+        try:
+            target = os.readlink("/proc/%d/fd/%s" % (pid, name))
+        except OSError:
+            continue
+        if target.startswith("socket:[") and target.endswith("]") and target[8:-1].isdigit():
+            found.add(int(target[8:-1]))
+    return found
+
+
+def connection_peer(pid, start=None):
+    """(address, port) of the one established TCP connection process ``pid`` holds (an sshd monitor: its
+    client), from the kernel's socket table in the process's own network namespace; None if it holds
+    none or several, or is not (any more) the process that started at ``start``.  The client chose
+    these numbers only as the source of its connection: nothing it sends is read."""
+    inodes = socket_inodes(pid)
+    peers = set()
+    for table in ("tcp", "tcp6"):
+        try:
+            with open("/proc/%d/net/%s" % (pid, table), "rb") as f:
+                data = f.read()
+        except OSError:
+            continue
+        peers.update((remote, inode) for _, remote, state, inode in parse_tcp_table(data)
+                     if state == TCP_ESTABLISHED and inode in inodes)
+    if start is not None and not alive_as(pid, start):
+        return None
+    return next(iter(peers))[0] if len(peers) == 1 else None
