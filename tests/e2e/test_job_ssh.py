@@ -42,7 +42,7 @@ def setup(cluster):
     os.chmod(config, 0o644)
     try:
         sge.user_run(["/bin/sh", "-c", "cat > %s" % known], input=keys, text=True, check=True)
-        with adopt_block(cluster):
+        with adopt_block(cluster, "--job-records"):
             yield config, cluster
     finally:
         if os.path.exists(known):

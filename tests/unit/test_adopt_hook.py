@@ -98,7 +98,7 @@ def test_the_newest_job_of_the_user_is_joined_and_watched(node):
     code, log = login(node)
     assert code == 0 and node["created"] == [(500, spool_of(node, 9), None)]     # an adopted login: no reap
     assert node["watched"] == [(500, 42)]
-    assert "alice's ssh session joins job 9.1 (gid 65402, sshd 500)" in log.text()
+    assert "alice's ssh session joins job 9.1 (gid 65402, sshd 500, the newest)" in log.text()
 
 
 def test_a_job_named_in_the_choice_file_is_joined(node):

@@ -358,14 +358,17 @@ def account(environ, opts, trust, log):
         monitor, monitor_stat = session.monitor()
     except session.Refused:
         return _refuse(user, "the process above the hook is not sshd's root process", log, opts)
-    peer = procs.connection_peer(monitor, monitor_stat.start)
-    if peer is None:
-        return _refuse(user, "the connection's address cannot be read from sshd's socket", log, opts)
-    source = "%s port %d" % peer
+    peer = None
+    if opts.job_records:        # sgewrap job-ssh: qssh's record for this connection decides
+        peer = procs.connection_peer(monitor, monitor_stat.start)
+        if peer is None:
+            return _refuse(user, "the connection's address cannot be read from sshd's socket", log, opts)
+    source = "%s port %d" % peer if peer else None
     verdict = decide(user, opts, trust, peer)
     if verdict.job is None:
         if verdict.allowed:
-            log("notice", "adopt: %s from %s admitted untied: %s" % (user, source, verdict.why))
+            log("notice", "adopt: %s%s admitted untied: %s" % (user, " from " + source if source else "",
+                                                               verdict.why))
             return OK
         return _refuse(user, verdict.why, log, opts, source)
     job = verdict.job
@@ -377,9 +380,9 @@ def account(environ, opts, trust, log):
             return OK
         return _refuse(user, "your job %s runs here, but the session cannot join it: %s" % (job.key, err),
                        log, opts)
-    log("info", "adopt: %s's ssh session from %s joins job %s (gid %d, sshd %d, %s)" % (
-        user, source, job.key, job.gid, monitor, "as qssh recorded" if verdict.recorded else
-        "named in ~/%s" % CHOICE_FILE if verdict.wanted else "the newest"))
+    how = "as qssh recorded" if verdict.recorded else "named in ~/%s" % CHOICE_FILE if verdict.wanted else "the newest"
+    log("info", "adopt: %s's ssh session%s joins job %s (gid %d, sshd %d, %s)" % (
+        user, " from " + source if source else "", job.key, job.gid, monitor, how))
     return OK
 
 

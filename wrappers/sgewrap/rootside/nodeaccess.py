@@ -110,6 +110,9 @@ TABLE = options.Table(NAME, (
     Option("--ignore-below-uid", "users below this uid are admitted untied", metavar="N", number=True,
            default=options.MIN_UID, commands=("adopt",)),
     Option("--admin-group", "its members are admitted untied", metavar="GROUP", repeat=True, commands=("adopt",)),
+    Option("--job-records", "a connection qssh recorded (ssh JOB.job) joins exactly the task it names; costs "
+           "two qstat calls per login, and a login qmaster cannot answer for follows --action-adopt-failure",
+           commands=("adopt",)),
 ), commands=COMMANDS, anywhere=True)
 
 
