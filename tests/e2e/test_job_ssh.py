@@ -142,8 +142,8 @@ def test_scp_and_rsync_into_the_job_byte_for_byte_and_the_sftp_server_runs_in_it
         subprocess.run(["rm", "-rf", src, token + ".scp", token + ".rsync"])
 
 
-@pytest.mark.xfail(reason="known problem (README, Adopt): what an adopted login leaves running in the background "
-                          "is SIGKILLed within 2 s of the login's end (plain adopt too, measured with a trap); not yet "
+@pytest.mark.xfail(reason="known problem (README, Adopt): a background list that still holds the login's output "
+                          "(cd /tmp && nohup server &) dies within 2 s of the login's end, plain adopt too; not yet "
                           "understood", raises=AssertionError, strict=False)
 def test_a_port_forward_reaches_a_listener_started_in_the_job(setup):
     config, _ = setup
