@@ -713,18 +713,7 @@ def attempt(command):
     import select
     import signal
     err_r, err_w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        try:
-            os.dup2(err_w, 2)
-            os.close(err_r)
-            os.close(err_w)
-            signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-            os.execv(command[0], command)
-        except OSError as err:
-            os.write(2, ("%s: error: cannot run %s: %s\n" % (NAME, command[0], err.strerror or err)).encode())
-        finally:
-            os._exit(EXEC_FAILED)
+    pid = _spawn(command, ((err_w, 2),), (err_r, err_w))
     os.close(err_w)
     pass_on = _passing_on(pid)
     judge, status, reading = _Judge(2), None, True
@@ -795,29 +784,9 @@ def relay(command, marker):
     import signal
     wanted = marker.encode() + b"\n"
     read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        try:
-            os.dup2(write_end, 1)
-            os.close(read_end)
-            os.close(write_end)
-            signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-            os.execv(command[0], command)
-        except OSError as err:
-            os.write(2, ("%s: error: cannot run %s: %s\n" % (NAME, command[0], err.strerror or err)).encode())
-        finally:
-            os._exit(EXEC_FAILED)
+    pid = _spawn(command, ((write_end, 1),), (read_end, write_end))
     os.close(write_end)
-
-    def pass_on(signum, frame):
-        try:
-            os.kill(pid, signum)
-        except OSError:             # already gone
-            pass
-
-    for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
-        if signal.getsignal(number) != signal.SIG_IGN:      # sftp starts its ssh with SIGINT ignored
-            signal.signal(number, pass_on)
+    pass_on = _passing_on(pid)
     before, started, reading = b"", False, True
     try:
         while reading:
@@ -850,15 +819,17 @@ def relay(command, marker):
     return code
 
 
-def _spawn_own_group(command, stdin, stdout, stderr, others):
-    """Start qrsh ``command`` in a process group of its own (it may outlive this process: the tool's
+def _spawn(command, onto, others, own_group=False):
+    """Start qrsh ``command`` with each ``{fd: target}`` of ``onto`` dup'ed to its target and ``others``
+    closed; with ``own_group`` in a process group of its own (it may outlive this process: the tool's
     Ctrl-C and kills of its process group then reach it only through this one); its pid."""
     import signal
     pid = os.fork()
     if pid == 0:
         try:
-            os.setpgid(0, 0)
-            for fd, to in ((stdin, 0), (stdout, 1), (stderr, 2)):
+            if own_group:
+                os.setpgid(0, 0)
+            for fd, to in onto:
                 os.dup2(fd, to)
             for fd in others:
                 os.close(fd)
@@ -962,19 +933,11 @@ def linger(command, marker, nostdin, slot=None):
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     in_r, in_w = os.pipe()
-    pid = _spawn_own_group(command, in_r, out_w, err_w, (in_r, in_w, out_r, out_w, err_r, err_w))
+    pid = _spawn(command, ((in_r, 0), (out_w, 1), (err_w, 2)), (in_r, in_w, out_r, out_w, err_r, err_w),
+                 own_group=True)
     for fd in (in_r, out_w, err_w):
         os.close(fd)
-
-    def pass_on(signum, frame):
-        try:
-            os.kill(pid, signum)
-        except OSError:
-            pass
-
-    for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
-        if signal.getsignal(number) != signal.SIG_IGN:
-            signal.signal(number, pass_on)
+    pass_on = _passing_on(pid)
     streams = {out_r: _Lines(1, marker, False), err_r: _Lines(2, marker, True)}
     reading = set(streams)
     stdin_open = not nostdin
