@@ -235,3 +235,13 @@ def test_what_an_adopted_login_leaves_lives_on_with_the_job_and_dies_with_it_eve
         finally:
             if os.path.exists(beat):
                 os.unlink(beat)        # a chain still running dies on its next touch
+
+
+def test_a_background_list_that_keeps_the_logins_output_keeps_ssh_waiting_as_openssh_does(adopt):
+    """What looked like a kill at the login's end (round 3) was ssh waiting: sshd closes the session only at
+    EOF of its output, and ``cd /tmp && nohup server &`` runs in a subshell that keeps that pipe (nohup's own
+    redirection is the server's, not the subshell's).  ssh returned only when the job ended and took the
+    server with it.  Here the list ends by itself: ssh waits for it, and what it printed arrives."""
+    with running_job(sge.TEST_USER):
+        proc = ssh(sge.TEST_USER, "cd /tmp && (sleep 3; echo late-$((6*7))) & echo early")
+        assert proc.returncode == 0 and proc.stdout.split() == ["early", "late-42"], proc.stderr

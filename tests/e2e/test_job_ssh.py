@@ -142,15 +142,12 @@ def test_scp_and_rsync_into_the_job_byte_for_byte_and_the_sftp_server_runs_in_it
         subprocess.run(["rm", "-rf", src, token + ".scp", token + ".rsync"])
 
 
-@pytest.mark.xfail(reason="known problem (README, Adopt): a background list that still holds the login's output "
-                          "(cd /tmp && nohup server &) dies within 2 s of the login's end, plain adopt too; not yet "
-                          "understood", raises=AssertionError, strict=False)
 def test_a_port_forward_reaches_a_listener_started_in_the_job(setup):
     config, _ = setup
     port, local = random.randrange(20000, 30000), random.randrange(30000, 40000)
     with running_job(USER) as job:
         log = os.path.join(HOME, "jobssh-http-%d.log" % port)
-        proc = ssh(config, "%s.job" % job, "cd /tmp && nohup python3 -m http.server %d --bind 127.0.0.1 "
+        proc = ssh(config, "%s.job" % job, "nohup python3 -m http.server %d --bind 127.0.0.1 --directory /tmp "
                    "</dev/null >%s 2>&1 & sleep 1; echo started" % (port, log))
         assert "started" in proc.stdout, proc.stderr
         server = sge.processes_with("%d\0--bind" % port)
