@@ -172,6 +172,56 @@ def test_a_port_forward_reaches_a_listener_started_in_the_job(setup):
             forward.wait(30)
 
 
+# What VS Code Remote-SSH runs (its "useLocalServer" mode, the default on Linux and macOS): one ssh with -T, a
+# dynamic forward for its own connections and a connect timeout, a remote bash fed on stdin that starts the
+# server in the background (nohup, output to a log, port 0), waits for the port in the log and prints it
+# between markers; the connection then stays open, the laptop reaches the server through the SOCKS forward.
+VSCODE_SCRIPT = """
+log=$HOME/.sgewrap-vscode-replay-%(token)s.log
+nohup python3 -u -m http.server 0 --bind 127.0.0.1 --directory /tmp </dev/null >"$log" 2>&1 &
+for i in $(seq 100); do grep -q 'Serving HTTP' "$log" 2>/dev/null && break; sleep 0.1; done
+port=$(sed -n 's/.* port \\([0-9]*\\) .*/\\1/p' "$log" | head -n 1)
+echo "JOB=$JOB_ID $(id -G)"
+echo "listeningOn==$port=="
+"""
+
+
+def test_vs_code_remote_ssh_replayed_lands_in_the_job_and_its_server_dies_with_it(setup):
+    config, _ = setup
+    token = str(random.randrange(10 ** 6, 10 ** 7))
+    socks = random.randrange(40000, 50000)
+    with running_job(USER) as job:
+        client = subprocess.Popen(["/usr/sbin/runuser", "-u", USER, "--", "/usr/bin/ssh", "-F", config, "-T", "-D",
+                                   str(socks), "-o", "ConnectTimeout=15", "%s.job" % job, "bash"],
+                                  env=dict(sge.ENV, HOME=HOME), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True)
+        try:
+            client.stdin.write(VSCODE_SCRIPT % {"token": token})
+            client.stdin.flush()
+            lines = []
+            reader = threading.Thread(target=lambda: lines.extend(iter(client.stdout.readline, "")), daemon=True)
+            reader.start()
+            assert wait_until(lambda: any(line.startswith("listeningOn==") for line in lines), 60, 0.2), lines
+            assert lines[0].split()[0] == "JOB=%s" % job and gid_of(job) in lines[0].split()[1:], lines
+            port = [line for line in lines if line.startswith("listeningOn==")][0].strip().split("==")[1]
+            assert port.isdigit(), lines
+            server = sge.processes_with("http.server\0" + "0\0--bind")
+            assert server and all(int(gid_of(job)) in groups_of(p) for p in server)
+            got = subprocess.run(["/usr/bin/curl", "-s", "--max-time", "20", "--socks5-hostname",
+                                  "127.0.0.1:%d" % socks, "http://127.0.0.1:%s/" % port], capture_output=True,
+                                 text=True)
+            assert "Directory listing" in got.stdout, got.stderr
+        finally:
+            client.stdin.close()
+            client.wait(60)
+        assert sge.processes_with("http.server\0" + "0\0--bind"), "the server died with the connection"
+        subprocess.run(["/usr/bin/qdel", job], env=sge.ENV, capture_output=True, check=True)
+        assert wait_until(lambda: not sge.processes_with("http.server\0" + "0\0--bind"), 60), "outlived its job"
+    log = os.path.join(HOME, ".sgewrap-vscode-replay-%s.log" % token)
+    if os.path.exists(log):
+        os.unlink(log)
+
+
 def test_a_control_master_per_job_two_jobs_on_one_host_stay_apart(setup):
     config, _ = setup
     with running_job(USER) as first, running_job(USER) as second:
