@@ -502,6 +502,15 @@ def test_a_configuration_this_host_cannot_read_is_left_out_of_its_gid_range_cach
            "on it)" % gid_range_cache in out
 
 
+def test_check_from_a_host_that_cannot_resolve_another_says_so_and_checks_the_rest(fake_qconf, capsys):
+    """Before, check on node4 stopped at once with 'qconf -sconf node2' failing there."""
+    (fake_qconf / "node02").write_text("#UNRESOLVABLE\n")
+    code, out, err = sgewrap(capsys, "check", "--this-host", "nowhere-host")
+    assert (code, err) == (0, ""), out + err
+    assert "node02: not checked from here: 'qconf -sconf node02' fails on this host (the name does not resolve " \
+           "here); run check where it does" in out
+
+
 def test_apply_writes_the_gid_range_cache_of_every_configuration(fake_qconf, capsys, tmp_path, gid_range_cache):
     """The session reaper's cache (sgewrap.rootside.gidrange): the global gid_range and each local one,
     whichever host --apply runs on; rewritten by every --apply, so it follows qconf."""

@@ -17,7 +17,7 @@ from .. import methods
 from . import hostfacts, jobssh, pam, sgeconf, sshtrust
 from . import access
 from . import common
-from .common import OK, FAILED, UNREADABLE, AdminError, Command, config_of, read_dir, read_live, run, table, \
+from .common import OK, FAILED, UNREADABLE, AdminError, Command, config_of, read_dir, read_live_from_here, run, table, \
     same_host, this_host
 
 OTHERS = "*"          #: the hosts without a local configuration
@@ -543,17 +543,20 @@ class Check(Command, cli.Application):
             queues = access.read_queue_dir(self.source)
             here = self.here
         else:
-            glob, hosts = read_live()
+            glob, hosts, skipped = read_live_from_here()
             queues = {q: access.queue_values(access.show_queue(q)) for q in access.queues()}
             here = self.here or this_host()
         exec_hosts = facts = None
         if not self.source:
             rc, out, _ = run([sgeconf.QCONF, "-sel"], code=UNREADABLE, retcode=None)
-            exec_hosts = out.split() if rc == 0 else []     # 1: "no execution host defined"
+            exec_hosts = [h for h in out.split() if h not in skipped] if rc == 0 else []     # 1: "no execution host"
             facts = hostfacts.load()
         report = analyse(glob, hosts, here=here, pam_file=self.pam_file, queues=queues, sshd_settings=sshd_T,
                          job_pam_file=self.job_pam_file, front_state=front_here() if here else None,
                          exec_hosts=exec_hosts, facts=facts,
                          job_ssh=None if self.source else jobssh.DROP_IN)
+        for host in [] if self.source else skipped:
+            report.add(WARNING, host, "configuration", "%s: not checked from here: 'qconf -sconf %s' fails on this "
+                       "host (the name does not resolve here); run check where it does" % (host, host))
         print((json_report if self.as_json else text_report)(report, glob, hosts, here), end="")
         return OK if report.consistent else FAILED

@@ -121,6 +121,22 @@ def read_live(code=UNREADABLE):
     return glob, hosts
 
 
+def read_live_from_here(code=UNREADABLE):
+    """(global Config, {host: Config}, [hosts not read]): qconf resolves a host's name here before it
+    shows its configuration, and another host's name may not resolve on this one (a Debian 13 node that
+    knows only its own network); those are skipped and named.  This host's own must be read."""
+    glob = sgeconf.parse(qconf_show("global", code=code), "global")
+    hosts, skipped = {}, []
+    for name in qconf_list(code=code):
+        try:
+            hosts[name] = sgeconf.parse(qconf_show(name, code=code), name)
+        except AdminError:
+            if same_host(name, this_host()):
+                raise
+            skipped.append(name)
+    return glob, hosts, skipped
+
+
 #: files of a --from directory that are not host configurations
 NOT_HOSTS = ("global", "sconfl")
 
@@ -172,15 +188,7 @@ def cache_gid_range(path=None):
     path = path or gidrange.CACHE
     skipped = []
     try:
-        glob = sgeconf.parse(qconf_show("global", code=FAILED), "global")
-        hosts = {}
-        for name in qconf_list(code=FAILED):
-            try:
-                hosts[name] = sgeconf.parse(qconf_show(name, code=FAILED), name)
-            except AdminError:      # qconf resolves the name here first; another host's may not resolve
-                if same_host(name, this_host()):
-                    raise
-                skipped.append(name)
+        glob, hosts, skipped = read_live_from_here(code=FAILED)
         values = gid_ranges(glob, hosts)
         if not values or values[0][0] != "global":
             raise ValueError("the global configuration has no gid_range")
