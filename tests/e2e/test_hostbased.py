@@ -73,6 +73,19 @@ def given_back(before, root=""):
                                                                              sshtrust.CLIENT_DROPIN))
 
 
+def selftest(run, cluster):
+    return run(cluster, "selftest", "--user", USER, "ssh", "--tight", "--hostbased")
+
+
+def test_before_apply_selftest_hostbased_fails_and_says_what_is_missing(cluster):
+    """Runs before the module's --apply (the fixture below): the key-less user is refused, and the
+    selftest says why, in check's words."""
+    proc = selftest(sgewrap_here, cluster)
+    assert proc.returncode == 1 and "FAIL" in proc.stdout, proc.stdout + proc.stderr
+    assert "selftest: host-based: /etc/ssh/sge-sshd_config lacks 'HostbasedAuthentication yes'" in proc.stderr, \
+        proc.stderr
+
+
 @pytest.fixture(scope="module")
 def hostbased(node4, cluster):
     assert not os.path.exists(os.path.join(pwd.getpwnam(USER).pw_dir, ".ssh")), "sgenokey has an ~/.ssh"
@@ -200,3 +213,10 @@ def test_the_port_22_sshd_is_unchanged_and_check_finds_nothing_missing(hostbased
     assert "note: %s: host-based authentication to the job sshds is complete here" % sge.HOST in proc.stdout, \
         proc.stdout
     assert not [line for line in proc.stdout.splitlines() if line.startswith("error") and "host-based" in line]
+
+
+@pytest.mark.parametrize("run", [sgewrap_here, sgewrap_node4], ids=["debian12", "debian13"])
+def test_selftest_hostbased_proves_it_live_for_the_user_without_a_key(hostbased, cluster, run):
+    proc = selftest(run, cluster)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.count("authenticated host-based only") == 3, proc.stdout

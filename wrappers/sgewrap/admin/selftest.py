@@ -40,7 +40,7 @@ from .. import methods
 from . import pam, sgeconf
 from .shepherd import Shepherd, as_user
 from .common import FAILED, OK, UNREADABLE, AdminError, Command, config_of, default_wrappers, effective, \
-    qconf_list, qconf_show, read_live, table, this_host
+    qconf_list, qconf_show, read_live_from_here, table, this_host
 
 MARKER = "SGEWRAP-SELFTEST-OK"
 _PROBE_RE = re.compile(MARKER + r" uid=(\d+) groups=([0-9 ]*) env=\[([^\]\r\n]*)\]")
@@ -56,12 +56,14 @@ class Case:
     def __init__(self, method, slot, command, daemon):
         self.method, self.slot, self.command, self.daemon = method, slot, command, daemon
         self.passed = None
+        self.hostbased = False
         self.detail = ""
         self.seconds = 0.0
 
     @property
     def label(self):
-        return self.method + (" (tight)" if sgeconf.is_tight(self.daemon) else "")
+        return self.method + (" (tight)" if sgeconf.is_tight(self.daemon) else "") + (
+            " host-based" if self.hostbased else "")
 
 
 def cases_for(method, wrappers, tight):
@@ -71,6 +73,37 @@ def cases_for(method, wrappers, tight):
         values.update(sgeconf.guard_entries(values))
     return [Case(method, slot, values[cmd], values[dmn]) for slot, cmd, dmn in sgeconf.PAIRS
             if values[cmd] != "builtin"]
+
+
+#: what --hostbased adds to each ssh client wrapper: no method but host-based is tried (ssh would otherwise
+#: fall back to the user's key, or ask for a password in the pseudo-terminal of the interactive slots)
+HOSTBASED_ONLY = ("PreferredAuthentications=hostbased", "PubkeyAuthentication=no", "PasswordAuthentication=no",
+                  "KbdInteractiveAuthentication=no", "GSSAPIAuthentication=no")
+
+
+def hostbased_only(cases):
+    """The job sshd cases, their client wrappers told to authenticate host-based only; AdminError if none."""
+    def ssh_wrapper(command):
+        program = sgeconf.program(command)
+        return program is not None and methods.ENTRY_POINTS.get(os.path.basename(program), ("",))[0] == "ssh"
+    chosen = [c for c in cases if sgeconf.needs_job_stack(c.daemon) and ssh_wrapper(c.command)]
+    if not chosen:
+        raise AdminError("--hostbased: no slot here runs this project's ssh wrapper against the job sshd (sgewrap "
+                         "config ssh --tight --hostbased --apply, or name ssh --tight)", UNREADABLE)
+    for case in chosen:
+        case.command += "".join(" --ssh-option=" + option for option in HOSTBASED_ONLY)
+        case.hostbased = True
+    return chosen
+
+
+def hostbased_missing():
+    """What check would say is missing for host-based logins here (sshtrust.hostbased_problems)."""
+    from . import hostfacts, sshtrust
+    try:
+        hosts = sshtrust.cluster_hosts()
+    except AdminError:
+        hosts = []
+    return sshtrust.hostbased_problems(hostfacts.load(), hosts)
 
 
 def configured_cases():
@@ -176,7 +209,7 @@ def host_gid_ranges():
     if value is not None and gidrange.parse_ranges(value) is not None:
         return gidrange.parse_ranges(value), gidrange.CACHE
     try:
-        glob, hosts = read_live(code=FAILED)
+        glob, hosts, _ = read_live_from_here(code=FAILED)
     except AdminError as err:
         return [], "%s, and %s" % (why, err)
     local = config_of(this_host(), hosts)
@@ -290,13 +323,13 @@ def run_in_pty(argv, env, typed, expect, timeout):
     return status, output.decode("utf-8", "replace").replace("\r", "")
 
 
-def run_case(case, user, host, timeout, log, gid):
+def run_case(case, user, host, timeout, log, gid, address="127.0.0.1"):
     token = "%08x" % random.getrandbits(32)
     start = time.monotonic()
     mark = log.mark()
     jobdir = make_job_dir(gid, token, user)
     try:
-        return _run(case, user, host, timeout, log, gid, token, jobdir, mark)
+        return _run(case, user, host, timeout, log, gid, token, jobdir, mark, address)
     finally:
         case.seconds = time.monotonic() - start
         shutil.rmtree(os.path.dirname(os.path.dirname(jobdir)), ignore_errors=True)
@@ -309,7 +342,7 @@ def _fail(case, message, log=None, mark=0):
     return case
 
 
-def _run(case, user, host, timeout, log, gid, token, jobdir, mark):
+def _run(case, user, host, timeout, log, gid, token, jobdir, mark, address):
     daemon = case.daemon.split(" ")     # the shepherd splits on single spaces, no quoting
     if case.daemon == "builtin" or sgeconf.is_unset(case.daemon):
         return _fail(case, "%s_daemon is %s: no daemon to run (only SGE's builtin protocol fits)" % (
@@ -330,7 +363,7 @@ def _run(case, user, host, timeout, log, gid, token, jobdir, mark):
     for name in ("SGE_ROOT", "SGE_CELL"):
         if os.environ.get(name):
             job_env[name] = os.environ[name]
-    with Shepherd(daemon, env=job_env, cwd=jobdir, accept_timeout=timeout) as shepherd:
+    with Shepherd(daemon, env=job_env, cwd=jobdir, accept_timeout=timeout, address=address) as shepherd:
         argv = command + sge_words(case.slot, host, shepherd.port, jobdir)
         env = user_env(user)
         if case.slot == "rsh":
@@ -368,8 +401,24 @@ def _run(case, user, host, timeout, log, gid, token, jobdir, mark):
         if case.slot == "rsh" and status != 0:
             return _fail(case, "the probe ran but the client exited %s" % status, log, mark)
     case.passed = True
-    case.detail = "ran as %s" % user + (", with the job's group %d" % gid if sgeconf.is_tight(case.daemon) else "")
+    case.detail = "ran as %s" % user + (", with the job's group %d" % gid if sgeconf.is_tight(case.daemon) else "") \
+        + (", authenticated host-based only" if case.hostbased else "")
     return case
+
+
+def own_address(name):
+    """(name, the address it resolves to) for --hostbased: ssh tells the job sshd the host name its side of the
+    connection resolves back to, so the stand-in listens where this host's name points (127.0.1.1 on a stock
+    Debian host, the cluster address elsewhere), as the real shepherd, which listens on every address, is
+    reached; 127.0.0.1 would name the client "localhost", which no equivalence file lists."""
+    try:
+        infos = socket.getaddrinfo(name, None, type=socket.SOCK_STREAM)
+    except OSError as err:
+        raise AdminError("--hostbased: this host's name %s does not resolve (%s)" % (name, err), UNREADABLE)
+    addresses = [i[4][0] for family in (socket.AF_INET, socket.AF_INET6) for i in infos if i[0] == family]
+    if not addresses:
+        raise AdminError("--hostbased: this host's name %s has no address" % name, UNREADABLE)
+    return name, addresses[0]
 
 
 def default_host():
@@ -399,6 +448,9 @@ class Selftest(Command, cli.Application):
                           help="the unprivileged user who runs the client (needs working ssh/rsh trust)")
     tight = cli.Flag("--tight", help="with a named ssh: through the job sshd and its PAM service (tight "
                                      "integration)")
+    hostbased = cli.Flag("--hostbased", help="ssh clients may authenticate host-based only (no user key, no "
+                                             "password): proves config ssh --tight --hostbased for a user without a "
+                                             "key")
     wrappers = cli.SwitchAttr("--wrappers", str, argname="DIR",
                               help="with a named METHOD: where the wrappers are (default: next to this sgewrap)")
     host = cli.SwitchAttr("--host", str, argname="NAME",
@@ -425,6 +477,8 @@ class Selftest(Command, cli.Application):
                                  UNREADABLE)
         if self.tight and names and "ssh" not in names:
             raise AdminError("--tight applies to ssh only", UNREADABLE)
+        if self.hostbased and names and not (self.tight and names == ("ssh",)):
+            raise AdminError("--hostbased goes with ssh --tight (host-based logins are the job sshds')", UNREADABLE)
         if names:
             wrappers = os.path.abspath(self.wrappers) if self.wrappers else default_wrappers()
             cases, skipped = [], []
@@ -441,7 +495,12 @@ class Selftest(Command, cli.Application):
             if not cases:
                 raise AdminError("every slot of this host's configuration is builtin: nothing to test (name a "
                                  "METHOD to test it before applying it)", UNREADABLE)
-        host = self.host or default_host()
+        if self.hostbased:
+            cases = hostbased_only(cases)
+        if self.hostbased:
+            host, address = own_address(self.host or this_host())
+        else:
+            host, address = self.host or default_host(), "127.0.0.1"
         ranges, source = host_gid_ranges()
         if not ranges:
             sys.stderr.write("selftest: this host's gid_range is not known (%s): the scratch job's group id may "
@@ -464,12 +523,15 @@ class Selftest(Command, cli.Application):
                 sys.stderr.write("selftest [%d/%d] %s %s_command -> %s_daemon ... " % (
                     i, len(cases), case.label, case.slot, case.slot))
                 sys.stderr.flush()
-                run_case(case, self.user, host, self.timeout, log, gid)
+                run_case(case, self.user, host, self.timeout, log, gid, address)
                 sys.stderr.write("%s (%.2f s)\n" % ("pass" if case.passed else "FAIL", case.seconds))
         finally:
             log.close()
             if lent:
                 pam.remove_job_stack(lent)
+        if self.hostbased and not all(c.passed for c in cases):
+            for problem in hostbased_missing():
+                sys.stderr.write("selftest: host-based: %s\n" % problem)
         rows = [[c.label, c.slot, "pass" if c.passed else "FAIL", "%.2f s" % c.seconds, c.detail] for c in cases]
         rows += [[name, "-", "skipped", "-", "SGE's own protocol: no wrapper or daemon to test"] for name in skipped]
         print(table(["METHOD", "SLOT", "RESULT", "TIME", "DETAIL"], rows), end="")
@@ -483,18 +545,22 @@ def other_hosts(job_daemons):
     from . import hostfacts
     from .common import run
     try:
-        glob, hosts = read_live()
+        glob, hosts, skipped = read_live_from_here()
         rc, out, _ = run([sgeconf.QCONF, "-sel"], code=UNREADABLE, retcode=None)
         facts = hostfacts.load()
     except AdminError as err:
         print("other execution hosts: not looked at (%s)" % err)
         return False
+    if skipped:
+        print("other execution hosts: not judged here: %s (qconf -sconf fails on this host for them: their "
+              "names do not resolve here; run selftest there)" % ", ".join(skipped))
 
     def daemons_of(host):
         local = hosts.get(host)
         return [(k, local.get(k) if local is not None and k in local else glob.get(k))
                 for k in sgeconf.SLOTS if k.endswith("_daemon")]
-    verdicts = hostfacts.judge(out.split() if rc == 0 else [], this_host(), facts, daemons_of)
+    verdicts = hostfacts.judge([h for h in out.split() if h not in skipped] if rc == 0 else [], this_host(), facts,
+                               daemons_of)
     if verdicts:
         print("other execution hosts, as their roots recorded them (sgewrap facts):")
     for severity, host, _, message in verdicts:

@@ -1,7 +1,7 @@
 """A stand-in for sge_shepherd's remote-startup half, on loopback (selftest, tests).
 
 Does what the reference (remote-startup.md, section 2) says the shepherd does
-for one session: bind port 0 (here 127.0.0.1 only), accept ONE connection
+for one session: bind port 0 (here 127.0.0.1, or the one address it is given), accept ONE connection
 within a deadline, close the listening socket, put the connection on fds 0,
 1 and 2 of the daemon (every other fd closed), and start the daemon as its
 child, as root, with a job-like environment and the job's spool directory as
@@ -21,12 +21,12 @@ import subprocess
 STAND_IN_DIR = "/run/sgewrap-shepherd"
 SYSTEM_PYTHON = "/usr/bin/python3"
 
-#: the stand-in's program: argv[1] is a JSON list [daemon argv, env, cwd, accept timeout]
+#: the stand-in's program: argv[1] is a JSON list [daemon argv, env, cwd, accept timeout, address]
 _SERVE = r"""
 import json, os, socket, sys
-argv, env, cwd, timeout = json.loads(sys.argv[1])
-listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-listener.bind(("127.0.0.1", 0))
+argv, env, cwd, timeout, address = json.loads(sys.argv[1])
+listener = socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET, socket.SOCK_STREAM)
+listener.bind((address, 0))
 listener.listen(1)
 os.write(1, b"port %d\n" % listener.getsockname()[1])
 listener.settimeout(timeout)
@@ -71,10 +71,10 @@ def stand_in_binary():
 class Shepherd:
     """One stand-in shepherd: ``.port`` to connect to, ``.daemon_pid`` once connected, ``.wait()``."""
 
-    def __init__(self, daemon_argv, env=None, cwd=None, accept_timeout=60):
+    def __init__(self, daemon_argv, env=None, cwd=None, accept_timeout=60, address="127.0.0.1"):
         self.daemon_argv = list(daemon_argv)
         env = dict(env if env is not None else {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
-        spec = json.dumps([self.daemon_argv, env, cwd, accept_timeout])
+        spec = json.dumps([self.daemon_argv, env, cwd, accept_timeout, address])
         self.proc = subprocess.Popen([stand_in_binary(), "-I", "-S", "-c", _SERVE, spec],
                                      stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, close_fds=True,
                                      env={"PATH": "/usr/bin:/bin"})
