@@ -13,7 +13,9 @@ settings unchanged; ``check`` finds nothing missing; taking it out gives every f
 import os
 import pwd
 import re
+import signal
 import subprocess
+import time
 
 import pytest
 
@@ -220,3 +222,62 @@ def test_selftest_hostbased_proves_it_live_for_the_user_without_a_key(hostbased,
     proc = selftest(run, cluster)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.count("authenticated host-based only") == 3, proc.stdout
+
+
+STATE = "/run/sgewrap-cluster"
+
+
+def reload_port22_sshds():
+    """This host's and node2's port-22 sshd read their configuration again (sgewrap reloads the one of
+    systemd or /run/sshd.pid; the test cluster's run under pid files of their own)."""
+    for name in ("sshd", "node2-sshd"):
+        with open(os.path.join(STATE, name + ".pid")) as f:
+            os.kill(int(f.read()), signal.SIGHUP)
+    time.sleep(1)                      # it re-executes itself, then listens again
+
+
+def in_node2(argv):
+    return subprocess.run(["ip", "netns", "exec", "sgewrap-node2", "unshare", "--uts", "sh", "-c",
+                           'hostname node2 && exec "$@"', "node2", *argv], env=sge.ENV, capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_through_the_tunnel_to_the_firewalled_host_when_port_22_is_asked_to_take_host_based(hostbased, cluster):
+    """node2 lets only ssh (port 22) through its firewall; --tunnel reaches the job sshd through node2's
+    port-22 sshd, whose hop a key-less user can only cross host-based.  Port 22 refuses host-based logins
+    until the administrator asks (--hostbased-port22); then the same qrsh is tied, and the job sshd behind
+    the tunnel takes the client's name from the packet (its peer is node2 itself).  node2 shares this
+    host's /etc/ssh and host keys (its record is made for the test and removed after)."""
+    tunnel = ("config", "ssh", "--tight", "--no-x11", "--hostbased", "--tunnel", "--tunnel-persist", "3")
+    record = in_node2([os.path.join(cluster, "sgewrap"), "facts", "--record"])
+    assert record.returncode == 0, record.stdout + record.stderr
+    try:
+        proc = sgewrap_here(cluster, *tunnel, "--apply")
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        refused = qrsh(sge.FW_QUEUE)
+        assert refused.returncode != 0 and "TIED-42" not in refused.stdout, refused.stdout
+        assert "the --tunnel hop to this host's port-22 sshd refuses host-based logins" in \
+            sgewrap_here(cluster, "check").stdout
+        proc = sgewrap_here(cluster, *tunnel, "--hostbased-port22", "--apply")
+        assert proc.returncode == 0 and "wrote %s" % sshtrust.SSHD_DROPIN in proc.stdout, proc.stdout + proc.stderr
+        reload_port22_sshds()
+        assert "hostbasedauthentication yes" in port22()
+        tied = qrsh(sge.FW_QUEUE)
+        assert tied.returncode == 0 and "TIED-42-node2" in tied.stdout, tied.stdout + tied.stderr
+    finally:
+        proc = sgewrap_here(cluster, "config", "ssh", "--tight", "--no-x11", "--hostbased", "--apply")
+        reload_port22_sshds()
+        os.unlink(os.path.join(hostfacts_dir(), sge.NODE2))
+        sgewrap_here(cluster, "facts", "--record")          # the blocks without node2 again
+    assert "removed %s" % sshtrust.SSHD_DROPIN in proc.stdout, proc.stdout + proc.stderr
+    assert not os.path.exists(sshtrust.SSHD_DROPIN)
+    assert "hostbasedauthentication no" in port22()
+
+
+def port22():
+    return subprocess.run(["/usr/sbin/sshd", "-T"], capture_output=True, text=True).stdout
+
+
+def hostfacts_dir():
+    from sgewrap.admin import hostfacts
+    return hostfacts.directory(sge.SGE_ROOT, sge.SGE_CELL)

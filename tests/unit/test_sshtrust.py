@@ -59,3 +59,23 @@ def test_hostbased_files_and_what_is_missing(tmp_path):
     assert text.splitlines()[2] == "EnableSSHKeysign yes"         # outside any Host block: ssh-keysign reads it
     assert "Host node3 node4 10.203.0.2 fd00::4 vm vm.example.org 10.203.0.1\n    HostbasedAuthentication yes" in text
     assert sshtrust.remove_hostbased(equiv, dropin) and not os.path.exists(equiv) and not os.path.exists(dropin)
+
+
+def test_port_22_takes_host_based_logins_only_when_asked_and_check_says_where_it_does_not_fit(tmp_path, monkeypatch):
+    path = str(tmp_path / "sgewrap-hostbased.conf")
+    assert sshtrust.write_port22(path) and not sshtrust.write_port22(path)
+    assert open(path).read().splitlines()[2] == "HostbasedAuthentication yes"
+    monkeypatch.setattr(sshtrust, "SSHD_DROPIN", path)
+    assert "refuses host-based logins" in sshtrust.port22_problem({"hostbasedauthentication": "no"}, True)
+    assert sshtrust.port22_problem({"hostbasedauthentication": "yes"}, True) is None
+    assert "no slot uses --tunnel" in sshtrust.port22_problem({"hostbasedauthentication": "yes"}, False)
+    assert sshtrust.remove_port22(path) and not os.path.exists(path) and not sshtrust.remove_port22(path)
+    assert sshtrust.port22_problem({"hostbasedauthentication": "no"}, False) is None
+    with open(path, "w") as f:
+        f.write("HostbasedAuthentication no\n")          # the site's own file of that name: never replaced
+    try:
+        sshtrust.write_port22(path)
+    except OSError as err:
+        assert "was not written by sgewrap" in str(err)
+    else:
+        raise AssertionError("a site file was replaced")

@@ -235,6 +235,8 @@ def analyse(glob, hosts, here=None, pam_file=pam.PAM_FILE, executable=None, queu
                         if key.endswith("_command") and "--tunnel" in sgeconf.words(conf.get(key))})
     if tunnelled:
         _check_tunnel_end(report, here, tunnelled, sshd_settings)
+    if sshtrust.has_block(sshtrust.SHOSTS_EQUIV, sshtrust.SHOSTS_WHAT) or os.path.exists(sshtrust.SSHD_DROPIN):
+        _check_hostbased_port22(report, here, bool(tunnelled), sshd_settings)
     if job_ssh and os.path.exists(job_ssh):
         _check_job_ssh(report, here, job_ssh, sshd_settings, exec_hosts)
     local = config_of(here, hosts)
@@ -374,6 +376,18 @@ def _check_job_stack(report, here, tight, values, pam_file, job_pam_file):
                    "logins that reach it could be tied to a stale job. Migrate: sgewrap config ssh --tight --apply "
                    "(writes %s), then delete that line from %s" % (
                        here, pam_file, pam.PAM_LINE, job_pam_file, job_pam_file, pam_file))
+
+
+def _check_hostbased_port22(report, here, tunnelled, sshd_settings):
+    """Host-based logins and the port-22 sshd: the --tunnel hop needs them there, nothing else does."""
+    try:
+        settings = sshd_settings() if sshd_settings else None
+    except Exception as err:   # not root, no host keys, no sshd: say so, do not guess
+        report.notes.append("%s: cannot read 'sshd -T' (%s): host-based logins on port 22 not checked" % (here, err))
+        return
+    problem = sshtrust.port22_problem(settings or {}, tunnelled)
+    if problem:
+        report.add(WARNING, here, "host-based", "%s: %s" % (here, problem))
 
 
 def _check_tunnel_end(report, here, keys, sshd_settings):

@@ -107,6 +107,10 @@ class Config(Command, cli.Application):
                               "sshds only (their own configuration, /etc/ssh/shosts.equiv's block of the "
                               "submit and execution hosts, the client drop-in "
                               "/etc/ssh/ssh_config.d/sgewrap-hostbased.conf); without it --apply takes them out")
+    hostbased_port22 = cli.Flag("--hostbased-port22", requires=["--hostbased"],
+                                help="and the site's sshd on port 22 too (a drop-in in /etc/ssh/sshd_config.d, "
+                                     "then a reload): what the --tunnel hop of a user without a key needs; STIG "
+                                     "and CIS baselines forbid it, so only when asked")
 
     def main(self, method=None):
         if self.restore:
@@ -158,6 +162,9 @@ class Config(Command, cli.Application):
         here = not self.host or same_host(self.host, this_host())
         if self.hostbased and not here:
             raise AdminError("--hostbased writes this host's files: run it on %s itself" % self.host, UNREADABLE)
+        if self.hostbased_port22 and not (self.tunnel or self.tunnel_via):
+            raise AdminError("--hostbased-port22 is for the --tunnel hop: without --tunnel nothing needs it",
+                             UNREADABLE)
         if self.tight and here:
             ensure_job_stack(os.path.dirname(sgeconf.program(values["rsh_daemon"])), self.job_pam_file,
                              hostbased=self.hostbased)
@@ -180,7 +187,7 @@ class Config(Command, cli.Application):
         print(cache_gid_range())
         if method == "ssh" and here and self.job_pam_file == pam.JOB_PAM_FILE:
             hostfacts.record_here(os.path.dirname(sgeconf.program(values["rsh_daemon"])))
-            publish_trust(self.hostbased, self.backup_dir)
+            publish_trust(self.hostbased, self.backup_dir, self.hostbased_port22)
         if here and not self.no_front:
             fronts.apply_here(sgeconf.wraps_logins(values))
         return 0
@@ -311,9 +318,10 @@ def compare_original(backup_dir, path):
         % (path, name)
 
 
-def publish_trust(hostbased, backup_dir):
+def publish_trust(hostbased, backup_dir, port22=False):
     """This host's ssh trust from every host's record: the known-hosts block; with ``hostbased`` the
-    host-based files (else they are taken out)."""
+    host-based files (else they are taken out); with ``port22`` the port-22 sshd's drop-in (else it goes)."""
+    port22_now(port22)
     records = hostfacts.load()
     if not records:
         return
@@ -336,8 +344,21 @@ def publish_trust(hostbased, backup_dir):
             backup_dir, sshtrust.SHOSTS_EQUIV))
 
 
+def port22_now(wanted):
+    """The port-22 sshd's host-based drop-in written or taken out, and that sshd reloaded if it changed."""
+    try:
+        changed = sshtrust.write_port22() if wanted else sshtrust.remove_port22()
+    except OSError as err:
+        raise AdminError("cannot write %s: %s" % (sshtrust.SSHD_DROPIN, err.strerror or err))
+    if changed:
+        print("%s %s (the port-22 sshd %s host-based logins from the cluster's hosts); %s" % (
+            "wrote" if wanted else "removed", sshtrust.SSHD_DROPIN, "accepts" if wanted else "no longer accepts",
+            sshtrust.reload_sshd()))
+
+
 def withdraw_trust(backup_dir):
     """No slot runs ssh any more: the known-hosts block and the host-based files go."""
+    port22_now(False)
     if sshtrust.take_block(sshtrust.KNOWN_HOSTS, sshtrust.KNOWN_HOSTS_WHAT):
         print(compare_original(backup_dir, sshtrust.KNOWN_HOSTS))
     if sshtrust.remove_hostbased():

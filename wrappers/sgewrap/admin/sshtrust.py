@@ -19,6 +19,13 @@ needs it.
   yes``, read by the setuid ``ssh-keysign``, and ``HostbasedAuthentication yes`` for the cluster's
   hosts only).
 
+**The port-22 sshd** keeps ``HostbasedAuthentication no`` (STIG and CIS baselines require it) unless
+the administrator asks (``--hostbased-port22``): ``--tunnel`` reaches a job sshd through port 22, and
+that hop of a user without a key then needs it.  A drop-in ``/etc/ssh/sshd_config.d/sgewrap-hostbased.conf``
+says ``HostbasedAuthentication yes`` there (read first by Debian's sshd_config); the same equivalence
+block limits it to the cluster's hosts; the peer is named by its address (``UseDNS no``), which the
+block and ``ssh_known_hosts`` list for every recorded host.  The listening sshd is reloaded.
+
 Each file is a managed block or a drop-in; removing it gives the file back as it was.
 """
 import os
@@ -37,6 +44,9 @@ SHOSTS_WHAT = "the cluster's hosts, for host-based authentication of the job ssh
 DROPIN_MARK = "# sgewrap: host-based authentication to the cluster's hosts"
 #: the job sshds' own options for host-based authentication (above the Include of the site's file)
 JOB_SSHD_HOSTBASED = ("HostbasedAuthentication yes", "HostbasedUsesNameFromPacketOnly yes")
+SSHD_DROPIN = "/etc/ssh/sshd_config.d/sgewrap-hostbased.conf"
+SSHD_DROPIN_MARK = "# sgewrap: host-based authentication on port 22, for the --tunnel hop"
+SSHD_PID_FILE = "/run/sshd.pid"
 
 
 def patterns(record):
@@ -161,6 +171,66 @@ def write_hostbased(records, hosts, equiv=SHOSTS_EQUIV, dropin=CLIENT_DROPIN):
 def remove_hostbased(equiv=SHOSTS_EQUIV, dropin=CLIENT_DROPIN):
     changed = take_block(equiv, SHOSTS_WHAT)
     return pam.remove_marked(dropin, DROPIN_MARK) or changed
+
+
+def port22_problem(settings, tunnel):
+    """A sentence when this host's port-22 sshd and ``--tunnel`` with host-based logins do not fit, else None:
+    ``settings`` is this host's ``sshd -T`` (a dict); ``tunnel``: some slot uses --tunnel."""
+    hostbased = settings.get("hostbasedauthentication", "no") == "yes"
+    if tunnel and not hostbased:
+        return ("the --tunnel hop to this host's port-22 sshd refuses host-based logins (HostbasedAuthentication "
+                "no): users without a key cannot cross it (config ssh --hostbased --hostbased-port22, or user keys)")
+    if not tunnel and os.path.exists(SSHD_DROPIN):
+        return ("%s lets the port-22 sshd accept host-based logins, but no slot uses --tunnel: take it out "
+                "(config ssh --hostbased --apply without --hostbased-port22)" % SSHD_DROPIN)
+    return None
+
+
+def sshd_dropin_text():
+    return "\n".join((
+        SSHD_DROPIN_MARK + " (written by sgewrap config ssh --hostbased",
+        "# --hostbased-port22 --apply; removed without it).  Who: the cluster's hosts in /etc/ssh/shosts.equiv.",
+        "HostbasedAuthentication yes",
+        ""))
+
+
+def write_port22(path=SSHD_DROPIN):
+    """The port-22 drop-in; True if changed.  sshd -t must accept the result, else it goes again."""
+    changed = pam.write_marked(path, sshd_dropin_text(), SSHD_DROPIN_MARK)
+    if changed and path == SSHD_DROPIN:
+        import subprocess
+        test = subprocess.run(["/usr/sbin/sshd", "-t"], capture_output=True, text=True)
+        if test.returncode != 0:
+            os.unlink(path)
+            raise OSError("sshd -t refused the configuration with %s (taken out again): %s" % (
+                path, (test.stderr.strip().splitlines() or ["exit %d" % test.returncode])[-1]))
+    return changed
+
+
+def remove_port22(path=SSHD_DROPIN):
+    return pam.remove_marked(path, SSHD_DROPIN_MARK)
+
+
+def reload_sshd():
+    """Tell the listening port-22 sshd to read its configuration again; a sentence saying what was done."""
+    import signal
+    import subprocess
+    if os.path.isdir("/run/systemd/system"):
+        done = subprocess.run(["systemctl", "reload-or-restart", "ssh.service"], capture_output=True, text=True)
+        if done.returncode == 0:
+            return "reloaded the port-22 sshd (systemctl reload-or-restart ssh.service)"
+        return "could not reload the port-22 sshd (systemctl: %s): reload it" % (
+            done.stderr.strip().splitlines() or ["exit %d" % done.returncode])[-1]
+    try:
+        with open(SSHD_PID_FILE) as f:
+            pid = int(f.read().split()[0])
+        with open("/proc/%d/comm" % pid) as f:
+            if f.read().strip() != "sshd":
+                raise ValueError("not sshd")
+        os.kill(pid, signal.SIGHUP)
+    except (OSError, ValueError, IndexError):
+        return "reload the port-22 sshd for it to take effect (no systemd, no sshd in %s)" % SSHD_PID_FILE
+    return "reloaded the port-22 sshd (SIGHUP to %d, %s)" % (pid, SSHD_PID_FILE)
 
 
 def hostbased_problems(records, hosts, job_sshd_config=methods.JOB_SSHD_CONFIG, equiv=SHOSTS_EQUIV,
