@@ -215,6 +215,30 @@ def test_the_port_22_sshd_is_unchanged_and_check_finds_nothing_missing(hostbased
     assert "note: %s: host-based authentication to the job sshds is complete here" % sge.HOST in proc.stdout, \
         proc.stdout
     assert not [line for line in proc.stdout.splitlines() if line.startswith("error") and "host-based" in line]
+    # every submit x execution pair, judged by both ends' records: node2 and node3 have no host-based side
+    assert re.search(r"node3 \((submit and )?execution host\) has no (record|host-based setup)", proc.stdout), \
+        proc.stdout
+
+
+def test_check_names_the_pair_and_the_end_that_breaks_it(hostbased, cluster):
+    """node4's job sshds lose an option, and node4 records that: check here (which cannot look at node4's
+    files) says that logins to node4 are refused, and why."""
+    path = sge.NODE4_ROOT + "/etc/ssh/sge-sshd_config"
+    with open(path) as f:
+        before = f.read()
+    try:
+        with open(path, "w") as f:
+            f.write(before.replace("HostbasedUsesNameFromPacketOnly yes\n", ""))
+        assert sgewrap_node4(cluster, "facts", "--record").returncode == 0
+        proc = sgewrap_here(cluster, "check")
+        assert proc.returncode == 1, proc.stdout
+        assert "host-based %s -> node4 is refused: node4: /etc/ssh/sge-sshd_config lacks " \
+               "'HostbasedUsesNameFromPacketOnly yes'" % sge.HOST in proc.stdout, proc.stdout
+    finally:
+        with open(path, "w") as f:
+            f.write(before)
+        sgewrap_node4(cluster, "facts", "--record")
+    assert "host-based %s -> node4 is refused" % sge.HOST not in sgewrap_here(cluster, "check").stdout
 
 
 @pytest.mark.parametrize("run", [sgewrap_here, sgewrap_node4], ids=["debian12", "debian13"])

@@ -428,7 +428,7 @@ def test_check_reads_qconf(fake_qconf, capsys):
     code, out, err = sgewrap(capsys, "check", "--this-host", "nowhere-host")
     assert code == 0, out + err
     assert "configurations: global, node01 (local)" in out
-    assert qconf_log(fake_qconf) == ["-sconf global", "-sconfl", "-sconf node01", "-sql", "-sel"]
+    assert qconf_log(fake_qconf) == ["-sconf global", "-sconfl", "-sconf node01", "-sql", "-sel", "-ss"]
 
 
 def test_qconf_failure_is_one_line(fake_qconf, capsys, monkeypatch):

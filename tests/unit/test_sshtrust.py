@@ -79,3 +79,48 @@ def test_port_22_takes_host_based_logins_only_when_asked_and_check_says_where_it
         assert "was not written by sgewrap" in str(err)
     else:
         raise AssertionError("a site file was replaced")
+
+
+def test_every_submit_to_execution_pair_is_judged_by_both_records():
+    def side(**kw):
+        facts = {"client": [], "server": [], "to": ["vm", "node4", "10.203.0.2"], "from": ["vm", "node4"],
+                 "known": ["vm", "node4"]}
+        facts.update(kw)
+        return facts
+    records = {"vm": dict(VM, hostbased=side()), "node4": dict(NODE4, hostbased=side()),
+               "node3": {"host": "node3", "names": ["node3"], "hostbased": None}}
+    assert sshtrust.pair_problems({"vm": dict(VM, hostbased=None)}, ["vm"], ["vm"]) == []   # not in use
+    found = sshtrust.pair_problems(records, ["vm"], ["vm", "node2", "node3", "node4"])
+    assert found == [
+        ("warning", "node2", "node2 (execution host) has no record: its host-based side is not known here; sgewrap "
+                             "config ssh --tight --hostbased --apply there"),
+        ("warning", "node3", "node3 (execution host) has no host-based setup: key-less users' logins to it are "
+                             "refused; sgewrap config ssh --tight --hostbased --apply there")]
+    broken = ["/etc/ssh/sge-sshd_config lacks 'HostbasedAuthentication yes'"]
+    records["node4"]["hostbased"] = side(**{"from": ["node4"], "known": ["node4"], "server": broken})
+    records["vm"]["hostbased"] = side(client=["/usr/lib/openssh/ssh-keysign is not setuid root"], to=["vm"])
+    found = sshtrust.pair_problems(records, ["vm"], ["vm", "node4"])
+    assert found[0] == ("error", "vm", "host-based vm -> vm is refused: vm: /usr/lib/openssh/ssh-keysign is not "
+                        "setuid root")
+    assert found[1:] == [("error", "node4", "host-based vm -> node4 is refused: vm: /usr/lib/openssh/ssh-keysign is "
+                          "not setuid root; vm's ssh does not try host-based logins to node4 (its drop-in); node4: "
+                          "/etc/ssh/sge-sshd_config lacks 'HostbasedAuthentication yes'; node4's shosts.equiv block "
+                          "does not admit vm; node4 does not know vm's host keys (it checks the client's signature "
+                          "with them)")]
+
+
+def test_a_hosts_host_based_side_for_its_record(tmp_path):
+    equiv, dropin, known = (str(tmp_path / n) for n in ("shosts.equiv", "dropin.conf", "known"))
+    config = tmp_path / "sge-sshd_config"
+    config.write_text("UsePAM yes\n")
+    args = dict(job_sshd_config=str(config), equiv=equiv, dropin=dropin, known_hosts=known,
+                keysign=str(tmp_path / "none"))
+    assert sshtrust.hostbased_facts(**args) is None
+    records = {"node4": NODE4, "vm": VM}
+    sshtrust.write_hostbased(records, ["vm", "node4"], equiv=equiv, dropin=dropin)
+    sshtrust.write_known_hosts(records, known)
+    facts = sshtrust.hostbased_facts(**args)
+    assert facts["to"] == facts["from"] == ["node4", "10.203.0.2", "fd00::4", "vm", "vm.example.org", "10.203.0.1"]
+    assert facts["known"] == ["node4", "10.203.0.2", "fd00::4", "vm", "vm.example.org", "10.203.0.1"]
+    assert facts["client"] == ["%s: No such file or directory" % (tmp_path / "none")]
+    assert len(facts["server"]) == 2

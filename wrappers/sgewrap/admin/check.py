@@ -75,7 +75,7 @@ class Report:
 
 def analyse(glob, hosts, here=None, pam_file=pam.PAM_FILE, executable=None, queues=None, sshd_settings=None,
             job_pam_file=pam.JOB_PAM_FILE, front_state=None, sshd_root="/", gid_range_cache=None,
-            exec_hosts=None, facts=None, job_ssh=None):
+            exec_hosts=None, facts=None, job_ssh=None, submit_hosts=None):
     """The Report for a global configuration and the local ones (``{host: Config}``).
 
     ``here``: this host's name, for what can only be checked on this host
@@ -86,7 +86,8 @@ def analyse(glob, hosts, here=None, pam_file=pam.PAM_FILE, executable=None, queu
     ``sshd_root``: where this host's sshd is looked at (tests point it at a fake tree).
     ``gid_range_cache``: this host's gid_range cache (default :data:`sgewrap.rootside.gidrange.CACHE`).
     ``exec_hosts``: the execution hosts (qconf -sel); ``facts``: {host: recorded facts}
-    (:mod:`sgewrap.admin.hostfacts`); None skips the check of every host's job sshd.
+    (:mod:`sgewrap.admin.hostfacts`); None skips the check of every host's job sshd.  ``submit_hosts``
+    (qconf -ss): with the records, host-based logins are judged for every submit x execution host pair.
     ``job_ssh``: the path of this host's ``sgewrap job-ssh`` drop-in; where it exists, what ``ssh -L`` and
     ``-D`` into jobs need of this host's sshd is reported.
     """
@@ -292,6 +293,13 @@ def analyse(glob, hosts, here=None, pam_file=pam.PAM_FILE, executable=None, queu
             report.notes.append("%s: host-based authentication to the job sshds is complete here (setuid "
                                 "ssh-keysign, EnableSSHKeysign, the job sshds' options, every execution host in "
                                 "%s and its keys in %s)" % (here, sshtrust.SHOSTS_EQUIV, sshtrust.KNOWN_HOSTS))
+    if facts is not None and submit_hosts is not None:
+        pairs = sshtrust.pair_problems(facts, submit_hosts, exec_hosts or [])
+        for severity, host, why in pairs:
+            report.add(ERROR if severity == "error" else WARNING, host, "host-based", why)
+        if any(r.get("hostbased") for r in facts.values()) and not pairs:
+            report.notes.append("host-based logins: every submit x execution host pair is set up on both ends, "
+                                "as their records say (%d x %d)" % (len(submit_hosts), len(exec_hosts or [])))
     return report
 
 
@@ -560,15 +568,17 @@ class Check(Command, cli.Application):
             glob, hosts, skipped = read_live_from_here()
             queues = {q: access.queue_values(access.show_queue(q)) for q in access.queues()}
             here = self.here or this_host()
-        exec_hosts = facts = None
+        exec_hosts = facts = submit_hosts = None
         if not self.source:
             rc, out, _ = run([sgeconf.QCONF, "-sel"], code=UNREADABLE, retcode=None)
             exec_hosts = [h for h in out.split() if h not in skipped] if rc == 0 else []     # 1: "no execution host"
+            rc, out, _ = run([sgeconf.QCONF, "-ss"], code=UNREADABLE, retcode=None)
+            submit_hosts = out.split() if rc == 0 else []
             facts = hostfacts.load()
         report = analyse(glob, hosts, here=here, pam_file=self.pam_file, queues=queues, sshd_settings=sshd_T,
                          job_pam_file=self.job_pam_file, front_state=front_here() if here else None,
                          exec_hosts=exec_hosts, facts=facts,
-                         job_ssh=None if self.source else jobssh.DROP_IN)
+                         job_ssh=None if self.source else jobssh.DROP_IN, submit_hosts=submit_hosts)
         for host in [] if self.source else skipped:
             report.add(WARNING, host, "configuration", "%s: not checked from here: 'qconf -sconf %s' fails on this "
                        "host (the name does not resolve here); run check where it does" % (host, host))

@@ -186,8 +186,10 @@ class Config(Command, cli.Application):
         apply(values, self.host, self.backup_dir)
         print(cache_gid_range())
         if method == "ssh" and here and self.job_pam_file == pam.JOB_PAM_FILE:
-            hostfacts.record_here(os.path.dirname(sgeconf.program(values["rsh_daemon"])))
+            wrappers_here = os.path.dirname(sgeconf.program(values["rsh_daemon"]))
+            hostfacts.record_here(wrappers_here)
             publish_trust(self.hostbased, self.backup_dir, self.hostbased_port22)
+            hostfacts.record_here(wrappers_here, report=lambda line: None)    # with its host-based side now
         if here and not self.no_front:
             fronts.apply_here(sgeconf.wraps_logins(values))
         return 0

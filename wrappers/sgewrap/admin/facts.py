@@ -29,11 +29,15 @@ class Facts(Command, cli.Application):
         wrappers = os.path.abspath(self.wrappers) if self.wrappers else default_wrappers()
         now = hostfacts.collect(wrappers)
         for key in hostfacts.KEYS:
-            print("%-16s %s" % (key, "; ".join(now[key]) if isinstance(now[key], list) else now[key]))
+            value = now[key]
+            if isinstance(value, dict):     # hostbased: what each side lacks, and whom it names
+                value = "; ".join("%s: %s" % (k, ", ".join(v) or "-") for k, v in value.items())
+            print("%-16s %s" % (key, "; ".join(value) if isinstance(value, list) else value))
         if self.record:
             if not hostfacts.record_here(wrappers):
                 return 1
-            sshtrust.refresh_trust()
+            sshtrust.refresh_trust(hostfacts.load())
+            hostfacts.record_here(wrappers, report=lambda line: None)    # with the refreshed host-based side
             return 0
         old = hostfacts.load().get(now["host"])
         if old is None:

@@ -26,7 +26,7 @@ from .common import UNREADABLE, AdminError
 DIRECTORY = "sgewrap-hosts"
 #: facts kept, in this order
 KEYS = ("host", "recorded", "sgewrap", "os", "sshd", "pam_service_name", "sshd_id", "wrappers", "job_sshd",
-        "job_stack", "module", "names", "addresses", "host_keys")
+        "job_stack", "module", "names", "addresses", "host_keys", "hostbased")
 #: sshd's public host keys (what the cluster's ssh_known_hosts lists for this host)
 HOST_KEYS = "/etc/ssh/ssh_host_*_key.pub"
 
@@ -122,6 +122,11 @@ def job_sshd_kind(wrappers_dir):
     return "launcher" if methods.job_sshd_is_launcher(wrappers_dir) else "missing"
 
 
+def _hostbased():
+    from .sshtrust import hostbased_facts
+    return hostbased_facts()
+
+
 def collect(wrappers_dir, root="/", host=None, pam_directory=None):
     """This host's facts (a dict with :data:`KEYS`); ``root`` and ``pam_directory`` for tests."""
     from . import pammodule
@@ -143,6 +148,7 @@ def collect(wrappers_dir, root="/", host=None, pam_directory=None):
         "names": names,
         "addresses": addresses,
         "host_keys": host_keys(root),
+        "hostbased": _hostbased() if root == "/" else None,
     }
 
 
@@ -208,7 +214,7 @@ def load(where=None):
 def changed(old, new):
     """What of ``old`` (a record) no longer holds in ``new`` (this host now): ``[(key, old, new)]``."""
     return [(k, old.get(k), new.get(k)) for k in ("sshd_id", "pam_service_name", "job_sshd", "job_stack", "module",
-                                                  "host_keys")
+                                                  "host_keys", "hostbased")
             if old.get(k) != new.get(k)]
 
 

@@ -261,6 +261,83 @@ def hostbased_problems(records, hosts, job_sshd_config=methods.JOB_SSHD_CONFIG, 
     return found
 
 
+def hostbased_facts(job_sshd_config=methods.JOB_SSHD_CONFIG, equiv=SHOSTS_EQUIV, dropin=CLIENT_DROPIN,
+                    known_hosts=KNOWN_HOSTS, keysign=SSH_KEYSIGN):
+    """This host's side of host-based logins, for its record (None where nothing of it is set up here):
+    ``client``: what its ssh lacks to sign (sentences); ``server``: what its job sshds lack to accept;
+    ``to``: the names its ssh uses host-based for; ``from``: the names and addresses its equivalence block
+    admits; ``known``: the hosts whose keys its ssh_known_hosts lists (by the ``[NAME]:*`` patterns)."""
+    import stat
+    dropin_text = _read(dropin)
+    if dropin_text is None and not has_block(equiv, SHOSTS_WHAT):
+        return None
+    client = []
+    try:
+        st = os.stat(keysign)
+        if not (st.st_mode & stat.S_ISUID and st.st_uid == 0):
+            client.append("%s is not setuid root" % keysign)
+    except OSError as err:
+        client.append("%s: %s" % (keysign, err.strerror))
+    lines = (dropin_text or "").splitlines()
+    if "EnableSSHKeysign yes" not in lines:
+        client.append("%s lacks EnableSSHKeysign yes" % dropin)
+    config = (_read(job_sshd_config) or "").splitlines()
+    to = next((line.split()[1:] for line in lines if line.startswith("Host ")), [])
+    known = list(dict.fromkeys(word[1:-3] for line in block_lines(known_hosts, KNOWN_HOSTS_WHAT)
+                               for word in line.split()[0].split(",") if word.startswith("[") and word.endswith("]:*")))
+    server = ["%s lacks '%s'" % (job_sshd_config, o) for o in JOB_SSHD_HOSTBASED if o not in config]
+    return {"client": client, "server": server, "to": to, "from": block_lines(equiv, SHOSTS_WHAT), "known": known}
+
+
+def _names(record):
+    return set(record.get("names") or [record.get("host")]) | set(record.get("addresses") or [])
+
+
+def pair_problems(records, submit_hosts, exec_hosts):
+    """Host-based logins from each submit host to each execution host, judged by both hosts' records:
+    ``[(severity, host, sentence)]``: a ``warning`` once per host whose record shows no host-based setup
+    (or that has no record), an ``error`` per pair of set-up hosts that would be refused, saying what is
+    missing where.  Empty when no record shows host-based logins set up (the cluster does not use them)."""
+    if not any((r.get("hostbased") or None) for r in records.values()):
+        return []
+    found, ready = [], set()
+    for host in list(dict.fromkeys(list(submit_hosts) + list(exec_hosts))):
+        record = records.get(host)
+        roles = " and ".join(role for role, hosts in (("submit", submit_hosts), ("execution", exec_hosts))
+                             if host in hosts)
+        if record is None:
+            found.append(("warning", host, "%s (%s host) has no record: its host-based side is not known here; "
+                          "sgewrap config ssh --tight --hostbased --apply there" % (host, roles)))
+        elif not record.get("hostbased"):
+            found.append(("warning", host, "%s (%s host) has no host-based setup: key-less users' logins %s it are "
+                          "refused; sgewrap config ssh --tight --hostbased --apply there" % (
+                              host, roles, "from and to" if roles.startswith("submit and") else
+                              "from" if roles == "submit" else "to")))
+        else:
+            ready.add(host)
+    for client in submit_hosts:
+        for server in exec_hosts:
+            if client not in ready or server not in ready:
+                continue
+            c, e = records[client], records[server]
+            cb, eb = c["hostbased"], e["hostbased"]
+            missing = ["%s: %s" % (client, why) for why in cb.get("client") or ()]
+            if not _names(e) & set(cb.get("to") or ()):
+                missing.append("%s's ssh does not try host-based logins to %s (its drop-in)" % (client, server))
+            if server not in (cb.get("known") or ()):
+                missing.append("%s does not know %s's host keys" % (client, server))
+            missing += ["%s: %s" % (server, why) for why in eb.get("server") or ()]
+            if not _names(c) & set(eb.get("from") or ()):
+                missing.append("%s's shosts.equiv block does not admit %s" % (server, client))
+            if client not in (eb.get("known") or ()):
+                missing.append("%s does not know %s's host keys (it checks the client's signature with them)"
+                               % (server, client))
+            if missing:
+                found.append(("error", server, "host-based %s -> %s is refused: %s" % (
+                    client, server, "; ".join(missing))))
+    return found
+
+
 def cluster_hosts():
     """The cluster's submit and execution hosts (qconf -ss, -sel)."""
     from .common import UNREADABLE, run
@@ -271,11 +348,9 @@ def cluster_hosts():
     return hosts
 
 
-def refresh_trust():
+def refresh_trust(records):
     """After this host recorded anew (sgewrap facts --record): the blocks already here, from every record
-    (a host that recorded after this one's --apply becomes known)."""
-    from . import hostfacts
-    records = hostfacts.load()
+    (``records``: a host that recorded after this one's --apply becomes known)."""
     if has_block(KNOWN_HOSTS, KNOWN_HOSTS_WHAT) and write_known_hosts(records):
         print("refreshed the cluster's host keys in %s (%s)" % (KNOWN_HOSTS, ", ".join(sorted(records))))
     if has_block(SHOSTS_EQUIV, SHOSTS_WHAT) and write_hostbased(
