@@ -259,6 +259,100 @@ def test_sftp_batch_copies_both_ways_whatever_the_bashrc_prints(method, cluster,
     remote_sides_in_tasks_of_node3(remote_log(scratch), out, "sftp-server")
 
 
+#: a job of mixed.pe with its master on node4 (Debian 13) and slots on vm: qrsh_ssh there is node4's own
+#: install (the node4 fixture: make install with trixie's Python), the tools node4's OpenSSH 10
+QUEUES4 = ("-q", "%s,%s" % (sge.QUEUE, sge.DEB13_QUEUE), "-masterq", "%s@%s" % (sge.DEB13_QUEUE, sge.NODE4))
+
+
+@pytest.fixture
+def scratch4():
+    """The same new path D on node4 and on vm, whose /tmp they do not share: on node4 src/big (6 MiB),
+    src/tree and down-MODE/ for what comes back; on vm up-MODE/ for what arrives, src/ with other random
+    bytes (what comes back must be vm's, not node4's own) and the reporting SFTP server."""
+    path = tempfile.mkdtemp(prefix="sgewrap-ossh10.")
+    pw = pwd.getpwnam(sge.TEST_USER)
+    sides = {sge.NODE4: sge.NODE4_ROOT + path, sge.HOST: path}
+    try:
+        for host, top in sides.items():
+            os.makedirs(top, exist_ok=True)
+            os.chmod(top, 0o755)
+            for d in ["src/tree/sub"] + ["%s-%s" % ("down" if host == sge.NODE4 else "up", mode)
+                                         for mode in OPENSSH_10_MODES]:
+                os.makedirs(os.path.join(top, d))
+            files = {"src/big": os.urandom(6 * 1024 * 1024), "src/tree/a": os.urandom(1024 * 1024 + 7),
+                     "src/tree/empty": b"", "src/tree/sub/text": (host + "\n").encode() * 1000}
+            if host == sge.HOST:
+                files["report-sftp-server"] = REPORT_SFTP.format(S=path).encode()
+            for name, data in files.items():
+                with open(os.path.join(top, name), "wb") as f:
+                    f.write(data)
+            for d, subdirs, names in os.walk(top):
+                for name in [d] + [os.path.join(d, n) for n in subdirs + names]:
+                    os.chown(name, pw.pw_uid, pw.pw_gid)
+        os.chmod(os.path.join(path, "report-sftp-server"), 0o755)
+        yield path, sides
+    finally:
+        for top in sides.values():
+            shutil.rmtree(top, ignore_errors=True)
+
+
+#: how node4's OpenSSH 10 clients copy in test_openssh_10_clients_*: mode -> the lines of one direction pair
+#: ({tool}: the setting; {S}: the scratch path, the same on both hosts); the file and (-r) the directory to
+#: vm into up-MODE, then vm's back from its src/ into down-MODE
+OPENSSH_10_MODES = {
+    "scp": ["{tool} -q $S/src/big {host}:$S/up-scp/big", "{tool} -q -r $S/src/tree {host}:$S/up-scp",
+            "{tool} -q {host}:$S/src/big $S/down-scp/big", "{tool} -q -r {host}:$S/src/tree $S/down-scp"],
+    "scp-O": ["{tool} -O -q $S/src/big {host}:$S/up-scp-O/big", "{tool} -O -q -r $S/src/tree {host}:$S/up-scp-O",
+              "{tool} -O -q {host}:$S/src/big $S/down-scp-O/big", "{tool} -O -q -r {host}:$S/src/tree $S/down-scp-O"],
+    "sftp": ["{tool} -b $S/batch {host}"],
+}
+SFTP_BATCH = ("put {S}/src/big {S}/up-sftp/big\nput -r {S}/src/tree {S}/up-sftp\nget {S}/src/big {S}/down-sftp/big\n"
+              "get -r {S}/src/tree {S}/down-sftp\n")
+
+
+def test_openssh_10_clients_on_debian_13_copy_to_the_other_host_and_back(method, cluster, node4, scratch4):
+    """Debian 13's own scp (its SFTP mode and -O) and sftp -b (OpenSSH 10: -oControlMaster=no, sftp's
+    "-oForwardX11 no" as one word) with TOOLS' settings, in a job whose master is node4 (mixed.pe):
+    a 6 MiB file and a directory to vm and back, byte for byte, across two hosts that share no /tmp;
+    the SFTP servers each in a task of vm, not the master's."""
+    path, sides = scratch4
+    with open(os.path.join(sides[sge.NODE4], "batch"), "w") as f:
+        f.write(SFTP_BATCH.format(S=path))
+    lines = ["export SGEWRAP_SFTP_SERVER=$S/report-sftp-server", "ssh -V 2>&1 | sed 's/^/CLIENT /'"]
+    count = 0
+    for mode, commands in OPENSSH_10_MODES.items():
+        setting = tool(mode.split("-")[0], cluster)
+        lines += [c.format(tool=setting, host=sge.HOST) for c in commands]
+        count += len(commands)
+    text = JOB.format(S=path, steps=lines[0] + "\n" + lines[1] + "\n" + steps(*lines[2:]))
+    job_script = os.path.join(sides[sge.NODE4], "job.sh")
+    with open(job_script, "w") as f:
+        f.write(text)
+    os.chmod(job_script, 0o755)
+    sge.wait_no_user_jobs()
+    proc = sge.qrsh("-pe", sge.MIXED_PE, "4", *QUEUES4[2:], os.path.join(path, "job.sh"), queue=QUEUES4[1],
+                    stdin=subprocess.DEVNULL, text=True, timeout=300)
+    out = proc.stdout
+    assert proc.returncode == 0 and "JOB " in out, out + proc.stderr
+    assert re.search(r"^MASTER %s \d+$" % sge.NODE4, out, re.M), out
+    assert re.search(r"^CLIENT OpenSSH_10\.", out, re.M), out
+    all_steps_passed(out, count)
+    node4, vm = sides[sge.NODE4], sides[sge.HOST]
+    assert sha256(os.path.join(vm, "src", "big")) != sha256(os.path.join(node4, "src", "big"))
+    for mode in OPENSSH_10_MODES:
+        assert sha256(os.path.join(vm, "up-" + mode, "big")) == sha256(os.path.join(node4, "src", "big")), mode
+        same_tree(os.path.join(node4, "src", "tree"), os.path.join(vm, "up-" + mode, "tree"))
+        assert sha256(os.path.join(node4, "down-" + mode, "big")) == sha256(os.path.join(vm, "src", "big")), mode
+        same_tree(os.path.join(vm, "src", "tree"), os.path.join(node4, "down-" + mode, "tree"))
+    # the SFTP servers: one per SFTP session (scp: 4, sftp: 1), each in a task's group of vm
+    found = [r for r in re.findall(REPORTS, remote_log(vm), re.M) if r[0] == "sftp-server"]
+    assert len(found) == 5, remote_log(vm)
+    master = re.search(r"^MASTER \S+ (\d+)$", out, re.M).group(1)
+    vm_range = gid_range((), everywhere=True) - gid_range((sge.NODE4,), everywhere=False)
+    for _, host, gid, groups in found:
+        assert host == sge.HOST and gid in groups.split(",") and gid != master and int(gid) in vm_range, found
+
+
 def test_rsync_copies_both_ways_as_tasks_of_the_job(method, cluster, scratch):
     rsync = "%s --rsync-path=$S/report-rsync" % tool("rsync", cluster)
     text = JOB.format(S=scratch, steps=steps(

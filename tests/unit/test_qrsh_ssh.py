@@ -197,7 +197,8 @@ RECORDED = {
 }
 
 
-#: The SFTP subsystem as each OpenSSH client asks for it (recorded on Debian 12; 10.0 from its source)
+#: The SFTP subsystem as each OpenSSH client asks for it (recorded on Debian 12; 10.0 from its source, and
+#: sftp -b of 10.0p2 recorded on node4; its scp sends "scp, OpenSSH 10.0" exactly)
 SUBSYSTEM_ARGV = {
     "scp": ["-x", "-oPermitLocalCommand=no", "-oClearAllForwardings=yes", "-oRemoteCommand=none", "-oRequestTTY=no",
             "-oForwardAgent=no", "-s", "--", "node02", "sftp"],
@@ -212,6 +213,9 @@ SUBSYSTEM_ARGV = {
                               "-oControlMaster no", "-oForwardAgent no", "-oPort 2222", "-l", "alice", "-s", "--",
                               "node02", "sftp"],
     "-o SessionType=subsystem": ["-o", "SessionType=subsystem", "node02", "sftp"],
+    "sftp -b, OpenSSH 10.0p2 (recorded on node4, Debian 13)": [
+        "-oForwardX11 no", "-oPermitLocalCommand no", "-oClearAllForwardings yes", "-oControlMaster no",
+        "-obatchmode yes", "-oForwardAgent no", "-s", "--", "node02", "sftp"],
 }
 
 
