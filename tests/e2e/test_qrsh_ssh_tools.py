@@ -259,6 +259,67 @@ def test_sftp_batch_copies_both_ways_whatever_the_bashrc_prints(method, cluster,
     remote_sides_in_tasks_of_node3(remote_log(scratch), out, "sftp-server")
 
 
+#: sftp interactive, as a user types at it: in a pseudo-terminal of its own in the job (TERM=dumb, no
+#: batch file), each command typed after the "sftp> " prompt, what each answered printed after SAID N
+INTERACTIVE_SFTP = """import os, pty, select, sys, time
+S, sftp = sys.argv[1], sys.argv[2:]
+typed = ["put %s/src/big %s/up/big" % (S, S), "put -r %s/src/tree %s/up" % (S, S),
+         "get %s/src/big %s/down/big" % (S, S), "get -r %s/src/tree %s/down" % (S, S), "ls -l %s/up" % S, "bye"]
+pid, fd = pty.fork()
+if pid == 0:
+    os.environ["TERM"] = "dumb"
+    os.execvp(sftp[0], sftp)
+seen = b""
+
+
+def upto(needle, timeout=120):
+    # what sftp printed up to needle (None: up to its end); None if neither came
+    global seen
+    deadline = time.monotonic() + timeout
+    while needle is None or needle not in seen:
+        left = deadline - time.monotonic()
+        chunk = b""
+        if left > 0 and select.select([fd], [], [], left)[0]:
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:         # EIO: sftp has closed its terminal
+                pass
+        if not chunk:
+            return seen.decode(errors="replace") if needle is None and left > 0 else None
+        seen += chunk
+    text, seen = seen.split(needle, 1)
+    return text.decode(errors="replace")
+
+
+print("SAID prompt %r" % upto(b"sftp> "), flush=True)
+for n, line in enumerate(typed):
+    os.write(fd, line.encode() + b"\\r")
+    said = upto(b"sftp> " if line != "bye" else None)
+    print("SAID %d %r" % (n, said), flush=True)
+_, status = os.waitpid(pid, 0)
+print("SFTP EXIT %d" % os.waitstatus_to_exitcode(status), flush=True)
+"""
+
+
+def test_sftp_interactive_in_a_terminal_puts_gets_and_lists(method, cluster, scratch):
+    """``sftp -S qrsh_ssh node3`` as typed at a terminal (a pty of its own in the job, no -b): put and
+    get of the file and (-r) the directory, ls -l, bye; byte for byte, the SFTP server a task of node3."""
+    with open(os.path.join(scratch, "sftp-pty.py"), "w") as f:
+        f.write(INTERACTIVE_SFTP)
+    sftp = shlex.split(tool("sftp", cluster))
+    out = run_job(JOB.format(S=scratch, steps=steps("SGEWRAP_SFTP_SERVER=$S/report-sftp-server /usr/bin/python3 "
+                                                    "$S/sftp-pty.py $S %s node3" % " ".join(sftp))))
+    all_steps_passed(out, 1)
+    assert "SFTP EXIT 0" in out, out
+    said = dict(re.findall(r"^SAID (\S+) (.*)$", out, re.M))
+    assert "Connected to node3" in said["prompt"], out
+    assert len(said) == 7 and said["5"] != "None", out
+    listing = eval(said["4"])       # repr of what ls -l printed
+    assert re.search(r" 6291456 .* %s/up/big\r?$" % re.escape(scratch), listing, re.M), listing
+    copied_both_ways(scratch)
+    remote_sides_in_tasks_of_node3(remote_log(scratch), out, "sftp-server")
+
+
 #: a job of mixed.pe with its master on node4 (Debian 13) and slots on vm: qrsh_ssh there is node4's own
 #: install (the node4 fixture: make install with trixie's Python), the tools node4's OpenSSH 10
 QUEUES4 = ("-q", "%s,%s" % (sge.QUEUE, sge.DEB13_QUEUE), "-masterq", "%s@%s" % (sge.DEB13_QUEUE, sge.NODE4))

@@ -202,9 +202,11 @@ TOOLS = {
                  "works: one task per host (CI); -j64 to a host of 2 slots: all 64 run, queued for its slots "
                  "(CI)"),
     "scp": ("scp", "openssh-client", "scp -S {qrsh_ssh} [-O] [-r] SOURCE HOST:TARGET",
-            "works: SFTP (OpenSSH 9's default) and -O, files and directories, both ways, byte for byte (CI)"),
+            "works: SFTP (OpenSSH 9's default) and -O, files and directories, both ways, byte for byte (CI); "
+            "OpenSSH 10's from a Debian 13 host too (CI)"),
     "sftp": ("sftp", "openssh-client", "sftp -S {qrsh_ssh} [-b BATCHFILE] HOST",
-             "works: the SFTP subsystem, whatever ~/.bashrc prints (CI: batch mode; interactive: not run in CI)"),
+             "works: the SFTP subsystem, whatever ~/.bashrc prints, batch (-b) and typed at a terminal (CI); "
+             "OpenSSH 10's from a Debian 13 host too (CI: batch)"),
     "rsync": ("rsync", "rsync", "rsync -e {qrsh_ssh} -a SOURCE HOST:TARGET",
               "works: both ways, byte for byte (CI); its remote side runs through the login shell, which must "
               "print nothing on standard output, as over ssh"),
