@@ -21,7 +21,7 @@ import tempfile
 
 import pytest
 
-from lib import mpijobs, sge, wait_until
+from lib import mpijobs, need, sge, wait_until
 from lib.mpijobs import JOB_PROCESSES, QUEUES, gid_range, qdel_leaves_nothing
 from sgewrap import qrshssh
 
@@ -318,6 +318,103 @@ def test_sftp_interactive_in_a_terminal_puts_gets_and_lists(method, cluster, scr
     assert re.search(r" 6291456 .* %s/up/big\r?$" % re.escape(scratch), listing, re.M), listing
     copied_both_ways(scratch)
     remote_sides_in_tasks_of_node3(remote_log(scratch), out, "sftp-server")
+
+
+#: Ray's own SSHCommandRunner (ray.autoscaler._private.command_runner, as ``ray up`` drives it for each node)
+#: with TOOLS["ray"]'s setting (``ssh`` from PATH is qrsh_ssh): node3 by its IP address (user@IP), a stand-in
+#: node provider that only knows that address, Ray's options as they are (-i KEY, ControlMaster=auto,
+#: ControlPath, ControlPersist, ConnectTimeout...).  With login shells (ray up's default: -tt and ``bash
+#: --login -c -i``) the command with and without captured output and with Ray's environment variables;
+#: without them the exit status (ProcessRunnerError's code) and port forwarding refused; rsync up and down.
+RAY = """import subprocess, sys
+from ray.autoscaler._private import command_runner, subprocess_output_util
+from ray.autoscaler._private.cli_logger import cli_logger
+S, ip, user, report = sys.argv[1:5]
+
+
+class Provider:                 # what SSHCommandRunner asks a NodeProvider
+    def internal_ip(self, node_id):
+        return ip
+
+    def external_ip(self, node_id):
+        return ip
+
+    def is_terminated(self, node_id):
+        return False
+
+
+runner = command_runner.SSHCommandRunner(
+    log_prefix="", node_id="worker-1", provider=Provider(), cluster_name="sgewrap", process_runner=subprocess,
+    use_internal_ip=True, auth_config={"ssh_user": user, "ssh_private_key": "~/.ssh/ray-sgewrap.pem"})
+print(runner.run(report.replace("WHAT", "ray-captured"), with_output=True).decode().strip(), flush=True)
+cli_logger.configure(verbosity=0)
+code = runner.run(report.replace("WHAT", "ray-plain") + " $SGEWRAP_RAY",
+                  environment_variables={"SGEWRAP_RAY": "a b"})
+print("RAY redirected", code, flush=True)
+command_runner.set_using_login_shells(False)          # as ray up --no-use-login-shells sets it
+subprocess_output_util.set_allow_interactive(False)
+# with_output: Ray's other path (stdout and stderr read by threads, then poll()) races with the end of
+# the process whatever ssh it runs: poll() may still say None after both reached EOF (measured: 189 of
+# 200 with /bin/sh -c 'exit 3' in that place), and it fails on None > 0 instead of reporting the status
+for cmd, kwargs in (("exit 3", {}), ("true", {"port_forward": [(18265, 8265)]})):
+    try:
+        runner.run(cmd, with_output=True, **kwargs)
+        print("RAY exit 0", flush=True)
+    except Exception as e:
+        print("RAY exit", getattr(e, "code", repr(e)), flush=True)
+runner.run_rsync_up(S + "/src/big", S + "/up/big")
+runner.run_rsync_down(S + "/src/big", S + "/down/big")
+print("RAY done", flush=True)
+"""
+
+
+@pytest.fixture(scope="module")
+def ray_path():
+    """Ray (pip: ray, setup.cfg's test extra) where the job's user reads it: the site directory holding it,
+    hard-linked (else copied) into a new directory of /opt (the tree under test may sit where another user
+    cannot reach it), for the job's /usr/bin/python3 of the same version."""
+    import importlib.util
+    import sys
+    spec = importlib.util.find_spec("ray")
+    need(spec is not None, "ray is not installed", "make venv: setup.cfg's test extra installs it")
+    version = subprocess.run(["/usr/bin/python3", "-c", "import sys; print(sys.version_info[:2])"],
+                             capture_output=True, text=True).stdout.strip()
+    need(version == str(sys.version_info[:2]), "the venv's Python is not /usr/bin/python3's version")
+    site = os.path.dirname(os.path.dirname(spec.origin))
+    top = tempfile.mkdtemp(prefix="sgewrap-ray.", dir="/opt")
+    try:
+        os.chmod(top, 0o755)
+        copy = os.path.join(top, "site")
+        if subprocess.run(["cp", "-al", site, copy], capture_output=True).returncode != 0:
+            shutil.rmtree(copy, ignore_errors=True)
+            subprocess.run(["cp", "-a", site, copy], check=True)
+        yield copy
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
+
+
+def test_ray_ssh_command_runner_runs_each_command_as_a_task(method, cluster, scratch, ray_path):
+    """TOOLS["ray"]: Ray's SSHCommandRunner itself, ``ssh`` from PATH being qrsh_ssh, node3 named by its
+    address: every command a task of node3 (-tt and ControlMaster/ControlPath/ControlPersist accepted;
+    bash -i without a pty only warns), Ray's environment variables arrive, the exit status comes back
+    (3 is 3), port forwarding is refused (64), rsync up and down byte for byte."""
+    import socket
+    with open(os.path.join(scratch, "ray-runner.py"), "w") as f:
+        f.write(RAY)
+    path = qrshssh.setting(qrshssh.TOOLS["ray"][2], os.path.join(cluster, "qrsh_ssh")).split(" ray ")[0]
+    report = "echo REMOTE WHAT $(hostname) $(cat $SGE_JOB_SPOOL_DIR/addgrpid) $(id -G | tr \\  ,)"
+    line = "%s PYTHONPATH=%s /usr/bin/python3 $S/ray-runner.py $S %s %s %s" % (
+        path, ray_path, socket.gethostbyname(sge.NODE3), sge.TEST_USER, shlex.quote(report))
+    out = run_job(JOB.format(S=scratch, steps=steps(line)))
+    all_steps_passed(out, 1)
+    for what in ("ray-captured", "ray-plain"):
+        remote_sides_in_tasks_of_node3(out, out, what)
+    assert re.search(r'^REMOTE ray-plain .* "a b"$', out, re.M), out       # Ray sends the value as JSON
+    assert re.findall(r"^RAY (redirected|exit) (\S+)$", out, re.M) == [
+        ("redirected", "0"), ("exit", "3"), ("exit", "64")], out
+    assert "RAY done" in out, out
+    for side in ("up", "down"):
+        assert sha256(os.path.join(scratch, side, "big")) == sha256(os.path.join(scratch, "src", "big")), side
 
 
 #: a job of mixed.pe with its master on node4 (Debian 13) and slots on vm: qrsh_ssh there is node4's own

@@ -192,6 +192,14 @@ RECORDED = {
                               "PYTHONWARNINGS=ignore && (uptime)'"],
                              ["node02", "bash --login -c -i 'true && source ~/.bashrc && export OMP_NUM_THREADS=1 "
                               "PYTHONWARNINGS=ignore && (uptime)'"]),
+    "Ray 2.60 SSHCommandRunner (recorded in tests/e2e)": (
+        ["-tt", "-i", "~/.ssh/ray-sgewrap.pem", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+         "-o", "IdentitiesOnly=yes", "-o", "ExitOnForwardFailure=yes", "-o", "ServerAliveInterval=5", "-o",
+         "ServerAliveCountMax=3", "-o", "ControlMaster=auto", "-o", "ControlPath=/tmp/ray_ssh_3668fbd70e/d66c4faaa9/%C",
+         "-o", "ControlPersist=10s", "-o", "ConnectTimeout=120s", "alice@node02", "bash", "--login", "-c", "-i",
+         "'source ~/.bashrc; export OMP_NUM_THREADS=1 PYTHONWARNINGS=ignore && (uptime)'"],
+        ["node02", "bash --login -c -i 'source ~/.bashrc; export OMP_NUM_THREADS=1 PYTHONWARNINGS=ignore && "
+         "(uptime)'"]),
     "ipyparallel": (["alice@node02", "python3"], ["node02", "python3"]),
     "reframe (-o and its value in one word)": (["-o BatchMode=yes", "node02", "true"], ["node02", "true"]),
 }
