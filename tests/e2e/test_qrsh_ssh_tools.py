@@ -405,8 +405,13 @@ def test_ray_ssh_command_runner_runs_each_command_as_a_task(method, cluster, scr
     report = "echo REMOTE WHAT $(hostname) $(cat $SGE_JOB_SPOOL_DIR/addgrpid) $(id -G | tr \\  ,)"
     line = "%s PYTHONPATH=%s /usr/bin/python3 $S/ray-runner.py $S %s %s %s" % (
         path, ray_path, socket.gethostbyname(sge.NODE3), sge.TEST_USER, shlex.quote(report))
-    out = run_job(JOB.format(S=scratch, steps=steps(line)))
+    with sge.user_script(JOB.format(S=scratch, steps=steps(line))) as job:
+        proc = sge.qrsh("-pe", sge.OPEN_PE, SLOTS, *QUEUES[2:], job, queue=QUEUES[1], stdin=subprocess.DEVNULL,
+                        text=True, timeout=300)
+    out = proc.stdout
     all_steps_passed(out, 1)
+    # -tt: bash -i without a terminal says so, on standard error, and runs the command all the same
+    assert "no job control in this shell" in proc.stderr, proc.stderr
     for what in ("ray-captured", "ray-plain"):
         remote_sides_in_tasks_of_node3(out, out, what)
     assert re.search(r'^REMOTE ray-plain .* "a b"$', out, re.M), out       # Ray sends the value as JSON
