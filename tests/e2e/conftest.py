@@ -142,6 +142,7 @@ def node4(method, cluster):
     the global configuration names it), then --apply there.  What both printed."""
     wrappers = cluster
     install_root = os.path.dirname(os.path.dirname(os.path.dirname(wrappers)))
+    sge.repo_on_node4()
     install = sge.on_node4(["make", "-s", "-C", REPO, "install", "SGE_ROOT=" + install_root,
                             "PYTHON=/usr/bin/python3"], capture_output=True, text=True, timeout=900)
     assert install.returncode == 0, install.stdout[-3000:] + install.stderr[-3000:]

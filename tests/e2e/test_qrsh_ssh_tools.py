@@ -21,7 +21,7 @@ import tempfile
 
 import pytest
 
-from lib import mpijobs, sge, wait_until
+from lib import mpijobs, need, sge, wait_until
 from lib.mpijobs import JOB_PROCESSES, QUEUES, gid_range, qdel_leaves_nothing
 from sgewrap import qrshssh
 
@@ -257,6 +257,263 @@ def test_sftp_batch_copies_both_ways_whatever_the_bashrc_prints(method, cluster,
     assert ("hello from ~/.bashrc" in re.search(r"^PLAIN (.*)$", out, re.M).group(1)) == (bashrc == "noisy"), out
     copied_both_ways(scratch)
     remote_sides_in_tasks_of_node3(remote_log(scratch), out, "sftp-server")
+
+
+#: sftp interactive, as a user types at it: in a pseudo-terminal of its own in the job (TERM=dumb, no
+#: batch file), each command typed after the "sftp> " prompt, what each answered printed after SAID N
+INTERACTIVE_SFTP = """import os, pty, select, sys, time
+S, sftp = sys.argv[1], sys.argv[2:]
+typed = ["put %s/src/big %s/up/big" % (S, S), "put -r %s/src/tree %s/up" % (S, S),
+         "get %s/src/big %s/down/big" % (S, S), "get -r %s/src/tree %s/down" % (S, S), "ls -l %s/up" % S, "bye"]
+pid, fd = pty.fork()
+if pid == 0:
+    os.environ["TERM"] = "dumb"
+    os.execvp(sftp[0], sftp)
+seen = b""
+
+
+def upto(needle, timeout=120):
+    # what sftp printed up to needle (None: up to its end); None if neither came
+    global seen
+    deadline = time.monotonic() + timeout
+    while needle is None or needle not in seen:
+        left = deadline - time.monotonic()
+        chunk = b""
+        if left > 0 and select.select([fd], [], [], left)[0]:
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:         # EIO: sftp has closed its terminal
+                pass
+        if not chunk:
+            return seen.decode(errors="replace") if needle is None and left > 0 else None
+        seen += chunk
+    text, seen = seen.split(needle, 1)
+    return text.decode(errors="replace")
+
+
+print("SAID prompt %r" % upto(b"sftp> "), flush=True)
+for n, line in enumerate(typed):
+    os.write(fd, line.encode() + b"\\r")
+    said = upto(b"sftp> " if line != "bye" else None)
+    print("SAID %d %r" % (n, said), flush=True)
+_, status = os.waitpid(pid, 0)
+print("SFTP EXIT %d" % os.waitstatus_to_exitcode(status), flush=True)
+"""
+
+
+def test_sftp_interactive_in_a_terminal_puts_gets_and_lists(method, cluster, scratch):
+    """``sftp -S qrsh_ssh node3`` as typed at a terminal (a pty of its own in the job, no -b): put and
+    get of the file and (-r) the directory, ls -l, bye; byte for byte, the SFTP server a task of node3."""
+    with open(os.path.join(scratch, "sftp-pty.py"), "w") as f:
+        f.write(INTERACTIVE_SFTP)
+    sftp = shlex.split(tool("sftp", cluster))
+    out = run_job(JOB.format(S=scratch, steps=steps("SGEWRAP_SFTP_SERVER=$S/report-sftp-server /usr/bin/python3 "
+                                                    "$S/sftp-pty.py $S %s node3" % " ".join(sftp))))
+    all_steps_passed(out, 1)
+    assert "SFTP EXIT 0" in out, out
+    said = dict(re.findall(r"^SAID (\S+) (.*)$", out, re.M))
+    assert "Connected to node3" in said["prompt"], out
+    assert len(said) == 7 and said["5"] != "None", out
+    listing = eval(said["4"])       # repr of what ls -l printed
+    assert re.search(r" 6291456 .* %s/up/big\r?$" % re.escape(scratch), listing, re.M), listing
+    copied_both_ways(scratch)
+    remote_sides_in_tasks_of_node3(remote_log(scratch), out, "sftp-server")
+
+
+#: Ray's own SSHCommandRunner (ray.autoscaler._private.command_runner, as ``ray up`` drives it for each node)
+#: with TOOLS["ray"]'s setting (``ssh`` from PATH is qrsh_ssh): node3 by its IP address (user@IP), a stand-in
+#: node provider that only knows that address, Ray's options as they are (-i KEY, ControlMaster=auto,
+#: ControlPath, ControlPersist, ConnectTimeout...).  With login shells (ray up's default: -tt and ``bash
+#: --login -c -i``) the command with and without captured output and with Ray's environment variables;
+#: without them the exit status (ProcessRunnerError's code) and port forwarding refused; rsync up and down.
+RAY = """import subprocess, sys
+from ray.autoscaler._private import command_runner, subprocess_output_util
+from ray.autoscaler._private.cli_logger import cli_logger
+S, ip, user, report = sys.argv[1:5]
+
+
+class Provider:                 # what SSHCommandRunner asks a NodeProvider
+    def internal_ip(self, node_id):
+        return ip
+
+    def external_ip(self, node_id):
+        return ip
+
+    def is_terminated(self, node_id):
+        return False
+
+
+runner = command_runner.SSHCommandRunner(
+    log_prefix="", node_id="worker-1", provider=Provider(), cluster_name="sgewrap", process_runner=subprocess,
+    use_internal_ip=True, auth_config={"ssh_user": user, "ssh_private_key": "~/.ssh/ray-sgewrap.pem"})
+print(runner.run(report.replace("WHAT", "ray-captured"), with_output=True).decode().strip(), flush=True)
+cli_logger.configure(verbosity=0)
+code = runner.run(report.replace("WHAT", "ray-plain") + " $SGEWRAP_RAY",
+                  environment_variables={"SGEWRAP_RAY": "a b"})
+print("RAY redirected", code, flush=True)
+command_runner.set_using_login_shells(False)          # as ray up --no-use-login-shells sets it
+subprocess_output_util.set_allow_interactive(False)
+# with_output: Ray's other path (stdout and stderr read by threads, then poll()) races with the end of
+# the process whatever ssh it runs: poll() may still say None after both reached EOF (measured: 189 of
+# 200 with /bin/sh -c 'exit 3' in that place), and it fails on None > 0 instead of reporting the status
+for cmd, kwargs in (("exit 3", {}), ("true", {"port_forward": [(18265, 8265)]})):
+    try:
+        runner.run(cmd, with_output=True, **kwargs)
+        print("RAY exit 0", flush=True)
+    except Exception as e:
+        print("RAY exit", getattr(e, "code", repr(e)), flush=True)
+runner.run_rsync_up(S + "/src/big", S + "/up/big")
+runner.run_rsync_down(S + "/src/big", S + "/down/big")
+print("RAY done", flush=True)
+"""
+
+
+@pytest.fixture(scope="module")
+def ray_path():
+    """Ray (pip: ray, setup.cfg's test extra) where the job's user reads it: the site directory holding it,
+    hard-linked (else copied) into a new directory of /opt (the tree under test may sit where another user
+    cannot reach it), for the job's /usr/bin/python3 of the same version."""
+    import importlib.util
+    import sys
+    spec = importlib.util.find_spec("ray")
+    need(spec is not None, "ray is not installed", "make venv: setup.cfg's test extra installs it")
+    version = subprocess.run(["/usr/bin/python3", "-c", "import sys; print(sys.version_info[:2])"],
+                             capture_output=True, text=True).stdout.strip()
+    need(version == str(sys.version_info[:2]), "the venv's Python is not /usr/bin/python3's version")
+    site = os.path.dirname(os.path.dirname(spec.origin))
+    top = tempfile.mkdtemp(prefix="sgewrap-ray.", dir="/opt")
+    try:
+        os.chmod(top, 0o755)
+        copy = os.path.join(top, "site")
+        if subprocess.run(["cp", "-al", site, copy], capture_output=True).returncode != 0:
+            shutil.rmtree(copy, ignore_errors=True)
+            subprocess.run(["cp", "-a", site, copy], check=True)
+        yield copy
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
+
+
+def test_ray_ssh_command_runner_runs_each_command_as_a_task(method, cluster, scratch, ray_path):
+    """TOOLS["ray"]: Ray's SSHCommandRunner itself, ``ssh`` from PATH being qrsh_ssh, node3 named by its
+    address: every command a task of node3 (-tt and ControlMaster/ControlPath/ControlPersist accepted;
+    bash -i without a pty only warns), Ray's environment variables arrive, the exit status comes back
+    (3 is 3), port forwarding is refused (64), rsync up and down byte for byte."""
+    import socket
+    with open(os.path.join(scratch, "ray-runner.py"), "w") as f:
+        f.write(RAY)
+    path = qrshssh.setting(qrshssh.TOOLS["ray"][2], os.path.join(cluster, "qrsh_ssh")).split(" ray ")[0]
+    report = "echo REMOTE WHAT $(hostname) $(cat $SGE_JOB_SPOOL_DIR/addgrpid) $(id -G | tr \\  ,)"
+    line = "%s PYTHONPATH=%s /usr/bin/python3 $S/ray-runner.py $S %s %s %s" % (
+        path, ray_path, socket.gethostbyname(sge.NODE3), sge.TEST_USER, shlex.quote(report))
+    with sge.user_script(JOB.format(S=scratch, steps=steps(line))) as job:
+        proc = sge.qrsh("-pe", sge.OPEN_PE, SLOTS, *QUEUES[2:], job, queue=QUEUES[1], stdin=subprocess.DEVNULL,
+                        text=True, timeout=300)
+    out = proc.stdout
+    all_steps_passed(out, 1)
+    # -tt: bash -i without a terminal says so, on standard error, and runs the command all the same
+    assert "no job control in this shell" in proc.stderr, proc.stderr
+    for what in ("ray-captured", "ray-plain"):
+        remote_sides_in_tasks_of_node3(out, out, what)
+    assert re.search(r'^REMOTE ray-plain .* "a b"$', out, re.M), out       # Ray sends the value as JSON
+    assert re.findall(r"^RAY (redirected|exit) (\S+)$", out, re.M) == [
+        ("redirected", "0"), ("exit", "3"), ("exit", "64")], out
+    assert "RAY done" in out, out
+    for side in ("up", "down"):
+        assert sha256(os.path.join(scratch, side, "big")) == sha256(os.path.join(scratch, "src", "big")), side
+
+
+#: a job of mixed.pe with its master on node4 (Debian 13) and slots on vm: qrsh_ssh there is node4's own
+#: install (the node4 fixture: make install with trixie's Python), the tools node4's OpenSSH 10
+QUEUES4 = ("-q", "%s,%s" % (sge.QUEUE, sge.DEB13_QUEUE), "-masterq", "%s@%s" % (sge.DEB13_QUEUE, sge.NODE4))
+
+
+@pytest.fixture
+def scratch4():
+    """The same new path D on node4 and on vm, whose /tmp they do not share: on node4 src/big (6 MiB),
+    src/tree and down-MODE/ for what comes back; on vm up-MODE/ for what arrives, src/ with other random
+    bytes (what comes back must be vm's, not node4's own) and the reporting SFTP server."""
+    path = tempfile.mkdtemp(prefix="sgewrap-ossh10.")
+    pw = pwd.getpwnam(sge.TEST_USER)
+    sides = {sge.NODE4: sge.NODE4_ROOT + path, sge.HOST: path}
+    try:
+        for host, top in sides.items():
+            os.makedirs(top, exist_ok=True)
+            os.chmod(top, 0o755)
+            for d in ["src/tree/sub"] + ["%s-%s" % ("down" if host == sge.NODE4 else "up", mode)
+                                         for mode in OPENSSH_10_MODES]:
+                os.makedirs(os.path.join(top, d))
+            files = {"src/big": os.urandom(6 * 1024 * 1024), "src/tree/a": os.urandom(1024 * 1024 + 7),
+                     "src/tree/empty": b"", "src/tree/sub/text": (host + "\n").encode() * 1000}
+            if host == sge.HOST:
+                files["report-sftp-server"] = REPORT_SFTP.format(S=path).encode()
+            for name, data in files.items():
+                with open(os.path.join(top, name), "wb") as f:
+                    f.write(data)
+            for d, subdirs, names in os.walk(top):
+                for name in [d] + [os.path.join(d, n) for n in subdirs + names]:
+                    os.chown(name, pw.pw_uid, pw.pw_gid)
+        os.chmod(os.path.join(path, "report-sftp-server"), 0o755)
+        yield path, sides
+    finally:
+        for top in sides.values():
+            shutil.rmtree(top, ignore_errors=True)
+
+
+#: how node4's OpenSSH 10 clients copy in test_openssh_10_clients_*: mode -> the lines of one direction pair
+#: ({tool}: the setting; {S}: the scratch path, the same on both hosts); the file and (-r) the directory to
+#: vm into up-MODE, then vm's back from its src/ into down-MODE
+OPENSSH_10_MODES = {
+    "scp": ["{tool} -q $S/src/big {host}:$S/up-scp/big", "{tool} -q -r $S/src/tree {host}:$S/up-scp",
+            "{tool} -q {host}:$S/src/big $S/down-scp/big", "{tool} -q -r {host}:$S/src/tree $S/down-scp"],
+    "scp-O": ["{tool} -O -q $S/src/big {host}:$S/up-scp-O/big", "{tool} -O -q -r $S/src/tree {host}:$S/up-scp-O",
+              "{tool} -O -q {host}:$S/src/big $S/down-scp-O/big", "{tool} -O -q -r {host}:$S/src/tree $S/down-scp-O"],
+    "sftp": ["{tool} -b $S/batch {host}"],
+}
+SFTP_BATCH = ("put {S}/src/big {S}/up-sftp/big\nput -r {S}/src/tree {S}/up-sftp\nget {S}/src/big {S}/down-sftp/big\n"
+              "get -r {S}/src/tree {S}/down-sftp\n")
+
+
+def test_openssh_10_clients_on_debian_13_copy_to_the_other_host_and_back(method, cluster, node4, scratch4):
+    """Debian 13's own scp (its SFTP mode and -O) and sftp -b (OpenSSH 10: -oControlMaster=no, sftp's
+    "-oForwardX11 no" as one word) with TOOLS' settings, in a job whose master is node4 (mixed.pe):
+    a 6 MiB file and a directory to vm and back, byte for byte, across two hosts that share no /tmp;
+    the SFTP servers each in a task of vm, not the master's."""
+    path, sides = scratch4
+    with open(os.path.join(sides[sge.NODE4], "batch"), "w") as f:
+        f.write(SFTP_BATCH.format(S=path))
+    lines = ["export SGEWRAP_SFTP_SERVER=$S/report-sftp-server", "ssh -V 2>&1 | sed 's/^/CLIENT /'"]
+    count = 0
+    for mode, commands in OPENSSH_10_MODES.items():
+        setting = tool(mode.split("-")[0], cluster)
+        lines += [c.format(tool=setting, host=sge.HOST) for c in commands]
+        count += len(commands)
+    text = JOB.format(S=path, steps=lines[0] + "\n" + lines[1] + "\n" + steps(*lines[2:]))
+    job_script = os.path.join(sides[sge.NODE4], "job.sh")
+    with open(job_script, "w") as f:
+        f.write(text)
+    os.chmod(job_script, 0o755)
+    sge.wait_no_user_jobs()
+    proc = sge.qrsh("-pe", sge.MIXED_PE, "4", *QUEUES4[2:], os.path.join(path, "job.sh"), queue=QUEUES4[1],
+                    stdin=subprocess.DEVNULL, text=True, timeout=300)
+    out = proc.stdout
+    assert proc.returncode == 0 and "JOB " in out, out + proc.stderr
+    assert re.search(r"^MASTER %s \d+$" % sge.NODE4, out, re.M), out
+    assert re.search(r"^CLIENT OpenSSH_10\.", out, re.M), out
+    all_steps_passed(out, count)
+    node4, vm = sides[sge.NODE4], sides[sge.HOST]
+    assert sha256(os.path.join(vm, "src", "big")) != sha256(os.path.join(node4, "src", "big"))
+    for mode in OPENSSH_10_MODES:
+        assert sha256(os.path.join(vm, "up-" + mode, "big")) == sha256(os.path.join(node4, "src", "big")), mode
+        same_tree(os.path.join(node4, "src", "tree"), os.path.join(vm, "up-" + mode, "tree"))
+        assert sha256(os.path.join(node4, "down-" + mode, "big")) == sha256(os.path.join(vm, "src", "big")), mode
+        same_tree(os.path.join(vm, "src", "tree"), os.path.join(node4, "down-" + mode, "tree"))
+    # the SFTP servers: one per SFTP session (scp: 4, sftp: 1), each in a task's group of vm
+    found = [r for r in re.findall(REPORTS, remote_log(vm), re.M) if r[0] == "sftp-server"]
+    assert len(found) == 5, remote_log(vm)
+    master = re.search(r"^MASTER \S+ (\d+)$", out, re.M).group(1)
+    vm_range = gid_range((), everywhere=True) - gid_range((sge.NODE4,), everywhere=False)
+    for _, host, gid, groups in found:
+        assert host == sge.HOST and gid in groups.split(",") and gid != master and int(gid) in vm_range, found
 
 
 def test_rsync_copies_both_ways_as_tasks_of_the_job(method, cluster, scratch):

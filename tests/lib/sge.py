@@ -26,7 +26,7 @@ from sgewrap.admin import sgeconf
 from sgewrap.admin.shepherd import as_user
 from sgewrap.rootside import procs
 
-from . import CLUSTER_STATE, CLUSTER_UP, PASSWORD_FILE, TEST_USER, wait_until
+from . import CLUSTER_STATE, CLUSTER_UP, PASSWORD_FILE, REPO, TEST_USER, wait_until
 
 SGE_ROOT = "/var/lib/gridengine"
 SGE_CELL = "default"
@@ -119,6 +119,18 @@ def on_node4(argv, user=None, env=None, **kwargs):
         inner = ["/usr/sbin/runuser", "-u", user, "--"] + inner
     return subprocess.run(["nsenter", "-t", str(node4_holder()), "-n", "-u", "-m", "chroot", NODE4_ROOT] + inner,
                           **kwargs)
+
+
+def repo_on_node4():
+    """This tree (REPO) visible on node4 at its own path, read-only, as tests/cluster/up binds the tree it
+    was run from: a test run from another checkout (a git worktree) binds its own beside it, in node4's
+    mount namespace, so that node4 builds and installs the code under test."""
+    inside = NODE4_ROOT + REPO
+    if os.path.exists(os.path.join("/proc", str(node4_holder()), "root" + inside, "setup.cfg")):
+        return
+    os.makedirs(inside, exist_ok=True)
+    subprocess.run(["nsenter", "-t", str(node4_holder()), "-m", "sh", "-c",
+                    'mount --bind "$1" "$2" && mount -o remount,bind,ro "$2"', "sh", REPO, inside], check=True)
 
 
 def _netns(pid):

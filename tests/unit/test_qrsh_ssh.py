@@ -192,12 +192,21 @@ RECORDED = {
                               "PYTHONWARNINGS=ignore && (uptime)'"],
                              ["node02", "bash --login -c -i 'true && source ~/.bashrc && export OMP_NUM_THREADS=1 "
                               "PYTHONWARNINGS=ignore && (uptime)'"]),
+    "Ray 2.60 SSHCommandRunner (recorded in tests/e2e)": (
+        ["-tt", "-i", "~/.ssh/ray-sgewrap.pem", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+         "-o", "IdentitiesOnly=yes", "-o", "ExitOnForwardFailure=yes", "-o", "ServerAliveInterval=5", "-o",
+         "ServerAliveCountMax=3", "-o", "ControlMaster=auto", "-o", "ControlPath=/tmp/ray_ssh_3668fbd70e/d66c4faaa9/%C",
+         "-o", "ControlPersist=10s", "-o", "ConnectTimeout=120s", "alice@node02", "bash", "--login", "-c", "-i",
+         "'source ~/.bashrc; export OMP_NUM_THREADS=1 PYTHONWARNINGS=ignore && (uptime)'"],
+        ["node02", "bash --login -c -i 'source ~/.bashrc; export OMP_NUM_THREADS=1 PYTHONWARNINGS=ignore && "
+         "(uptime)'"]),
     "ipyparallel": (["alice@node02", "python3"], ["node02", "python3"]),
     "reframe (-o and its value in one word)": (["-o BatchMode=yes", "node02", "true"], ["node02", "true"]),
 }
 
 
-#: The SFTP subsystem as each OpenSSH client asks for it (recorded on Debian 12; 10.0 from its source)
+#: The SFTP subsystem as each OpenSSH client asks for it (recorded on Debian 12; 10.0 from its source, and
+#: sftp -b of 10.0p2 recorded on node4; its scp sends "scp, OpenSSH 10.0" exactly)
 SUBSYSTEM_ARGV = {
     "scp": ["-x", "-oPermitLocalCommand=no", "-oClearAllForwardings=yes", "-oRemoteCommand=none", "-oRequestTTY=no",
             "-oForwardAgent=no", "-s", "--", "node02", "sftp"],
@@ -212,6 +221,9 @@ SUBSYSTEM_ARGV = {
                               "-oControlMaster no", "-oForwardAgent no", "-oPort 2222", "-l", "alice", "-s", "--",
                               "node02", "sftp"],
     "-o SessionType=subsystem": ["-o", "SessionType=subsystem", "node02", "sftp"],
+    "sftp -b, OpenSSH 10.0p2 (recorded on node4, Debian 13)": [
+        "-oForwardX11 no", "-oPermitLocalCommand no", "-oClearAllForwardings yes", "-oControlMaster no",
+        "-obatchmode yes", "-oForwardAgent no", "-s", "--", "node02", "sftp"],
 }
 
 

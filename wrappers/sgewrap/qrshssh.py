@@ -202,9 +202,11 @@ TOOLS = {
                  "works: one task per host (CI); -j64 to a host of 2 slots: all 64 run, queued for its slots "
                  "(CI)"),
     "scp": ("scp", "openssh-client", "scp -S {qrsh_ssh} [-O] [-r] SOURCE HOST:TARGET",
-            "works: SFTP (OpenSSH 9's default) and -O, files and directories, both ways, byte for byte (CI)"),
+            "works: SFTP (OpenSSH 9's default) and -O, files and directories, both ways, byte for byte (CI); "
+            "OpenSSH 10's from a Debian 13 host too (CI)"),
     "sftp": ("sftp", "openssh-client", "sftp -S {qrsh_ssh} [-b BATCHFILE] HOST",
-             "works: the SFTP subsystem, whatever ~/.bashrc prints (CI: batch mode; interactive: not run in CI)"),
+             "works: the SFTP subsystem, whatever ~/.bashrc prints, batch (-b) and typed at a terminal (CI); "
+             "OpenSSH 10's from a Debian 13 host too (CI: batch)"),
     "rsync": ("rsync", "rsync", "rsync -e {qrsh_ssh} -a SOURCE HOST:TARGET",
               "works: both ways, byte for byte (CI); its remote side runs through the login shell, which must "
               "print nothing on standard output, as over ssh"),
@@ -218,9 +220,11 @@ TOOLS = {
               "works: the start script on stdin (/bin/bash -f) runs as a task (CI: charmrun's exact argv "
               "replayed); ++interactive: not run"),
     "ray": ("Ray", "pip: ray", "PATH={job_ssh}:$PATH ray up CLUSTER.yaml (provider: local)",
-            "its SSHCommandRunner argv is accepted (-tt: no pty, bash -i warns 'no job control'; ControlMaster, "
-            "ControlPath, ControlPersist ignored; user@IP) (unit test); port forwarding (-L) refused; not run "
-            "in CI"),
+            "its SSHCommandRunner (Ray 2.60) runs each command as a task, the host by its IP (user@IP), with "
+            "login shells (-tt: no pty, bash -i warns 'no job control') and without; ControlMaster, ControlPath, "
+            "ControlPersist ignored; its environment variables, the exit status and its rsync up and down (CI: "
+            "the runner itself); port forwarding (-L) refused (CI); ray up itself not run: what ray start "
+            "leaves running on a node needs SGEWRAP_LINGER=1 (not run)"),
     "ipyparallel": ("ipyparallel", "python3-ipyparallel", "c.SSHLauncher.ssh_cmd = ['{qrsh_ssh}', '--linger']",
                     "works with --linger: the engine it starts with nohup ... & stays a task of the job while it "
                     "runs, answers, ends with the cluster or qdel (CI); scp_cmd: scp -S and the same path"),
