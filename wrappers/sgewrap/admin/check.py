@@ -290,6 +290,21 @@ def analyse(glob, hosts, here=None, pam_file=pam.PAM_FILE, executable=None, queu
             report.notes.append("%s: host-based authentication to the job sshds is complete here (setuid "
                                 "ssh-keysign, EnableSSHKeysign, the job sshds' options, every execution host in "
                                 "%s and its keys in %s)" % (here, sshtrust.SHOSTS_EQUIV, sshtrust.KNOWN_HOSTS))
+    wrapped = [value(local, k) if local else glob.get(k) for k in sgeconf.SLOTS if k.endswith("_command")]
+    wrapped = [v for v in wrapped if sgeconf.program(v)
+               and methods.ENTRY_POINTS.get(posixpath.basename(sgeconf.program(v)), ("",))[0] == "ssh"]
+    if facts is not None and (sshtrust.gssapi_configured() or any(
+            {"--gssapi", "--gssapi-delegate"} & set(sgeconf.words(v)) for v in wrapped)):
+        import socket
+        missing = sshtrust.gssapi_problems([here, socket.gethostname()], wrapped)
+        for problem in missing:
+            report.add(ERROR, here, "Kerberos", "%s: Kerberos (GSSAPI): %s" % (here, problem))
+        if not missing:
+            report.notes.append("%s: Kerberos (GSSAPI) to the job sshds is complete here (the job sshds' options, "
+                                "%s, this host's key in %s, the wrappers' option%s)" % (
+                                    here, sshtrust.KRB5_CONF, sshtrust.KRB5_KEYTAB,
+                                    ": delegation" if any("--gssapi-delegate" in sgeconf.words(v) for v in wrapped)
+                                    else ", no delegation"))
     return report
 
 
