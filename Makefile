@@ -5,7 +5,7 @@ VPY := $(VENV)/bin/python
 # packages the tests and the test cluster need on Debian 12 (tests/cluster/up adds Grid Engine itself)
 APT_PACKAGES := python3 python3-venv python3-pip make git openssh-client openssh-server tmux procps \
 	zsh fish tcsh csh rsyslog iproute2 nftables groff-base man-db rsync libpam-oath oathtool \
-	clustershell python3-ipyparallel
+	clustershell python3-ipyparallel krb5-kdc krb5-admin-server krb5-user
 
 .PHONY: help deps venv install uninstall test unit cluster cluster-down bench demo clean man deb deb-deps
 

@@ -144,11 +144,12 @@ def test_setup_files(driver, raw, want):
     assert driver.one("setup", raw) == want
 
 
-def test_the_environment_skips_display_and_lines_without_a_name(driver):
-    raw = b"A=1\nDISPLAY=submit:0\n=x\nnoequals\nB_2=two=2\nbad-name=3\nC=\n\0X=1\nLAST=end"
+def test_the_environment_skips_display_krb5ccname_and_lines_without_a_name(driver):
+    raw = (b"A=1\nDISPLAY=submit:0\n=x\nnoequals\nB_2=two=2\nKRB5CCNAME=FILE:/tmp/krb5cc_1000\nbad-name=3\nC=\n"
+           b"KRB5CCNAMEX=kept\n\0X=1\nLAST=end")
     out = driver.run([("env", raw)])
     lines, count = out.split("\x1e")
-    assert lines.split("\x1f")[:-1] == ["A=1", "B_2=two=2", "C=", "LAST=end"] and count == "4\n"
+    assert lines.split("\x1f")[:-1] == ["A=1", "B_2=two=2", "C=", "KRB5CCNAMEX=kept", "LAST=end"] and count == "5\n"
 
 
 @pytest.mark.parametrize("name,ok", [("sgetest", True), ("a.b-c_d@e", True), ("-x", False), ("", False),

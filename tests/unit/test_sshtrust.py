@@ -124,3 +124,44 @@ def test_a_hosts_host_based_side_for_its_record(tmp_path):
     assert facts["known"] == ["node4", "10.203.0.2", "fd00::4", "vm", "vm.example.org", "10.203.0.1"]
     assert facts["client"] == ["%s: No such file or directory" % (tmp_path / "none")]
     assert len(facts["server"]) == 2
+
+
+def test_gssapi_problems_one_line_each_and_the_keytab_reader(tmp_path):
+    import struct
+
+    def entry(realm, *components):
+        words = [realm] + list(components)
+        principal = struct.pack(">h", len(components)) + b"".join(
+            struct.pack(">h", len(w)) + w.encode() for w in words)
+        body = principal + struct.pack(">iIBh", 1, 0, 2, 18) + struct.pack(">h", 32) + b"k" * 32
+        return struct.pack(">i", len(body)) + body
+    keytab = tmp_path / "krb5.keytab"
+    keytab.write_bytes(b"\x05\x02" + entry("SGEWRAP.TEST", "host", "vm") + struct.pack(">i", -12) + b"\0" * 12
+                       + entry("SGEWRAP.TEST", "host", "node2"))
+    assert sshtrust.keytab_principals(str(keytab)) == ["host/vm@SGEWRAP.TEST", "host/node2@SGEWRAP.TEST"]
+    config, conf = tmp_path / "sge-sshd_config", tmp_path / "krb5.conf"
+    config.write_text("UsePAM yes\nInclude /etc/ssh/sshd_config\n")
+    args = dict(job_sshd_config=str(config), krb5_conf=str(conf), keytab=str(keytab))
+    found = sshtrust.gssapi_problems(["vm", "node9"], ["/w/ssh_wrapper --gssapi", "/w/qlogin_wrapper --no-x11"],
+                                     **args)
+    assert len(found) == 5 and all("\n" not in line for line in found), found
+    assert [f for f in found if "GSSAPIAuthentication yes" in f] and [f for f in found if "krb5.conf" in f]
+    assert [f for f in found if "host/node9" in f] and not [f for f in found if "host/vm" in f]
+    assert [f for f in found if f.startswith("/w/qlogin_wrapper --no-x11 without --gssapi")]
+    config.write_text("UsePAM yes\n%s\nInclude /etc/ssh/sshd_config\n" % "\n".join(sshtrust.JOB_SSHD_GSSAPI))
+    conf.write_text("[libdefaults]\n")
+    assert sshtrust.gssapi_configured(str(config))
+    assert sshtrust.gssapi_problems(["vm"], ["/w/ssh_wrapper --gssapi-delegate"], **args) == []
+    keytab.write_bytes(b"not a keytab")
+    assert "not a keytab" in sshtrust.gssapi_problems(["vm"], [], **args)[0]
+
+
+def test_the_job_sshd_file_with_and_without_gssapi():
+    from sgewrap.admin import config, sgeconf
+    plain, with_gssapi = config.job_sshd_config_text(), config.job_sshd_config_text(gssapi=True)
+    assert "GSSAPIAuthentication yes\nGSSAPICleanupCredentials yes\nInclude " in with_gssapi
+    assert "GSSAPI" not in plain
+    values = sgeconf.entries("ssh", "/w", tight=True, gssapi="delegate")
+    assert values["rsh_command"] == "/w/ssh_wrapper --gssapi-delegate"
+    assert values["qlogin_command"] == "/w/qlogin_wrapper --gssapi-delegate"
+    assert sgeconf.entries("ssh", "/w", tight=True, gssapi="auth")["rlogin_command"] == "/w/ssh_wrapper --gssapi"

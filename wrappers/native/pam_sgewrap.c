@@ -342,8 +342,16 @@ int sgw_gid_in_range(const char *data, size_t len, const char *host, gid_t gid)
     return value ? range_holds(value, value_end, gid) : -1;
 }
 
-/* Call put(line, arg) for each "NAME=value" line of a job's environment file but DISPLAY (Grid
-   Engine's is the submit host's); lines without a name or with NUL are skipped.  The count put. */
+/* Call put(line, arg) for each "NAME=value" line of a job's environment file but DISPLAY and KRB5CCNAME
+   (Grid Engine's are the submit host's, from qrsh -V: sshd sets its own forwarded display and, for
+   delegated Kerberos credentials, the cache it made for the session, which the job's would hide); lines
+   without a name or with NUL are skipped.  The count put. */
+static int submit_host_only(const char *line, size_t n)
+{
+    return (n >= 8 && !memcmp(line, "DISPLAY=", 8)) || (n >= 11 && !memcmp(line, "KRB5CCNAME=", 11));
+}
+
+
 int sgw_each_env(const char *data, size_t len, int (*put)(const char *, void *), void *arg)
 {
     char line[SMALL_MAX * 4];
@@ -354,7 +362,7 @@ int sgw_each_env(const char *data, size_t len, int (*put)(const char *, void *),
         const char *eol = nl ? nl : end;
         size_t n = (size_t)(eol - p);
         const char *eq = memchr(p, '=', n);
-        if (eq != NULL && eq != p && n < sizeof line && !memchr(p, '\0', n) && !(n >= 8 && !memcmp(p, "DISPLAY=", 8))) {
+        if (eq != NULL && eq != p && n < sizeof line && !memchr(p, '\0', n) && !submit_host_only(p, n)) {
             int name_ok = 1;
             for (const char *c = p; c < eq; c++)
                 if (!(isalnum((unsigned char)*c) || *c == '_'))

@@ -300,6 +300,21 @@ def analyse(glob, hosts, here=None, pam_file=pam.PAM_FILE, executable=None, queu
         if any(r.get("hostbased") for r in facts.values()) and not pairs:
             report.notes.append("host-based logins: every submit x execution host pair is set up on both ends, "
                                 "as their records say (%d x %d)" % (len(submit_hosts), len(exec_hosts or [])))
+    wrapped = [value(local, k) if local else glob.get(k) for k in sgeconf.SLOTS if k.endswith("_command")]
+    wrapped = [v for v in wrapped if sgeconf.program(v)
+               and methods.ENTRY_POINTS.get(posixpath.basename(sgeconf.program(v)), ("",))[0] == "ssh"]
+    if facts is not None and (sshtrust.gssapi_configured() or any(
+            {"--gssapi", "--gssapi-delegate"} & set(sgeconf.words(v)) for v in wrapped)):
+        import socket
+        missing = sshtrust.gssapi_problems([here, socket.gethostname()], wrapped)
+        for problem in missing:
+            report.add(ERROR, here, "Kerberos", "%s: Kerberos (GSSAPI): %s" % (here, problem))
+        if not missing:
+            report.notes.append("%s: Kerberos (GSSAPI) to the job sshds is complete here (the job sshds' options, "
+                                "%s, this host's key in %s, the wrappers' option%s)" % (
+                                    here, sshtrust.KRB5_CONF, sshtrust.KRB5_KEYTAB,
+                                    ": delegation" if any("--gssapi-delegate" in sgeconf.words(v) for v in wrapped)
+                                    else ", no delegation"))
     return report
 
 

@@ -111,6 +111,13 @@ class Config(Command, cli.Application):
                                 help="and the site's sshd on port 22 too (a drop-in in /etc/ssh/sshd_config.d, "
                                      "then a reload): what the --tunnel hop of a user without a key needs; STIG "
                                      "and CIS baselines forbid it, so only when asked")
+    gssapi = cli.Flag("--gssapi", requires=["--tight"],
+                      help="ssh --tight: Kerberos (GSSAPI) to the job sshds: GSSAPIAuthentication yes in their own "
+                           "configuration only, and the ssh wrappers' --gssapi (no delegation); the realm and the "
+                           "hosts' keytabs are the site's; without it --apply takes the options out")
+    gssapi_delegate = cli.Flag("--gssapi-delegate", requires=["--gssapi"],
+                               help="with --gssapi: the wrappers pass the user's ticket on (--gssapi-delegate): "
+                                    "sessions have the user's credentials, in a cache that goes with the session")
 
     def main(self, method=None):
         if self.restore:
@@ -143,7 +150,8 @@ class Config(Command, cli.Application):
         try:
             values = sgeconf.entries(method, os.path.abspath(wrappers) if self.wrappers else wrappers,
                                      tight=self.tight, x11=x11, tunnel=self.tunnel or self.tunnel_via,
-                                     tunnel_persist=self.tunnel_persist)
+                                     tunnel_persist=self.tunnel_persist,
+                                     gssapi="delegate" if self.gssapi_delegate else "auth" if self.gssapi else None)
         except ValueError as err:
             raise AdminError(str(err), UNREADABLE)
         if not self.apply:
@@ -160,14 +168,15 @@ class Config(Command, cli.Application):
                 print("\n# note: " + sgeconf.PTY_NOTE)
             return 0
         here = not self.host or same_host(self.host, this_host())
-        if self.hostbased and not here:
-            raise AdminError("--hostbased writes this host's files: run it on %s itself" % self.host, UNREADABLE)
         if self.hostbased_port22 and not (self.tunnel or self.tunnel_via):
             raise AdminError("--hostbased-port22 is for the --tunnel hop: without --tunnel nothing needs it",
                              UNREADABLE)
+        if (self.hostbased or self.gssapi) and not here:
+            raise AdminError("%s writes this host's files: run it on %s itself" % (
+                "--hostbased" if self.hostbased else "--gssapi", self.host), UNREADABLE)
         if self.tight and here:
             ensure_job_stack(os.path.dirname(sgeconf.program(values["rsh_daemon"])), self.job_pam_file,
-                             hostbased=self.hostbased)
+                             hostbased=self.hostbased, gssapi=self.gssapi)
         launcher = self.tight and methods.job_sshd_is_launcher(os.path.dirname(sgeconf.program(values["rsh_daemon"])))
         if launcher:
             print("note: %s is the launcher: it selects the job PAM service on each host when each session starts "
@@ -367,7 +376,7 @@ def withdraw_trust(backup_dir):
         print(compare_original(backup_dir, sshtrust.SHOSTS_EQUIV))
 
 
-def ensure_job_stack(wrappers_dir, path, hostbased=False):
+def ensure_job_stack(wrappers_dir, path, hostbased=False, gssapi=False):
     """Write the job sshds' PAM service (before sge_conf names sge-sshd: never a job sshd without it)."""
     require_isolated_hook(wrappers_dir)
     try:
@@ -380,11 +389,18 @@ def ensure_job_stack(wrappers_dir, path, hostbased=False):
     if path != pam.JOB_PAM_FILE:         # a job stack elsewhere (a test): its configuration beside it
         config = os.path.join(os.path.dirname(path), "sge-sshd_config")
     try:
-        changed = write_job_sshd_config(config, hostbased)
+        had_gssapi = sshtrust.gssapi_configured(config)
+        changed = write_job_sshd_config(config, hostbased, gssapi)
     except OSError as err:
         raise AdminError("cannot write %s: %s" % (config, err.strerror or err))
     print("%s %s (the job sshds' own sshd configuration: it includes %s; port 22 never reads it)"
           % ("wrote" if changed else "unchanged:", config, methods.SITE_SSHD_CONFIG))
+    if gssapi:
+        print("Kerberos (GSSAPI) for the job sshds: %s in %s; this host needs %s and a host/NAME key in %s "
+              "(sgewrap check says what is missing)"
+              % (", ".join(sshtrust.JOB_SSHD_GSSAPI), config, sshtrust.KRB5_CONF, sshtrust.KRB5_KEYTAB))
+    elif had_gssapi:
+        print("took Kerberos (GSSAPI) out of %s (no --gssapi)" % config)
     if pam.has_line(pam.PAM_FILE):
         print("note: %s still has '%s' from sgewrap 0.1: ordinary ssh logins do not need it; remove that line "
               "(sgewrap check explains)" % (pam.PAM_FILE, pam.PAM_LINE))
@@ -393,7 +409,7 @@ def ensure_job_stack(wrappers_dir, path, hostbased=False):
 JOB_SSHD_CONFIG_MARK = "# sgewrap: the job sshds' own configuration"
 
 
-def job_sshd_config_text(hostbased=False):
+def job_sshd_config_text(hostbased=False, gssapi=False):
     """The per-host job sshd configuration: job-only options first (sshd keeps the first value it
     reads), then the site's file."""
     lines = [
@@ -406,12 +422,17 @@ def job_sshd_config_text(hostbased=False):
         lines += ["# --hostbased: which hosts in /etc/ssh/shosts.equiv, their keys in ssh_known_hosts; the client's",
                   "# name from the packet (through --tunnel the peer address is the node itself)"]
         lines += list(sshtrust.JOB_SSHD_HOSTBASED)
+    if gssapi:
+        lines += ["# --gssapi: Kerberos, with the host/NAME key of /etc/krb5.keytab; a delegated ticket's cache goes",
+                  "# with its session"]
+        lines += list(sshtrust.JOB_SSHD_GSSAPI)
     return "\n".join(lines + ["Include %s" % methods.SITE_SSHD_CONFIG, ""])
 
 
-def write_job_sshd_config(path=None, hostbased=False):
+def write_job_sshd_config(path=None, hostbased=False, gssapi=False):
     """Write the job sshd configuration (root's, 0644); True if changed.  A file sgewrap did not write is kept."""
-    return pam.write_marked(path or methods.JOB_SSHD_CONFIG, job_sshd_config_text(hostbased), JOB_SSHD_CONFIG_MARK)
+    return pam.write_marked(path or methods.JOB_SSHD_CONFIG, job_sshd_config_text(hostbased, gssapi),
+                            JOB_SSHD_CONFIG_MARK)
 
 
 def restore_job_stack(path, glob):

@@ -56,7 +56,7 @@ PTY_NOTE = ("with Grid Engine 8.1.9, qlogin and qrsh without a command through a
 ABSENT_MARK = "# sgewrap: no local configuration existed; restoring deletes it"
 
 
-def entries(method, wrappers_dir, tight=False, x11=None, tunnel=None, tunnel_persist=None):
+def entries(method, wrappers_dir, tight=False, x11=None, tunnel=None, tunnel_persist=None, gssapi=None):
     """The six slot -> value entries that make ``method`` work with the wrappers in ``wrappers_dir``.
 
     ``x11``: True adds ``--x11``, False ``--no-x11`` to qlogin_wrapper, None
@@ -67,6 +67,8 @@ def entries(method, wrappers_dir, tight=False, x11=None, tunnel=None, tunnel_per
     execution host's own sshd (``--tunnel``), a ``[USER@]HOST`` through that
     gateway (``--tunnel-via=GW``): only ssh need pass a firewall.  ``tunnel_persist``: seconds
     the tunnels' shared connection stays (``--tunnel-persist``; None: the wrapper's default).
+    ``gssapi`` (ssh only): ``"auth"`` adds ``--gssapi`` (Kerberos, no delegation), ``"delegate"``
+    ``--gssapi-delegate`` to every ssh wrapper.
     The legacy methods only cover their own slot; the others stay builtin.
     """
     if method not in METHODS:
@@ -82,6 +84,10 @@ def entries(method, wrappers_dir, tight=False, x11=None, tunnel=None, tunnel_per
             check_gateway(tunnel)
         except WrapperError as err:
             raise ValueError(str(err))
+    if gssapi and method != "ssh":
+        raise ValueError("Kerberos (GSSAPI) is only possible with ssh, not %s" % method)
+    if gssapi not in (None, "auth", "delegate"):
+        raise ValueError("gssapi: expected 'auth' or 'delegate', got %r" % gssapi)
     if method != "builtin" and not posixpath.isabs(wrappers_dir):
         raise ValueError("the wrappers directory must be an absolute path (SGE takes values literally): %r"
                          % wrappers_dir)
@@ -97,6 +103,8 @@ def entries(method, wrappers_dir, tight=False, x11=None, tunnel=None, tunnel_per
         command = posixpath.join(wrappers_dir, name)
         if "qlogin" in slots and m.switch("--x11"):
             command += {None: "", True: " --x11", False: " --no-x11"}[x11]
+        if gssapi:
+            command += " --gssapi-delegate" if gssapi == "delegate" else " --gssapi"
         if m.switch("--tunnel"):
             command += via
         for slot in slots:

@@ -25,6 +25,11 @@ that hop of a user without a key then needs it.  A drop-in ``/etc/ssh/sshd_confi
 says ``HostbasedAuthentication yes`` there (read first by Debian's sshd_config); the same equivalence
 block limits it to the cluster's hosts; the peer is named by its address (``UseDNS no``), which the
 block and ``ssh_known_hosts`` list for every recorded host.  The listening sshd is reloaded.
+**Kerberos** (``--gssapi``, ``--gssapi-delegate``; remote_startup(5) names GSSAPI as a reason to use ssh):
+the job sshds get ``GSSAPIAuthentication yes`` (and ``GSSAPICleanupCredentials yes``: a delegated cache
+goes with its session) in their own configuration; the *_command entries carry the wrappers' option.
+The realm, the KDC and the hosts' keytabs are the site's: :func:`gssapi_problems` says what this host
+lacks (the job sshd's options, ``/etc/krb5.conf``, a ``host/NAME`` key in ``/etc/krb5.keytab``).
 
 Each file is a managed block or a drop-in; removing it gives the file back as it was.
 """
@@ -47,6 +52,10 @@ JOB_SSHD_HOSTBASED = ("HostbasedAuthentication yes", "HostbasedUsesNameFromPacke
 SSHD_DROPIN = "/etc/ssh/sshd_config.d/sgewrap-hostbased.conf"
 SSHD_DROPIN_MARK = "# sgewrap: host-based authentication on port 22, for the --tunnel hop"
 SSHD_PID_FILE = "/run/sshd.pid"
+#: the job sshds' own options for Kerberos (GSSAPI): the port-22 sshd's setting stays the site's
+JOB_SSHD_GSSAPI = ("GSSAPIAuthentication yes", "GSSAPICleanupCredentials yes")
+KRB5_CONF = "/etc/krb5.conf"
+KRB5_KEYTAB = "/etc/krb5.keytab"
 
 
 def patterns(record):
@@ -356,3 +365,71 @@ def refresh_trust(records):
     if has_block(SHOSTS_EQUIV, SHOSTS_WHAT) and write_hostbased(
             records, cluster_hosts()):
         print("refreshed %s and %s" % (SHOSTS_EQUIV, CLIENT_DROPIN))
+
+
+def gssapi_configured(job_sshd_config=methods.JOB_SSHD_CONFIG):
+    """True if the job sshds' configuration here has sgewrap's Kerberos options (``--gssapi``)."""
+    return JOB_SSHD_GSSAPI[0] in (_read(job_sshd_config) or "").splitlines()
+
+
+def keytab_principals(path=KRB5_KEYTAB):
+    """The principals (``name/inst@REALM``) of a MIT keytab file (format 0x502 or 0x501); raises OSError
+    (unreadable) or ValueError (not a keytab)."""
+    import struct
+    with open(path, "rb") as f:
+        data = f.read(1 << 20)
+    if data[:2] not in (b"\x05\x02", b"\x05\x01"):
+        raise ValueError("not a keytab (version %r)" % data[:2])
+    big = data[1] == 2
+    i16, i32 = (">h", ">i") if big else ("<h", "<i")
+    pos, found = 2, []
+    try:
+        while pos + 4 <= len(data):
+            size, = struct.unpack_from(i32, data, pos)
+            pos += 4
+            if size <= 0:               # a hole left by a removed entry
+                pos += -size
+                continue
+            entry, pos = data[pos:pos + size], pos + size
+            count, = struct.unpack_from(i16, entry, 0)
+            at, words = 2, []
+            for _ in range(count + 1):  # the realm, then the components
+                n, = struct.unpack_from(i16, entry, at)
+                words.append(entry[at + 2:at + 2 + n].decode("utf-8", "replace"))
+                at += 2 + n
+            if data[1] == 1:            # 0x501 counts the realm among the components
+                words = words[:-1]
+            name = "/".join(words[1:]) + "@" + words[0]
+            if name not in found:
+                found.append(name)
+    except struct.error:
+        raise ValueError("a truncated keytab")
+    return found
+
+
+def gssapi_problems(names, commands, job_sshd_config=methods.JOB_SSHD_CONFIG, krb5_conf=KRB5_CONF,
+                    keytab=KRB5_KEYTAB):
+    """What Kerberos (GSSAPI) to this host's job sshds lacks here, as sentences.  ``names``: this host's
+    names (the one Grid Engine gives ssh and its own host name: the client asks for ``host/NAME``, sshd
+    accepts with its host name's key); ``commands``: the *_command values that run an ssh wrapper."""
+    found = []
+    config = (_read(job_sshd_config) or "").splitlines()
+    for option in JOB_SSHD_GSSAPI:
+        if option not in config:
+            found.append("%s lacks '%s' (sgewrap config ssh --tight --gssapi --apply writes it)"
+                         % (job_sshd_config, option))
+    if not os.path.exists(krb5_conf):
+        found.append("%s is missing: the job sshds know no realm" % krb5_conf)
+    try:
+        held = keytab_principals(keytab)
+    except (OSError, ValueError) as err:
+        found.append("%s: %s: the job sshds cannot accept a ticket" % (keytab, getattr(err, "strerror", None) or err))
+    else:
+        for name in dict.fromkeys(names):
+            if not any(p.startswith("host/%s@" % name) for p in held):
+                found.append("%s holds no key of host/%s: a ticket for that name is refused" % (keytab, name))
+    plain = [c for c in commands if not {"--gssapi", "--gssapi-delegate"} & set(sgeconf.words(c)[1:])]
+    if plain:
+        found.append("%s without --gssapi or --gssapi-delegate: ssh uses the user's ticket only if an ssh_config "
+                     "says so" % ", ".join(dict.fromkeys(plain)))
+    return found

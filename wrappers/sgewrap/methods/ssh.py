@@ -18,6 +18,13 @@ connection, which stays in the background until it has served no session for
 that long; a socket whose connection is gone is replaced (OpenSSH connects
 directly when the socket refuses).  The session's own ssh stays direct, so
 exit codes and signals are its own.
+
+``--gssapi`` and ``--gssapi-delegate`` are Kerberos (remote_startup(5) names GSSAPI as a reason to use
+ssh): ssh authenticates to the job sshd with the user's ticket.  ``--gssapi`` says
+``GSSAPIDelegateCredentials=no`` itself (the man page's example; a user's ``~/.ssh/config`` cannot turn
+delegation on for these sessions); ``--gssapi-delegate`` passes the ticket on, and the session has it
+in a cache of its own that sshd removes when the session ends.  The options reach only the session's
+ssh to the job sshd, not a tunnel's hop to port 22.
 """
 import os
 
@@ -133,6 +140,11 @@ METHOD = Method(
         Switch("--tty", ("-tt",), "force a pseudo-terminal (ssh -tt)"),
         Switch("--ssh-option", ("-o", "{}"), "pass -o OPT to ssh, e.g. GSSAPIDelegateCredentials=no "
                "(repeatable)", metavar="OPT", repeat=True),
+        Switch("--gssapi", ("-o", "GSSAPIAuthentication=yes", "-o", "GSSAPIDelegateCredentials=no"),
+               "Kerberos: authenticate with the user's ticket (GSSAPI), without passing it on", group="gssapi"),
+        Switch("--gssapi-delegate", ("-o", "GSSAPIAuthentication=yes", "-o", "GSSAPIDelegateCredentials=yes"),
+               "Kerberos: authenticate with the user's ticket and pass it on (the session has the user's "
+               "credentials, in a cache that goes with the session)", group="gssapi"),
         Switch("--tunnel", ("-o", "ProxyCommand={client}{mux} -W 127.0.0.1:%p %h"),
                "reach PORT through HOST's own sshd (port 22): only ssh need pass the firewall", group="tunnel"),
         Switch("--tunnel-via", ("-o", "ProxyCommand={client}{mux} -W %h:%p {}"),
