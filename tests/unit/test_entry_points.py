@@ -63,6 +63,19 @@ def test_sge_argv_reaches_client_translated(name, argv, client_words, recorder, 
     assert proc.stderr == "" and proc.stdout == ""
 
 
+def test_the_ticket_cache_the_front_handed_over_is_the_clients_again(tmp_path):
+    """The front of a --gssapi-delegate configuration moved KRB5CCNAME to SGEWRAP_KRB5CCNAME (out of qrsh -V's
+    job environment): ssh must find the user's ticket where the user keeps it."""
+    client = tmp_path / "client"
+    client.write_text("#!%s -I\nimport os\nprint(os.environ.get('KRB5CCNAME'), os.environ.get('SGEWRAP_KRB5CCNAME'))\n"
+                      % sys.executable)
+    client.chmod(0o755)
+    env = dict(os.environ, SGEWRAP_KRB5CCNAME="FILE:/tmp/krb5cc_1000_mine")
+    env.pop("KRB5CCNAME", None)
+    proc = run("ssh_wrapper", "--client=%s" % client, "-p", "1", "vm", "true", env=env)
+    assert (proc.returncode, proc.stdout) == (0, "FILE:/tmp/krb5cc_1000_mine None\n"), proc.stderr
+
+
 def test_wrapper_replaces_itself_with_the_client(recorder, tmp_path):
     """exec, not spawn: the client runs in the wrapper's own process (signals, exit status)."""
     out = tmp_path / "argv.json"

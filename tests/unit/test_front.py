@@ -65,3 +65,26 @@ def test_no_front_for_other_names_or_unsafe_paths():
         front.script("qsub", "/usr/lib/gridengine/qsh")
     with pytest.raises(ValueError):
         front.script("qlogin", "/x'; rm -rf /;'")
+
+
+ENV_RECORDER = "#!%s -I\nimport os, sys\nsys.stdout.write('%%s|%%s' %% (os.environ.get('KRB5CCNAME'), " \
+    "os.environ.get('SGEWRAP_KRB5CCNAME')))\n" % sys.executable
+
+
+@pytest.mark.parametrize("delegate", [False, True])
+def test_with_delegation_the_front_keeps_krb5ccname_out_of_qrsh_V(tmp_path, delegate):
+    """qrsh -V would put the submitting shell's KRB5CCNAME into the job's environment, which Grid Engine's
+    qrsh_starter sets over the session's delegated cache: the front of a --gssapi-delegate configuration
+    hands it over under another name (the ssh wrapper gives it back to its client); others leave it."""
+    real = tmp_path / "qsh"
+    real.write_text(ENV_RECORDER)
+    real.chmod(0o755)
+    path = tmp_path / "qrsh"
+    path.write_text(front.script("qrsh", str(real), delegate))
+    path.chmod(0o755)
+    for args in (["-V", "klist"], ["-inherit", "node01", "true"]):
+        out = subprocess.run([str(path)] + args, capture_output=True, text=True, timeout=30,
+                             env={"PATH": "/usr/bin:/bin", "KRB5CCNAME": "FILE:/tmp/krb5cc_1000_mine"})
+        assert out.stdout == ("None|FILE:/tmp/krb5cc_1000_mine" if delegate else "FILE:/tmp/krb5cc_1000_mine|None")
+    out = subprocess.run([str(path)], capture_output=True, text=True, timeout=30, env={"PATH": "/usr/bin:/bin"})
+    assert out.stdout == "None|None"                   # no KRB5CCNAME: nothing handed over

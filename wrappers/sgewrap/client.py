@@ -175,6 +175,9 @@ def main(name, argv=None):
             sys.stdout.write(for_user_shell(result.argv) + "\n")
             return 0
         unblock_signals()
+        handed = os.environ.pop(conventions.HANDED_CCACHE, None)
+        if handed is not None:               # the front took it out of qrsh -V's reach: ssh's ticket cache
+            os.environ["KRB5CCNAME"] = handed
         try:
             os.execv(result.program, result.argv)
         except OSError as err:

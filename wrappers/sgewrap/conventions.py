@@ -64,6 +64,11 @@ TABLE = {s.name: (s.appends, s.wants) for s in SLOTS}
 #: slot -> (the sge_conf parameter it is pasted into, who calls it)
 SLOT_PARAMETER = {s.name: (s.command, s.caller) for s in SLOTS}
 
+#: the name under which the qlogin/qrsh front (written with --gssapi-delegate) carries the submitting
+#: shell's KRB5CCNAME past qrsh -V, whose job environment Grid Engine's qrsh_starter sets over the
+#: session's delegated cache; the client wrappers give it back to ssh as KRB5CCNAME
+HANDED_CCACHE = "SGEWRAP_KRB5CCNAME"
+
 _HOST_CHARS = frozenset(
     "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_:%")
 _DIGITS = frozenset("0123456789")

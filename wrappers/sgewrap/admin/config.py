@@ -128,7 +128,7 @@ class Config(Command, cli.Application):
             glob = sgeconf.parse(qconf_show("global", code=1), "global")
             follow_guards(before, glob)
             if not self.no_front:
-                fronts.apply_here(sgeconf.wraps_logins(glob.as_dict()))
+                fronts.apply_here(sgeconf.wraps_logins(glob.as_dict()), delegate=fronts.delegates(glob.as_dict()))
             code = restore_job_stack(self.job_pam_file, glob)
             if self.job_pam_file == pam.JOB_PAM_FILE and not any(
                     sgeconf.classify(glob.get(k), k) == "ssh" for k in sgeconf.SLOTS):
@@ -200,7 +200,7 @@ class Config(Command, cli.Application):
             publish_trust(self.hostbased, self.backup_dir, self.hostbased_port22)
             hostfacts.record_here(wrappers_here, report=lambda line: None)    # with its host-based side now
         if here and not self.no_front:
-            fronts.apply_here(sgeconf.wraps_logins(values))
+            fronts.apply_here(sgeconf.wraps_logins(values), delegate=fronts.delegates(values))
         return 0
 
 

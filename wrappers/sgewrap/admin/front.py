@@ -43,16 +43,27 @@ def with_pty_no(name, args):
     return ["-pty", "no"] + list(args)
 
 
-def script(name, real):
-    """The front for ``name`` running Grid Engine's client ``real`` (the qsh binary)."""
+def script(name, real, delegate=False):
+    """The front for ``name`` running Grid Engine's client ``real`` (the qsh binary).  ``delegate``
+    (``config ssh --gssapi-delegate``): the submitting shell's ``KRB5CCNAME`` travels as
+    :data:`sgewrap.conventions.HANDED_CCACHE` instead, so that ``qrsh -V`` does not put it into the job's
+    environment, which Grid Engine's qrsh_starter sets over the session's delegated cache; the client
+    wrapper gives it back to ssh."""
+    from ..conventions import HANDED_CCACHE
     if name not in NAMES:
         raise ValueError("no front for %r" % name)
     if any(c in real for c in "'\\\n") or not real.startswith("/"):
         raise ValueError("not a usable client path: %r" % real)
+    handoff = (
+        "# --gssapi-delegate: KRB5CCNAME past qrsh -V (the session's own is the delegated cache); the ssh",
+        "# wrapper gives it back to its client",
+        'if [ -n "${KRB5CCNAME+set}" ]; then export %s="$KRB5CCNAME"; unset KRB5CCNAME; fi' % HANDED_CCACHE,
+    ) if delegate else ()
     return "\n".join((
         "#!/bin/bash -p",
         MARK + "%s with '-pty no' unless -pty or -inherit is given (Grid Engine 8.1.9 kills wrapped" % name,
         "# pty logins as they start).  Written by sgewrap config --apply, removed by --restore.",
+    ) + handoff + (
         "for arg; do",
         "    case $arg in -pty|-inherit) exec -a %s '%s' \"$@\" ;; esac" % (name, real),
         "done",

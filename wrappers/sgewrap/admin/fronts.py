@@ -57,13 +57,14 @@ def _diverted(path):
     return run(["/usr/bin/dpkg-divert", "--truename", path])[1].strip() != path
 
 
-def install(directory, report=print):
-    """The front for every name (idempotent); True if anything changed."""
+def install(directory, report=print, delegate=False):
+    """The front for every name (idempotent; ``delegate``: see :func:`front.script`); True if anything
+    changed."""
     real = os.path.join(directory, "qsh")
     changed = False
     for name in front.NAMES:
         path = os.path.join(directory, name)
-        text = front.script(name, real).encode()
+        text = front.script(name, real, delegate).encode()
         if is_front(path):
             with open(path, "rb") as f:
                 if f.read() == text:
@@ -75,7 +76,8 @@ def install(directory, report=print):
             elif not os.path.lexists(path + ORIG):
                 os.rename(path, path + ORIG)
         write_atomic(path, text, 0o755)
-        report("front: %s now adds -pty no to logins (Grid Engine's is kept as %s)" % (path, path + ORIG))
+        report("front: %s now adds -pty no to logins%s (Grid Engine's is kept as %s)" % (
+            path, " and keeps KRB5CCNAME out of qrsh -V (--gssapi-delegate)" if delegate else "", path + ORIG))
         changed = True
     return changed
 
@@ -107,7 +109,13 @@ def sge_root_here(value=None):
     return value
 
 
-def apply_here(wrapped, sge_root=None, report=print):
+def delegates(values):
+    """Whether the entries ``values`` ({key: value}) pass Kerberos tickets on (--gssapi-delegate)."""
+    from . import sgeconf
+    return any("--gssapi-delegate" in sgeconf.words(v) for k, v in values.items() if k.endswith("_command") and v)
+
+
+def apply_here(wrapped, sge_root=None, report=print, delegate=False):
     """The front in place on this host when logins are wrapped, Grid Engine's own names when not.
     Without a Grid Engine client here (an execution-only host): a note, nothing changed."""
     try:
@@ -115,7 +123,7 @@ def apply_here(wrapped, sge_root=None, report=print):
     except AdminError as err:
         report("note: no qlogin/qrsh front on this host: %s" % err)
         return False
-    return install(directory, report) if wrapped else remove(directory, report)
+    return install(directory, report, delegate) if wrapped else remove(directory, report)
 
 
 class Front(Command, cli.Application):
@@ -124,7 +132,9 @@ class Front(Command, cli.Application):
     Grid Engine 8.1.9 kills wrapped qlogin and qrsh-without-command sessions
     as they start unless they run with -pty no.  The front, in place of the
     qlogin and qrsh names in $SGE_ROOT/bin/$ARC, adds -pty no where the user
-    gave no -pty.  sgewrap config --apply installs it on the host it runs
+    gave no -pty; where the global configuration delegates Kerberos tickets
+    (config ssh --gssapi-delegate) it also keeps KRB5CCNAME out of qrsh -V's
+    job environment.  sgewrap config --apply installs it on the host it runs
     on; run this on every other submit host.  Exit 0.
     """
 
@@ -135,7 +145,15 @@ class Front(Command, cli.Application):
     def main(self):
         directory = client_dir(sge_root_here(self.sge_root))
         if self.do_install:
-            install(directory) or print("front: already in place in %s" % directory)
+            from .common import qconf_show
+            from . import sgeconf
+            try:        # as the global configuration asks (config ssh --gssapi-delegate)
+                delegate = delegates(sgeconf.parse(qconf_show("global"), "global").as_dict())
+            except AdminError as err:
+                print("note: the global configuration was not read (%s): the front keeps KRB5CCNAME as it is"
+                      % err)
+                delegate = False
+            install(directory, delegate=delegate) or print("front: already in place in %s" % directory)
         elif self.do_remove:
             remove(directory) or print("front: not installed in %s" % directory)
         for name, there in sorted(state(directory).items()):
