@@ -122,7 +122,7 @@ def test_a_hosts_host_based_side_for_its_record(tmp_path):
     facts = sshtrust.hostbased_facts(**args)
     assert facts["to"] == facts["from"] == ["node4", "10.203.0.2", "fd00::4", "vm", "vm.example.org", "10.203.0.1"]
     assert facts["known"] == ["node4", "10.203.0.2", "fd00::4", "vm", "vm.example.org", "10.203.0.1"]
-    assert facts["client"] == ["%s: No such file or directory" % (tmp_path / "none")]
+    assert facts["client"] == ["%s: No such file or directory (openssh-client)" % (tmp_path / "none")]
     assert len(facts["server"]) == 2
 
 

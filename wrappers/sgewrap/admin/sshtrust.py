@@ -242,9 +242,8 @@ def reload_sshd():
     return "reloaded the port-22 sshd (SIGHUP to %d, %s)" % (pid, SSHD_PID_FILE)
 
 
-def hostbased_problems(records, hosts, job_sshd_config=methods.JOB_SSHD_CONFIG, equiv=SHOSTS_EQUIV,
-                       dropin=CLIENT_DROPIN, known_hosts=KNOWN_HOSTS, keysign=SSH_KEYSIGN):
-    """What host-based authentication between the cluster's hosts lacks on this host: sentences."""
+def _signing(dropin, keysign):
+    """What this host's ssh lacks to sign host-based requests: sentences."""
     import stat
     found = []
     try:
@@ -255,10 +254,20 @@ def hostbased_problems(records, hosts, job_sshd_config=methods.JOB_SSHD_CONFIG, 
         found.append("%s: %s (openssh-client)" % (keysign, err.strerror))
     if "EnableSSHKeysign yes" not in (_read(dropin) or "").splitlines():
         found.append("%s lacks EnableSSHKeysign yes (sgewrap config ssh --hostbased --apply writes it)" % dropin)
+    return found
+
+
+def _accepting(job_sshd_config):
+    """What this host's job sshds lack to accept host-based logins: sentences."""
     config = (_read(job_sshd_config) or "").splitlines()
-    for option in JOB_SSHD_HOSTBASED:
-        if option not in config:
-            found.append("%s lacks '%s': the job sshds refuse host-based logins" % (job_sshd_config, option))
+    return ["%s lacks '%s': the job sshds refuse host-based logins" % (job_sshd_config, option)
+            for option in JOB_SSHD_HOSTBASED if option not in config]
+
+
+def hostbased_problems(records, hosts, job_sshd_config=methods.JOB_SSHD_CONFIG, equiv=SHOSTS_EQUIV,
+                       dropin=CLIENT_DROPIN, known_hosts=KNOWN_HOSTS, keysign=SSH_KEYSIGN):
+    """What host-based authentication between the cluster's hosts lacks on this host: sentences."""
+    found = _signing(dropin, keysign) + _accepting(job_sshd_config)
     covered = set(block_lines(equiv, SHOSTS_WHAT))
     missing = [h for h in sorted(set(hosts)) if h not in covered]
     if missing:
@@ -276,26 +285,15 @@ def hostbased_facts(job_sshd_config=methods.JOB_SSHD_CONFIG, equiv=SHOSTS_EQUIV,
     ``client``: what its ssh lacks to sign (sentences); ``server``: what its job sshds lack to accept;
     ``to``: the names its ssh uses host-based for; ``from``: the names and addresses its equivalence block
     admits; ``known``: the hosts whose keys its ssh_known_hosts lists (by the ``[NAME]:*`` patterns)."""
-    import stat
     dropin_text = _read(dropin)
     if dropin_text is None and not has_block(equiv, SHOSTS_WHAT):
         return None
-    client = []
-    try:
-        st = os.stat(keysign)
-        if not (st.st_mode & stat.S_ISUID and st.st_uid == 0):
-            client.append("%s is not setuid root" % keysign)
-    except OSError as err:
-        client.append("%s: %s" % (keysign, err.strerror))
     lines = (dropin_text or "").splitlines()
-    if "EnableSSHKeysign yes" not in lines:
-        client.append("%s lacks EnableSSHKeysign yes" % dropin)
-    config = (_read(job_sshd_config) or "").splitlines()
     to = next((line.split()[1:] for line in lines if line.startswith("Host ")), [])
     known = list(dict.fromkeys(word[1:-3] for line in block_lines(known_hosts, KNOWN_HOSTS_WHAT)
                                for word in line.split()[0].split(",") if word.startswith("[") and word.endswith("]:*")))
-    server = ["%s lacks '%s'" % (job_sshd_config, o) for o in JOB_SSHD_HOSTBASED if o not in config]
-    return {"client": client, "server": server, "to": to, "from": block_lines(equiv, SHOSTS_WHAT), "known": known}
+    return {"client": _signing(dropin, keysign), "server": _accepting(job_sshd_config), "to": to,
+            "from": block_lines(equiv, SHOSTS_WHAT), "known": known}
 
 
 def _names(record):
