@@ -248,6 +248,27 @@ def test_selftest_hostbased_proves_it_live_for_the_user_without_a_key(hostbased,
     assert proc.stdout.count("authenticated host-based only") == 3, proc.stdout
 
 
+def test_hosts_adds_a_host_that_grid_engine_does_not_list_and_refreshes_keep_it(hostbased, cluster):
+    """--hosts +NAME: a login node Grid Engine does not know is admitted too; the block keeps the choice
+    (a comment line, which sshd skips: host-based logins here go on), and facts --record's refresh keeps it."""
+    base = ("config", "ssh", "--tight", "--no-x11", "--hostbased")
+    try:
+        proc = sgewrap_here(cluster, *base, "--hosts", "+login1.example.org", "--apply")
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert "login1.example.org" in sshtrust.equiv_words() and sshtrust.hosts_spec() == "+login1.example.org"
+        proc = qrsh(sge.QUEUE)
+        assert proc.returncode == 0 and "TIED-42-%s" % sge.HOST in proc.stdout, proc.stdout + proc.stderr
+        assert sgewrap_here(cluster, "facts", "--record").returncode == 0
+        assert "login1.example.org" in sshtrust.equiv_words() and sshtrust.hosts_spec() == "+login1.example.org"
+        bad = sgewrap_here(cluster, *base, "--hosts", "a b", "--apply")
+        assert bad.returncode == 2 and bad.stderr.startswith("sgewrap: error: --hosts 'a b': expected host names"), \
+            bad.stderr
+    finally:
+        proc = sgewrap_here(cluster, *base, "--apply")
+    assert proc.returncode == 0 and sshtrust.hosts_spec() is None and "login1.example.org" not in \
+        sshtrust.equiv_words()
+
+
 STATE = "/run/sgewrap-cluster"
 
 

@@ -165,3 +165,25 @@ def test_the_job_sshd_file_with_and_without_gssapi():
     assert values["rsh_command"] == "/w/ssh_wrapper --gssapi-delegate"
     assert values["qlogin_command"] == "/w/qlogin_wrapper --gssapi-delegate"
     assert sgeconf.entries("ssh", "/w", tight=True, gssapi="auth")["rlogin_command"] == "/w/ssh_wrapper --gssapi"
+
+
+def test_hosts_add_to_or_replace_grid_engine_s_and_are_kept_in_the_block(tmp_path):
+    assert sshtrust.chosen_hosts(None, ["vm", "node4"]) == ["vm", "node4"]
+    assert sshtrust.chosen_hosts("+login1,vm", ["vm", "node4"]) == ["vm", "node4", "login1"]
+    assert sshtrust.chosen_hosts("vm,login1", ["vm", "node4"]) == ["vm", "login1"]
+    for bad in ("", "+", "a b", "-oProxyCommand=x", "a,,+b", "x;y"):
+        try:
+            sshtrust.chosen_hosts(bad or ",", ["vm"])
+        except ValueError as err:
+            assert "expected host names" in str(err)
+        else:
+            raise AssertionError("accepted %r" % bad)
+    equiv, dropin = str(tmp_path / "shosts.equiv"), str(tmp_path / "dropin.conf")
+    records = {"node4": NODE4, "vm": VM}
+    sshtrust.write_hostbased(records, sshtrust.chosen_hosts("+login1", ["vm", "node4"]), equiv, dropin, "+login1")
+    assert sshtrust.hosts_spec(equiv) == "+login1"
+    words = sshtrust.equiv_words(equiv)
+    assert words[0] == "login1" and not any(w.startswith("#") for w in words)
+    assert "Host login1 node4 10.203.0.2 fd00::4 vm vm.example.org 10.203.0.1\n" in open(dropin).read()
+    sshtrust.write_hostbased(records, ["vm", "node4"], equiv, dropin)
+    assert sshtrust.hosts_spec(equiv) is None

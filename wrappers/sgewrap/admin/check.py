@@ -286,7 +286,7 @@ def analyse(glob, hosts, here=None, pam_file=pam.PAM_FILE, executable=None, queu
                      pam_file, job_pam_file)
     if facts is not None and (os.path.exists(sshtrust.CLIENT_DROPIN)
                               or sshtrust.has_block(sshtrust.SHOSTS_EQUIV, sshtrust.SHOSTS_WHAT)):
-        missing = sshtrust.hostbased_problems(facts, exec_hosts or [])
+        missing = sshtrust.hostbased_problems(facts, sshtrust.chosen_hosts(sshtrust.hosts_spec(), exec_hosts or []))
         for problem in missing:
             report.add(ERROR, here, "host-based", "%s: host-based authentication: %s" % (here, problem))
         if not missing:

@@ -107,6 +107,10 @@ class Config(Command, cli.Application):
                               "sshds only (their own configuration, /etc/ssh/shosts.equiv's block of the "
                               "submit and execution hosts, the client drop-in "
                               "/etc/ssh/ssh_config.d/sgewrap-hostbased.conf); without it --apply takes them out")
+    hosts = cli.SwitchAttr("--hosts", str, argname="H1,H2|+H1,H2", requires=["--hostbased"],
+                           help="with --hostbased: only these hosts (instead of Grid Engine's submit and execution "
+                                "hosts, qconf -ss and -sel), or with a leading + these besides them; kept for "
+                                "sgewrap facts --record's refreshes")
     hostbased_port22 = cli.Flag("--hostbased-port22", requires=["--hostbased"],
                                 help="and the site's sshd on port 22 too (a drop-in in /etc/ssh/sshd_config.d, "
                                      "then a reload): what the --tunnel hop of a user without a key needs; STIG "
@@ -168,6 +172,11 @@ class Config(Command, cli.Application):
                 print("\n# note: " + sgeconf.PTY_NOTE)
             return 0
         here = not self.host or same_host(self.host, this_host())
+        if self.hosts:
+            try:
+                sshtrust.parse_hosts(self.hosts)
+            except ValueError as err:
+                raise AdminError(str(err), UNREADABLE)
         if self.hostbased_port22 and not (self.tunnel or self.tunnel_via):
             raise AdminError("--hostbased-port22 is for the --tunnel hop: without --tunnel nothing needs it",
                              UNREADABLE)
@@ -197,7 +206,7 @@ class Config(Command, cli.Application):
         if method == "ssh" and here and self.job_pam_file == pam.JOB_PAM_FILE:
             wrappers_here = os.path.dirname(sgeconf.program(values["rsh_daemon"]))
             hostfacts.record_here(wrappers_here)
-            publish_trust(self.hostbased, self.backup_dir, self.hostbased_port22)
+            publish_trust(self.hostbased, self.backup_dir, self.hostbased_port22, self.hosts)
             hostfacts.record_here(wrappers_here, report=lambda line: None)    # with its host-based side now
         if here and not self.no_front:
             fronts.apply_here(sgeconf.wraps_logins(values), delegate=fronts.delegates(values))
@@ -329,7 +338,7 @@ def compare_original(backup_dir, path):
         % (path, name)
 
 
-def publish_trust(hostbased, backup_dir, port22=False):
+def publish_trust(hostbased, backup_dir, port22=False, hosts_spec=None):
     """This host's ssh trust from every host's record: the known-hosts block; with ``hostbased`` the
     host-based files (else they are taken out); with ``port22`` the port-22 sshd's drop-in (else it goes)."""
     port22_now(port22)
@@ -341,9 +350,9 @@ def publish_trust(hostbased, backup_dir, port22=False):
         print("wrote the cluster's host keys into %s (%d host%s recorded: %s)" % (
             sshtrust.KNOWN_HOSTS, len(records), "s" * (len(records) != 1), ", ".join(sorted(records))))
     if hostbased:
-        hosts = sshtrust.cluster_hosts()
+        hosts = sshtrust.chosen_hosts(hosts_spec, sshtrust.cluster_hosts())
         save_original(backup_dir, sshtrust.SHOSTS_EQUIV)
-        if sshtrust.write_hostbased(records, hosts):
+        if sshtrust.write_hostbased(records, hosts, spec=hosts_spec):
             print("wrote host-based authentication for the job sshds: %s (block), %s; hosts: %s"
                   % (sshtrust.SHOSTS_EQUIV, sshtrust.CLIENT_DROPIN, ", ".join(hosts)))
         unrecorded = [h for h in hosts if h not in records]

@@ -100,7 +100,7 @@ def hostbased_missing():
     """What check would say is missing for host-based logins here (sshtrust.hostbased_problems)."""
     from . import hostfacts, sshtrust
     try:
-        hosts = sshtrust.cluster_hosts()
+        hosts = sshtrust.chosen_hosts(sshtrust.hosts_spec(), sshtrust.cluster_hosts())
     except AdminError:
         hosts = []
     return sshtrust.hostbased_problems(hostfacts.load(), hosts)

@@ -79,6 +79,42 @@ def known_hosts_body(records):
     return lines
 
 
+#: the line of the shosts.equiv block that keeps ``--hosts`` for later refreshes (sshd skips comments)
+HOSTS_NOTE = "# --hosts "
+
+
+def parse_hosts(spec):
+    """``--hosts`` (``H1,H2``: only these; ``+H1,H2``: these besides Grid Engine's submit and execution
+    hosts) as (add, [names]); ValueError with the reason."""
+    import re
+    add = spec.startswith("+")
+    names = [n for n in spec[add:].split(",") if n]
+    bad = [n for n in names if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.:-]*", n)]
+    if not names or bad:
+        raise ValueError("--hosts %r: expected host names separated by commas, a leading + to add them to Grid "
+                         "Engine's hosts%s" % (spec, " (not a host name: %s)" % ", ".join(bad) if bad else ""))
+    return add, names
+
+
+def chosen_hosts(spec, grid_engine_hosts):
+    """The hosts host-based logins cover: Grid Engine's (qconf -ss, -sel), or as ``--hosts`` ``spec`` says."""
+    if not spec:
+        return list(grid_engine_hosts)
+    add, names = parse_hosts(spec)
+    return list(dict.fromkeys((list(grid_engine_hosts) if add else []) + names))
+
+
+def equiv_words(equiv=SHOSTS_EQUIV):
+    """The names and addresses the shosts.equiv block admits."""
+    return [line for line in block_lines(equiv, SHOSTS_WHAT) if not line.startswith("#")]
+
+
+def hosts_spec(equiv=SHOSTS_EQUIV):
+    """The ``--hosts`` the block of ``equiv`` was written with, or None."""
+    return next((line[len(HOSTS_NOTE):] for line in block_lines(equiv, SHOSTS_WHAT)
+                 if line.startswith(HOSTS_NOTE)), None)
+
+
 def equiv_body(records, hosts):
     """The lines of the shosts.equiv block: every name and address of ``hosts`` (recorded ones by their
     records, the others by name)."""
@@ -171,9 +207,10 @@ def write_known_hosts(records, path=KNOWN_HOSTS):
     return put_block(path, KNOWN_HOSTS_WHAT, known_hosts_body(records))
 
 
-def write_hostbased(records, hosts, equiv=SHOSTS_EQUIV, dropin=CLIENT_DROPIN):
-    """shosts.equiv's block and the client drop-in; True if either changed."""
-    changed = put_block(equiv, SHOSTS_WHAT, equiv_body(records, hosts))
+def write_hostbased(records, hosts, equiv=SHOSTS_EQUIV, dropin=CLIENT_DROPIN, spec=None):
+    """shosts.equiv's block (with ``spec``, the ``--hosts`` that chose ``hosts``, kept in it) and the client
+    drop-in; True if either changed."""
+    changed = put_block(equiv, SHOSTS_WHAT, ([HOSTS_NOTE + spec] if spec else []) + equiv_body(records, hosts))
     return pam.write_marked(dropin, client_text(records, hosts), DROPIN_MARK) or changed
 
 
@@ -268,7 +305,7 @@ def hostbased_problems(records, hosts, job_sshd_config=methods.JOB_SSHD_CONFIG, 
                        dropin=CLIENT_DROPIN, known_hosts=KNOWN_HOSTS, keysign=SSH_KEYSIGN):
     """What host-based authentication between the cluster's hosts lacks on this host: sentences."""
     found = _signing(dropin, keysign) + _accepting(job_sshd_config)
-    covered = set(block_lines(equiv, SHOSTS_WHAT))
+    covered = set(equiv_words(equiv))
     missing = [h for h in sorted(set(hosts)) if h not in covered]
     if missing:
         found.append("%s does not list %s: logins from there are refused" % (equiv, ", ".join(missing)))
@@ -293,7 +330,7 @@ def hostbased_facts(job_sshd_config=methods.JOB_SSHD_CONFIG, equiv=SHOSTS_EQUIV,
     known = list(dict.fromkeys(word[1:-3] for line in block_lines(known_hosts, KNOWN_HOSTS_WHAT)
                                for word in line.split()[0].split(",") if word.startswith("[") and word.endswith("]:*")))
     return {"client": _signing(dropin, keysign), "server": _accepting(job_sshd_config), "to": to,
-            "from": block_lines(equiv, SHOSTS_WHAT), "known": known}
+            "from": equiv_words(equiv), "known": known}
 
 
 def _names(record):
@@ -360,8 +397,9 @@ def refresh_trust(records):
     (``records``: a host that recorded after this one's --apply becomes known)."""
     if has_block(KNOWN_HOSTS, KNOWN_HOSTS_WHAT) and write_known_hosts(records):
         print("refreshed the cluster's host keys in %s (%s)" % (KNOWN_HOSTS, ", ".join(sorted(records))))
+    spec = hosts_spec()
     if has_block(SHOSTS_EQUIV, SHOSTS_WHAT) and write_hostbased(
-            records, cluster_hosts()):
+            records, chosen_hosts(spec, cluster_hosts()), spec=spec):
         print("refreshed %s and %s" % (SHOSTS_EQUIV, CLIENT_DROPIN))
 
 
