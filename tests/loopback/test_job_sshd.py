@@ -332,6 +332,29 @@ def test_a_re_forking_chain_left_by_a_session_dies_at_its_end(job_sshd, spool):
             os.unlink(beat)
 
 
+def test_a_closed_sessions_leftovers_are_told_before_they_are_killed(job_sshd, spool):
+    """The session's end (here its client simply leaves; Ctrl-C of qrsh and qdel end it the same way)
+    gives what is left SIGTERM and SIGHUP first, as the end of ssh -t's terminal would: a trap runs.
+    What ignores both is killed after the grace all the same, and so is what it forks meanwhile."""
+    told = "/tmp/sgewrap-told-%d" % os.getpid()
+    loop = "while :; do sleep 0.1; done"
+    command = ("setsid sh -c 'trap \"echo told >> %s; exit 0\" TERM HUP; %s' </dev/null >/dev/null 2>&1 & echo A$!; "
+               "setsid sh -c 'trap \"\" TERM HUP; %s' </dev/null >/dev/null 2>&1 & echo B$!" % (told, loop, loop))
+    with Shepherd(job_sshd, env=job_env(spool), cwd=spool) as sh:
+        proc = ssh(sh.port, command)
+        assert proc.returncode == 0, proc.stderr
+        pids = dict((line[0], int(line[1:])) for line in proc.stdout.split())
+        sh.wait()
+    try:
+        assert wait_until(lambda: all(procs.stat_of(p) is None for p in pids.values()), 15, 0.05), \
+            "a leftover outlived its session's grace"
+        with open(told) as f:
+            assert f.read() == "told\n", "the trap did not run before the kill"
+    finally:
+        if os.path.exists(told):
+            os.unlink(told)
+
+
 def test_the_launcher_gives_sshd_the_job_sshd_configuration_when_there_is_one(job_sshd, spool):
     """sge-sshd is the launcher (not a link to sshd): with /etc/ssh/sge-sshd_config (what --apply
     writes: an Include of the site's file) the session is the same, tied to its job."""

@@ -59,6 +59,7 @@
 #define MAX_ADMINS 8
 #define KILL_ROUNDS 50
 #define SETTLE_MS 5000
+#define GRACE_MS 2000               /* a closed job session's leftovers: TERM and HUP, then this long */
 
 struct opts {
     int facility;
@@ -1027,6 +1028,80 @@ static int populated(int events_fd)
     return p ? p[10] == '1' : -1;
 }
 
+/* 1 if pid is a member of the cgroup rel (its path below the cgroup2 mount), else 0. */
+static int in_cgroup(pid_t pid, const char *rel)
+{
+    char data[SMALL_MAX];
+    if (proc_read(pid, "cgroup", data, sizeof data) < 0)
+        return 0;
+    char *line = strncmp(data, "0::", 3) == 0 ? data + 3 : strstr(data, "\n0::");
+    if (line == NULL)
+        return 0;
+    if (line != data + 3)
+        line += 4;
+    size_t k = strcspn(line, "\n");
+    return strlen(rel) == k && strncmp(line, rel, k) == 0;
+}
+
+/* A job sshd's session ended (its client went: Ctrl-C of qrsh, a dropped connection, qdel) with
+   processes left in its cgroup: each gets SIGTERM and SIGHUP (what the end of ssh -t's terminal gives)
+   and SIGCONT, then up to GRACE_MS to end as its traps say; the caller kills what is left (a member
+   that ignores them, or forks meanwhile, stays in the cgroup: users cannot move out of it).  Each
+   member is held by a pidfd and signalled only if, held, it is still in this cgroup: a PID that is
+   reused meanwhile is never signalled. */
+static void hang_up(const char *cgroup)
+{
+    char mount[PATH_MAX], path[PATH_MAX + 32];
+    if (cgroup2_mount(mount, sizeof mount) < 0)
+        return;
+    size_t ml = strlen(mount);
+    while (ml > 0 && mount[ml - 1] == '/')
+        ml--;
+    if (strncmp(cgroup, mount, ml) != 0 || cgroup[ml] != '/')
+        return;
+    const char *rel = cgroup + ml;
+    snprintf(path, sizeof path, "%s/cgroup.events", cgroup);
+    int events = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (events < 0)
+        return;
+    if (populated(events) != 1) {
+        close(events);
+        return;
+    }
+    snprintf(path, sizeof path, "%s/cgroup.procs", cgroup);
+    int procs = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    FILE *f = procs >= 0 ? fdopen(procs, "re") : NULL;
+    if (f != NULL) {
+        int pid, n = 0;
+        while (n < MAX_HELD && fscanf(f, "%d", &pid) == 1) {
+            int fd = (int)syscall(SYS_pidfd_open, (pid_t)pid, 0);
+            if (fd < 0)
+                continue;
+            if (in_cgroup((pid_t)pid, rel)) {       /* checked with the process held: it is this one */
+                syscall(SYS_pidfd_send_signal, fd, SIGTERM, NULL, 0);
+                syscall(SYS_pidfd_send_signal, fd, SIGHUP, NULL, 0);
+                syscall(SYS_pidfd_send_signal, fd, SIGCONT, NULL, 0);
+                n++;
+            }
+            close(fd);
+        }
+        fclose(f);
+    } else if (procs >= 0) {
+        close(procs);
+    }
+    struct timespec t0, now;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (;;) {
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        long left = GRACE_MS - ((now.tv_sec - t0.tv_sec) * 1000 + (now.tv_nsec - t0.tv_nsec) / 1000000);
+        if (left <= 0 || populated(events) != 1)
+            break;
+        struct pollfd p = {events, POLLPRI, 0};
+        poll(&p, 1, left > 100 ? 100 : (int)left);  /* POLLPRI on a change, and a look every 100 ms */
+    }
+    close(events);
+}
+
 static void close_from(int low, int keep1, int keep2)
 {
     for (int fd = low; fd < 1024; fd++)
@@ -1109,7 +1184,7 @@ static int watch(pid_t m, pid_t shepherd, unsigned long long shepherd_start, con
     close_from(3, pidfd, shepfd);
     /* p[0]: m, until an adopted login has ended; then its cgroup's events */
     struct pollfd p[2] = {{pidfd, POLLIN, 0}, {shepfd, POLLIN, 0}};
-    int login_ended = 0;
+    int login_ended = 0, hangup = 0;
     for (;;) {
         p[0].revents = p[1].revents = 0;
         if (poll(p, shepfd >= 0 ? 2 : 1, -1) < 0) {
@@ -1128,8 +1203,10 @@ static int watch(pid_t m, pid_t shepherd, unsigned long long shepherd_start, con
             }
             continue;
         }
-        if (reap || shepfd < 0)
-            break;                      /* the session was the whole task */
+        if (reap || shepfd < 0) {
+            hangup = reap;              /* the session was the whole task: its leftovers are told first */
+            break;
+        }
         close(p[0].fd);                 /* an adopted login ended: its leftovers live on with the job */
         login_ended = 1;
         char path[PATH_MAX + 32];
@@ -1143,6 +1220,8 @@ static int watch(pid_t m, pid_t shepherd, unsigned long long shepherd_start, con
         p[0].fd = events;
         p[0].events = POLLPRI;
     }
+    if (hangup && cgroup[0])
+        hang_up(cgroup);
     kill_session(cgroup, job, reap, m);
     _exit(0);
 }
