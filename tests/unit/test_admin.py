@@ -967,6 +967,27 @@ def test_check_the_far_end_of_tunnels_on_this_host(settings, severity, text):
         assert [(p.severity, text in p.message) for p in found] == [(severity, True)]
 
 
+def test_check_judges_the_other_hosts_tunnel_end_and_job_ssh_forwarding_by_their_records(tmp_path):
+    """Every execution host is a --tunnel end and a job-ssh target: their port-22 settings come from their
+    records (sgewrap facts), as the job sshd's do; a host that recorded none is named."""
+    facts = {"node02": {"host": "node02", "port22": {"allowtcpforwarding": "no", "maxstartups": "10:30:100"}},
+             "node03": {"host": "node03", "port22": {"allowtcpforwarding": "yes", "maxstartups": "100:30:200"}},
+             "node04": {"host": "node04"}}
+    drop_in = tmp_path / "job-ssh.conf"
+    drop_in.write_text("Host *.job\n")
+    report = check.analyse(*tunnel_configs(), here="node01", pam_file=os.devnull, executable=lambda p: True,
+                           sshd_settings=lambda: {"allowtcpforwarding": "yes", "maxstartups": "100:30:200"},
+                           exec_hosts=["node01", "node02", "node03", "node04"], facts=facts, job_ssh=str(drop_in))
+    found = sorted((p.severity, p.host, p.message) for p in report.problems if p.host in ("node02", "node03", "node04"))
+    expected = [("error", "node02"), ("warning", "node02"), ("warning", "node02")]
+    assert [(severity, host) for severity, host, _ in found] == expected, found
+    assert "use --tunnel but its record's sshd has AllowTcpForwarding no: the tunnels to it are refused" in found[0][2]
+    assert "its record's sshd has AllowTcpForwarding no: ssh -L and -D into jobs there" in found[1][2] + found[2][2]
+    assert "its record's sshd has MaxStartups 10:30:100" in found[1][2] + found[2][2]
+    assert any("the --tunnel end of node04 not checked: no port-22 settings in their records" in n
+               for n in report.notes), report.notes
+
+
 def test_check_says_when_sshd_cannot_be_asked():
     def fails():
         raise RuntimeError("sshd -T: permission denied")

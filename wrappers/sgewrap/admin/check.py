@@ -236,10 +236,12 @@ def analyse(glob, hosts, here=None, pam_file=pam.PAM_FILE, executable=None, queu
                         if key.endswith("_command") and "--tunnel" in sgeconf.words(conf.get(key))})
     if tunnelled:
         _check_tunnel_end(report, here, tunnelled, sshd_settings)
+        for host, settings in _recorded_port22(facts, exec_hosts, here, report, "the --tunnel end"):
+            _judge_tunnel_end(report, host, tunnelled, settings, "its record's")
     if sshtrust.has_block(sshtrust.SHOSTS_EQUIV, sshtrust.SHOSTS_WHAT) or os.path.exists(sshtrust.SSHD_DROPIN):
         _check_hostbased_port22(report, here, bool(tunnelled), sshd_settings)
     if job_ssh and os.path.exists(job_ssh):
-        _check_job_ssh(report, here, job_ssh, sshd_settings, exec_hosts)
+        _check_job_ssh(report, here, job_ssh, sshd_settings, exec_hosts, facts)
     local = config_of(here, hosts)
     tight = []
     for key in sgeconf.SLOTS:
@@ -424,21 +426,41 @@ def _check_tunnel_end(report, here, keys, sshd_settings):
     if not settings:
         report.notes.append("%s: 'sshd -T' said nothing: the --tunnel end was not checked" % here)
         return
-    forwarding = settings.get("allowtcpforwarding", "yes")
+    _judge_tunnel_end(report, here, keys, settings, "this host's")
+
+
+def _recorded_port22(facts, exec_hosts, here, report, what):
+    """(host, its recorded port-22 settings) of the execution hosts but this one; a note for those that
+    recorded none (or whose sshd -T could not be read when they recorded)."""
+    found, unknown = [], []
+    for host in exec_hosts or []:
+        if here and same_host(host, here):
+            continue
+        settings = ((facts or {}).get(host) or {}).get("port22")
+        (found.append((host, settings)) if settings else unknown.append(host))
+    if unknown and facts is not None:
+        report.notes.append("%s of %s not checked: no port-22 settings in their records (sgewrap facts --record "
+                            "there)" % (what, ", ".join(unknown)))
+    return found
+
+
+def _judge_tunnel_end(report, host, keys, settings, whose):
+    """``host`` as the far end of ``--tunnel`` by its port-22 ``settings``: it must forward, and take many."""
+    forwarding = settings.get("allowtcpforwarding") or "yes"
     if forwarding in ("no", "remote"):
-        report.add(ERROR, here, keys[0], "%s: %s use --tunnel but this host's sshd has AllowTcpForwarding %s: "
-                   "the tunnels to it are refused" % (here, ", ".join(keys), forwarding))
-    start = settings.get("maxstartups", "10:30:100").split(":")[0]
+        report.add(ERROR, host, keys[0], "%s: %s use --tunnel but %s sshd has AllowTcpForwarding %s: "
+                   "the tunnels to it are refused" % (host, ", ".join(keys), whose, forwarding))
+    start = (settings.get("maxstartups") or "10:30:100").split(":")[0]
     if start.isdigit() and int(start) < 32:
-        report.add(WARNING, here, keys[0], "%s: %s use --tunnel and this host's sshd has MaxStartups %s: a "
-                   "parallel job starting more than %s qrsh -inherit here at once sees some refused "
+        report.add(WARNING, host, keys[0], "%s: %s use --tunnel and %s sshd has MaxStartups %s: a "
+                   "parallel job starting more than %s qrsh -inherit there at once sees some refused "
                    "('kex_exchange_identification'); raise it, e.g. MaxStartups 100:30:200"
-                   % (here, ", ".join(keys), settings.get("maxstartups"), start))
+                   % (host, ", ".join(keys), whose, settings.get("maxstartups"), start))
 
 
-def _check_job_ssh(report, here, drop_in, sshd_settings, exec_hosts):
+def _check_job_ssh(report, here, drop_in, sshd_settings, exec_hosts, facts=None):
     """ssh JOB.job is set up here (the drop-in): ``ssh -L`` and ``-D`` into a job need the execution hosts'
-    sshd to forward; this host's is read live, the others' are named for the administrator to look at."""
+    sshd to forward; this host's is read live, the others' from their records."""
     try:
         settings = sshd_settings() if sshd_settings else None
     except Exception as err:
@@ -454,10 +476,11 @@ def _check_job_ssh(report, here, drop_in, sshd_settings, exec_hosts):
         else:
             report.notes.append("job-ssh: %s; this host's sshd has AllowTcpForwarding %s%s" % (
                 drop_in, forwarding, "" if is_exec else " (not an execution host)"))
-    others = [h for h in exec_hosts or [] if not same_host(h, here)]
-    if others:
-        report.notes.append("job-ssh: ssh -L and -D into jobs need AllowTcpForwarding yes (or local) on %s: run "
-                            "sgewrap check there" % ", ".join(others))
+    for host, settings in _recorded_port22(facts, exec_hosts, here, report, "job-ssh's ssh -L and -D"):
+        forwarding = settings.get("allowtcpforwarding") or "yes"
+        if forwarding in ("no", "remote"):
+            report.add(WARNING, host, "job-ssh", "%s: its record's sshd has AllowTcpForwarding %s: ssh -L and -D "
+                       "into jobs there (Jupyter, VS Code) are refused" % (host, forwarding))
 
 
 def _check_recorded_hosts(report, exec_hosts, here, facts, daemons_of):
@@ -493,10 +516,7 @@ def front_here():
         return None
 
 
-def sshd_T():
-    """This host's effective sshd settings (``sshd -T``), lower-case keys."""
-    out = run(["/usr/sbin/sshd", "-T"], code=FAILED)[1]
-    return dict(line.split(None, 1) for line in out.splitlines() if " " in line)
+sshd_T = hostfacts.sshd_settings
 
 
 def text_report(report, glob, hosts, here):

@@ -26,7 +26,10 @@ from .common import UNREADABLE, AdminError
 DIRECTORY = "sgewrap-hosts"
 #: facts kept, in this order
 KEYS = ("host", "recorded", "sgewrap", "os", "sshd", "pam_service_name", "sshd_id", "wrappers", "job_sshd",
-        "job_stack", "module", "names", "addresses", "host_keys", "hostbased")
+        "job_stack", "module", "names", "addresses", "host_keys", "hostbased", "port22")
+#: what the other hosts' check needs of this host's port-22 sshd (``sshd -T``): --tunnel's far end,
+#: ssh -L/-D into jobs (job-ssh), host-based logins on port 22
+PORT22_KEYS = ("allowtcpforwarding", "maxstartups", "hostbasedauthentication")
 #: sshd's public host keys (what the cluster's ssh_known_hosts lists for this host)
 HOST_KEYS = "/etc/ssh/ssh_host_*_key.pub"
 
@@ -122,6 +125,26 @@ def job_sshd_kind(wrappers_dir):
     return "launcher" if methods.job_sshd_is_launcher(wrappers_dir) else "missing"
 
 
+def sshd_settings():
+    """This host's effective sshd settings (``sshd -T``, as root), lower-case keys; AdminError if unreadable."""
+    try:
+        out = subprocess.run(["/usr/sbin/sshd", "-T"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError) as err:
+        raise AdminError("sshd -T: %s" % err, UNREADABLE)
+    if out.returncode != 0:
+        raise AdminError("sshd -T failed: %s" % (out.stderr.strip().splitlines() or ["exit %d" % out.returncode])[-1],
+                         UNREADABLE)
+    return dict(line.split(None, 1) for line in out.stdout.splitlines() if " " in line)
+
+
+def _port22():
+    try:
+        settings = sshd_settings()
+    except AdminError:
+        return None
+    return {k: settings.get(k) for k in PORT22_KEYS}
+
+
 def _hostbased():
     from .sshtrust import hostbased_facts
     return hostbased_facts()
@@ -149,6 +172,7 @@ def collect(wrappers_dir, root="/", host=None, pam_directory=None):
         "addresses": addresses,
         "host_keys": host_keys(root),
         "hostbased": _hostbased() if root == "/" else None,
+        "port22": _port22() if root == "/" else None,
     }
 
 
@@ -214,7 +238,7 @@ def load(where=None):
 def changed(old, new):
     """What of ``old`` (a record) no longer holds in ``new`` (this host now): ``[(key, old, new)]``."""
     return [(k, old.get(k), new.get(k)) for k in ("sshd_id", "pam_service_name", "job_sshd", "job_stack", "module",
-                                                  "host_keys", "hostbased")
+                                                  "host_keys", "hostbased", "port22")
             if old.get(k) != new.get(k)]
 
 
