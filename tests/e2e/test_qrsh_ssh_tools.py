@@ -701,7 +701,7 @@ time.sleep(3)
 def test_ctrl_c_of_the_tool_reaches_the_remote_command_as_a_hangup_and_leaves_nothing(method, cluster, scratch):
     """A SIGINT to qrsh_ssh's process group: qrsh_ssh ends at once (129), and the remote command's trap
     runs before nothing of it is left.  qrsh -inherit passes SIGINT to its ssh client only, which closes
-    the connection; the end of the task's session then gives what is left SIGTERM and SIGHUP, as the end
+    the connection; the end of the task's session then gives what is left SIGHUP and SIGTERM, as the end
     of ssh -t's terminal would, and kills what is left after a grace (README: Ctrl-C).  Before, the
     session's end killed the task with SIGKILL at once and no trap ran."""
     with open(os.path.join(scratch, "ctrlc.py"), "w") as f:

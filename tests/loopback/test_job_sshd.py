@@ -334,7 +334,7 @@ def test_a_re_forking_chain_left_by_a_session_dies_at_its_end(job_sshd, spool):
 
 def test_a_closed_sessions_leftovers_are_told_before_they_are_killed(job_sshd, spool):
     """The session's end (here its client simply leaves; Ctrl-C of qrsh and qdel end it the same way)
-    gives what is left SIGTERM and SIGHUP first, as the end of ssh -t's terminal would: a trap runs.
+    gives what is left SIGHUP and SIGTERM first, as the end of ssh -t's terminal would: a trap runs.
     What ignores both is killed after the grace all the same, and so is what it forks meanwhile."""
     told = "/tmp/sgewrap-told-%d" % os.getpid()
     loop = "while :; do sleep 0.1; done"

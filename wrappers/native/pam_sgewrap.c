@@ -1028,27 +1028,34 @@ static int populated(int events_fd)
     return p ? p[10] == '1' : -1;
 }
 
+static long since_ms(const struct timespec *t0)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (now.tv_sec - t0->tv_sec) * 1000 + (now.tv_nsec - t0->tv_nsec) / 1000000;
+}
+
 /* 1 if pid is a member of the cgroup rel (its path below the cgroup2 mount), else 0. */
 static int in_cgroup(pid_t pid, const char *rel)
 {
     char data[SMALL_MAX];
-    if (proc_read(pid, "cgroup", data, sizeof data) < 0)
-        return 0;
-    char *line = strncmp(data, "0::", 3) == 0 ? data + 3 : strstr(data, "\n0::");
+    ssize_t n = proc_read(pid, "cgroup", data, sizeof data);
+    if (n < 0 || (size_t)n >= sizeof data - 1)
+        return 0;                       /* unread, or maybe cut short: not known to be a member */
+    char *line = strncmp(data, "0::", 3) == 0 ? data : strstr(data, "\n0::");
     if (line == NULL)
         return 0;
-    if (line != data + 3)
-        line += 4;
+    line += line == data ? 3 : 4;
     size_t k = strcspn(line, "\n");
-    return strlen(rel) == k && strncmp(line, rel, k) == 0;
+    return line[k] == '\n' && strlen(rel) == k && strncmp(line, rel, k) == 0;
 }
 
 /* A job sshd's session ended (its client went: Ctrl-C of qrsh, a dropped connection, qdel) with
-   processes left in its cgroup: each gets SIGTERM and SIGHUP (what the end of ssh -t's terminal gives)
-   and SIGCONT, then up to GRACE_MS to end as its traps say; the caller kills what is left (a member
+   processes left in its cgroup: each gets SIGHUP (what the end of ssh -t's terminal gives), SIGTERM and
+   SIGCONT, then up to GRACE_MS to end as its traps say; the caller kills what is left (a member
    that ignores them, or forks meanwhile, stays in the cgroup: users cannot move out of it).  Each
    member is held by a pidfd and signalled only if, held, it is still in this cgroup: a PID that is
-   reused meanwhile is never signalled. */
+   reused meanwhile is never signalled.  Reading the members is bounded (4 * MAX_HELD, and the grace). */
 static void hang_up(const char *cgroup)
 {
     char mount[PATH_MAX], path[PATH_MAX + 32];
@@ -1068,20 +1075,23 @@ static void hang_up(const char *cgroup)
         close(events);
         return;
     }
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);    /* the grace counts from here: reading the members is in it */
     snprintf(path, sizeof path, "%s/cgroup.procs", cgroup);
     int procs = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
     FILE *f = procs >= 0 ? fdopen(procs, "re") : NULL;
     if (f != NULL) {
-        int pid, n = 0;
-        while (n < MAX_HELD && fscanf(f, "%d", &pid) == 1) {
+        /* the list grows while it is read (a fork storm): bounded in members read and in time */
+        int pid, read_n = 0;
+        while (read_n++ < 4 * MAX_HELD && since_ms(&t0) < GRACE_MS && fscanf(f, "%d", &pid) == 1) {
             int fd = (int)syscall(SYS_pidfd_open, (pid_t)pid, 0);
             if (fd < 0)
                 continue;
-            if (in_cgroup((pid_t)pid, rel)) {       /* checked with the process held: it is this one */
-                syscall(SYS_pidfd_send_signal, fd, SIGTERM, NULL, 0);
+            /* held, then checked: while it lives its PID names it; once reaped the pidfd signals nothing */
+            if (in_cgroup((pid_t)pid, rel)) {
                 syscall(SYS_pidfd_send_signal, fd, SIGHUP, NULL, 0);
+                syscall(SYS_pidfd_send_signal, fd, SIGTERM, NULL, 0);
                 syscall(SYS_pidfd_send_signal, fd, SIGCONT, NULL, 0);
-                n++;
             }
             close(fd);
         }
@@ -1089,11 +1099,8 @@ static void hang_up(const char *cgroup)
     } else if (procs >= 0) {
         close(procs);
     }
-    struct timespec t0, now;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
     for (;;) {
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        long left = GRACE_MS - ((now.tv_sec - t0.tv_sec) * 1000 + (now.tv_nsec - t0.tv_nsec) / 1000000);
+        long left = GRACE_MS - since_ms(&t0);
         if (left <= 0 || populated(events) != 1)
             break;
         struct pollfd p = {events, POLLPRI, 0};
@@ -1365,8 +1372,12 @@ static int job_open(pam_handle_t *pamh, const struct opts *o)
         snprintf(path, sizeof path, "%s/cgroup.procs", cgroup);
         snprintf(pid, sizeof pid, "%d", (int)m);
         if (write_str(path, pid) < 0) {
+            int e = errno;
+            /* an empty cgroup left there would take the watcher's cgroup.kill (which succeeds on it) for
+               the reaping and skip the sweep by group id: it goes, so the sweep runs */
+            rmdir(cgroup);
             say(LOG_WARNING, "sshd %d: cannot join %s (%s): reaping by group id only", (int)m, cgroup,
-                strerror(errno));
+                strerror(e));
         }
     }
     say(LOG_INFO, "job %s: session of %.64s tied to the job (gid %d, sshd %d%s%s)", job.key, user, (int)job.gid,
