@@ -176,8 +176,9 @@ def run_job(text):
     return proc.stdout
 
 
-def all_steps_passed(out, count):
-    assert re.findall(r"^STEP (\d+) (\d+)$", out, re.M) == [(str(n), "0") for n in range(count)], out
+def all_steps_passed(out, count, errors=""):
+    assert re.findall(r"^STEP (\d+) (\d+)$", out, re.M) == [(str(n), "0") for n in range(count)], \
+        out + ("\n--- standard error:\n" + errors[-4000:] if errors else "")
 
 
 def sha256(path):
@@ -409,7 +410,7 @@ def test_ray_ssh_command_runner_runs_each_command_as_a_task(method, cluster, scr
         proc = sge.qrsh("-pe", sge.OPEN_PE, SLOTS, *QUEUES[2:], job, queue=QUEUES[1], stdin=subprocess.DEVNULL,
                         text=True, timeout=300)
     out = proc.stdout
-    all_steps_passed(out, 1)
+    all_steps_passed(out, 1, proc.stderr)
     # -tt: bash -i without a terminal says so, on standard error, and runs the command all the same
     assert "no job control in this shell" in proc.stderr, proc.stderr
     for what in ("ray-captured", "ray-plain"):
