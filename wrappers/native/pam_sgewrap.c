@@ -14,6 +14,8 @@
  *   setcred        1st (ESTABLISH) in M, 2nd (REINITIALIZE) in the session's own process, a child of M,
  *                  before it takes the user's uid: the group and the environment are given there;
  *   open_session   M: the session is moved into a cgroup of its own, watched by a forked watcher.
+ *   close_session  M, when sshd closes the session (never when it is SIGKILLed): what is left is told
+ *                  (HUP, TERM) and given a grace before M exits and the watcher kills the rest.
  * Nothing is carried from one step to the next: each finds M and the job again from the process
  * tree (M's parent is the shepherd; the shepherd's working directory is the task's spool), which a
  * user cannot fake, so no file can be left behind and no PID can be reused under a session.
@@ -1050,15 +1052,34 @@ static int in_cgroup(pid_t pid, const char *rel)
     return line[k] == '\n' && strlen(rel) == k && strncmp(line, rel, k) == 0;
 }
 
-/* A job sshd's session ended (its client went: Ctrl-C of qrsh, a dropped connection, qdel) with
-   processes left in its cgroup: each gets SIGHUP (what the end of ssh -t's terminal gives), SIGTERM and
-   SIGCONT, then up to GRACE_MS to end as its traps say; the caller kills what is left (a member
-   that ignores them, or forks meanwhile, stays in the cgroup: users cannot move out of it).  Each
-   member is held by a pidfd and signalled only if, held, it is still in this cgroup: a PID that is
-   reused meanwhile is never signalled.  Reading the members is bounded (4 * MAX_HELD, and the grace). */
-static void hang_up(const char *cgroup)
+/* 1 while the cgroup (its cgroup.procs at path) has a member other than self (0 when it cannot be read). */
+static int others_in(const char *procs_path, pid_t self)
 {
-    char mount[PATH_MAX], path[PATH_MAX + 32];
+    int fd = open(procs_path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    FILE *f = fd >= 0 ? fdopen(fd, "re") : NULL;
+    if (f == NULL) {
+        if (fd >= 0)
+            close(fd);
+        return 0;
+    }
+    int pid, found = 0;
+    for (int i = 0; i < 4 && !found && fscanf(f, "%d", &pid) == 1; i++)
+        found = (pid_t)pid != self;
+    fclose(f);
+    return found;
+}
+
+/* A job sshd's session is being closed by sshd (its command ended, or its client went: Ctrl-C of qrsh
+   -inherit, a dropped connection) with processes left in its cgroup: each gets SIGHUP (what the end of
+   ssh -t's terminal gives), SIGTERM and SIGCONT, then up to GRACE_MS to end as its traps say, while
+   self (M, the one member not told) stays alive: Grid Engine kills the task's group as soon as its sshd
+   exits.  What is left then is killed when M exits (the watcher; a member that ignores the signals, or
+   forks meanwhile, stays in the cgroup: users cannot move out of it).  Each member is held by a pidfd
+   and signalled only if, held, it is still in this cgroup: a PID reused meanwhile is never signalled.
+   Reading the members is bounded (4 * MAX_HELD, and the grace). */
+static void hang_up(const char *cgroup, pid_t self)
+{
+    char mount[PATH_MAX], procs_path[PATH_MAX + 32];
     if (cgroup2_mount(mount, sizeof mount) < 0)
         return;
     size_t ml = strlen(mount);
@@ -1067,23 +1088,19 @@ static void hang_up(const char *cgroup)
     if (strncmp(cgroup, mount, ml) != 0 || cgroup[ml] != '/')
         return;
     const char *rel = cgroup + ml;
-    snprintf(path, sizeof path, "%s/cgroup.events", cgroup);
-    int events = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-    if (events < 0)
+    snprintf(procs_path, sizeof procs_path, "%s/cgroup.procs", cgroup);
+    if (!others_in(procs_path, self))
         return;
-    if (populated(events) != 1) {
-        close(events);
-        return;
-    }
     struct timespec t0;
     clock_gettime(CLOCK_MONOTONIC, &t0);    /* the grace counts from here: reading the members is in it */
-    snprintf(path, sizeof path, "%s/cgroup.procs", cgroup);
-    int procs = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    int procs = open(procs_path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
     FILE *f = procs >= 0 ? fdopen(procs, "re") : NULL;
     if (f != NULL) {
         /* the list grows while it is read (a fork storm): bounded in members read and in time */
         int pid, read_n = 0;
         while (read_n++ < 4 * MAX_HELD && since_ms(&t0) < GRACE_MS && fscanf(f, "%d", &pid) == 1) {
+            if ((pid_t)pid == self)
+                continue;
             int fd = (int)syscall(SYS_pidfd_open, (pid_t)pid, 0);
             if (fd < 0)
                 continue;
@@ -1099,14 +1116,10 @@ static void hang_up(const char *cgroup)
     } else if (procs >= 0) {
         close(procs);
     }
-    for (;;) {
-        long left = GRACE_MS - since_ms(&t0);
-        if (left <= 0 || populated(events) != 1)
-            break;
-        struct pollfd p = {events, POLLPRI, 0};
-        poll(&p, 1, left > 100 ? 100 : (int)left);  /* POLLPRI on a change, and a look every 100 ms */
+    while (since_ms(&t0) < GRACE_MS && others_in(procs_path, self)) {
+        struct timespec ts = {0, 20 * 1000 * 1000};
+        nanosleep(&ts, NULL);
     }
-    close(events);
 }
 
 static void close_from(int low, int keep1, int keep2)
@@ -1191,7 +1204,7 @@ static int watch(pid_t m, pid_t shepherd, unsigned long long shepherd_start, con
     close_from(3, pidfd, shepfd);
     /* p[0]: m, until an adopted login has ended; then its cgroup's events */
     struct pollfd p[2] = {{pidfd, POLLIN, 0}, {shepfd, POLLIN, 0}};
-    int login_ended = 0, hangup = 0;
+    int login_ended = 0;
     for (;;) {
         p[0].revents = p[1].revents = 0;
         if (poll(p, shepfd >= 0 ? 2 : 1, -1) < 0) {
@@ -1210,10 +1223,8 @@ static int watch(pid_t m, pid_t shepherd, unsigned long long shepherd_start, con
             }
             continue;
         }
-        if (reap || shepfd < 0) {
-            hangup = reap;              /* the session was the whole task: its leftovers are told first */
-            break;
-        }
+        if (reap || shepfd < 0)
+            break;                      /* the session was the whole task */
         close(p[0].fd);                 /* an adopted login ended: its leftovers live on with the job */
         login_ended = 1;
         char path[PATH_MAX + 32];
@@ -1227,8 +1238,6 @@ static int watch(pid_t m, pid_t shepherd, unsigned long long shepherd_start, con
         p[0].fd = events;
         p[0].events = POLLPRI;
     }
-    if (hangup && cgroup[0])
-        hang_up(cgroup);
     kill_session(cgroup, job, reap, m);
     _exit(0);
 }
@@ -1509,8 +1518,38 @@ PAM_EXTERN int pam_sm_open_session(pam_handle_t *pamh, int flags, int argc, cons
     return strcmp(mode, SGEWRAP_JOB) == 0 ? job_open(pamh, &o) : setup_open(pamh, &o);
 }
 
+/* job mode, close_session: in M, when sshd closes the session (not when sshd is SIGKILLed: qdel kills
+   at once, through the watcher).  M's own cgroup, as the kernel says, is the session's when it is one of
+   ours (session_cgroup's name); what is left there is told before M exits (hang_up). */
+static int job_close(void)
+{
+    char mount[PATH_MAX], data[SMALL_MAX], cgroup[PATH_MAX];
+    pid_t m = getpid();
+    ssize_t n = proc_read(m, "cgroup", data, sizeof data);
+    if (n < 0 || (size_t)n >= sizeof data - 1 || cgroup2_mount(mount, sizeof mount) < 0)
+        return PAM_IGNORE;
+    char *line = strncmp(data, "0::", 3) == 0 ? data : strstr(data, "\n0::");
+    if (line == NULL)
+        return PAM_IGNORE;
+    line += line == data ? 3 : 4;
+    line[strcspn(line, "\n")] = '\0';
+    const char *base = strrchr(line, '/');
+    if (base == NULL || strncmp(base, "/sgewrap-", 9) != 0 || strstr(line, "/..") != NULL)
+        return PAM_IGNORE;              /* not in a session cgroup of ours: nothing to tell */
+    size_t ml = strlen(mount);
+    while (ml > 0 && mount[ml - 1] == '/')
+        ml--;
+    if (snprintf(cgroup, sizeof cgroup, "%.*s%s", (int)ml, mount, line) >= (int)sizeof cgroup)
+        return PAM_IGNORE;
+    hang_up(cgroup, m);
+    return PAM_IGNORE;
+}
+
 PAM_EXTERN int pam_sm_close_session(pam_handle_t *pamh, int flags, int argc, const char **argv)
 {
-    (void)pamh, (void)flags, (void)argc, (void)argv;
-    return PAM_IGNORE;              /* the watcher closes: it also runs when sshd is SIGKILLed */
+    (void)pamh, (void)flags;
+    START(o, mode);
+    (void)o;
+    /* the watcher kills what is left: it also runs when sshd is SIGKILLed */
+    return strcmp(mode, SGEWRAP_JOB) == 0 ? job_close() : PAM_IGNORE;
 }
