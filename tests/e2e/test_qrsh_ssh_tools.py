@@ -711,7 +711,8 @@ def test_ctrl_c_of_the_tool_reaches_the_remote_command_as_a_hangup_and_leaves_no
         cluster, "qrsh_ssh"))))
     assert "REMOTE started" in out, out
     code, took = re.search(r"^CTRLC (-?\d+) ([\d.]+)$", out, re.M).groups()
-    assert (code, float(took) < 10) == ("129", True), out
+    # 129, or 255 when ssh's own exit on SIGINT wins the race with qrsh's (measured once in a full run)
+    assert code in ("129", "255") and float(took) < 10, out
     with open(os.path.join(scratch, "trap")) as f:
         assert f.read().split()[0] in ("HUP", "TERM"), "the remote trap saw another signal"
     assert not sge.processes_of(sge.TEST_USER, ("sleep",)), "the remote command was left running"
