@@ -30,8 +30,9 @@ class Facts(Command, cli.Application):
         now = hostfacts.collect(wrappers)
         for key in hostfacts.KEYS:
             value = now[key]
-            if isinstance(value, dict):     # hostbased: what each side lacks, and whom it names
-                value = "; ".join("%s: %s" % (k, ", ".join(v) or "-") for k, v in value.items())
+            if isinstance(value, dict):     # hostbased, port22: what each says
+                value = "; ".join("%s: %s" % (k, ", ".join(v) or "-" if isinstance(v, list) else v)
+                                  for k, v in value.items())
             print("%-16s %s" % (key, "; ".join(value) if isinstance(value, list) else value))
         if self.record:
             if not hostfacts.record_here(wrappers):
