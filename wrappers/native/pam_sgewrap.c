@@ -819,16 +819,23 @@ static int write_str(const char *path, const char *text)
     return n == (ssize_t)strlen(text) ? 0 : -1;
 }
 
+/* The cgroup v2 line's path in the text of /proc/PID/cgroup ("0::PATH"; on a hybrid host the last
+   line), or NULL. */
+static char *v2_path(char *data)
+{
+    char *line = strncmp(data, "0::", 3) == 0 ? data : strstr(data, "\n0::");
+    return line == NULL ? NULL : line + (line == data ? 3 : 4);
+}
+
 /* The cgroup of the session of monitor m: next to m's own, named for the job and m. */
 static int session_cgroup(pid_t m, const struct job *job, char *out, size_t cap)
 {
     char mount[PATH_MAX], data[SMALL_MAX], key[128];
     if (cgroup2_mount(mount, sizeof mount) < 0 || proc_read(m, "cgroup", data, sizeof data) < 0)
         return -1;
-    char *line = strncmp(data, "0::", 3) == 0 ? data : strstr(data, "\n0::");
+    char *line = v2_path(data);
     if (line == NULL)
         return -1;
-    line += line == data ? 3 : 4;
     char *nl = strchr(line, '\n');
     if (nl)
         *nl = '\0';
@@ -1044,10 +1051,9 @@ static int in_cgroup(pid_t pid, const char *rel)
     ssize_t n = proc_read(pid, "cgroup", data, sizeof data);
     if (n < 0 || (size_t)n >= sizeof data - 1)
         return 0;                       /* unread, or maybe cut short: not known to be a member */
-    char *line = strncmp(data, "0::", 3) == 0 ? data : strstr(data, "\n0::");
+    char *line = v2_path(data);
     if (line == NULL)
         return 0;
-    line += line == data ? 3 : 4;
     size_t k = strcspn(line, "\n");
     return line[k] == '\n' && strlen(rel) == k && strncmp(line, rel, k) == 0;
 }
@@ -1528,10 +1534,9 @@ static int job_close(void)
     ssize_t n = proc_read(m, "cgroup", data, sizeof data);
     if (n < 0 || (size_t)n >= sizeof data - 1 || cgroup2_mount(mount, sizeof mount) < 0)
         return PAM_IGNORE;
-    char *line = strncmp(data, "0::", 3) == 0 ? data : strstr(data, "\n0::");
+    char *line = v2_path(data);
     if (line == NULL)
         return PAM_IGNORE;
-    line += line == data ? 3 : 4;
     line[strcspn(line, "\n")] = '\0';
     const char *base = strrchr(line, '/');
     if (base == NULL || strncmp(base, "/sgewrap-", 9) != 0 || strstr(line, "/..") != NULL)
